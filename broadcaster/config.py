@@ -1,0 +1,313 @@
+"""One Settings object for every part of broadcaster.
+
+Values come from, in rising precedence: the defaults below (which work on a
+laptop with nothing configured), an optional TOML file (``BROADCASTER_CONFIG``
+or ``--config``), and the environment. LiveKit's and HeyGen's own variable
+names are honoured (``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``,
+``HEYGEN_LIVE_AVATAR_API_KEY``); every other field reads ``BROADCASTER_<NAME>``.
+
+Secrets that are not configured (the local LiveKit API secret, the host key,
+the local avatar service key) are generated once and kept, mode 0600, in the
+state directory, so nothing secret is committed and restarts keep working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HEYGEN_API_URL = "https://api.liveavatar.com/v1"
+HEYGEN_SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
+LOCAL_AVATAR_ID = "local-presenter"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names it."""
+
+
+def _env(name: str, *, secret: bool = False) -> dict[str, Any]:
+    return {"env": name, "secret": secret}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Construct with :meth:`load`, not directly."""
+
+    # --- LiveKit -------------------------------------------------------------------------
+    livekit_url: str = field(default="", metadata=_env("LIVEKIT_URL"))
+    """Empty: ``broadcaster up`` runs its own livekit-server on loopback."""
+    livekit_api_key: str = field(default="broadcaster-dev", metadata=_env("LIVEKIT_API_KEY"))
+    livekit_api_secret: str = field(
+        default="", metadata=_env("LIVEKIT_API_SECRET", secret=True)
+    )
+    livekit_port: int = 7880
+    livekit_rtc_tcp_port: int = 7881
+    livekit_rtc_udp_port: int = 7882
+    livekit_server_bin: str = ""
+    """Empty: the project-local build in .tools/bin, else livekit-server on PATH."""
+    livekit_config_template: str = str(PROJECT_ROOT / "deploy" / "livekit.local.yaml")
+
+    # --- Web app -------------------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    public_url: str = ""
+    """Base URL put in shared links; empty: http://<web_host>:<web_port>."""
+    host_key: str = field(default="", metadata=_env("BROADCASTER_HOST_KEY", secret=True))
+    token_ttl_seconds: int = 4 * 3600
+    max_token_ttl_seconds: int = 24 * 3600
+    viewers_hidden: bool = True
+    """Viewer tokens are ``hidden``: no participant events fan out per viewer."""
+    audience_cache_seconds: float = 2.0
+    identity_claim_seconds: int = 30
+    """How long an issued identity stays reserved before its holder has joined."""
+    max_question_chars: int = 500
+    state_dir: str = str(PROJECT_ROOT / ".state")
+    demo_room: str = "demo"
+    """``broadcaster up`` creates this webinar so the stack is usable at once."""
+
+    # --- Avatar (local LiveAvatar-compatible service, or HeyGen) -------------------------
+    liveavatar_api_url: str = ""
+    """Empty: the local avatar service, unless a HeyGen key is set (then HeyGen's API)."""
+    heygen_api_key: str = field(
+        default="", metadata=_env("HEYGEN_LIVE_AVATAR_API_KEY", secret=True)
+    )
+    avatar_host: str = "127.0.0.1"
+    avatar_port: int = 8090
+    avatar_api_key: str = field(
+        default="", metadata=_env("BROADCASTER_AVATAR_API_KEY", secret=True)
+    )
+    avatar_id: str = ""
+    """Empty: the local avatar, or HeyGen's sandbox avatar when a HeyGen key is set."""
+    avatar_sandbox: bool = True
+    avatar_max_session_seconds: int = 4 * 3600
+    video_width: int = 1280
+    video_height: int = 720
+    video_fps: int = 25
+    video_codec: str = "VP8"
+    video_max_bitrate: int = 1_700_000
+
+    # --- Bot -----------------------------------------------------------------------------
+    bot_identity: str = "avatar-bot"
+    bot_autostart: bool = True
+    faq_path: str = str(PROJECT_ROOT / "docs" / "sample-agenda.md")
+    llm_base_url: str = ""
+    llm_api_key: str = field(default="", metadata=_env("BROADCASTER_LLM_API_KEY", secret=True))
+    llm_model: str = "gpt-4o-mini"
+    record: bool = False
+    recordings_dir: str = str(PROJECT_ROOT / "recordings")
+
+    # -------------------------------------------------------------------------------------
+    @property
+    def managed_livekit(self) -> bool:
+        """True when broadcaster runs livekit-server itself (no LIVEKIT_URL given)."""
+        return not self.livekit_url
+
+    @property
+    def effective_livekit_url(self) -> str:
+        return self.livekit_url or f"ws://127.0.0.1:{self.livekit_port}"
+
+    @property
+    def livekit_http_url(self) -> str:
+        """The same server over HTTP(S), for the RoomService API."""
+        url = self.effective_livekit_url
+        return url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+    @property
+    def use_heygen(self) -> bool:
+        """Real HeyGen when its key is set and the API URL is not overridden."""
+        return bool(self.heygen_api_key) and (
+            not self.liveavatar_api_url or self.liveavatar_api_url == HEYGEN_API_URL
+        )
+
+    @property
+    def effective_liveavatar_api_url(self) -> str:
+        if self.liveavatar_api_url:
+            return self.liveavatar_api_url.rstrip("/")
+        if self.use_heygen:
+            return HEYGEN_API_URL
+        return f"http://{self.avatar_host}:{self.avatar_port}/v1"
+
+    @property
+    def effective_avatar_id(self) -> str:
+        if self.avatar_id:
+            return self.avatar_id
+        return HEYGEN_SANDBOX_AVATAR_ID if self.use_heygen else LOCAL_AVATAR_ID
+
+    @property
+    def liveavatar_key(self) -> str:
+        """The X-API-KEY the bot sends: HeyGen's key, or the local service's."""
+        return self.heygen_api_key if self.use_heygen else self.avatar_api_key
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.state_dir) / "broadcaster.db"
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for log scrubbing and leak tests."""
+        return [
+            getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("secret") and getattr(self, f.name)
+        ]
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            shown = "***" if f.metadata.get("secret") and value else repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"Settings({', '.join(parts)})"
+
+    def child_env(self) -> dict[str, str]:
+        """Environment that hands these exact settings to a child process."""
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            env[env_name(f)] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    # -------------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        config_file: str | os.PathLike[str] | None = None,
+        env: typing.Mapping[str, str] | None = None,
+        *,
+        generate_secrets: bool = True,
+        **overrides: Any,
+    ) -> Settings:
+        """Defaults < TOML file < environment < ``overrides``; then fill local secrets."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = config_file or env.get("BROADCASTER_CONFIG")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        if path:
+            try:
+                data = tomllib.loads(Path(path).read_text())
+            except FileNotFoundError as exc:
+                raise ConfigError(f"config file {path!s} does not exist") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path!s} is not valid TOML: {exc}") from exc
+            for key, raw in data.items():
+                if key not in known:
+                    raise ConfigError(f"unknown setting {key!r} in {path!s}")
+                values[key] = _coerce(known[key], raw, source=f"{path!s}")
+        for name, f in known.items():
+            var = env_name(f)
+            if var in env and env[var] != "":
+                values[name] = _coerce(f, env[var], source=f"${var}")
+        for key, raw in overrides.items():
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r}")
+            if raw is not None:
+                values[key] = _coerce(known[key], raw, source=f"--{key.replace('_', '-')}")
+        settings = cls(**values)
+        settings._validate()
+        if generate_secrets:
+            settings = settings._with_local_secrets()
+        return settings
+
+    def _validate(self) -> None:
+        for name in ("livekit_port", "livekit_rtc_tcp_port", "livekit_rtc_udp_port",
+                     "web_port", "avatar_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name}={port} is not a TCP/UDP port (0-65535)")
+        if self.livekit_url and not self.livekit_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"LIVEKIT_URL={self.livekit_url!r} must start with ws:// or wss://")
+        if self.livekit_url and not self.livekit_api_secret:
+            raise ConfigError("LIVEKIT_URL is set, so LIVEKIT_API_SECRET must be set too")
+        if not 60 <= self.token_ttl_seconds <= self.max_token_ttl_seconds:
+            raise ConfigError(
+                f"token_ttl_seconds={self.token_ttl_seconds} must be between 60 and "
+                f"max_token_ttl_seconds={self.max_token_ttl_seconds}"
+            )
+        if self.video_codec.upper() not in ("VP8", "H264"):
+            raise ConfigError(f"video_codec={self.video_codec!r} must be VP8 or H264")
+        if self.video_width % 2 or self.video_height % 2 or self.video_width <= 0:
+            raise ConfigError(
+                f"video size {self.video_width}x{self.video_height} must be positive and even"
+            )
+        if not 1 <= self.video_fps <= 60:
+            raise ConfigError(f"video_fps={self.video_fps} must be between 1 and 60")
+
+    def _with_local_secrets(self) -> Settings:
+        """Fill unset secrets from (or into) the state directory."""
+        changes: dict[str, str] = {}
+        wanted = {"host_key": 24, "avatar_api_key": 24}
+        if self.managed_livekit:
+            wanted["livekit_api_secret"] = 32  # livekit-server needs >= 32 characters
+        for name, nbytes in wanted.items():
+            if not getattr(self, name):
+                changes[name] = _stored_secret(Path(self.state_dir), name, nbytes)
+        return self.replace(**changes) if changes else self
+
+
+def env_name(f: dataclasses.Field[Any]) -> str:
+    return f.metadata.get("env") or f"BROADCASTER_{f.name.upper()}"
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any, *, source: str) -> Any:
+    kind = f.type if isinstance(f.type, type) else _resolve(f.type)
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(str(raw).replace("_", ""))
+        if kind is float:
+            return float(raw)
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}={raw!r} is not a valid {kind.__name__}: {exc}") from exc
+
+
+def _resolve(annotation: Any) -> type:
+    names = {"str": str, "int": int, "bool": bool, "float": float}
+    if isinstance(annotation, str):
+        return names.get(annotation, str)
+    if isinstance(annotation, types.UnionType):
+        return str
+    return annotation
+
+
+def _stored_secret(state_dir: Path, name: str, nbytes: int) -> str:
+    path = state_dir / "secrets" / name
+    try:
+        value = path.read_text().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(nbytes)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value

@@ -1,0 +1,57 @@
+"""Running a local livekit-server: find the binary, render its config, start it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from broadcaster.config import PROJECT_ROOT, Settings
+
+
+class MissingBinary(RuntimeError):
+    """livekit-server is not installed; the message says how to get it."""
+
+
+def find_binary(settings: Settings) -> str:
+    candidates = [settings.livekit_server_bin] if settings.livekit_server_bin else [
+        str(PROJECT_ROOT / ".tools" / "bin" / "livekit-server"),
+        shutil.which("livekit-server") or "",
+    ]
+    for path in candidates:
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise MissingBinary(
+        f"livekit-server not found (looked at {', '.join(c for c in candidates if c)}); "
+        "run deploy/install.sh, or set LIVEKIT_URL to use a running server"
+    )
+
+
+def render_config(settings: Settings, path: Path) -> Path:
+    """Write the local livekit.yaml with the configured ports; keys stay out of it."""
+    config = yaml.safe_load(Path(settings.livekit_config_template).read_text())
+    config["port"] = settings.livekit_port
+    rtc = config.setdefault("rtc", {})
+    rtc["tcp_port"] = settings.livekit_rtc_tcp_port
+    rtc["udp_port"] = settings.livekit_rtc_udp_port
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def command(settings: Settings, config_path: Path) -> tuple[list[str], dict[str, str]]:
+    """argv and extra environment to run livekit-server for ``settings``."""
+    argv = [find_binary(settings), "--config", str(config_path)]
+    env = {"LIVEKIT_KEYS": f"{settings.livekit_api_key}: {settings.livekit_api_secret}"}
+    return argv, env
+
+
+def ports(settings: Settings) -> list[tuple[str, int, str]]:
+    """(name, port, 'tcp'|'udp') that livekit-server will bind."""
+    return [
+        ("livekit http/ws", settings.livekit_port, "tcp"),
+        ("livekit rtc tcp", settings.livekit_rtc_tcp_port, "tcp"),
+        ("livekit rtc udp", settings.livekit_rtc_udp_port, "udp"),
+    ]

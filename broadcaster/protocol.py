@@ -1,0 +1,21 @@
+"""Names shared across processes and the browser pages: one place, no drift.
+
+Room metadata (JSON, set by the web app through RoomService):
+    {"title": str, "speaker": identity | null, "state": "live" | "ended"}
+The bot follows ``speaker`` live; pages show title and speaker.
+
+Captions: the bot sends LiveKit text streams on CAPTION_TOPIC with attributes
+    CAPTION_SPEAKER_ATTR = identity whose words they are (the avatar: AVATAR_CAPTION_SPEAKER)
+    CAPTION_FINAL_ATTR   = "true" | "false"  (LiveKit's own transcription attribute)
+"""
+
+CAPTION_TOPIC = "lk.transcription"
+CAPTION_FINAL_ATTR = "lk.transcription_final"
+CAPTION_SPEAKER_ATTR = "broadcaster.speaker"
+AVATAR_CAPTION_SPEAKER = "avatar"
+
+#: the LiveAvatar participant identity (pipecat's HeyGenTransport filters it)
+AVATAR_IDENTITY = "heygen"
+
+ROOM_STATE_LIVE = "live"
+ROOM_STATE_ENDED = "ended"

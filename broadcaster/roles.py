@@ -1,0 +1,159 @@
+"""Webinar roles, their LiveKit grants, and token minting.
+
+The grants are the minimum each role needs (see docs/DESIGN roles table):
+a viewer can never publish media, the presenter publishes a microphone only,
+the bot publishes camera + microphone. Host actions go through our server,
+which holds the API secret; the browser never does.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+
+from livekit import api
+
+from broadcaster.config import Settings
+from broadcaster.protocol import AVATAR_IDENTITY
+
+IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_NAME_CHARS = 64
+#: identities the stack itself uses; a person may not take them
+RESERVED_IDENTITIES = frozenset({AVATAR_IDENTITY, "avatar", "host", "recorder"})
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    PRESENTER = "presenter"
+    HOST = "host"
+    BOT = "bot"
+
+
+class InvalidInput(ValueError):
+    """A user-supplied value is unacceptable; the message names it."""
+
+
+MIC = api.TrackSource.Name(api.TrackSource.MICROPHONE).lower()
+CAMERA = api.TrackSource.Name(api.TrackSource.CAMERA).lower()
+
+
+def grants_for(role: Role, room: str) -> api.VideoGrants:
+    """The minimum LiveKit grant for ``role`` in ``room``."""
+    if role is Role.VIEWER:
+        return api.VideoGrants(
+            room_join=True, room=room, can_publish=False, can_subscribe=True,
+            can_publish_data=True, can_publish_sources=[],
+        )
+    if role is Role.PRESENTER:
+        return api.VideoGrants(
+            room_join=True, room=room, can_publish=True, can_subscribe=True,
+            can_publish_data=True, can_publish_sources=[MIC],
+        )
+    if role is Role.HOST:
+        return api.VideoGrants(
+            room_join=True, room=room, room_admin=True, can_publish=False,
+            can_subscribe=True, can_publish_data=True, can_publish_sources=[], hidden=True,
+        )
+    if role is Role.BOT:
+        return api.VideoGrants(
+            room_join=True, room=room, can_publish=True, can_subscribe=True,
+            can_publish_data=True, can_publish_sources=[CAMERA, MIC],
+        )
+    raise InvalidInput(f"unknown role {role!r}")
+
+
+def speaker_permission(speaking: bool, *, hidden: bool) -> api.ParticipantPermission:
+    """Permissions applied live by the host's promote (speaking) and demote."""
+    return api.ParticipantPermission(
+        can_subscribe=True,
+        can_publish=speaking,
+        can_publish_data=True,
+        can_publish_sources=[api.TrackSource.MICROPHONE] if speaking else [],
+        hidden=hidden and not speaking,
+    )
+
+
+def check_identity(identity: str, *, settings: Settings | None = None) -> str:
+    if not isinstance(identity, str) or not IDENTITY_RE.fullmatch(identity):
+        shown = identity if isinstance(identity, str) and len(identity) <= 80 else "<long value>"
+        raise InvalidInput(
+            f"identity {shown!r} must be 1-64 characters of letters, digits, '_', '.', '-' "
+            "and start with a letter or digit"
+        )
+    reserved = set(RESERVED_IDENTITIES)
+    if settings is not None:
+        reserved.add(settings.bot_identity)
+    if identity.lower() in reserved:
+        raise InvalidInput(f"identity {identity!r} is reserved")
+    return identity
+
+
+def check_room(room: str) -> str:
+    if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
+        shown = room if isinstance(room, str) and len(room) <= 80 else "<long value>"
+        raise InvalidInput(
+            f"room {shown!r} must be 1-63 characters of lowercase letters, digits and '-'"
+        )
+    return room
+
+
+def check_name(name: str | None, fallback: str) -> str:
+    if name is None or name == "":
+        return fallback
+    if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise InvalidInput(f"name must be at most {MAX_NAME_CHARS} printable characters")
+    return name.strip() or fallback
+
+
+def mint_token(
+    settings: Settings,
+    role: Role | str,
+    room: str,
+    identity: str,
+    *,
+    name: str | None = None,
+    ttl_seconds: int | None = None,
+    metadata: str = "",
+) -> str:
+    """A signed LiveKit JWT for ``identity`` as ``role`` in ``room``."""
+    try:
+        role = Role(role)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"role {role!r} must be one of {', '.join(r.value for r in Role)}"
+        ) from exc
+    check_room(room)
+    if role is not Role.BOT:
+        check_identity(identity, settings=settings)
+    elif not IDENTITY_RE.fullmatch(identity):
+        raise InvalidInput(f"bot identity {identity!r} is malformed")
+    ttl = settings.token_ttl_seconds if ttl_seconds is None else ttl_seconds
+    if not 60 <= ttl <= settings.max_token_ttl_seconds:
+        raise InvalidInput(
+            f"ttl {ttl} s must be between 60 and {settings.max_token_ttl_seconds} s"
+        )
+    grants = grants_for(role, room)
+    if role is Role.VIEWER and settings.viewers_hidden:
+        grants.hidden = True
+    token = (
+        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+        .with_identity(identity)
+        .with_name(check_name(name, identity))
+        .with_grants(grants)
+        .with_ttl(timedelta(seconds=ttl))
+        .with_attributes({"role": role.value})
+    )
+    if metadata:
+        token = token.with_metadata(metadata)
+    return token.to_jwt()
+
+
+def verify_token(settings: Settings, token: str) -> api.access_token.Claims:
+    """Check a token we issued (signature, expiry); raises InvalidInput when bad."""
+    try:
+        verifier = api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
+        return verifier.verify(token)
+    except Exception as exc:  # jwt raises several types; all mean "not ours / expired"
+        raise InvalidInput("token is invalid or expired") from exc

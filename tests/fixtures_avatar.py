@@ -1,0 +1,1 @@
+"""Fixtures for the local avatar service tests."""

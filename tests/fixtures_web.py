@@ -1,0 +1,1 @@
+"""Fixtures for the web app tests (filled in by the web app work)."""
