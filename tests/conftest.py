@@ -58,7 +58,8 @@ async def livekit(settings: Settings, livekit_log: Path) -> AsyncIterator[Settin
     log = open(livekit_log, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(argv, env={**os.environ, **extra_env}, stdout=log, stderr=log)
     try:
-        await wait_http_ok(settings.livekit_http_url, timeout=30, proc_alive=lambda: proc.poll() is None)
+        alive = lambda: proc.poll() is None  # noqa: E731
+        await wait_http_ok(settings.livekit_http_url, timeout=30, proc_alive=alive)
         yield settings
     finally:
         proc.terminate()
