@@ -1,0 +1,102 @@
+"""`broadcaster up`: the whole local stack under one supervisor.
+
+Order: livekit-server (unless LIVEKIT_URL points at one) → local avatar
+service (unless HeyGen is configured) → web app. The web app then runs one
+bot per live webinar; `up` creates the demo webinar and starts its bot, so a
+newcomer sees the avatar without any set-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import aiohttp
+from loguru import logger
+
+from broadcaster import livekit_server
+from broadcaster.config import Settings
+from broadcaster.supervisor import ChildSpec, StartupError, Supervisor
+
+
+def stack_specs(settings: Settings) -> list[ChildSpec]:
+    """The children `up` runs, in start order."""
+    specs: list[ChildSpec] = []
+    env = settings.child_env()
+    if settings.managed_livekit:
+        config = livekit_server.render_config(settings, Path(settings.state_dir) / "livekit.yaml")
+        argv, lk_env = livekit_server.command(settings, config)
+        specs.append(ChildSpec(
+            name="livekit", argv=argv, env=lk_env, ready_url=settings.livekit_http_url,
+            ready_timeout=30, ports=livekit_server.ports(settings),
+        ))
+    if not settings.use_heygen:
+        specs.append(ChildSpec(
+            name="avatar", argv=[sys.executable, "-m", "broadcaster", "serve", "avatar"],
+            env=env, ready_url=f"http://{settings.avatar_host}:{settings.avatar_port}/healthz",
+            ports=[("avatar service", settings.avatar_port, "tcp")],
+        ))
+    specs.append(ChildSpec(
+        name="web", argv=[sys.executable, "-m", "broadcaster", "serve", "web"], env=env,
+        ready_url=f"http://{settings.web_host}:{settings.web_port}/healthz",
+        ports=[("web app", settings.web_port, "tcp")],
+    ))
+    return specs
+
+
+async def open_demo(settings: Settings, start_bot: bool) -> None:
+    """Create (or find) the demo webinar, start its bot, and print the links."""
+    base = f"http://{settings.web_host}:{settings.web_port}"
+    headers = {"Authorization": f"Bearer {settings.host_key}"}
+    room = settings.demo_room
+    async with aiohttp.ClientSession(base, headers=headers) as http:
+        async with http.post("/api/webinars", json={"room": room, "title": "Demo webinar"}) as r:
+            if r.status not in (200, 201, 409):
+                raise StartupError(f"could not create the demo webinar: HTTP {r.status}")
+        async with http.get(f"/api/webinars/{room}") as r:
+            webinar = await r.json()
+        if start_bot:
+            async with http.post(f"/api/webinars/{room}/bot", json={"action": "start"}) as r:
+                if r.status >= 300:
+                    logger.warning(f"could not start the demo bot: HTTP {r.status}")
+    public = settings.effective_public_url
+    lines = [
+        "",
+        "broadcaster is up. Open:",
+        f"  viewer page     {webinar.get('viewer_url', f'{public}/w/{room}')}",
+        f"  presenter page  {webinar.get('presenter_url', '(see the host console)')}",
+        f"  host console    {public}/host#key=<host key>",
+        f"  host key        in {Path(settings.state_dir) / 'secrets' / 'host_key'}"
+        if not _host_key_from_env() else "  host key        $BROADCASTER_HOST_KEY",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _host_key_from_env() -> bool:
+    import os
+
+    return bool(os.environ.get("BROADCASTER_HOST_KEY"))
+
+
+def run_up(settings: Settings, *, start_bot: bool = True) -> int:
+    from broadcaster.cli import _configure_logging
+
+    _configure_logging(settings)
+    try:
+        specs = stack_specs(settings)
+    except livekit_server.MissingBinary as exc:
+        print(f"broadcaster: {exc}", file=sys.stderr)
+        return 1
+    if not settings.managed_livekit:
+        logger.info(f"using the LiveKit server at {settings.livekit_url}")
+    if settings.use_heygen:
+        logger.info("avatar: HeyGen LiveAvatar (HEYGEN_LIVE_AVATAR_API_KEY is set)")
+    supervisor = Supervisor(specs, secrets=settings.secret_values())
+    try:
+        return asyncio.run(supervisor.run(on_ready=lambda: open_demo(settings, start_bot)))
+    except StartupError as exc:
+        print(f"broadcaster: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,194 @@
+"""Run the stack's processes: ordered start, readiness, restart, clean stop.
+
+Each part is a child process so a crash in one (the bot's media stack, say)
+does not take the web pages down, and the supervisor restarts it. Output of
+every child is prefixed with its name and scrubbed of secrets before it is
+printed, because livekit-server and third-party libraries log what they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from broadcaster.netutil import port_taken, wait_http_ok
+
+#: a child that crashes this often within RESTART_WINDOW seconds is given up on
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+
+class StartupError(RuntimeError):
+    """A part could not start; the message says which and why."""
+
+
+@dataclass
+class ChildSpec:
+    """How to run and check one part of the stack."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ready_url: str | None = None
+    ready_timeout: float = 60.0
+    ports: list[tuple[str, int, str]] = field(default_factory=list)
+    restart: bool = True
+    stop_timeout: float = 10.0
+
+
+def make_scrubber(secrets: Sequence[str]) -> Callable[[str], str]:
+    """A function that replaces every secret in a line with ***."""
+    values = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def scrub(line: str) -> str:
+        for value in values:
+            if value in line:
+                line = line.replace(value, "***")
+        return line
+
+    return scrub
+
+
+def check_ports(specs: Sequence[ChildSpec]) -> None:
+    """Fail before starting anything when a port is already in use."""
+    problems = []
+    for spec in specs:
+        for label, port, proto in spec.ports:
+            kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+            if port and port_taken(port, kind=kind):
+                problems.append(
+                    f"{label} port {port}/{proto} is already in use (another broadcaster or "
+                    f"livekit-server running? pick another with the matching setting)"
+                )
+    if problems:
+        raise StartupError("; ".join(problems))
+
+
+class Child:
+    """One running part: process, output pump, restart bookkeeping."""
+
+    def __init__(self, spec: ChildSpec, scrub: Callable[[str], str]) -> None:
+        self.spec = spec
+        self.scrub = scrub
+        self.proc: asyncio.subprocess.Process | None = None
+        self.pump: asyncio.Task[None] | None = None
+        self.crashes: list[float] = []
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        spec = self.spec
+        if not os.path.exists(spec.argv[0]) and not spec.argv[0].startswith(sys.executable):
+            raise StartupError(f"{spec.name}: {spec.argv[0]} does not exist")
+        logger.info(f"starting {spec.name}")
+        self.proc = await asyncio.create_subprocess_exec(
+            *spec.argv,
+            env={**os.environ, **spec.env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C goes to us; we stop children in order
+        )
+        self.pump = asyncio.create_task(self._pump(), name=f"pump-{spec.name}")
+        if spec.ready_url:
+            try:
+                await wait_http_ok(
+                    spec.ready_url, spec.ready_timeout, proc_alive=lambda: self.alive
+                )
+            except (TimeoutError, RuntimeError) as exc:
+                await self.stop()
+                raise StartupError(f"{spec.name} did not become ready: {exc}") from exc
+        logger.info(f"{spec.name} is ready")
+
+    async def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        prefix = f"{self.spec.name:>8} | "
+        while line := await self.proc.stdout.readline():
+            sys.stdout.write(prefix + self.scrub(line.decode(errors="replace").rstrip()) + "\n")
+            sys.stdout.flush()
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        logger.info(f"stopping {self.spec.name}")
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), self.spec.stop_timeout)
+        except TimeoutError:
+            logger.warning(f"{self.spec.name} ignored SIGTERM for {self.spec.stop_timeout:.0f} s")
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if self.pump:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self.pump, 2)
+
+
+class Supervisor:
+    """Start children in order, keep them running, stop them in reverse order."""
+
+    def __init__(self, specs: Sequence[ChildSpec], secrets: Sequence[str] = ()) -> None:
+        self.children = [Child(spec, make_scrubber(secrets)) for spec in specs]
+        self._stopping = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Run until a stop is requested (signal) or a child keeps crashing."""
+        check_ports([c.spec for c in self.children])
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        code = 0
+        try:
+            for child in self.children:
+                if self._stopping.is_set():
+                    return 130
+                await child.start()
+            if on_ready and not self._stopping.is_set():
+                await on_ready()
+            code = await self._watch()
+        finally:
+            await self.stop_all()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        return code
+
+    async def _watch(self) -> int:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.5)
+            for child in self.children:
+                if child.alive or self._stopping.is_set():
+                    continue
+                rc = child.proc.returncode if child.proc else None
+                now = time.monotonic()
+                child.crashes = [t for t in child.crashes if now - t < RESTART_WINDOW] + [now]
+                if not child.spec.restart or len(child.crashes) > MAX_RESTARTS:
+                    logger.error(f"{child.spec.name} exited (code {rc}); giving up")
+                    return 1
+                delay = min(2 ** (len(child.crashes) - 1), 10)
+                logger.warning(f"{child.spec.name} exited (code {rc}); restarting in {delay} s")
+                await asyncio.sleep(delay)
+                try:
+                    await child.start()
+                except StartupError as exc:
+                    logger.error(str(exc))
+        return 0
+
+    async def stop_all(self) -> None:
+        for child in reversed(self.children):
+            await child.stop()

@@ -1,0 +1,74 @@
+"""Settings: precedence, clear errors naming the bad value, secrets kept out of sight."""
+
+import stat
+
+import pytest
+
+from broadcaster.config import ConfigError, Settings
+
+
+def test_defaults_work_locally(tmp_path):
+    s = Settings.load(env={}, state_dir=str(tmp_path))
+    assert s.managed_livekit and s.effective_livekit_url == "ws://127.0.0.1:7880"
+    assert s.effective_liveavatar_api_url == "http://127.0.0.1:8090/v1"
+    assert len(s.livekit_api_secret) >= 32  # livekit-server refuses shorter secrets
+
+
+def test_generated_secrets_persist_with_private_mode(tmp_path):
+    a = Settings.load(env={}, state_dir=str(tmp_path))
+    b = Settings.load(env={}, state_dir=str(tmp_path))
+    assert a.livekit_api_secret == b.livekit_api_secret and a.host_key == b.host_key
+    mode = (tmp_path / "secrets" / "host_key").stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def test_precedence_file_then_env_then_override(tmp_path):
+    cfg = tmp_path / "b.toml"
+    cfg.write_text('web_port = 9001\ntoken_ttl_seconds = 600\nviewers_hidden = false\n')
+    s = Settings.load(cfg, env={"BROADCASTER_WEB_PORT": "9002"}, state_dir=str(tmp_path))
+    assert (s.web_port, s.token_ttl_seconds, s.viewers_hidden) == (9002, 600, False)
+    s = Settings.load(cfg, env={"BROADCASTER_WEB_PORT": "9002"}, state_dir=str(tmp_path),
+                      web_port=9003)
+    assert s.web_port == 9003
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"BROADCASTER_WEB_PORT": "eighty"}, "BROADCASTER_WEB_PORT='eighty'"),
+        ({"BROADCASTER_WEB_PORT": "70000"}, "web_port=70000"),
+        ({"LIVEKIT_URL": "http://x"}, "LIVEKIT_URL='http://x'"),
+        ({"LIVEKIT_URL": "wss://lk.example.com"}, "LIVEKIT_API_SECRET"),
+        ({"BROADCASTER_VIEWERS_HIDDEN": "maybe"}, "BROADCASTER_VIEWERS_HIDDEN='maybe'"),
+        ({"BROADCASTER_VIDEO_CODEC": "AV2"}, "video_codec='AV2'"),
+        ({"BROADCASTER_TOKEN_TTL_SECONDS": "5"}, "token_ttl_seconds=5"),
+    ],
+)
+def test_bad_values_name_themselves(tmp_path, env, needle):
+    with pytest.raises(ConfigError, match=None) as err:
+        Settings.load(env=env, state_dir=str(tmp_path))
+    assert needle in str(err.value)
+
+
+def test_bad_file_is_named(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("nonsense_setting = 1\n")
+    with pytest.raises(ConfigError, match="nonsense_setting"):
+        Settings.load(cfg, env={}, state_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings.load(tmp_path / "nope.toml", env={}, state_dir=str(tmp_path))
+
+
+def test_repr_and_env_handoff(tmp_path):
+    s = Settings.load(env={"HEYGEN_LIVE_AVATAR_API_KEY": "hg-key-123456"}, state_dir=str(tmp_path))
+    assert "hg-key-123456" not in repr(s) and s.livekit_api_secret not in repr(s)
+    assert s.use_heygen and s.effective_liveavatar_api_url.startswith("https://api.liveavatar")
+    again = Settings.load(env=s.child_env())
+    assert again == s
+
+
+def test_heygen_key_with_local_url_keeps_local_service(tmp_path):
+    s = Settings.load(env={"HEYGEN_LIVE_AVATAR_API_KEY": "k" * 10,
+                           "BROADCASTER_LIVEAVATAR_API_URL": "http://127.0.0.1:9/v1"},
+                      state_dir=str(tmp_path))
+    assert not s.use_heygen and s.liveavatar_key == s.avatar_api_key

@@ -1,0 +1,80 @@
+"""The supervisor starts parts in order, restarts a crashed one, and stops cleanly."""
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from broadcaster.netutil import free_port
+from broadcaster.supervisor import ChildSpec, StartupError, check_ports
+
+HELPERS = Path(__file__).parent / "helpers"
+
+
+def _events(path: Path) -> list[tuple[str, int, float]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        kind, pid, t = line.split()
+        rows.append((kind, int(pid), float(t)))
+    return rows
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def _wait_for(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_ordered_start_restart_and_clean_stop(tmp_path):
+    ports = [str(free_port()), str(free_port())]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(HELPERS / "run_supervisor.py"), str(tmp_path), *ports,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(HELPERS.parent.parent)},
+    )
+    out = b""
+    try:
+        out += await asyncio.wait_for(proc.stdout.readuntil(b"ALL READY"), 30)
+        log0, log1 = tmp_path / "svc0.log", tmp_path / "svc1.log"
+        # ordered: svc1 starts only after svc0 answered its readiness check
+        ready0 = next(t for k, _, t in _events(log0) if k == "ready")
+        start1 = next(t for k, _, t in _events(log1) if k == "start")
+        assert start1 > ready0
+        # svc1 crashes once after 0.3 s; the supervisor starts it again
+        await _wait_for(lambda: sum(k == "ready" for k, _, _ in _events(log1)) >= 2, 15)
+        pids = {pid for _, pid, _ in _events(log0) + _events(log1)}
+        proc.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(proc.stdout.read(), 20)
+        out += rest
+        assert await asyncio.wait_for(proc.wait(), 5) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    text = out.decode()
+    assert "secret-value-123456" not in text and "***" in text  # child output is scrubbed
+    assert "restarting" in text
+    await _wait_for(lambda: not any(_alive(p) for p in pids), 5)
+
+
+def test_taken_port_is_named_before_anything_starts():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        spec = ChildSpec(name="web", argv=["/bin/true"], ports=[("web app", port, "tcp")])
+        with pytest.raises(StartupError, match=f"web app port {port}/tcp is already in use"):
+            check_ports([spec])
