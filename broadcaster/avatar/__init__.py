@@ -1,0 +1,1 @@
+"""Local LiveAvatar-compatible avatar service: API, control socket, renderer, publisher."""
