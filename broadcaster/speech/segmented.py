@@ -1,0 +1,78 @@
+"""pipecat's segmented STT services (local Whisper, OpenAI), taught what a broadcast needs.
+
+1. A speaker change (``SpeakerChangedFrame`` from the speaker gate) in the middle
+   of an utterance discards the buffered audio instead of transcribing it, so
+   the old speaker's half sentence never reaches the responder.
+2. Each transcript carries the identity of the speaker whose segment it is.
+   Stock pipecat stamps ``TranscriptionFrame.user_id`` with whoever sent the
+   *latest* audio frame when the (background) transcription finishes, which
+   after a change is already the new speaker.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import (
+    Frame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.services.whisper.stt import WhisperSTTService
+
+from broadcaster.bot.speaker_gate import SpeakerChangedFrame
+
+
+class SpeakerAwareSegmentedSTT(SegmentedSTTService):
+    """Mixin for a ``SegmentedSTTService``: drop a segment cut short by a speaker change.
+
+    Relies on SegmentedSTTService's ``_user_speaking`` / ``_audio_buffer`` (pipecat
+    1.14, pinned < 1.15 in pyproject).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._discarding = False
+        self._segment_speakers: deque[str] = deque()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, SpeakerChangedFrame):
+            await FrameProcessor.process_frame(self, frame, direction)  # observers only
+            if self._user_speaking:
+                logger.info(f"{self}: dropping {frame.previous!r}'s unfinished segment")
+                self._discarding = True
+            self._user_speaking = False
+            self._audio_buffer.clear()  # the old speaker's pre-roll too
+            await self.push_frame(frame, direction)
+            return
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._discarding = False
+        await super().process_frame(frame, direction)
+
+    async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+        if self._discarding:
+            self._discarding = False
+            self._audio_buffer.clear()
+            return
+        if self.is_usable:  # else the base class drops the segment: nothing to pair with
+            self._segment_speakers.append(self._user_id)
+        await super()._handle_user_stopped_speaking(frame)
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
+        # Called once per queued segment, in queue order.
+        speaker = self._segment_speakers.popleft() if self._segment_speakers else self._user_id
+        async for frame in super().run_stt(audio):
+            if isinstance(frame, TranscriptionFrame):
+                frame.user_id = speaker
+                frame.text = frame.text.strip()
+            yield frame
+
+
+class SpeakerAwareWhisperSTTService(SpeakerAwareSegmentedSTT, WhisperSTTService):
+    """Local Whisper (faster-whisper / CTranslate2) with the speaker-change rules above."""

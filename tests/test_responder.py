@@ -1,0 +1,194 @@
+"""The deterministic responder: answers from the host's agenda / FAQ file."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pipecat.frames.frames import (
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.tests.utils import SleepFrame, run_test
+
+from broadcaster.bot.responder import FaqIndex, Responder, make_responder, speakable, tokenize
+from broadcaster.bot.speaker_gate import SpeakerChangedFrame
+from broadcaster.config import PROJECT_ROOT, ConfigError, Settings
+
+SAMPLE = PROJECT_ROOT / "docs" / "sample-agenda.md"
+
+
+@pytest.fixture(scope="module")
+def responder() -> Responder:
+    return Responder.from_file(SAMPLE)
+
+
+def said(text: str) -> TranscriptionFrame:
+    return TranscriptionFrame(text, "alice", "2026-01-01T00:00:00Z", finalized=True)
+
+
+def test_the_agenda_question_gets_the_agenda(responder):
+    answer = responder.answer("What is on the agenda today?")
+    assert answer.entry is not None and answer.entry.title == "Agenda"
+    assert answer.text.startswith("Today's agenda has five parts.")
+    assert "#" not in answer.text and "*" not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("question", "topic"),
+    [
+        ("what's the agenda", "Agenda"),
+        ("will there be a recording", "Will the recording be available afterwards?"),
+        ("how can I ask a question", "How do I ask a question?"),
+        ("who are the speakers", "Speakers"),
+        ("what time does it end", "Schedule and timing"),
+        ("are you a real person", "Is the avatar a real person?"),
+        ("will you share the slides", "Will the slides be shared?"),
+        ("my microphone doesn't work", "Why can't I turn on my microphone?"),
+    ],
+)
+def test_questions_find_their_topic(responder, question, topic):
+    answer = responder.answer(question)
+    assert answer.entry is not None and answer.entry.title == topic, answer
+
+
+@pytest.mark.parametrize(
+    "question", ["what is the capital of France", "tell me a joke", "what's the weather like"]
+)
+def test_unrelated_questions_get_the_fallback(responder, question):
+    answer = responder.answer(question)
+    assert answer.entry is None
+    assert answer.text == responder.index.fallback
+    assert "isn't covered in today's notes" in answer.text  # the file's own Fallback section
+
+
+def test_answers_are_deterministic():
+    a, b = Responder.from_file(SAMPLE), Responder.from_file(SAMPLE)
+    for q in ("What is on the agenda today?", "recording?", "nonsense words here", ""):
+        assert a.answer(q) == b.answer(q) == a.answer(q)
+
+
+def test_parsing_markdown_and_defaults():
+    index = FaqIndex.parse(
+        "# Title\n<!-- hidden note -->\n## Plan\n- **Intro** at 10\n- [Demo](http://x) at 11\n"
+        "## Empty\n### Q?\nA *real* answer.\n"
+    )
+    assert [(e.title, e.answer) for e in index.entries] == [
+        ("Plan", "Intro at 10. Demo at 11."),
+        ("Q?", "A real answer."),
+    ]
+    assert index.fallback.startswith("That's a good question")  # no Fallback section: default
+    assert speakable("1. one\n2) two!\n> quoted") == "one. two! quoted"
+    assert tokenize("Recordings were recorded") == tokenize("recording record")
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="faq_path"):
+        Responder.from_file(tmp_path / "nope.md")
+
+
+async def test_a_transcript_becomes_llm_shaped_frames(responder):
+    down, _ = await run_test(
+        Responder(responder.index),
+        frames_to_send=[said("What is on the agenda today?")],
+        expected_down_frames=[
+            TranscriptionFrame,  # passed on, for captions / transcripts downstream
+            LLMFullResponseStartFrame,
+            LLMTextFrame,
+            LLMFullResponseEndFrame,
+        ],
+    )
+    assert down[2].text.startswith("Today's agenda has five parts.")
+
+
+async def test_noise_is_not_answered(responder):
+    down, _ = await run_test(
+        Responder(responder.index),
+        frames_to_send=[said("you"), said("Thank you."), said("  ")],
+        expected_down_frames=[TranscriptionFrame] * 3,
+    )
+
+
+async def test_a_question_split_by_a_pause_gets_one_answer(responder):
+    r = Responder(responder.index, hold_secs=0.3)
+    down, _ = await run_test(
+        r,
+        frames_to_send=[
+            VADUserStoppedSpeakingFrame(),
+            VADUserStartedSpeakingFrame(),  # speaking again before the first transcript
+            SleepFrame(0.05),
+            said("will the slides"),
+            SleepFrame(0.05),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(0.05),
+            said("be shared afterwards"),
+            SleepFrame(0.1),
+        ],
+    )
+    texts = [f.text for f in down if isinstance(f, LLMTextFrame)]
+    assert len(texts) == 1 and texts[0].startswith("Yes. The slides go out")
+
+
+async def test_a_held_transcript_is_answered_after_the_hold(responder):
+    r = Responder(responder.index, hold_secs=0.2)
+    down, _ = await run_test(
+        r,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            SleepFrame(0.05),
+            said("will the slides be shared"),
+            SleepFrame(0.05),
+            VADUserStoppedSpeakingFrame(),  # no second transcript comes
+            SleepFrame(0.5),
+        ],
+    )
+    assert len([f for f in down if isinstance(f, LLMTextFrame)]) == 1
+
+
+async def test_a_speaker_change_drops_unanswered_words(responder):
+    r = Responder(responder.index, hold_secs=0.2)
+    down, _ = await run_test(
+        r,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            SleepFrame(0.05),
+            said("will the slides be shared"),
+            SleepFrame(0.05),
+            SpeakerChangedFrame(speaker="bob", previous="alice"),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(0.4),
+        ],
+    )
+    assert not [f for f in down if isinstance(f, LLMTextFrame)]
+
+
+def test_make_responder_default_and_llm(tmp_path):
+    from pipecat.turns.user_turn_processor import UserTurnProcessor
+
+    settings = Settings.load(env={}, generate_secrets=False)
+    chain = make_responder(settings)
+    assert isinstance(chain.processors[0], UserTurnProcessor)
+    assert chain.processors[-1] is chain.responder and chain.after_output == []
+    bare = make_responder(settings, turns=False)
+    assert bare.processors == [bare.responder]
+
+    from pipecat.services.openai.llm import OpenAILLMService
+
+    llm_settings = settings.replace(llm_base_url="http://127.0.0.1:9/v1", llm_model="local")
+    chain = make_responder(llm_settings)
+    user, llm = chain.processors
+    assert isinstance(llm, OpenAILLMService) and chain.responder is None
+    assert len(chain.after_output) == 1  # the assistant aggregator, after transport.output()
+    assert "Today's agenda has five parts" in llm._settings.system_instruction
+
+
+async def test_responses_are_quick(responder):
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(200):
+        responder.answer("What is on the agenda today?")
+    assert (loop.time() - start) / 200 < 0.005

@@ -1,0 +1,116 @@
+"""The speaker gate with real frames through real pipecat pipelines (no LiveKit)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    TranscriptionFrame,
+    UserAudioRawFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+
+from broadcaster.bot.speaker_gate import (
+    SpeakerChangedFrame,
+    SpeakerGate,
+    SpeakerVADProcessor,
+    speaker_from_metadata,
+)
+from broadcaster.speech import make_stt, make_vad
+from tests.helpers.speech import RATE, chunks, flite_pcm, needs_flite, run_pipeline, silence
+
+
+def audio(user: str | None, pcm: bytes = bytes(640)) -> InputAudioRawFrame:
+    if user is None:
+        return InputAudioRawFrame(audio=pcm, sample_rate=RATE, num_channels=1)
+    return UserAudioRawFrame(audio=pcm, sample_rate=RATE, num_channels=1, user_id=user)
+
+
+def test_speaker_from_metadata():
+    assert speaker_from_metadata('{"title": "t", "speaker": "alice", "state": "live"}') == "alice"
+    assert speaker_from_metadata('{"speaker": null}') is None
+    assert speaker_from_metadata('{"speaker": ""}') is None
+    assert speaker_from_metadata("") is None
+    assert speaker_from_metadata("not json") is None
+    assert speaker_from_metadata('["speaker"]') is None
+
+
+async def test_only_the_speaker_passes_and_a_change_applies_live():
+    gate = SpeakerGate("alice")
+
+    async def script(worker, sink):
+        for who in ("alice", "bob", "heygen", None, "alice"):
+            await worker.queue_frame(audio(who))
+        await sink.wait_for(lambda: len(sink.of(UserAudioRawFrame)) == 2, 5)
+        gate.set_speaker("bob")  # as the room-metadata callback does: sync
+        assert gate.requested_speaker == "bob"
+        await sink.wait_for(lambda: bool(sink.of(SpeakerChangedFrame)), 5)
+        for who in ("alice", "bob", "bob"):
+            await worker.queue_frame(audio(who))
+        await sink.wait_for(lambda: len(sink.of(UserAudioRawFrame)) == 4, 5)
+        gate.set_speaker(None)  # nobody has the floor
+        await sink.wait_for(lambda: len(sink.of(SpeakerChangedFrame)) == 2, 5)
+        for who in ("alice", "bob"):
+            await worker.queue_frame(audio(who))
+        await asyncio.sleep(0.2)
+
+    sink = await run_pipeline([gate], script)
+    passed = [f.user_id for f in sink.of(UserAudioRawFrame)]
+    assert passed == ["alice", "alice", "bob", "bob"]
+    changes = sink.of(SpeakerChangedFrame)
+    assert [(c.previous, c.speaker) for c in changes] == [("alice", "bob"), ("bob", None)]
+    assert gate.speaker is None
+    assert gate.dropped_frames == 3 + 1 + 2  # bob, heygen, unattributed; alice; both at the end
+
+
+async def test_set_speaker_to_the_same_identity_is_a_no_op():
+    gate = SpeakerGate("alice")
+
+    async def script(worker, sink):
+        gate.set_speaker("alice")
+        await worker.queue_frame(audio("alice"))
+        await sink.wait_for(lambda: bool(sink.of(UserAudioRawFrame)), 5)
+
+    sink = await run_pipeline([gate], script)
+    assert sink.of(SpeakerChangedFrame) == []
+
+
+@needs_flite
+async def test_a_change_mid_utterance_does_not_leak_the_old_speakers_words(settings):
+    """alice is cut off mid-sentence; only bob's question is transcribed, as bob's."""
+    gate = SpeakerGate("alice")
+    vad = SpeakerVADProcessor(vad_analyzer=make_vad(settings))
+    stt = make_stt(settings)
+    alice = flite_pcm("please tell me everything about the weather in paris this weekend")
+    bob = flite_pcm("what is on the agenda today")
+
+    async def script(worker, sink):
+        for chunk in chunks(silence(0.3) + alice[: len(alice) // 2]):
+            await worker.queue_frame(audio("alice", chunk))
+        await sink.wait_for(lambda: bool(sink.of(VADUserStartedSpeakingFrame)), 10)
+        await asyncio.sleep(0.2)
+        gate.set_speaker("bob")
+        await sink.wait_for(lambda: bool(sink.of(SpeakerChangedFrame)), 5)
+        for chunk in chunks(silence(0.2) + bob + silence(0.8)):
+            await worker.queue_frame(audio("bob", chunk))
+            await worker.queue_frame(audio("alice", chunk))  # alice keeps talking: dropped
+        await sink.wait_for(lambda: bool(sink.of(TranscriptionFrame)), 30)
+
+    sink = await run_pipeline([gate, vad, stt], script)
+    transcripts = sink.of(TranscriptionFrame)
+    assert len(transcripts) == 1, [t.text for t in transcripts]
+    text = transcripts[0].text.lower()
+    assert "agenda" in text and "weather" not in text and "paris" not in text
+    assert transcripts[0].user_id == "bob"
+    # alice's speech was ended (turn logic downstream must not hang), then bob's began
+    kinds = [
+        type(f).__name__
+        for f in sink.of(VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame,
+                         SpeakerChangedFrame)
+    ]
+    assert kinds[:3] == [
+        "VADUserStartedSpeakingFrame", "SpeakerChangedFrame", "VADUserStoppedSpeakingFrame"
+    ]
+    assert "VADUserStartedSpeakingFrame" in kinds[3:]

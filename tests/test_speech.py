@@ -1,0 +1,134 @@
+"""Speech factories, and the keyless round trip: voice → Whisper → responder → Piper."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pipecat.frames.frames import (
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSTextFrame,
+    UserAudioRawFrame,
+    UserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.services.piper.tts import PiperTTSService
+
+from broadcaster.bot.responder import make_responder
+from broadcaster.bot.speaker_gate import SpeakerGate, SpeakerVADProcessor
+from broadcaster.config import ConfigError, Settings
+from broadcaster.speech import make_stt, make_tts, make_vad
+from broadcaster.speech.segmented import SpeakerAwareWhisperSTTService
+from tests.helpers.speech import (
+    FRAME_MS,
+    RATE,
+    chunks,
+    flite_pcm,
+    needs_flite,
+    run_pipeline,
+    silence,
+)
+
+
+def config(**env: str) -> Settings:
+    return Settings.load(env={f"BROADCASTER_{k.upper()}": v for k, v in env.items()},
+                         generate_secrets=False)
+
+
+def test_defaults_need_no_key(monkeypatch):
+    for var in ("OPENAI_API_KEY", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    settings = config()
+    assert isinstance(make_stt(settings), SpeakerAwareWhisperSTTService)
+    assert isinstance(make_tts(settings), PiperTTSService)
+    assert make_vad(settings).params.stop_secs == settings.vad_stop_secs
+
+
+def test_cloud_replacements_are_chosen_by_configuration(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="BROADCASTER_TTS_API_KEY or OPENAI_API_KEY"):
+        make_tts(config(tts_provider="openai"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # the provider's own variable works too
+    assert type(make_tts(config(tts_provider="openai"))).__name__ == "OpenAITTSService"
+    stt = make_stt(config(stt_provider="openai", stt_base_url="http://127.0.0.1:9/v1"))
+    assert type(stt).__name__ == "SpeakerAwareOpenAISTTService"  # keeps the speaker rules
+    with pytest.raises(ConfigError, match="tts_voice|BROADCASTER_TTS_VOICE"):
+        make_tts(config(tts_provider="cartesia", tts_api_key="k"))
+
+
+def test_a_missing_extra_names_the_setting():
+    try:
+        import deepgram  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("the deepgram extra is installed here")
+    with pytest.raises(ConfigError, match=r"stt_provider=deepgram.*pipecat-ai\[deepgram\]"):
+        make_stt(config(stt_provider="deepgram", stt_api_key="k"))
+
+
+def test_unknown_providers_are_rejected_when_loading():
+    with pytest.raises(ConfigError, match="stt_provider"):
+        config(stt_provider="nope")
+    with pytest.raises(ConfigError, match="tts_provider"):
+        config(tts_provider="nope")
+
+
+@needs_flite
+async def test_round_trip_voice_to_answer_audio(settings):
+    """flite asks → gate → VAD → Whisper → responder → Piper, the bot's keyless path."""
+    question = flite_pcm("what is on the agenda today")
+    chain = make_responder(settings)  # user-turn processor + responder
+    processors = [
+        SpeakerGate("presenter"),
+        SpeakerVADProcessor(vad_analyzer=make_vad(settings)),
+        make_stt(settings),
+        *chain.processors,
+        make_tts(settings),
+    ]
+    marks: dict[str, float] = {}
+
+    async def script(worker, sink):
+        # in real time, as a microphone would deliver it
+        lead, tail = chunks(silence(0.3)), chunks(silence(1.2))
+        speech = chunks(question)
+        for i, chunk in enumerate(lead + speech + tail):
+            await worker.queue_frame(
+                UserAudioRawFrame(audio=chunk, sample_rate=RATE, num_channels=1,
+                                  user_id="presenter")
+            )
+            if i == len(lead) + len(speech) - 1:
+                marks["speech_end"] = time.monotonic()
+            await asyncio.sleep(FRAME_MS / 1000)
+        await sink.wait_for(lambda: bool(sink.of(LLMFullResponseEndFrame)), 30)
+
+    sink = await run_pipeline(processors, script, timeout=80)
+
+    (t_text, transcript), *_ = sink.timed(TranscriptionFrame)
+    words = transcript.text.lower()
+    assert "agenda" in words and "today" in words, transcript.text
+    assert transcript.user_id == "presenter"
+    answer = chain.responder.answers[-1]
+    assert answer.entry.title == "Agenda"
+    spoken = " ".join(f.text for f in sink.of(TTSTextFrame))
+    assert spoken == answer.text and spoken.startswith("Today's agenda has five parts.")
+    answer = answer.text
+    audio = sink.timed(TTSAudioRawFrame)
+    seconds = sum(len(f.audio) / (2 * f.sample_rate * f.num_channels) for _, f in audio)
+    assert len(answer) / 25 < seconds < len(answer) / 8, (seconds, len(answer))
+    # turn frames for barge-in: the speaker's onset interrupts the avatar
+    assert sink.of(UserStartedSpeakingFrame) and sink.of(InterruptionFrame)
+
+    stt_latency = t_text - marks["speech_end"]
+    vad_stop = max(t for t, _ in sink.timed(VADUserStoppedSpeakingFrame) if t <= t_text)
+    tts_latency = audio[0][0] - t_text
+    print(
+        f"\nround trip: end of speech → transcript {stt_latency * 1000:.0f} ms "
+        f"(VAD stop → transcript {(t_text - vad_stop) * 1000:.0f} ms); "
+        f"transcript → first TTS audio {tts_latency * 1000:.0f} ms; "
+        f"answer {len(answer)} chars → {seconds:.1f} s of speech; heard {transcript.text!r}"
+    )
