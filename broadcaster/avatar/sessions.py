@@ -1,0 +1,444 @@
+"""Avatar sessions: creation, start (room, tokens, publisher), stop, and the reaper.
+
+Why the service reaps on its own: pipecat's client never reports a dead avatar
+session and leaks it when its own setup fails, so nothing else would ever stop
+it. A started session is stopped when
+
+* it reaches its ``max_session_duration`` (like LiveAvatar);
+* its control socket has been closed (or never opened) for ``ws_grace`` seconds:
+  pipecat cannot reconnect it, so the avatar could never speak again;
+* in our own room, nobody but the avatar has been there for ``empty_grace``
+  seconds (the client left or never came);
+* the avatar lost its LiveKit connection for good.
+
+Stopped sessions stay as tombstones for a while so a second ``stop`` still
+answers 200 (stop is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from aiohttp import web
+from livekit import api
+from loguru import logger
+
+from broadcaster.avatar.publisher import AvatarPublisher, MediaConfig, PublishError
+from broadcaster.avatar.renderer import FaceRenderer
+from broadcaster.avatar.runtime import AvatarRuntime, Event
+from broadcaster.avatar.schema import AVATARS, QUALITY_BITRATE, SessionRequest, video_size
+from broadcaster.config import Settings
+from broadcaster.protocol import AVATAR_IDENTITY
+from broadcaster.roles import InvalidInput, Role, check_room, mint_token
+
+AGENT_IDENTITY = "liveavatar-agent"
+CLIENT_IDENTITY = "liveavatar-user"
+ROOM_PREFIX = "liveavatar-"
+UNSTARTED_TTL = 300.0
+TOMBSTONE_TTL = 3600.0
+REAP_INTERVAL = 0.25
+LOST_GRACE = 10.0
+#: below pipecat's 20 s setup timeout, so a failed start is an answer, not a hang
+START_TIMEOUT = 15.0
+
+
+class SessionState(StrEnum):
+    CREATED = "created"
+    STARTING = "starting"
+    STARTED = "started"
+    STOPPED = "stopped"
+
+
+class StartError(RuntimeError):
+    """A session could not start; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 502) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(eq=False)
+class Session:
+    """One LiveAvatar session. Secrets (tokens) never appear in :meth:`describe`."""
+
+    id: str
+    token: str
+    ws_token: str
+    request: SessionRequest
+    media: MediaConfig
+    max_duration: int
+    created_at: float = field(default_factory=time.monotonic)
+    created_wall: float = field(default_factory=time.time)
+    state: SessionState = SessionState.CREATED
+    reason: str = ""
+    room: str = ""
+    livekit_url: str = ""
+    client_token: str = ""
+    agent_token: str = ""
+    ws_url: str = ""
+    started_at: float = 0.0
+    stopped_at: float = 0.0
+    ws: web.WebSocketResponse | None = None
+    ws_seen: float = 0.0
+    empty_since: float | None = None
+    lost_since: float | None = None
+    runtime: AvatarRuntime = field(default_factory=AvatarRuntime)
+    publisher: AvatarPublisher | None = None
+    outbox: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(maxsize=512))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def direct(self) -> bool:
+        """Direct mode: the avatar publishes into the caller's room."""
+        return self.request.livekit is not None
+
+    @property
+    def live(self) -> bool:
+        return self.state in (SessionState.STARTING, SessionState.STARTED)
+
+    def emit(self, event: Event) -> None:
+        """Queue a server event for the control socket (dropped when none is open)."""
+        if self.ws is None or self.ws.closed:
+            return
+        try:
+            self.outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            logger.warning("session {}: control socket is not reading; event dropped", self.id)
+
+    def start_data(self) -> dict[str, Any]:
+        """The six fields pipecat requires from ``/sessions/start``."""
+        return {
+            "session_id": self.id,
+            "livekit_url": self.livekit_url,
+            "livekit_client_token": self.client_token,
+            "livekit_agent_token": self.agent_token,
+            "max_session_duration": self.max_duration,
+            "ws_url": self.ws_url,
+        }
+
+    def describe(self, now: float | None = None) -> dict[str, Any]:
+        """Debug view for ``GET /v1/sessions``: no tokens."""
+        now = time.monotonic() if now is None else now
+        pub = self.publisher
+        return {
+            "session_id": self.id,
+            "state": self.state.value,
+            "reason": self.reason,
+            "mode": "direct" if self.direct else "own-room",
+            "avatar_id": self.request.avatar_id,
+            "room": self.room,
+            "video": {
+                "width": self.media.width,
+                "height": self.media.height,
+                "fps": self.media.fps,
+                "codec": self.media.codec,
+                "max_bitrate": self.media.max_bitrate,
+            },
+            "max_session_duration": self.max_duration,
+            "age_seconds": round(now - self.created_at, 1),
+            "expires_in_seconds": (
+                round(self.started_at + self.max_duration - now, 1)
+                if self.state is SessionState.STARTED
+                else None
+            ),
+            "control_socket": self.ws is not None and not self.ws.closed,
+            "agent_state": self.runtime.state.value,
+            "speech_queued_seconds": round(self.runtime.speech.queued_seconds, 2),
+            "participants": pub.remote_participants if pub else 0,
+            "frames": pub.frames if pub else 0,
+            "frames_skipped": pub.frames_skipped if pub else 0,
+            "fps": round(pub.fps(), 2) if pub else 0.0,
+        }
+
+
+class SessionRegistry:
+    """All sessions of this service, and the reaper that ends abandoned ones."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_live: int | None = None,
+        ws_grace: float | None = None,
+        empty_grace: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.max_live = max_live if max_live is not None else settings.avatar_max_sessions
+        self.ws_grace = ws_grace if ws_grace is not None else settings.avatar_ws_grace_seconds
+        self.empty_grace = (
+            empty_grace if empty_grace is not None else settings.avatar_empty_room_grace_seconds
+        )
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+        self._by_token: dict[str, Session] = {}
+        self._lkapi: api.LiveKitAPI | None = None
+        self._reaper: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- lookup
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def by_token(self, token: str) -> Session | None:
+        return self._by_token.get(token)
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    @property
+    def live_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.live)
+
+    # ---------------------------------------------------------------- create
+    def create(self, request: SessionRequest) -> Session:
+        """A new session (not started): what ``/sessions/token`` hands out."""
+        s = self.settings
+        ceiling = s.avatar_max_session_seconds
+        duration = min(request.max_session_duration or ceiling, ceiling)
+        orientation = request.orientation or AVATARS.get(request.avatar_id)
+        width, height = video_size(s.video_width, s.video_height, orientation)
+        media = MediaConfig(
+            width=width,
+            height=height,
+            fps=s.video_fps,
+            codec=request.codec or s.video_codec.upper(),
+            max_bitrate=int(s.video_max_bitrate * QUALITY_BITRATE[request.quality]),
+        )
+        session = Session(
+            id=str(uuid.uuid4()),
+            token=secrets.token_urlsafe(32),
+            ws_token=secrets.token_urlsafe(32),
+            request=request,
+            media=media,
+            max_duration=duration,
+            created_at=self._clock(),
+        )
+        session.runtime.set_sink(session.emit)
+        self._sessions[session.id] = session
+        self._by_token[session.token] = session
+        logger.info(
+            "avatar session {} created ({}, {}x{}@{} {}, max {} s)",
+            session.id, "direct" if session.direct else "own room",
+            width, height, media.fps, media.codec, duration,
+        )
+        return session
+
+    # ----------------------------------------------------------------- start
+    async def start(self, session: Session, ws_url: str) -> None:
+        """Join the room and publish; idempotent for a started session."""
+        async with session.lock:
+            if session.state is SessionState.STARTED:
+                return
+            if session.state is SessionState.STOPPED:
+                raise StartError(f"session is closed ({session.reason})", status=409)
+            if self.live_count >= self.max_live:
+                raise StartError(
+                    f"{self.max_live} avatar sessions are already running on this service",
+                    status=429,
+                )
+            session.state = SessionState.STARTING
+            session.ws_url = ws_url
+            try:
+                await asyncio.wait_for(self._start(session), START_TIMEOUT)
+            except BaseException as exc:
+                await self._teardown(session, "failed to start")
+                if isinstance(exc, StartError):
+                    raise
+                if isinstance(exc, TimeoutError):
+                    raise StartError(
+                        f"the avatar did not start within {START_TIMEOUT:.0f} s", status=504
+                    ) from exc
+                if isinstance(exc, PublishError | OSError):
+                    raise StartError(str(exc)) from exc
+                raise
+            now = self._clock()
+            session.state = SessionState.STARTED
+            session.started_at = now
+            session.ws_seen = now
+            session.empty_since = now
+            logger.info("avatar session {} started in room {}", session.id, session.room)
+
+    async def _start(self, session: Session) -> None:
+        s = self.settings
+        ttl = max(60, min(session.max_duration + 300, s.max_token_ttl_seconds))
+        target = session.request.livekit
+        if target is None:
+            session.room = f"{ROOM_PREFIX}{session.id}"
+            session.livekit_url = s.effective_livekit_url
+            await self._create_room(session.room, session.max_duration)
+            avatar_token = mint_token(s, Role.BOT, session.room, AVATAR_IDENTITY, ttl_seconds=ttl)
+            session.agent_token = mint_token(
+                s, Role.BOT, session.room, AGENT_IDENTITY, ttl_seconds=ttl
+            )
+            session.client_token = mint_token(
+                s, Role.PRESENTER, session.room, CLIENT_IDENTITY, ttl_seconds=ttl
+            )
+            url = session.livekit_url
+        else:
+            session.room = target.room
+            session.livekit_url = target.url
+            avatar_token = target.token
+            session.client_token = self._direct_client_token(target.url, target.room, ttl)
+            url = target.url
+        m = session.media
+        seed = int.from_bytes(hashlib.sha256(session.id.encode()).digest()[:4], "little")
+        renderer = await asyncio.to_thread(FaceRenderer, m.width, m.height, seed)
+        session.publisher = AvatarPublisher(m, session.runtime, renderer)
+        await session.publisher.start(url, avatar_token)
+
+    def _direct_client_token(self, url: str, room: str, ttl: int) -> str:
+        """A subscribe-only token for the client when the caller's server is ours, else ''.
+
+        pipecat's client joins ``livekit_url`` with ``livekit_client_token``; with a
+        foreign server we hold no key to mint one, and an empty token only makes
+        that join fail (logged by pipecat) while the control socket keeps working.
+        """
+        ours = self.settings.effective_livekit_url.rstrip("/")
+        if url.rstrip("/") != ours:
+            return ""
+        try:
+            check_room(room)
+            return mint_token(self.settings, Role.VIEWER, room, CLIENT_IDENTITY, ttl_seconds=ttl)
+        except InvalidInput:
+            return ""
+
+    def _api(self) -> api.LiveKitAPI:
+        if self._lkapi is None:
+            s = self.settings
+            self._lkapi = api.LiveKitAPI(
+                s.livekit_http_url, s.livekit_api_key, s.livekit_api_secret
+            )
+        return self._lkapi
+
+    async def _create_room(self, room: str, max_duration: int) -> None:
+        try:
+            await asyncio.wait_for(
+                self._api().room.create_room(
+                    api.CreateRoomRequest(name=room, empty_timeout=60, departure_timeout=20)
+                ),
+                5.0,
+            )
+        except Exception as exc:
+            raise StartError(f"LiveKit did not create the avatar room: {exc!s}") from exc
+
+    # ------------------------------------------------------------------ stop
+    async def stop(self, session: Session, reason: str) -> bool:
+        """Stop a session; False when it was already stopped (stop is idempotent)."""
+        async with session.lock:
+            if session.state is SessionState.STOPPED:
+                return False
+            await self._teardown(session, reason)
+            return True
+
+    async def _teardown(self, session: Session, reason: str) -> None:
+        was = session.state
+        session.state = SessionState.STOPPED
+        session.reason = reason
+        session.stopped_at = self._clock()
+        ws = session.ws
+        if ws is not None and not ws.closed:
+            try:
+                await asyncio.wait_for(
+                    ws.send_json({"type": "session.state_updated", "state": "closed",
+                                  "reason": reason}),
+                    1.0,
+                )
+                await asyncio.wait_for(ws.close(), 2.0)
+            except Exception:
+                pass
+        session.ws = None
+        session.runtime.set_sink(None)
+        if session.publisher is not None:
+            await session.publisher.stop()
+        if not session.direct and session.room and was is not SessionState.CREATED:
+            try:
+                await asyncio.wait_for(
+                    self._api().room.delete_room(api.DeleteRoomRequest(room=session.room)), 5.0
+                )
+            except Exception as exc:
+                logger.debug("deleting room {}: {}", session.room, exc)
+        if was is not SessionState.CREATED:
+            logger.info("avatar session {} stopped: {}", session.id, reason)
+
+    async def stop_all(self, reason: str) -> None:
+        await asyncio.gather(
+            *(self.stop(s, reason) for s in self.sessions() if s.state is not SessionState.STOPPED),
+            return_exceptions=True,
+        )
+
+    # ---------------------------------------------------------------- reaper
+    def why_reap(self, session: Session, now: float) -> str | None:
+        """The reason to stop ``session`` now, or None to keep it."""
+        if session.state is SessionState.CREATED:
+            return "never started" if now - session.created_at > UNSTARTED_TTL else None
+        if session.state is not SessionState.STARTED:
+            return None
+        if now >= session.started_at + session.max_duration:
+            return "max_session_duration reached"
+        if session.ws is not None and not session.ws.closed:
+            session.ws_seen = now
+        elif now - session.ws_seen > self.ws_grace:
+            return "control socket closed"
+        pub = session.publisher
+        if pub is None or not pub.connected:
+            # The SDK resumes short outages itself; give it time before giving up.
+            if session.lost_since is None:
+                session.lost_since = now
+            elif now - session.lost_since > LOST_GRACE:
+                return "avatar lost its LiveKit connection"
+            return None
+        session.lost_since = None
+        if not session.direct:
+            if pub.remote_participants > 0:
+                session.empty_since = None
+            elif session.empty_since is None:
+                session.empty_since = now
+            elif now - session.empty_since > self.empty_grace:
+                return "room empty"
+        return None
+
+    async def reap_once(self) -> None:
+        now = self._clock()
+        for session in self.sessions():
+            if session.state is SessionState.STOPPED:
+                if now - session.stopped_at > TOMBSTONE_TTL:
+                    self._sessions.pop(session.id, None)
+                    self._by_token.pop(session.token, None)
+                continue
+            reason = self.why_reap(session, now)
+            if reason is not None:
+                await self.stop(session, reason)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            try:
+                await self.reap_once()
+            except Exception:
+                logger.exception("avatar session reaper failed")
+
+    def start_reaper(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="avatar-reaper")
+
+    async def aclose(self) -> None:
+        """Stop the reaper and every session; close the LiveKit API client."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            try:
+                await self._reaper
+            except asyncio.CancelledError:
+                pass
+            self._reaper = None
+        await self.stop_all("service shutting down")
+        if self._lkapi is not None:
+            await self._lkapi.aclose()
+            self._lkapi = None
