@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -45,15 +46,21 @@ class ChildSpec:
     stop_timeout: float = 10.0
 
 
+#: LiveKit access tokens (JWTs) and secrets passed in URL query strings; third-party
+#: libraries log them (pipecat's LiveAvatar client logs its client token and ws_url).
+_JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
+_URL_SECRET = re.compile(r"([?&](?:token|secret|key)=)[^&\s'\"]+")
+
+
 def make_scrubber(secrets: Sequence[str]) -> Callable[[str], str]:
-    """A function that replaces every secret in a line with ***."""
+    """A function that replaces every secret and access token in a line with ***."""
     values = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
 
     def scrub(line: str) -> str:
         for value in values:
             if value in line:
                 line = line.replace(value, "***")
-        return line
+        return _URL_SECRET.sub(r"\1***", _JWT.sub("***", line))
 
     return scrub
 

@@ -78,3 +78,14 @@ def test_taken_port_is_named_before_anything_starts():
         spec = ChildSpec(name="web", argv=["/bin/true"], ports=[("web app", port, "tcp")])
         with pytest.raises(StartupError, match=f"web app port {port}/tcp is already in use"):
             check_ports([spec])
+
+
+def test_scrubber_hides_configured_secrets_tokens_and_url_keys():
+    from broadcaster.supervisor import make_scrubber
+
+    scrub = make_scrubber(["configured-secret-value"])
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0"
+    line = f"a configured-secret-value b ws://h/ws?token=s3cr3t&x=1 Full Link: {jwt}"
+    out = scrub(line)
+    assert "configured-secret-value" not in out and "s3cr3t" not in out and jwt not in out
+    assert "ws://h/ws?token=***&x=1" in out
