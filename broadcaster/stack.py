@@ -51,13 +51,14 @@ async def open_demo(settings: Settings, start_bot: bool) -> None:
     headers = {"Authorization": f"Bearer {settings.host_key}"}
     room = settings.demo_room
     async with aiohttp.ClientSession(base, headers=headers) as http:
-        async with http.post("/api/webinars", json={"room": room, "title": "Demo webinar"}) as r:
+        body = {"room": room, "title": "Demo webinar"}
+        async with http.post("/api/host/webinars", json=body) as r:
             if r.status not in (200, 201, 409):
                 raise StartupError(f"could not create the demo webinar: HTTP {r.status}")
-        async with http.get(f"/api/webinars/{room}") as r:
+        async with http.get(f"/api/host/webinars/{room}") as r:
             webinar = await r.json()
         if start_bot:
-            async with http.post(f"/api/webinars/{room}/bot", json={"action": "start"}) as r:
+            async with http.post(f"/api/host/webinars/{room}/bot/start") as r:
                 if r.status >= 300:
                     logger.warning(f"could not start the demo bot: HTTP {r.status}")
     public = settings.effective_public_url

@@ -1,0 +1,168 @@
+"""The aiohttp application: middlewares, app keys, routes, startup and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from loguru import logger
+
+from broadcaster.config import Settings
+from broadcaster.roles import InvalidInput
+from broadcaster.web import routes_host, routes_pages, routes_public
+from broadcaster.web.access_log import AccessLogger
+from broadcaster.web.auth import host_guard
+from broadcaster.web.bot_control import BotLauncher
+from broadcaster.web.errors import ApiError, json_error
+from broadcaster.web.keys import BOTS, LIVEKIT, SETTINGS, STORE, VENDOR_JS, WEBINARS
+from broadcaster.web.livekit_admin import LiveKitAdmin, LiveKitError
+from broadcaster.web.store import Store
+from broadcaster.web.webinars import Webinars
+
+MAX_BODY_BYTES = 64 * 1024
+DEMO_TITLE = "Demo webinar"
+
+
+def content_security_policy(settings: Settings) -> str:
+    """Only our own origin, plus the LiveKit server the pages connect to."""
+    livekit = f"{settings.effective_livekit_url} {settings.livekit_http_url}"
+    return "; ".join([
+        "default-src 'self'",
+        f"connect-src 'self' {livekit}",
+        "media-src 'self' blob: mediastream:",
+        "img-src 'self' data: blob:",
+        "script-src 'self'",
+        "style-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def _security_headers(csp: str) -> web.Middleware:
+    @web.middleware
+    async def security_headers(
+        request: web.Request, handler: web.Handler
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        h = response.headers
+        h["Content-Security-Policy"] = csp
+        h["Referrer-Policy"] = "no-referrer"
+        h["X-Content-Type-Options"] = "nosniff"
+        h["X-Frame-Options"] = "DENY"
+        h["Cross-Origin-Opener-Policy"] = "same-origin"
+        h["Permissions-Policy"] = "microphone=(self), camera=(), geolocation=()"
+        if request.path.startswith("/api/") or request.path == "/healthz":
+            h["Cache-Control"] = "no-store"
+        return response
+
+    return security_headers
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Every failure, ours or aiohttp's (404, 405, 413...), as ``{"error": reason}``."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_error(exc.status, exc.reason)
+    except InvalidInput as exc:
+        return json_error(422, str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, f"request body too large (max {MAX_BODY_BYTES} bytes)")
+    except web.HTTPMethodNotAllowed as exc:
+        allow = ", ".join(sorted(exc.allowed_methods))
+        return json_error(405, f"method {exc.method} not allowed (allowed: {allow})",
+                          headers={"Allow": allow})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason.lower())
+    except LiveKitError as exc:
+        logger.warning("{} {}: {}", request.method, request.path, exc)
+        return json_error(502, str(exc))
+    except Exception:  # (CancelledError is not an Exception: cancellation passes through)
+        logger.exception("{} {} failed", request.method, request.path)
+        return json_error(500, "internal error")
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """LiveKit's API client needs the running loop, so it lives in a cleanup context."""
+    admin = LiveKitAdmin(app[SETTINGS])
+    app[LIVEKIT] = admin
+    app[WEBINARS] = Webinars(app[SETTINGS], app[STORE], admin)
+    try:
+        yield
+    finally:
+        await app[BOTS].stop_all()
+        await admin.close()
+        app[STORE].close()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    bots: BotLauncher | None = None,
+    vendor_js: Path | None = None,
+) -> web.Application:
+    """The whole web app; ``bots`` and ``vendor_js`` are injectable for tests."""
+    app = web.Application(
+        middlewares=[_security_headers(content_security_policy(settings)), json_errors,
+                     host_guard],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SETTINGS] = settings
+    app[STORE] = Store(settings.db_path)
+    app[BOTS] = bots or BotLauncher(settings)
+    app[VENDOR_JS] = vendor_js or routes_pages.LIVEKIT_CLIENT_JS
+    app.cleanup_ctx.append(_services)
+    app.add_routes(routes_public.routes)
+    app.add_routes(routes_host.routes)
+    app.add_routes(routes_pages.routes)
+    return app
+
+
+async def ensure_demo(app: web.Application) -> None:
+    """Create ``settings.demo_room`` once so a fresh ``broadcaster up`` is usable at once."""
+    settings, svc = app[SETTINGS], app[WEBINARS]
+    if not settings.demo_room:
+        return
+    webinar = svc.store.webinar(settings.demo_room)
+    if webinar is None:
+        webinar = await svc.create(DEMO_TITLE, settings.demo_room)
+    links = svc.links(webinar)
+    logger.info("viewer link:    {}", links["viewer_url"])
+    logger.info("presenter link: {}", links["presenter_url"])
+
+
+async def serve(settings: Settings) -> None:
+    """Run the web app until cancelled, then shut down cleanly.
+
+    The demo webinar is created before the port opens, so once /healthz answers
+    its pages answer too.
+    """
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+    await runner.setup()
+    try:
+        try:
+            await ensure_demo(app)
+        except (LiveKitError, ApiError) as exc:
+            logger.warning("demo webinar not created: {}", exc)
+        site = web.TCPSite(runner, settings.web_host, settings.web_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"web port {settings.web_host}:{settings.web_port} is taken or "
+                f"unusable: {exc.strerror}"
+            ) from exc
+        logger.info("web app on {} (host console: {}/host)",
+                    settings.effective_public_url, settings.effective_public_url)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        logger.info("web app stopped")

@@ -1,0 +1,108 @@
+"""Start, stop and watch the avatar bot process of a webinar.
+
+The bot is a separate process (``python -m broadcaster.bot --room R``) so a
+crash in the media pipeline never takes the web app down, and it receives the
+exact settings of this app through ``Settings.child_env()``. The command is
+injectable so tests can launch a stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from broadcaster.config import Settings
+
+BotCommand = Callable[[str], Sequence[str]]
+
+
+def default_command(room: str) -> list[str]:
+    return [sys.executable, "-m", "broadcaster.bot", "--room", room]
+
+
+@dataclass
+class _Bot:
+    room: str
+    proc: asyncio.subprocess.Process
+    started_at: float = field(default_factory=time.time)
+
+
+class BotLauncher:
+    """At most one bot process per room."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        command: BotCommand = default_command,
+        *,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self._env = {**os.environ, **settings.child_env()}
+        self._command = command
+        self._stop_timeout = stop_timeout
+        self._bots: dict[str, _Bot] = {}
+        self._lock = asyncio.Lock()
+
+    def status(self, room: str) -> dict[str, object]:
+        """``{"state": "running"|"exited"|"stopped", "pid", "returncode", "started_at"}``."""
+        bot = self._bots.get(room)
+        if bot is None:
+            return {"state": "stopped", "pid": None, "returncode": None, "started_at": None}
+        code = bot.proc.returncode
+        return {
+            "state": "running" if code is None else "exited",
+            "pid": bot.proc.pid,
+            "returncode": code,
+            "started_at": bot.started_at,
+        }
+
+    async def start(self, room: str) -> dict[str, object]:
+        """Launch the bot for ``room`` unless one is already running there."""
+        async with self._lock:
+            bot = self._bots.get(room)
+            if bot is not None and bot.proc.returncode is None:
+                return self.status(room)
+            argv = list(self._command(room))
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=self._env, stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
+            )
+            self._bots[room] = _Bot(room, proc)
+            logger.info("bot for room {} started (pid {})", room, proc.pid)
+            return self.status(room)
+
+    async def stop(self, room: str) -> dict[str, object]:
+        """SIGTERM, then SIGKILL after the timeout; forget the process."""
+        async with self._lock:
+            bot = self._bots.pop(room, None)
+            if bot is None:
+                return self.status(room)
+            await self._terminate(bot)
+            status = {
+                "state": "stopped", "pid": bot.proc.pid,
+                "returncode": bot.proc.returncode, "started_at": bot.started_at,
+            }
+            return status
+
+    async def _terminate(self, bot: _Bot) -> None:
+        proc = bot.proc
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self._stop_timeout)
+            except TimeoutError:
+                logger.warning("bot for room {} ignored SIGTERM; killing it", bot.room)
+                proc.kill()
+                await proc.wait()
+        logger.info("bot for room {} stopped (exit {})", bot.room, proc.returncode)
+
+    async def stop_all(self) -> None:
+        for room in list(self._bots):
+            await self.stop(room)

@@ -1,0 +1,24 @@
+"""Typed application keys (aiohttp ``web.AppKey``): everything a handler may reach."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from broadcaster.config import Settings
+
+if TYPE_CHECKING:
+    from broadcaster.web.bot_control import BotLauncher
+    from broadcaster.web.livekit_admin import LiveKitAdmin
+    from broadcaster.web.store import Store
+    from broadcaster.web.webinars import Webinars
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE: web.AppKey[Store] = web.AppKey("store")
+LIVEKIT: web.AppKey[LiveKitAdmin] = web.AppKey("livekit")
+WEBINARS: web.AppKey[Webinars] = web.AppKey("webinars")
+BOTS: web.AppKey[BotLauncher] = web.AppKey("bots")
+#: the livekit-client ES module served to the pages (no CDN)
+VENDOR_JS = web.AppKey("vendor_js", Path)

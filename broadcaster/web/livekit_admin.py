@@ -1,0 +1,91 @@
+"""The server side of LiveKit: our only holder of the API secret.
+
+A thin wrapper over livekit-api's RoomService so routes speak in webinar terms
+(room, identity, permission) and "not found" is ``None`` instead of an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from livekit import api
+
+from broadcaster.config import Settings
+
+
+class LiveKitError(RuntimeError):
+    """LiveKit's server API failed; the message is safe to show (no credentials)."""
+
+
+def _not_found(exc: api.TwirpError) -> bool:
+    return exc.code == api.TwirpErrorCode.NOT_FOUND
+
+
+class LiveKitAdmin:
+    """Create on startup (it opens an aiohttp session), ``close()`` on shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._lk = api.LiveKitAPI(
+            settings.livekit_http_url,
+            settings.livekit_api_key,
+            settings.livekit_api_secret,
+            timeout=aiohttp.ClientTimeout(total=10),
+        )
+
+    async def close(self) -> None:
+        await self._lk.aclose()
+
+    async def _call(self, method: str, request: Any) -> Any:
+        try:
+            return await getattr(self._lk.room, method)(request)
+        except api.TwirpError as exc:
+            if _not_found(exc):
+                return None
+            raise LiveKitError(f"livekit {method} failed: {exc.code}: {exc.message}") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise LiveKitError(f"livekit {method} failed: {type(exc).__name__}") from None
+
+    async def ensure_room(self, room: str, metadata: dict[str, Any]) -> None:
+        """Create the room (or find it) and make its metadata ours.
+
+        LiveKit deletes idle rooms and auto-creates them on join without
+        metadata, so every join re-asserts both.
+        """
+        text = json.dumps(metadata)
+        await self._call("create_room", api.CreateRoomRequest(name=room, metadata=text))
+        await self._call("update_room_metadata",
+                         api.UpdateRoomMetadataRequest(room=room, metadata=text))
+
+    async def set_metadata(self, room: str, metadata: dict[str, Any]) -> None:
+        await self._call("update_room_metadata",
+                         api.UpdateRoomMetadataRequest(room=room, metadata=json.dumps(metadata)))
+
+    async def participants(self, room: str) -> list[api.ParticipantInfo]:
+        resp = await self._call("list_participants", api.ListParticipantsRequest(room=room))
+        return list(resp.participants) if resp is not None else []
+
+    async def participant(self, room: str, identity: str) -> api.ParticipantInfo | None:
+        return await self._call(
+            "get_participant", api.RoomParticipantIdentity(room=room, identity=identity)
+        )
+
+    async def set_permission(
+        self, room: str, identity: str, permission: api.ParticipantPermission
+    ) -> bool:
+        """Apply ``permission`` live; False when the participant is not connected."""
+        resp = await self._call(
+            "update_participant",
+            api.UpdateParticipantRequest(room=room, identity=identity, permission=permission),
+        )
+        return resp is not None
+
+    async def remove(self, room: str, identity: str) -> bool:
+        resp = await self._call(
+            "remove_participant", api.RoomParticipantIdentity(room=room, identity=identity)
+        )
+        return resp is not None
+
+    async def delete_room(self, room: str) -> None:
+        await self._call("delete_room", api.DeleteRoomRequest(room=room))

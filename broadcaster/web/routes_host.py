@@ -1,0 +1,118 @@
+"""Host API: everything under /api/host/ (the host key is checked by auth.host_guard)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broadcaster.roles import check_identity
+from broadcaster.web.body import opt_str, read_object, req_str
+from broadcaster.web.keys import BOTS, WEBINARS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/host/session")
+async def session(request: web.Request) -> web.Response:
+    """Lets the console check a typed key before showing anything."""
+    return web.json_response({"ok": True})
+
+
+@routes.get("/api/host/webinars")
+async def list_webinars(request: web.Request) -> web.Response:
+    svc = request.app[WEBINARS]
+    return web.json_response({"webinars": [svc.for_host(w) for w in svc.store.webinars()]})
+
+
+@routes.post("/api/host/webinars")
+async def create_webinar(request: web.Request) -> web.Response:
+    body = await read_object(request, {"title", "room"})
+    svc = request.app[WEBINARS]
+    webinar = await svc.create(req_str(body, "title"), opt_str(body, "room"))
+    return web.json_response(svc.for_host(webinar), status=201)
+
+
+@routes.get("/api/host/webinars/{room}")
+async def get_webinar(request: web.Request) -> web.Response:
+    svc = request.app[WEBINARS]
+    return web.json_response(svc.for_host(svc.get(request.match_info["room"])))
+
+
+@routes.get("/api/host/webinars/{room}/participants")
+async def participants(request: web.Request) -> web.Response:
+    svc = request.app[WEBINARS]
+    room = request.match_info["room"]
+    people = await svc.participants(room)
+    return web.json_response({"room": room, "speaker": svc.get(room).speaker,
+                              "participants": people})
+
+
+def _target(request: web.Request) -> tuple[str, str]:
+    room = request.match_info["room"]
+    request.app[WEBINARS].get(room)  # 422/404 for the room before judging the identity
+    identity = request.match_info["identity"]
+    check_identity(identity)
+    return room, identity
+
+
+@routes.post("/api/host/webinars/{room}/participants/{identity}/promote")
+async def promote(request: web.Request) -> web.Response:
+    await read_object(request, set())
+    room, identity = _target(request)
+    webinar = await request.app[WEBINARS].promote(room, identity)
+    return web.json_response({"room": room, "speaker": webinar.speaker})
+
+
+@routes.post("/api/host/webinars/{room}/participants/{identity}/demote")
+async def demote(request: web.Request) -> web.Response:
+    await read_object(request, set())
+    room, identity = _target(request)
+    webinar = await request.app[WEBINARS].demote(room, identity)
+    return web.json_response({"room": room, "speaker": webinar.speaker})
+
+
+@routes.post("/api/host/webinars/{room}/participants/{identity}/remove")
+async def remove(request: web.Request) -> web.Response:
+    await read_object(request, set())
+    room, identity = _target(request)
+    await request.app[WEBINARS].remove(room, identity)
+    return web.json_response({"room": room, "removed": identity})
+
+
+@routes.post("/api/host/webinars/{room}/end")
+async def end(request: web.Request) -> web.Response:
+    await read_object(request, set())
+    room = request.match_info["room"]
+    svc = request.app[WEBINARS]
+    svc.get(room)
+    await request.app[BOTS].stop(room)
+    return web.json_response(svc.for_host(await svc.end(room)))
+
+
+@routes.post("/api/host/webinars/{room}/token")
+async def watch_token(request: web.Request) -> web.Response:
+    """A hidden, subscribe-only token so the console can watch the stage."""
+    await read_object(request, set())
+    return web.json_response(await request.app[WEBINARS].watch(request.match_info["room"]))
+
+
+@routes.get("/api/host/webinars/{room}/bot")
+async def bot_status(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    request.app[WEBINARS].get(room)
+    return web.json_response({"room": room, **request.app[BOTS].status(room)})
+
+
+@routes.post("/api/host/webinars/{room}/bot/start")
+async def bot_start(request: web.Request) -> web.Response:
+    await read_object(request, set())
+    room = request.match_info["room"]
+    request.app[WEBINARS].get_live(room)
+    return web.json_response({"room": room, **await request.app[BOTS].start(room)})
+
+
+@routes.post("/api/host/webinars/{room}/bot/stop")
+async def bot_stop(request: web.Request) -> web.Response:
+    await read_object(request, set())
+    room = request.match_info["room"]
+    request.app[WEBINARS].get(room)
+    return web.json_response({"room": room, **await request.app[BOTS].stop(room)})

@@ -1,0 +1,77 @@
+"""Public API: health, webinar info, join, audience count, questions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broadcaster.roles import Role
+from broadcaster.web.auth import is_host, participant, role_of
+from broadcaster.web.body import opt_str, read_object, req_str
+from broadcaster.web.errors import forbidden, invalid
+from broadcaster.web.keys import SETTINGS, STORE, WEBINARS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+@routes.get("/api/webinars/{room}")
+async def webinar_info(request: web.Request) -> web.Response:
+    svc = request.app[WEBINARS]
+    return web.json_response(svc.public(svc.get(request.match_info["room"])))
+
+
+@routes.post("/api/webinars/{room}/join")
+async def join(request: web.Request) -> web.Response:
+    body = await read_object(request, {"identity", "name", "role", "code", "claim"})
+    svc = request.app[WEBINARS]
+    room = request.match_info["room"]
+    svc.get_live(room)  # unknown room / ended before judging the body
+    answer = await svc.join(
+        room,
+        identity=req_str(body, "identity"),
+        name=opt_str(body, "name"),
+        role=opt_str(body, "role") or Role.VIEWER.value,
+        code=opt_str(body, "code"),
+        claim=opt_str(body, "claim"),
+    )
+    return web.json_response(answer)
+
+
+@routes.get("/api/webinars/{room}/audience")
+async def audience(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[WEBINARS].audience(request.match_info["room"]))
+
+
+@routes.post("/api/webinars/{room}/questions")
+async def ask(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    svc = request.app[WEBINARS]
+    svc.get_live(room)
+    claims = participant(request, room)
+    body = await read_object(request, {"text"})
+    text = req_str(body, "text").strip()
+    limit = request.app[SETTINGS].max_question_chars
+    if not 1 <= len(text) <= limit:
+        raise invalid(f"field 'text' must be 1-{limit} characters")
+    question = request.app[STORE].add_question(
+        room, claims.identity, claims.name or claims.identity, text
+    )
+    return web.json_response(question.as_json(), status=201)
+
+
+@routes.get("/api/webinars/{room}/questions")
+async def questions(request: web.Request) -> web.Response:
+    """In order, after ``?after=<id>``; for the host (host key) and the presenter."""
+    room = request.match_info["room"]
+    request.app[WEBINARS].get(room)
+    if not is_host(request) and role_of(participant(request, room)) != Role.PRESENTER:
+        raise forbidden("only the host and the presenter can read questions")
+    raw = request.query.get("after", "0")
+    if not raw.isdigit() or len(raw) > 18:
+        raise invalid("query 'after' must be a non-negative integer")
+    items = request.app[STORE].questions(room, after=int(raw))
+    return web.json_response({"room": room, "questions": [q.as_json() for q in items]})

@@ -1,0 +1,287 @@
+// Host console: sign in with the host key, create and pick webinars, hand the floor,
+// read questions, run the avatar bot, end the session.
+import { $, api, ApiError, every, h, renderQuestion } from '/static/js/common.js';
+import { Stage } from '/static/js/stage.js';
+
+const KEY_STORE = 'broadcaster:host-key';
+const ROOM_STORE = 'broadcaster:host-room';
+let key = null;
+let current = null;       // the selected webinar
+let webinars = [];
+let lastQuestion = 0;
+let stage = null;
+let endArmed = null;
+
+const hostApi = (method, path, body) => api(method, path, { token: key, body });
+
+function toast(message, kind = 'info') {
+  const el = $('#toast');
+  el.textContent = message;
+  el.dataset.kind = kind;
+  el.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { el.hidden = true; }, 3500);
+}
+
+function fail(err) {
+  if (err instanceof ApiError && err.status === 401) { signOut('Your host key was refused.'); return; }
+  toast(err.message || String(err), 'error');
+}
+
+// --- sign-in -------------------------------------------------------------------------
+function keyFromFragment() {
+  const m = location.hash.match(/(?:^#|&)key=([^&]+)/);
+  if (!m) return null;
+  history.replaceState(null, '', location.pathname + location.search); // keep it out of history
+  return decodeURIComponent(m[1]);
+}
+
+async function signIn(candidate) {
+  await api('GET', '/api/host/session', { token: candidate });
+  key = candidate;
+  sessionStorage.setItem(KEY_STORE, key);
+  document.body.dataset.auth = 'yes';
+  $('#login').hidden = true;
+  $('#console').hidden = false;
+  $('#sign-out').hidden = false;
+  await loadWebinars();
+  const remembered = sessionStorage.getItem(ROOM_STORE);
+  const pick = webinars.find((w) => w.room === remembered) || webinars.find((w) => w.state === 'live');
+  if (pick) select(pick.room);
+}
+
+function signOut(message = '') {
+  key = null;
+  sessionStorage.removeItem(KEY_STORE);
+  document.body.dataset.auth = 'no';
+  $('#login').hidden = false;
+  $('#console').hidden = true;
+  $('#sign-out').hidden = true;
+  $('#login-error').textContent = message;
+  stopWatching();
+}
+
+// --- webinars ------------------------------------------------------------------------
+async function loadWebinars() {
+  const data = await hostApi('GET', '/api/host/webinars');
+  webinars = data.webinars.sort((a, b) => (a.state === 'live' ? 0 : 1) - (b.state === 'live' ? 0 : 1));
+  const list = $('#webinars');
+  list.replaceChildren(...webinars.map((w) => h('li', {
+    class: `w-item${current?.room === w.room ? ' active' : ''}`,
+    dataset: { room: w.room, state: w.state },
+    onclick: () => select(w.room),
+  }, h('div', { class: 'w-title' }, w.title),
+  h('div', { class: 'w-meta' }, h('span', { class: `badge tiny ${w.state === 'live' ? 'live' : ''}` }, w.state),
+    h('code', {}, w.room)))));
+  $('#webinars-empty').hidden = webinars.length > 0;
+}
+
+function showWebinar(w) {
+  current = w;
+  $('#detail').hidden = false;
+  $('#no-detail').hidden = true;
+  $('#d-title').textContent = w.title;
+  $('#d-room').textContent = w.room;
+  $('#d-state').textContent = w.state === 'live' ? 'Live' : 'Ended';
+  $('#d-state').classList.toggle('live', w.state === 'live');
+  $('#detail').dataset.state = w.state;
+  $('#d-speaker').textContent = w.speaker || 'none';
+  $('#d-viewer-url').value = w.viewer_url;
+  $('#d-presenter-url').value = w.presenter_url;
+  for (const id of ['#end', '#watch', '#bot-start']) $(id).disabled = w.state !== 'live';
+}
+
+async function select(room) {
+  if (current?.room !== room) {
+    stopWatching();
+    lastQuestion = 0;
+    $('#host-questions').replaceChildren();
+  }
+  sessionStorage.setItem(ROOM_STORE, room);
+  showWebinar(await hostApi('GET', `/api/host/webinars/${room}`));
+  for (const li of document.querySelectorAll('#webinars .w-item')) {
+    li.classList.toggle('active', li.dataset.room === room);
+  }
+  await Promise.allSettled([refreshParticipants(), refreshQuestions(), refreshBot()]);
+}
+
+// --- participants --------------------------------------------------------------------
+function mediaCell(p) {
+  if (!p.tracks.length) return h('span', { class: 'muted' }, '—');
+  return p.tracks.map((t) => {
+    const icon = t.kind === 'video' ? 'i-video' : 'i-mic';
+    return h('span', { class: `tag ${t.muted ? 'muted' : ''}`, dataset: { source: t.source } },
+      h('span', { class: `icon ${icon}` }), t.kind === 'video' ? ' video' : ' mic');
+  });
+}
+
+function action(label, cls, fn) {
+  return h('button', {
+    class: `btn small ${cls}`, type: 'button',
+    onclick: async (ev) => {
+      ev.currentTarget.disabled = true;
+      try { await fn(); } catch (err) { fail(err); }
+      await refreshParticipants();
+    },
+  }, label);
+}
+
+function row(p) {
+  const stack = p.role === 'bot' || p.role === 'host' || p.role === 'unknown';
+  const base = `/api/host/webinars/${current.room}/participants/${encodeURIComponent(p.identity)}`;
+  const buttons = stack ? [] : [
+    p.speaker || p.can_publish
+      ? action('Demote', 'ghost', async () => { await hostApi('POST', `${base}/demote`); toast(`${p.name} left the floor`); })
+      : action('Promote', 'primary', async () => { await hostApi('POST', `${base}/promote`); toast(`${p.name} has the floor`); }),
+    action('Remove', 'ghost danger-text', () => hostApi('POST', `${base}/remove`)),
+  ];
+  return h('tr', { dataset: { identity: p.identity, role: p.role, speaker: String(p.speaker) } },
+    h('td', {}, h('div', { class: 'who' }, h('strong', {}, p.name),
+      h('span', { class: 'muted small' }, p.identity))),
+    h('td', {}, h('span', { class: `badge tiny role-${p.role}` }, p.role),
+      p.speaker ? h('span', { class: 'badge tiny ok' }, 'speaker') : null),
+    h('td', {}, mediaCell(p)),
+    h('td', { class: 'actions' }, buttons));
+}
+
+async function refreshParticipants() {
+  if (!current || current.state !== 'live') {
+    $('#participants').replaceChildren();
+    $('#participants-empty').hidden = false;
+    return;
+  }
+  const data = await hostApi('GET', `/api/host/webinars/${current.room}/participants`);
+  $('#participants').replaceChildren(...data.participants.map(row));
+  $('#participants-empty').hidden = data.participants.length > 0;
+  $('#participant-total').textContent = String(data.participants.length);
+  $('#d-viewers').textContent = String(data.participants.filter((p) => p.role === 'viewer').length);
+  current.speaker = data.speaker;
+  $('#d-speaker').textContent = data.speaker
+    ? (data.participants.find((p) => p.identity === data.speaker)?.name || data.speaker) : 'none';
+}
+
+// --- questions -----------------------------------------------------------------------
+async function refreshQuestions() {
+  if (!current) return;
+  const room = current.room;
+  const data = await hostApi('GET', `/api/webinars/${room}/questions?after=${lastQuestion}`);
+  if (current?.room !== room) return;
+  for (const q of data.questions) {
+    $('#host-questions').append(renderQuestion(q));
+    lastQuestion = Math.max(lastQuestion, q.id);
+  }
+  const total = $('#host-questions').children.length;
+  $('#host-question-total').textContent = String(total);
+  $('#host-questions-empty').hidden = total > 0;
+}
+
+// --- bot -----------------------------------------------------------------------------
+function showBot(s) {
+  const badge = $('#bot-state');
+  badge.textContent = s.state;
+  badge.dataset.state = s.state;
+  badge.classList.toggle('ok', s.state === 'running');
+  $('#bot-detail').textContent = s.state === 'running' ? `Running (pid ${s.pid}).`
+    : s.state === 'exited' ? `Exited with code ${s.returncode}.` : 'Not running.';
+  $('#bot-stop').disabled = s.state === 'stopped';
+  $('#bot-start').disabled = s.state === 'running' || current?.state !== 'live';
+}
+
+async function refreshBot() {
+  if (current) showBot(await hostApi('GET', `/api/host/webinars/${current.room}/bot`));
+}
+
+// --- watching the stage --------------------------------------------------------------
+async function startWatching() {
+  const t = await hostApi('POST', `/api/host/webinars/${current.room}/token`);
+  $('#preview-card').hidden = false;
+  stage = new Stage({ root: $('#stage'), botIdentity: t.bot_identity });
+  $('#watch').textContent = 'Stop watching';
+  await stage.connect(t.url, t.token);
+}
+
+function stopWatching() {
+  stage?.disconnect();
+  stage = null;
+  $('#preview-card').hidden = true;
+  $('#watch').textContent = 'Watch stage';
+}
+
+// --- wiring --------------------------------------------------------------------------
+function main() {
+  $('#login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    $('#login-error').textContent = '';
+    try { await signIn($('#host-key').value.trim()); } catch (err) {
+      $('#login-error').textContent = err.status === 401 ? 'That host key is not right.' : err.message;
+    }
+  });
+  $('#sign-out').addEventListener('click', () => signOut());
+
+  $('#create-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    $('#create-error').textContent = '';
+    const title = $('#create-title').value.trim();
+    const room = $('#create-room').value.trim();
+    try {
+      const w = await hostApi('POST', '/api/host/webinars', room ? { title, room } : { title });
+      $('#create-title').value = '';
+      $('#create-room').value = '';
+      await loadWebinars();
+      await select(w.room);
+      toast(`Webinar “${w.title}” is live`);
+    } catch (err) {
+      if (err.status === 401) fail(err); else $('#create-error').textContent = err.message;
+    }
+  });
+
+  for (const btn of document.querySelectorAll('.copy')) {
+    btn.addEventListener('click', async () => {
+      const input = $(`#${btn.dataset.copy}`);
+      try { await navigator.clipboard.writeText(input.value); toast('Link copied'); } catch {
+        input.select(); toast('Press Ctrl+C to copy');
+      }
+    });
+  }
+
+  $('#watch').addEventListener('click', () => {
+    if (stage) stopWatching(); else startWatching().catch(fail);
+  });
+  $('#end').addEventListener('click', async () => {
+    const btn = $('#end');
+    if (!endArmed) { // two clicks instead of a blocking confirm() dialog
+      btn.textContent = 'Click again to end';
+      endArmed = setTimeout(() => { endArmed = null; btn.textContent = 'End webinar'; }, 4000);
+      return;
+    }
+    clearTimeout(endArmed);
+    endArmed = null;
+    btn.textContent = 'End webinar';
+    try {
+      stopWatching();
+      showWebinar(await hostApi('POST', `/api/host/webinars/${current.room}/end`));
+      await loadWebinars();
+      await Promise.allSettled([refreshParticipants(), refreshBot()]);
+      toast('Webinar ended');
+    } catch (err) { fail(err); }
+  });
+  $('#bot-start').addEventListener('click', async () => {
+    try { showBot(await hostApi('POST', `/api/host/webinars/${current.room}/bot/start`)); } catch (err) { fail(err); }
+  });
+  $('#bot-stop').addEventListener('click', async () => {
+    try { showBot(await hostApi('POST', `/api/host/webinars/${current.room}/bot/stop`)); } catch (err) { fail(err); }
+  });
+
+  every(2000, async () => { if (key && current) await refreshParticipants(); });
+  every(2000, async () => { if (key && current) await refreshQuestions(); });
+  every(4000, async () => { if (key && current) await refreshBot(); });
+
+  const candidate = keyFromFragment() || sessionStorage.getItem(KEY_STORE);
+  if (candidate) {
+    signIn(candidate).catch((err) => signOut(err.status === 401 ? 'That host key is not right.' : err.message));
+  } else {
+    signOut();
+  }
+}
+
+main();

@@ -1,0 +1,191 @@
+// The stage: one LiveKit room connection that shows the avatar (video + audio in one
+// <video>), plays the speaker's voice, renders captions and follows the room metadata.
+import {
+  Room, RoomEvent, Track, DisconnectReason, ParticipantEvent,
+} from '/static/vendor/livekit-client.esm.mjs';
+import * as P from '/static/js/protocol.js';
+import { $, h } from '/static/js/common.js';
+
+const MAX_CAPTION_LINES = 3;
+const CAPTION_LINGER_MS = 8000;
+
+export class Stage {
+  /**
+   * @param {object} opts
+   * @param {HTMLElement} opts.root   the #stage element
+   * @param {string} opts.botIdentity identity of the avatar bot (its tracks are the stage)
+   * @param {(meta: object) => void} [opts.onMetadata]
+   * @param {(state: string) => void} [opts.onState]  connecting|live|reconnecting|ended|disconnected
+   * @param {() => void} [opts.onPermissions]          local permissions changed
+   */
+  constructor({ root, botIdentity, onMetadata, onState, onPermissions }) {
+    this.root = root;
+    this.video = $('#stage-video', root);
+    this.captions = $('#captions', root);
+    this.unmuteButton = $('#unmute', root);
+    this.botIdentity = botIdentity;
+    this.onMetadata = onMetadata || (() => {});
+    this.onState = onState || (() => {});
+    this.onPermissions = onPermissions || (() => {});
+    this.meta = {};
+    this.videoFrom = null;
+    this.audioEls = new Map();
+    this.lines = new Map();
+    this.room = new Room({ adaptiveStream: true, dynacast: true });
+    this.unmuteButton?.addEventListener('click', () => this.unmute());
+    // the placeholder stays until real frames play, not merely until a track arrives
+    const shown = () => { if (this.videoTrack && this.video.videoWidth > 0) this.root.dataset.video = 'on'; };
+    this.video.addEventListener('playing', shown);
+    this.video.addEventListener('resize', shown);
+    this.#wire();
+  }
+
+  #setState(state) {
+    this.root.dataset.state = state;
+    this.onState(state);
+  }
+
+  #wire() {
+    const room = this.room;
+    room
+      .on(RoomEvent.TrackSubscribed, (track, pub, participant) => this.#attach(track, participant))
+      .on(RoomEvent.TrackUnsubscribed, (track, pub, participant) => this.#detach(track, participant))
+      .on(RoomEvent.RoomMetadataChanged, (metadata) => this.#metadata(metadata))
+      .on(RoomEvent.AudioPlaybackStatusChanged, () => this.#audioStatus())
+      .on(RoomEvent.Reconnecting, () => this.#setState('reconnecting'))
+      .on(RoomEvent.Reconnected, () => this.#setState('live'))
+      .on(RoomEvent.Disconnected, (reason) => {
+        const ended = reason === DisconnectReason.ROOM_DELETED || this.meta.state === P.ROOM_STATE_ENDED;
+        this.#setState(ended ? 'ended' : 'disconnected');
+      });
+    room.localParticipant.on(ParticipantEvent.ParticipantPermissionsChanged, () => this.onPermissions());
+    room.registerTextStreamHandler(P.CAPTION_TOPIC, (reader, from) => this.#caption(reader, from));
+  }
+
+  async connect(url, token) {
+    this.#setState('connecting');
+    await this.room.connect(url, token, { autoSubscribe: true });
+    this.#setState('live');
+    this.#metadata(this.room.metadata);
+    this.#audioStatus();
+    return this.room;
+  }
+
+  async disconnect() { await this.room.disconnect(); }
+
+  get identity() { return this.room.localParticipant?.identity; }
+
+  #metadata(text) {
+    try { this.meta = JSON.parse(text || '{}') || {}; } catch { this.meta = {}; }
+    this.onMetadata(this.meta);
+    if (this.meta.state === P.ROOM_STATE_ENDED) this.#setState('ended');
+  }
+
+  #attach(track, participant) {
+    const fromBot = participant.identity === this.botIdentity;
+    if (track.kind === Track.Kind.Video) {
+      // the avatar's camera is the stage; another video only fills an empty stage
+      if (this.videoFrom && this.videoFrom !== participant.identity && !fromBot) return;
+      if (this.videoTrack && this.videoTrack !== track) this.videoTrack.detach(this.video);
+      this.videoTrack = track;
+      this.videoFrom = participant.identity;
+      track.attach(this.video);
+      this.#play();
+    } else if (track.kind === Track.Kind.Audio) {
+      if (fromBot) {
+        track.attach(this.video); // the avatar's voice travels with its picture
+      } else {
+        const el = track.attach();
+        el.dataset.identity = participant.identity;
+        this.root.append(el);
+        this.audioEls.set(track.sid, el);
+      }
+      this.#play();
+    }
+  }
+
+  #detach(track, participant) {
+    track.detach();
+    const el = this.audioEls.get(track.sid);
+    if (el) { el.remove(); this.audioEls.delete(track.sid); }
+    if (track === this.videoTrack) {
+      this.videoTrack = null;
+      this.videoFrom = null;
+      this.root.dataset.video = 'off';
+    }
+  }
+
+  async #play() {
+    try {
+      await this.video.play();
+    } catch {
+      // autoplay with sound refused: play muted, offer the unmute button
+      this.video.muted = true;
+      try { await this.video.play(); } catch { /* nothing to play yet */ }
+    }
+    this.#audioStatus();
+  }
+
+  /** Try sound right away (the user just clicked Join, so the browser usually allows it). */
+  async preferSound() {
+    this.video.muted = false;
+    await this.#play();
+  }
+
+  #audioStatus() {
+    const blocked = this.video.muted || !this.room.canPlaybackAudio;
+    if (this.unmuteButton) this.unmuteButton.hidden = !blocked;
+    this.root.dataset.audio = blocked ? 'blocked' : 'on';
+  }
+
+  async unmute() {
+    this.video.muted = false;
+    try { await this.room.startAudio(); } catch { /* ignored */ }
+    try { await this.video.play(); } catch { /* ignored */ }
+    this.#audioStatus();
+  }
+
+  async #caption(reader, from) {
+    const attrs = reader.info.attributes || {};
+    const key = attrs['lk.segment_id'] || reader.info.id;
+    const who = attrs[P.CAPTION_SPEAKER_ATTR] || from?.identity || '';
+    let line = this.lines.get(key);
+    if (!line) {
+      line = {
+        el: h('p', { class: 'caption', dataset: { speaker: who } },
+          h('span', { class: 'caption-who' }, this.#speakerLabel(who)), h('span', { class: 'caption-text' })),
+      };
+      this.lines.set(key, line);
+      this.captions.append(line.el);
+      while (this.captions.children.length > MAX_CAPTION_LINES) this.captions.firstElementChild.remove();
+    }
+    const textEl = line.el.querySelector('.caption-text');
+    let text = '';
+    for await (const chunk of reader) {
+      text += chunk;
+      textEl.textContent = text;
+    }
+    const final = (attrs[P.CAPTION_FINAL_ATTR] ?? 'true') === 'true';
+    line.el.dataset.final = String(final);
+    if (final) {
+      clearTimeout(line.timer);
+      line.timer = setTimeout(() => {
+        line.el.classList.add('fade');
+        setTimeout(() => { line.el.remove(); this.lines.delete(key); }, 600);
+      }, CAPTION_LINGER_MS);
+    }
+  }
+
+  #speakerLabel(identity) {
+    if (identity === P.AVATAR_CAPTION_SPEAKER || identity === this.botIdentity) return 'Avatar';
+    const p = this.room.remoteParticipants.get(identity);
+    if (identity === this.identity) return 'You';
+    return p?.name || identity || '';
+  }
+
+  speakerName(identity) {
+    if (!identity) return '';
+    if (identity === this.identity) return 'You';
+    return this.room.remoteParticipants.get(identity)?.name || identity;
+  }
+}

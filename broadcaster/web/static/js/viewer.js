@@ -1,0 +1,166 @@
+// Viewer page: join by link with a name, watch the stage, see the audience, ask questions.
+import { $, api, ApiError, every, h, identityFor, roomFromPath, session } from '/static/js/common.js';
+import { Stage } from '/static/js/stage.js';
+
+const room = roomFromPath();
+const ROLE = 'viewer';
+let joined = null; // the join answer: token, identity, claim...
+let stage = null;
+
+function setPageState(state) {
+  document.body.dataset.state = state;
+  $('#conn-state').dataset.state = state;
+  $('#conn-state').textContent = {
+    idle: 'not connected', connecting: 'connecting…', live: 'connected',
+    reconnecting: 'reconnecting…', ended: 'webinar ended', disconnected: 'disconnected',
+  }[state] || state;
+  $('#ended').hidden = state !== 'ended';
+  $('#live-badge').textContent = state === 'ended' ? 'Ended' : 'Live';
+  $('#live-badge').classList.toggle('live', state !== 'ended');
+  if (state === 'ended') {
+    $('#join-form').hidden = true;
+    $('#question-text').disabled = true;
+    $('#question-send').disabled = true;
+  }
+  if (state === 'disconnected') $('#stage-message').textContent = 'Disconnected. Reload to rejoin.';
+}
+
+function showMeta(meta) {
+  if (meta.title) {
+    $('#title').textContent = meta.title;
+    document.title = `${meta.title} · broadcaster`;
+  }
+  const chip = $('#speaker-chip');
+  chip.hidden = !meta.speaker;
+  const who = meta.speaker ? (stage ? stage.speakerName(meta.speaker) : meta.speaker) : '';
+  if (meta.speaker) $('#speaker-name').textContent = who;
+  $('#speaker-line').textContent = !meta.speaker ? 'Nobody has the floor yet'
+    : who === 'You' ? 'You have the floor' : `${who} is talking with the avatar`;
+  updateFloor();
+}
+
+function updateFloor() {
+  const lp = stage?.room.localParticipant;
+  const canPublish = Boolean(lp?.permissions?.canPublish);
+  $('#floor-card').hidden = !canPublish;
+  document.body.dataset.floor = canPublish ? 'yes' : 'no';
+  if (!canPublish) $('#floor-mic').textContent = 'Turn on microphone';
+}
+
+async function join(name) {
+  const saved = session.load(room, ROLE);
+  const reuse = saved && saved.name === name;
+  let identity = reuse ? saved.identity : identityFor(name);
+  let answer;
+  try {
+    answer = await api('POST', `/api/webinars/${room}/join`, {
+      body: { identity, name, role: ROLE, ...(reuse && saved.claim ? { claim: saved.claim } : {}) },
+    });
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 409) throw err;
+    identity = identityFor(name); // someone else holds that identity: take a fresh one
+    answer = await api('POST', `/api/webinars/${room}/join`, { body: { identity, name, role: ROLE } });
+  }
+  joined = answer;
+  session.save(room, ROLE, { identity: answer.identity, claim: answer.claim, name });
+  localStorage.setItem('broadcaster:name', name);
+
+  stage = new Stage({
+    root: $('#stage'),
+    botIdentity: answer.bot_identity,
+    onMetadata: showMeta,
+    onState: setPageState,
+    onPermissions: updateFloor,
+  });
+  $('#join-form').hidden = true;
+  await stage.connect(answer.url, answer.token);
+  await stage.preferSound();
+  $('#question-text').disabled = false;
+  $('#question-send').disabled = false;
+  $('#stage-message').textContent = 'Waiting for the stage…';
+  updateFloor();
+}
+
+async function sendQuestion(text) {
+  const q = await api('POST', `/api/webinars/${room}/questions`, { body: { text }, token: joined.token });
+  $('#my-questions').prepend(h('li', { class: 'q mine', dataset: { id: q.id } },
+    h('div', { class: 'q-body' }, h('p', { class: 'q-text' }, q.text),
+      h('span', { class: 'small muted' }, 'sent ✓'))));
+}
+
+async function toggleFloorMic() {
+  const lp = stage.room.localParticipant;
+  const on = !lp.isMicrophoneEnabled;
+  await lp.setMicrophoneEnabled(on);
+  $('#floor-mic').textContent = on ? 'Turn off microphone' : 'Turn on microphone';
+}
+
+async function main() {
+  if (!room) return;
+  $('#join-name').value = localStorage.getItem('broadcaster:name') || '';
+  try {
+    const info = await api('GET', `/api/webinars/${room}`);
+    showMeta(info);
+    if (info.state === 'ended') { setPageState('ended'); return; }
+  } catch (err) {
+    $('#title').textContent = 'Webinar not found';
+    $('#join-error').textContent = err.message;
+    $('#join-button').disabled = true;
+    return;
+  }
+
+  every(3000, async () => {
+    const counts = await api('GET', `/api/webinars/${room}/audience`);
+    const el = $('#audience-count');
+    el.textContent = String(counts.viewers);
+    el.dataset.participants = String(counts.participants);
+  });
+
+  $('#join-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const name = $('#join-name').value.trim();
+    if (!name) return;
+    $('#join-button').disabled = true;
+    $('#join-error').textContent = '';
+    try {
+      await join(name);
+    } catch (err) {
+      $('#join-form').hidden = false;
+      $('#join-error').textContent = err.message || String(err);
+      setPageState('idle');
+    } finally {
+      $('#join-button').disabled = false;
+    }
+  });
+
+  const text = $('#question-text');
+  text.addEventListener('input', () => { $('#question-count').textContent = `${text.value.length} / 500`; });
+  $('#ask-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const value = text.value.trim();
+    if (!value || !joined) return;
+    $('#question-send').disabled = true;
+    try {
+      await sendQuestion(value);
+      text.value = '';
+      $('#question-count').textContent = '0 / 500';
+      $('#question-status').textContent = 'Question sent to the presenter.';
+    } catch (err) {
+      $('#question-status').textContent = err.message;
+    } finally {
+      $('#question-send').disabled = false;
+    }
+  });
+  $('#floor-mic').addEventListener('click', () => toggleFloorMic().catch((e) => {
+    $('#question-status').textContent = e.message;
+  }));
+
+  // a reload of a tab that had joined rejoins at once, with its claim
+  const saved = session.load(room, ROLE);
+  if (saved?.name) {
+    $('#join-name').value = saved.name;
+    $('#join-form').requestSubmit();
+  }
+}
+
+main();

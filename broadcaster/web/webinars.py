@@ -1,0 +1,305 @@
+"""Webinar rules in one place: creation, joining, the one-speaker floor, the end.
+
+The SQLite store is the source of truth; LiveKit room metadata is a copy that
+the bot and the pages follow. Changes to a room's participants are serialised
+by a per-room lock so two joins or two promotions cannot interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import secrets
+import sqlite3
+import time
+from collections import defaultdict
+from typing import Any
+
+from livekit import api
+from loguru import logger
+
+from broadcaster.config import Settings
+from broadcaster.protocol import AVATAR_IDENTITY, ROOM_STATE_ENDED
+from broadcaster.roles import (
+    Role,
+    check_identity,
+    check_name,
+    check_room,
+    mint_token,
+    speaker_permission,
+)
+from broadcaster.web.errors import conflict, forbidden, gone, invalid, not_found
+from broadcaster.web.livekit_admin import LiveKitAdmin
+from broadcaster.web.store import Store, Webinar
+
+MAX_TITLE_CHARS = 120
+#: how long a confirmed room is trusted to still exist before a join re-asserts it
+ROOM_CHECK_SECONDS = 5.0
+TRACK_SOURCES = {v: k.removeprefix("SOURCE_").lower() for k, v in api.TrackSource.items()}
+TRACK_TYPES = {v: k.lower() for k, v in api.TrackType.items()}
+
+
+def metadata(webinar: Webinar) -> dict[str, Any]:
+    """Room metadata exactly as broadcaster/protocol.py defines it."""
+    return {"title": webinar.title, "speaker": webinar.speaker, "state": webinar.state}
+
+
+def slug(title: str) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "webinar"
+    return f"{base}-{secrets.token_hex(2)}"
+
+
+def check_title(title: str) -> str:
+    title = title.strip()
+    if not 1 <= len(title) <= MAX_TITLE_CHARS or not title.isprintable():
+        raise invalid(f"title must be 1-{MAX_TITLE_CHARS} printable characters")
+    return title
+
+
+class Webinars:
+    def __init__(self, settings: Settings, store: Store, livekit: LiveKitAdmin) -> None:
+        self.settings = settings
+        self.store = store
+        self.livekit = livekit
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._audience: dict[str, tuple[float, dict[str, int]]] = {}
+        self._room_checked: dict[str, float] = {}
+
+    # --- lookups -----------------------------------------------------------------------
+    def get(self, room: str) -> Webinar:
+        """The webinar of ``room``: 422 for a malformed name, 404 for an unknown one."""
+        check_room(room)
+        webinar = self.store.webinar(room)
+        if webinar is None:
+            raise not_found(f"no webinar {room!r}")
+        return webinar
+
+    def get_live(self, room: str) -> Webinar:
+        webinar = self.get(room)
+        if webinar.state == ROOM_STATE_ENDED:
+            raise gone(f"webinar {room!r} has ended")
+        return webinar
+
+    def links(self, webinar: Webinar) -> dict[str, str]:
+        base = self.settings.effective_public_url
+        return {
+            "viewer_url": f"{base}/w/{webinar.room}",
+            "presenter_url": f"{base}/w/{webinar.room}/present?code={webinar.presenter_code}",
+        }
+
+    def public(self, webinar: Webinar) -> dict[str, Any]:
+        """What anyone with the link may know."""
+        return {"room": webinar.room, **metadata(webinar)}
+
+    def for_host(self, webinar: Webinar) -> dict[str, Any]:
+        return {
+            **self.public(webinar), **self.links(webinar),
+            "presenter_code": webinar.presenter_code,
+            "created_at": webinar.created_at, "ended_at": webinar.ended_at,
+        }
+
+    # --- host actions ------------------------------------------------------------------
+    async def create(self, title: str, room: str | None) -> Webinar:
+        title = check_title(title)
+        room = check_room(room) if room is not None else slug(title)
+        try:
+            webinar = self.store.create_webinar(room, title, secrets.token_urlsafe(12))
+        except sqlite3.IntegrityError:
+            raise conflict(f"a webinar named {room!r} already exists") from None
+        try:
+            await self.livekit.ensure_room(room, metadata(webinar))
+        except Exception:
+            self.store.delete_webinar(room)  # keep "nothing changed" when LiveKit fails
+            raise
+        logger.info("webinar {} created: {}", room, title)
+        return webinar
+
+    async def participants(self, room: str) -> list[dict[str, Any]]:
+        webinar = self.get(room)
+        claims = self.store.claims(room)
+        out = []
+        for p in await self.livekit.participants(room):
+            claim = claims.get(p.identity)
+            out.append({
+                "identity": p.identity,
+                "name": p.name or p.identity,
+                "role": claim.role if claim else p.attributes.get("role", "unknown"),
+                "speaker": p.identity == webinar.speaker,
+                "can_publish": p.permission.can_publish,
+                "hidden": p.permission.hidden,
+                "joined_at": p.joined_at,
+                "tracks": [
+                    {"sid": t.sid, "kind": TRACK_TYPES.get(t.type, "unknown"),
+                     "source": TRACK_SOURCES.get(t.source, "unknown"), "muted": t.muted}
+                    for t in p.tracks
+                ],
+            })
+        out.sort(key=lambda p: (not p["speaker"], p["role"] != "presenter", p["joined_at"]))
+        return out
+
+    async def promote(self, room: str, identity: str) -> Webinar:
+        """Give ``identity`` the floor; whoever held it loses it first."""
+        self.get_live(room)
+        async with self._locks[room]:
+            webinar = self.get_live(room)
+            person = await self.livekit.participant(room, identity)
+            if person is None:
+                raise not_found(f"participant {identity!r} is not connected")
+            if self._is_stack(person) or person.attributes.get("role") == Role.HOST:
+                raise conflict(f"participant {identity!r} cannot take the floor")
+            return await self._hand_floor(webinar, identity)
+
+    async def demote(self, room: str, identity: str) -> Webinar:
+        """Take publishing away from ``identity`` (the speaker or anyone publishing)."""
+        self.get_live(room)
+        async with self._locks[room]:
+            webinar = self.get_live(room)
+            person = await self.livekit.participant(room, identity)
+            if person is None and webinar.speaker != identity:
+                raise not_found(f"participant {identity!r} is not connected")
+            if person is not None:
+                if self._is_stack(person):
+                    raise conflict(f"participant {identity!r} is part of the stack")
+                await self.livekit.set_permission(room, identity, self._permission(room, identity,
+                                                                                   False))
+            if webinar.speaker == identity:
+                webinar = await self._set_speaker(webinar, None)
+            logger.info("webinar {}: {} demoted", room, identity)
+            return webinar
+
+    async def remove(self, room: str, identity: str) -> None:
+        self.get(room)
+        async with self._locks[room]:
+            if not await self.livekit.remove(room, identity):
+                raise not_found(f"participant {identity!r} is not connected")
+
+    async def end(self, room: str) -> Webinar:
+        """Mark ended (joins get 410), tell connected pages, then close the room."""
+        self.get(room)
+        async with self._locks[room]:
+            webinar = self.get(room)
+            if webinar.state != ROOM_STATE_ENDED:
+                self.store.end_webinar(room)
+                webinar = self.get(room)
+                await self.livekit.set_metadata(room, metadata(webinar))
+                await self.livekit.delete_room(room)
+                self._audience.pop(room, None)
+                self._room_checked.pop(room, None)
+                logger.info("webinar {} ended", room)
+        return webinar
+
+    def host_token(self, webinar: Webinar) -> dict[str, Any]:
+        identity = f"host-{secrets.token_hex(4)}"
+        token = mint_token(self.settings, Role.HOST, webinar.room, identity, name="Host")
+        return {"token": token, "url": self.settings.effective_livekit_url,
+                "identity": identity, "room": webinar.room, "title": webinar.title,
+                "bot_identity": self.settings.bot_identity}
+
+    async def watch(self, room: str) -> dict[str, Any]:
+        self.get_live(room)
+        async with self._locks[room]:
+            webinar = self.get_live(room)
+            await self._ensure_room(webinar)
+        return self.host_token(webinar)
+
+    async def _ensure_room(self, webinar: Webinar) -> None:
+        """Re-create an idle-deleted LiveKit room (with metadata); at most every few seconds,
+        so a crowd joining at once costs LiveKit one call, not one per viewer."""
+        now = time.monotonic()
+        if now - self._room_checked.get(webinar.room, -ROOM_CHECK_SECONDS) < ROOM_CHECK_SECONDS:
+            return
+        await self.livekit.ensure_room(webinar.room, metadata(webinar))
+        self._room_checked[webinar.room] = now
+
+    # --- public actions ----------------------------------------------------------------
+    async def join(
+        self, room: str, identity: str, name: str | None, role: str, code: str | None,
+        claim: str | None,
+    ) -> dict[str, Any]:
+        """A token for ``identity``, unless someone else holds that identity here."""
+        webinar = self.get_live(room)
+        if role not in (Role.VIEWER, Role.PRESENTER):
+            raise invalid("field 'role' must be 'viewer' or 'presenter'")
+        if role == Role.PRESENTER and not (
+            code and hmac.compare_digest(code.encode(), webinar.presenter_code.encode())
+        ):
+            raise forbidden("presenter code is missing or wrong")
+        check_identity(identity, settings=self.settings)
+        display = check_name(name, identity)
+        async with self._locks[room]:
+            webinar = self.get_live(room)  # fresh, under the lock: the floor may have moved
+            await self._ensure_room(webinar)
+            connected = await self.livekit.participant(room, identity)
+            held = self.store.claim(room, identity)
+            reserved = held is not None and (
+                time.time() - held.issued_at < self.settings.identity_claim_seconds
+            )
+            reclaim = held is not None and held.matches(claim)
+            if (connected is not None or reserved) and not reclaim:
+                raise conflict(f"identity {identity!r} is already taken in this room")
+            secret = claim if reclaim and claim else secrets.token_urlsafe(24)
+            if connected is not None:  # the same person, reloading: drop the stale session
+                await self.livekit.remove(room, identity)
+            self.store.put_claim(room, identity, secret, role)
+            if role == Role.PRESENTER:
+                webinar = await self._hand_floor(webinar, identity)
+            # whoever holds the floor keeps it across a reload
+            grant = Role.PRESENTER if webinar.speaker == identity else Role(role)
+            token = mint_token(self.settings, grant, room, identity, name=display)
+        self._audience.pop(room, None)
+        logger.info("webinar {}: {} joined as {}", room, identity, role)
+        return {
+            "token": token, "url": self.settings.effective_livekit_url, "identity": identity,
+            "name": display, "role": role, "claim": secret, "room": room,
+            "title": webinar.title, "speaker": webinar.speaker,
+            "bot_identity": self.settings.bot_identity,
+        }
+
+    async def audience(self, room: str) -> dict[str, int]:
+        """Counts from the server API (viewers are hidden, so pages cannot count them)."""
+        self.get(room)
+        now = time.monotonic()
+        cached = self._audience.get(room)
+        if cached and now - cached[0] < self.settings.audience_cache_seconds:
+            return cached[1]
+        people = await self.livekit.participants(room)
+        counts = {
+            "viewers": sum(1 for p in people if p.attributes.get("role") == Role.VIEWER),
+            "participants": len(people),
+        }
+        self._audience[room] = (now, counts)
+        return counts
+
+    # --- the floor ---------------------------------------------------------------------
+    def _is_stack(self, person: api.ParticipantInfo) -> bool:
+        return (
+            person.identity in (self.settings.bot_identity, AVATAR_IDENTITY)
+            or person.attributes.get("role") == Role.BOT
+        )
+
+    def _permission(self, room: str, identity: str, speaking: bool) -> api.ParticipantPermission:
+        claim = self.store.claim(room, identity)
+        viewer = claim is None or claim.role == Role.VIEWER
+        return speaker_permission(speaking, hidden=self.settings.viewers_hidden and viewer)
+
+    async def _hand_floor(self, webinar: Webinar, new: str) -> Webinar:
+        """Demote every other publishing person, then promote ``new``; call under the lock."""
+        room = webinar.room
+        for person in await self.livekit.participants(room):
+            if person.identity == new or self._is_stack(person):
+                continue
+            if person.permission.can_publish or person.identity == webinar.speaker:
+                await self.livekit.set_permission(
+                    room, person.identity, self._permission(room, person.identity, False)
+                )
+                logger.info("webinar {}: {} lost the floor", room, person.identity)
+        await self.livekit.set_permission(room, new, self._permission(room, new, True))
+        logger.info("webinar {}: {} has the floor", room, new)
+        return await self._set_speaker(webinar, new)
+
+    async def _set_speaker(self, webinar: Webinar, speaker: str | None) -> Webinar:
+        self.store.set_speaker(webinar.room, speaker)
+        webinar = self.get(webinar.room)
+        await self.livekit.set_metadata(webinar.room, metadata(webinar))
+        return webinar

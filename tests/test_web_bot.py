@@ -1,0 +1,79 @@
+"""The avatar bot launcher: a real subprocess, started, watched and stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from broadcaster.config import Settings
+from broadcaster.web.bot_control import BotLauncher, default_command
+from tests.fixtures_web import WebClient, wait_until
+
+STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
+           "print('ready', flush=True)\nwhile True: time.sleep(0.1)"
+
+
+def test_default_command_runs_the_bot_module():
+    assert default_command("demo") == [sys.executable, "-m", "broadcaster.bot", "--room", "demo"]
+
+
+async def test_launcher_start_status_stop(livekit: Settings, tmp_path):
+    settings = livekit.replace(state_dir=str(tmp_path))
+    bots = BotLauncher(settings, command=lambda room: [sys.executable, "-c",
+                                                       "import time; time.sleep(60)"])
+    assert bots.status("r1")["state"] == "stopped"
+    started = await bots.start("r1")
+    assert started["state"] == "running" and started["pid"]
+    assert (await bots.start("r1"))["pid"] == started["pid"]  # one bot per room
+    stopped = await bots.stop("r1")
+    assert stopped["state"] == "stopped" and stopped["returncode"] == -signal.SIGTERM
+    assert bots.status("r1")["state"] == "stopped"
+
+
+async def test_launcher_kills_a_bot_that_ignores_sigterm(livekit: Settings):
+    bots = BotLauncher(livekit, command=lambda room: [sys.executable, "-c", STUBBORN],
+                       stop_timeout=0.5)
+    await bots.start("r2")
+    await asyncio.sleep(0.3)  # let it install its SIGTERM handler
+    stopped = await bots.stop("r2")
+    assert stopped["returncode"] == -signal.SIGKILL
+
+
+async def test_launcher_reports_an_exited_bot(livekit: Settings):
+    bots = BotLauncher(livekit, command=lambda room: [sys.executable, "-c", "raise SystemExit(3)"])
+    await bots.start("r3")
+
+    async def exited() -> bool:
+        return bots.status("r3")["state"] == "exited"
+
+    assert await wait_until(exited, timeout=5)
+    assert bots.status("r3")["returncode"] == 3
+    await bots.stop_all()
+
+
+async def test_host_api_starts_and_stops_the_bot(web_client: WebClient):
+    w = await web_client.new_webinar("Bot time")
+    room = w["room"]
+    base = f"/api/host/webinars/{room}/bot"
+    assert (await web_client.host("GET", base)).data["state"] == "stopped"
+    started = await web_client.host("POST", f"{base}/start")
+    assert started.status == 200 and started.data["state"] == "running"
+    record = Path(web_client.settings.state_dir) / f"fake-bot-{room}.json"
+
+    async def launched() -> bool:
+        return record.exists() and record.stat().st_size > 0
+
+    assert await wait_until(launched, timeout=5)
+    seen = json.loads(record.read_text())
+    assert seen["argv"] == ["--room", room]
+    assert seen["web_port"] == str(web_client.settings.web_port)  # settings reach the child
+    assert (await web_client.host("GET", base)).data["pid"] == started.data["pid"]
+    stopped = await web_client.host("POST", f"{base}/stop")
+    assert stopped.data["state"] == "stopped" and stopped.data["returncode"] is not None
+    # ending a webinar stops its bot
+    await web_client.host("POST", f"{base}/start")
+    await web_client.host("POST", f"/api/host/webinars/{room}/end")
+    assert (await web_client.host("GET", base)).data["state"] == "stopped"

@@ -1,0 +1,272 @@
+"""Debian's Chromium (Playwright) on the real pages against the real livekit-server:
+the viewer connects and shows the server's audience count and captions, the presenter
+publishes a (fake) microphone and holds the floor, the host console lists and promotes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from livekit import api, rtc
+
+from tests.fixtures_web import (
+    FakeBot,
+    WebClient,
+    connect,
+    docs_dir,
+    try_publish_mic,
+    wait_until,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream"]
+VIEWPORT = {"width": 1280, "height": 760}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="Debian chromium not installed"),
+]
+
+
+class Scene:
+    """One webinar shared by the browser tests: a fake avatar bot and a Python viewer."""
+
+    webinar: dict
+    bot: FakeBot
+    others: list[rtc.Room]
+    presenter_page: object  # the presenter's Playwright page, shared with the host test
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def scene(web_client: WebClient, livekit) -> AsyncIterator[Scene]:
+    s = Scene()
+    s.webinar = await web_client.new_webinar("Building with live AI avatars")
+    s.others = []
+    async with FakeBot(livekit, s.webinar["room"]) as bot:
+        s.bot = bot
+        # a presenter already on the floor; the browser presenter takes it over later
+        maya = (await web_client.join(s.webinar["room"], "maya", "presenter", name="Maya Chen",
+                                      code=s.webinar["presenter_code"])).data
+        s.others.append(await connect(maya["url"], maya["token"]))
+        assert await try_publish_mic(s.others[-1]) is not None
+        try:
+            yield s
+        finally:
+            await asyncio.gather(*(r.disconnect() for r in s.others))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def browser(tmp_path_factory: pytest.TempPathFactory):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        ctx = await pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
+            headless=True, args=ARGS, viewport=VIEWPORT,
+        )
+        try:
+            yield ctx
+        finally:
+            await ctx.close()
+
+
+async def open_page(browser, url: str, problems: list[str]):
+    page = await browser.new_page()
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on("console", lambda m: problems.append(f"console: {m.text}")
+            if m.type == "error" or "Content Security Policy" in m.text else None)
+    await page.goto(url)
+    return page
+
+
+def no_secrets(text: str, settings) -> None:
+    assert settings.livekit_api_secret not in text and settings.host_key not in text
+
+
+async def server_viewers(lkapi: api.LiveKitAPI, room: str) -> int:
+    people = await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
+    return sum(1 for p in people.participants if p.attributes.get("role") == "viewer")
+
+
+async def test_viewer_page_connects_and_shows_the_audience(
+    browser, scene: Scene, web: str, web_client: WebClient, lkapi
+):
+    room = scene.webinar["room"]
+    problems: list[str] = []
+    page = await open_page(browser, f"{web}/w/{room}", problems)
+    await page.wait_for_selector("#title:has-text('Building with live AI avatars')")
+    await page.fill("#join-name", "Ada Lovelace")
+    await page.click("#join-button")
+    await page.wait_for_selector("body[data-state='live']", timeout=15000)
+    await page.wait_for_selector("#stage[data-video='on']", timeout=15000)
+    await page.wait_for_selector("#speaker-line:has-text('Maya Chen is talking')")
+    await page.wait_for_function(
+        "() => { const v = document.querySelector('#stage video');"
+        " return v.videoWidth > 0 && !v.paused && v.currentTime > 0; }", timeout=10000)
+
+    # another client joins; the page shows what the server API reports
+    other = (await web_client.join(room, "grace-py", name="Grace")).data
+    scene.others.append(await connect(other["url"], other["token"]))
+
+    async def two_viewers() -> bool:
+        return await server_viewers(lkapi, room) == 2
+
+    assert await wait_until(two_viewers)
+    shown = page.locator("#audience-count")
+    await page.wait_for_function(
+        "n => document.querySelector('#audience-count').textContent === String(n)",
+        arg=await server_viewers(lkapi, room), timeout=10000)
+    assert await shown.text_content() == str(await server_viewers(lkapi, room))
+
+    # captions arrive as LiveKit text streams (protocol.py)
+    caption = "Welcome, everyone! Today: how a live AI avatar reaches thousands of viewers."
+    await scene.bot.caption(caption)
+    await page.wait_for_selector(f"#captions .caption-text:has-text('{caption[:20]}')")
+    assert await page.locator("#captions .caption-who").first.text_content() == "Avatar"
+
+    # a question goes to the server and is stored
+    question = "Can the avatar answer questions from the chat live?"
+    await page.fill("#question-text", question)
+    await page.click("#question-send")
+    await page.wait_for_selector("#my-questions li")
+    stored = (await web_client.host("GET", f"/api/webinars/{room}/questions")).data["questions"]
+    assert [q["text"] for q in stored] == [question]
+    assert stored[0]["name"] == "Ada Lovelace"
+
+    await page.mouse.move(0, 0)
+    await page.wait_for_timeout(500)  # let the question's slide-in animation finish
+    await page.screenshot(path=str(docs_dir() / "viewer.png"))
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    await page.screenshot(path=str(docs_dir() / "viewer-mobile.png"), full_page=True)
+    await page.set_viewport_size(VIEWPORT)
+    no_secrets(await page.content(), web_client.settings)
+    assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
+        problems
+
+    # a reload rejoins with the same identity (the claim), not a second viewer
+    identity = await page.evaluate("JSON.parse(sessionStorage.getItem("
+                                   f"'broadcaster:viewer:{room}')).identity")
+    await page.reload()
+    await page.wait_for_selector("body[data-state='live']", timeout=15000)
+    people = await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
+    assert [p.identity for p in people.participants].count(identity) == 1
+    await page.close()
+
+
+async def test_presenter_page_publishes_the_microphone(
+    browser, scene: Scene, web: str, web_client: WebClient, lkapi
+):
+    room = scene.webinar["room"]
+    problems: list[str] = []
+    url = scene.webinar["presenter_url"]
+    assert url.startswith(web)
+    page = await open_page(browser, url, problems)
+    await page.fill("#join-name", "Pat Presenter")
+    await page.click("#join-button")
+    await page.wait_for_selector("#floor[data-floor='yes']", timeout=15000)
+    await page.wait_for_selector("#mic-state[data-state='on']", timeout=15000)
+    identity = await page.evaluate(
+        f"JSON.parse(sessionStorage.getItem('broadcaster:presenter:{room}')).identity")
+
+    async def mic_on_server() -> bool:
+        info = await lkapi.room.get_participant(
+            api.RoomParticipantIdentity(room=room, identity=identity))
+        return any(t.source == api.TrackSource.MICROPHONE for t in info.tracks)
+
+    assert await wait_until(mic_on_server, timeout=10)
+    await page.wait_for_function(
+        "() => Number(document.querySelector('#mic-level').dataset.level) > 0.05",
+        timeout=10000)
+    await page.wait_for_selector("#questions li", timeout=10000)  # the viewer's question
+    await page.wait_for_selector("#stage[data-video='on']", timeout=15000)
+    await scene.bot.caption("Great question, Ada. The short answer is yes.")
+    await page.wait_for_selector("#captions .caption-text:has-text('Great question')")
+    await page.mouse.move(0, 0)
+    await page.screenshot(path=str(docs_dir() / "presenter.png"))
+    no_secrets(await page.content(), web_client.settings)
+    assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
+        problems
+    scene.presenter_page = page  # stays connected for the host console test
+
+
+async def test_host_console_lists_and_promotes(
+    browser, scene: Scene, web: str, web_client: WebClient, lkapi
+):
+    room = scene.webinar["room"]
+    problems: list[str] = []
+    page = await open_page(browser, f"{web}/host#key={web_client.settings.host_key}", problems)
+    await page.wait_for_selector("body[data-auth='yes']", timeout=10000)
+    assert "key=" not in page.url  # the fragment is dropped once read
+    await page.click(f"#webinars .w-item[data-room='{room}']")
+    await page.wait_for_selector(f"#d-room:has-text('{room}')")
+    await page.wait_for_selector("#participants tr[data-identity='grace-py']", timeout=10000)
+    rows = await page.locator("#participants tr").count()
+    assert rows >= 3  # the bot, the presenter, the two viewers
+    await page.wait_for_selector("#host-questions li")
+
+    await page.click("#participants tr[data-identity='grace-py'] button:has-text('Promote')")
+
+    async def grace_speaks() -> bool:
+        info = await lkapi.room.get_participant(
+            api.RoomParticipantIdentity(room=room, identity="grace-py"))
+        return info.permission.can_publish
+
+    assert await wait_until(grace_speaks)
+    await page.wait_for_selector("#participants tr[data-identity='grace-py'][data-speaker='true']")
+    # the presenter's page notices at once that it lost the floor
+    await scene.presenter_page.wait_for_selector("#floor[data-floor='no']", timeout=10000)
+    await page.click("#participants tr[data-identity='grace-py'] button:has-text('Demote')")
+    await page.wait_for_selector("#participants tr[data-identity='grace-py'][data-speaker='false']")
+
+    # hand the floor back to the presenter: her page turns the microphone on again
+    pat = await scene.presenter_page.evaluate(
+        f"JSON.parse(sessionStorage.getItem('broadcaster:presenter:{room}')).identity")
+    await page.click(f"#participants tr[data-identity='{pat}'] button:has-text('Promote')")
+    await scene.presenter_page.wait_for_selector("#floor[data-floor='yes']", timeout=10000)
+
+    async def pat_mic() -> bool:
+        info = await lkapi.room.get_participant(
+            api.RoomParticipantIdentity(room=room, identity=pat))
+        return any(t.source == api.TrackSource.MICROPHONE for t in info.tracks)
+
+    assert await wait_until(pat_mic, timeout=10)
+    await page.wait_for_selector(f"#participants tr[data-identity='{pat}'][data-speaker='true'] "
+                                 "[data-source='microphone']", timeout=10000)
+
+    await page.click("#bot-start")  # the fake bot command of the test app
+    await page.wait_for_selector("#bot-state[data-state='running']")
+    await page.click("#watch")
+    await page.wait_for_selector("#preview-card #stage[data-video='on']", timeout=15000)
+    await page.mouse.move(0, 0)
+    await page.wait_for_selector("#toast", state="hidden", timeout=10000)
+    await page.screenshot(path=str(docs_dir() / "host.png"), full_page=True)
+    await page.click("#bot-stop")
+    await page.wait_for_selector("#bot-state[data-state='stopped']")
+    text = await page.content()
+    no_secrets(text, web_client.settings)
+    assert not re.search(r"host-key\"[^>]*value=", text)
+    assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
+        problems
+
+    # ending the webinar from the console (two clicks) reaches the presenter's page
+    await page.click("#end")
+    await page.click("#end")
+    await page.wait_for_selector("#detail[data-state='ended']")
+    await scene.presenter_page.wait_for_selector("body[data-state='ended'] #ended",
+                                                 timeout=10000)
+    assert not [p for p in problems if "pageerror" in p], problems
+    await page.close()
+    await scene.presenter_page.close()
+
+
+def test_screenshots_exist():
+    for name in ("viewer.png", "presenter.png", "host.png"):
+        assert (Path(docs_dir()) / name).stat().st_size > 10_000
