@@ -118,9 +118,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     else:
         if not args.room:
             raise InvalidInput("serve bot needs --room ROOM")
+        from broadcaster.bot.main import RESTART_EXIT_CODE, RestartRequested
         from broadcaster.bot.main import serve as serve_bot
 
         serve = lambda: serve_bot(settings, args.room)  # noqa: E731
+        try:
+            return run_until_signal(serve)
+        except RestartRequested as exc:
+            logger.warning(f"bot restarting: {exc}")
+            return RESTART_EXIT_CODE
     return run_until_signal(serve)
 
 

@@ -105,6 +105,8 @@ class Settings:
 
     # --- Bot -----------------------------------------------------------------------------
     bot_identity: str = "avatar-bot"
+    avatar_stall_restart_seconds: float = 15.0
+    """No avatar frames this long: the bot restarts to open a fresh avatar session."""
     bot_autostart: bool = True
     faq_path: str = str(PROJECT_ROOT / "docs" / "sample-agenda.md")
     llm_base_url: str = ""

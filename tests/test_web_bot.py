@@ -42,16 +42,34 @@ async def test_launcher_kills_a_bot_that_ignores_sigterm(livekit: Settings):
     assert stopped["returncode"] == -signal.SIGKILL
 
 
-async def test_launcher_reports_an_exited_bot(livekit: Settings):
-    bots = BotLauncher(livekit, command=lambda room: [sys.executable, "-c", "raise SystemExit(3)"])
-    await bots.start("r3")
+async def test_launcher_restarts_a_crashed_bot_then_gives_up(livekit: Settings, tmp_path):
+    marker = tmp_path / "crashed-once"
+    once = (f"import pathlib, sys, time\np = pathlib.Path({str(marker)!r})\n"
+            "if not p.exists():\n    p.touch(); sys.exit(75)\ntime.sleep(60)")
+    bots = BotLauncher(livekit, command=lambda room: [sys.executable, "-c", once],
+                       restart_backoff=0.05)
+    first = (await bots.start("r3"))["pid"]
 
-    async def exited() -> bool:
-        return bots.status("r3")["state"] == "exited"
+    async def replaced() -> bool:
+        status = bots.status("r3")
+        return status["state"] == "running" and status["pid"] != first
 
-    assert await wait_until(exited, timeout=5)
-    assert bots.status("r3")["returncode"] == 3
+    assert await wait_until(replaced, timeout=10)  # exit 75 -> a fresh bot
     await bots.stop_all()
+
+    crash = [sys.executable, "-c", "raise SystemExit(3)"]
+    always = BotLauncher(livekit, command=lambda room: crash, restart_backoff=0.01)
+    await always.start("r4")
+
+    async def given_up() -> bool:
+        await asyncio.sleep(0.5)
+        return always.status("r4")["state"] == "exited"
+
+    assert await wait_until(given_up, timeout=15)
+    last = always.status("r4")
+    await asyncio.sleep(1.0)  # past every backoff: no further restart comes
+    assert always.status("r4") == last and last["returncode"] == 3
+    await always.stop_all()
 
 
 async def test_host_api_starts_and_stops_the_bot(web_client: WebClient):

@@ -27,11 +27,19 @@ def default_command(room: str) -> list[str]:
     return [sys.executable, "-m", "broadcaster.bot", "--room", room]
 
 
+#: a bot that exits on its own is restarted (it asks for that with exit code 75 when
+#: its avatar or LiveKit connection died), at most this often per RESTART_WINDOW
+MAX_RESTARTS = 5
+RESTART_WINDOW = 120.0
+
+
 @dataclass
 class _Bot:
     room: str
     proc: asyncio.subprocess.Process
     started_at: float = field(default_factory=time.time)
+    restarts: list[float] = field(default_factory=list)
+    watcher: asyncio.Task[None] | None = None
 
 
 class BotLauncher:
@@ -43,10 +51,12 @@ class BotLauncher:
         command: BotCommand = default_command,
         *,
         stop_timeout: float = 10.0,
+        restart_backoff: float = 1.0,
     ) -> None:
         self._env = {**os.environ, **settings.child_env()}
         self._command = command
         self._stop_timeout = stop_timeout
+        self._backoff = restart_backoff
         self._bots: dict[str, _Bot] = {}
         self._lock = asyncio.Lock()
 
@@ -69,14 +79,38 @@ class BotLauncher:
             bot = self._bots.get(room)
             if bot is not None and bot.proc.returncode is None:
                 return self.status(room)
-            argv = list(self._command(room))
-            proc = await asyncio.create_subprocess_exec(
-                *argv, env=self._env, stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
-            )
-            self._bots[room] = _Bot(room, proc)
-            logger.info("bot for room {} started (pid {})", room, proc.pid)
+            self._bots[room] = await self._launch(room, [])
             return self.status(room)
+
+    async def _launch(self, room: str, restarts: list[float]) -> _Bot:
+        proc = await asyncio.create_subprocess_exec(
+            *self._command(room), env=self._env, stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
+        )
+        bot = _Bot(room, proc, restarts=restarts)
+        bot.watcher = asyncio.create_task(self._watch(bot), name=f"bot-watch-{room}")
+        logger.info("bot for room {} started (pid {})", room, proc.pid)
+        return bot
+
+    async def _watch(self, bot: _Bot) -> None:
+        """Restart a bot that exits without being asked to, with a bounded backoff."""
+        code = await bot.proc.wait()
+        async with self._lock:
+            if self._bots.get(bot.room) is not bot:
+                return  # stopped on purpose, or already replaced
+            now = time.monotonic()
+            recent = [t for t in bot.restarts if now - t < RESTART_WINDOW]
+            if len(recent) >= MAX_RESTARTS:
+                logger.error("bot for room {} exited (code {}) {} times; not restarting",
+                             bot.room, code, len(recent) + 1)
+                return
+            delay = min(self._backoff * 2 ** len(recent), 15.0)
+            logger.warning("bot for room {} exited (code {}); restarting in {:.1f} s",
+                           bot.room, code, delay)
+        await asyncio.sleep(delay)
+        async with self._lock:
+            if self._bots.get(bot.room) is bot:
+                self._bots[bot.room] = await self._launch(bot.room, [*recent, now])
 
     async def stop(self, room: str) -> dict[str, object]:
         """SIGTERM, then SIGKILL after the timeout; forget the process."""
@@ -92,6 +126,8 @@ class BotLauncher:
             return status
 
     async def _terminate(self, bot: _Bot) -> None:
+        if bot.watcher is not None:
+            bot.watcher.cancel()
         proc = bot.proc
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
