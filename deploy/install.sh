@@ -49,8 +49,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ ! -f "$stamp" ]; then
   say "python: installing broadcaster[$extras] into .venv (about a minute when cold)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
+  log="$TOOLS/pip-install.log"
+  { "$VENV/bin/python" -m pip install --upgrade pip &&
+    "$VENV/bin/python" -m pip install -e "$ROOT[$extras]"; } > "$log" 2>&1 ||
+    { tail -n 40 "$log" >&2; echo "install.sh: pip install failed (full log: $log)" >&2; exit 1; }
   rm -f "$VENV"/.broadcaster-*
   touch "$stamp"
 else

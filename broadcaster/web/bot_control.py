@@ -40,6 +40,7 @@ class _Bot:
     started_at: float = field(default_factory=time.time)
     restarts: list[float] = field(default_factory=list)
     watcher: asyncio.Task[None] | None = None
+    pump: asyncio.Task[None] | None = None
 
 
 class BotLauncher:
@@ -85,12 +86,23 @@ class BotLauncher:
     async def _launch(self, room: str, restarts: list[float]) -> _Bot:
         proc = await asyncio.create_subprocess_exec(
             *self._command(room), env=self._env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
         )
         bot = _Bot(room, proc, restarts=restarts)
         bot.watcher = asyncio.create_task(self._watch(bot), name=f"bot-watch-{room}")
+        bot.pump = asyncio.create_task(self._pump(bot), name=f"bot-output-{room}")
         logger.info("bot for room {} started (pid {})", room, proc.pid)
         return bot
+
+    @staticmethod
+    async def _pump(bot: _Bot) -> None:
+        """Forward the bot's output, each line marked with its room (bots are many)."""
+        assert bot.proc.stdout is not None
+        prefix = f"bot[{bot.room}] "
+        while line := await bot.proc.stdout.readline():
+            sys.stdout.write(prefix + line.decode(errors="replace"))
+            sys.stdout.flush()
 
     async def _watch(self, bot: _Bot) -> None:
         """Restart a bot that exits without being asked to, with a bounded backoff."""
