@@ -26,7 +26,7 @@ say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 mkdir -p "$TOOLS/bin"
 
 # 1. Debian packages (only for tests: chromium for the browser tests, flite for test speech)
-if [ "$WANT_TEST" = 1 ]; then
+if [ "$WANT_TEST" = 1 ] || [ "$WANT_BENCH" = 1 ]; then  # the benches speak with flite too
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v flite >/dev/null || missing+=(flite)
