@@ -102,6 +102,9 @@ class Settings:
     video_fps: int = 25
     video_codec: str = "VP8"
     video_max_bitrate: int = 1_700_000
+    video_simulcast: bool = False
+    """Republish 720p/360p/180p layers so the SFU can serve weak links (costs ~25% CPU;
+    new viewers start on a low layer). Off: one full-size layer, see docs/republisher.md."""
 
     # --- Bot -----------------------------------------------------------------------------
     bot_identity: str = "avatar-bot"
@@ -114,6 +117,10 @@ class Settings:
     llm_model: str = "gpt-4o-mini"
     record: bool = False
     recordings_dir: str = str(PROJECT_ROOT / "recordings")
+    bot_metrics_host: str = "127.0.0.1"
+    bot_metrics_port: int = 9464
+    """The bot's Prometheus /metrics; 0: off. Taken (another bot): a free port, written to
+    <state_dir>/metrics/bot-<room>.port."""
 
     # --- Speech (docs/speech.md): local defaults, cloud replacements by configuration ---
     stt_provider: str = "whisper"
@@ -256,7 +263,7 @@ class Settings:
 
     def _validate(self) -> None:
         for name in ("livekit_port", "livekit_rtc_tcp_port", "livekit_rtc_udp_port",
-                     "web_port", "avatar_port"):
+                     "web_port", "avatar_port", "bot_metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name}={port} is not a TCP/UDP port (0-65535)")

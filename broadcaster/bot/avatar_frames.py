@@ -1,0 +1,112 @@
+"""Avatar video frames that skip pipecat's RGB round trip.
+
+pipecat 1.14's HeyGen client converts every decoded avatar frame from I420 to
+RGB24 and copies it into ``bytes`` (0.3-0.38 ms per 720p frame), and its
+LiveKit output then converts RGB back to I420 inside ``capture_frame``. Video
+encoders want I420, so both conversions are pure waste for a republisher.
+
+:class:`I420AvatarFrame` is an ``OutputImageRawFrame`` that keeps the decoded
+``rtc.VideoFrame`` itself (no conversion, no copy); :class:`FastHeyGenVideoService`
+is ``HeyGenVideoService`` emitting it. Everything else, audio included, is the
+parent's behaviour. The pipecat package itself is not modified.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit import rtc
+from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
+from loguru import logger
+from pipecat.frames.frames import ImageRawFrame, OutputImageRawFrame
+from pipecat.services.heygen.video import HeyGenVideoService
+
+I420 = "I420"
+"""``ImageRawFrame.format`` of planar YUV 4:2:0 (Y, then U, then V; no row padding)."""
+
+
+@dataclass
+class I420AvatarFrame(OutputImageRawFrame):
+    """An avatar frame that carries the decoded LiveKit frame, untouched.
+
+    ``image`` is the I420 planar buffer (Y plane ``w*h`` bytes, then U and V of
+    ``(w/2)*(h/2)`` bytes each), a zero-copy view of ``video_frame``'s own data;
+    ``format`` is ``"I420"``. Processors that want RGB can call
+    ``frame.video_frame.convert(VideoBufferType.RGB24)``; a republisher passes
+    ``video_frame`` straight to ``rtc.VideoSource.capture_frame``.
+
+    Holding the frame is safe for as long as you like: the LiveKit SDK copies
+    each decoded picture into a Python-owned ``bytearray`` and releases the
+    decoder's buffer before the frame reaches Python, so a decoder that reuses
+    its buffers cannot change pixels under a held frame.
+    """
+
+    video_frame: rtc.VideoFrame | None = None
+    timestamp_us: int = 0
+    """The frame's render time as scheduled by the receiving WebRTC stack (its clock is
+    CLOCK_MONOTONIC in microseconds on Linux, i.e. ``time.monotonic_ns() // 1000``;
+    usually a few ms after the frame reaches Python)."""
+    received_ns: int = field(default=0)
+    """``time.monotonic_ns()`` when the decoded frame reached Python."""
+
+    @classmethod
+    def wrap(cls, video_frame: rtc.VideoFrame, timestamp_us: int = 0) -> I420AvatarFrame:
+        """Wrap a decoded frame; converts only in the rare case it is not I420 already."""
+        if video_frame.type != VideoBufferType.I420:
+            video_frame = video_frame.convert(VideoBufferType.I420)
+        return cls(
+            image=video_frame.data,  # type: ignore[arg-type]  # memoryview: zero copy
+            size=(video_frame.width, video_frame.height),
+            format=I420,
+            video_frame=video_frame,
+            timestamp_us=timestamp_us,
+            received_ns=time.monotonic_ns(),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name}(size: {self.size}, format: {self.format})"
+
+
+class FastHeyGenVideoService(HeyGenVideoService):
+    """``HeyGenVideoService`` that emits :class:`I420AvatarFrame` instead of RGB frames.
+
+    Drop-in replacement: same constructor, same audio (``SpeechOutputAudioRawFrame``
+    at 48 kHz mono, untouched), same control flow. Only the client's video loop is
+    replaced, on the client instance, before the client starts reading video (the
+    client creates its video task only after ``_on_participant_connected``, which
+    this class overrides). Downstream consumers must accept ``format == "I420"``;
+    pipecat's own LiveKit output does not (use ``LiveKitRepublisher``).
+    """
+
+    async def _on_participant_connected(self, participant_id: str) -> None:
+        if self._client is not None and "_process_video_frames" not in vars(self._client):
+            client = self._client
+            client._process_video_frames = (  # type: ignore[method-assign]
+                lambda stream: self._read_i420_frames(client, stream)
+            )
+        await super()._on_participant_connected(participant_id)
+
+    async def _read_i420_frames(self, client: Any, stream: rtc.VideoStream) -> None:
+        """The client's video loop (``HeyGenClient._process_video_frames``), minus the
+        RGB conversion and the bytes copy."""
+        try:
+            logger.debug("Starting I420 video frame processing...")
+            async for event in stream:
+                try:
+                    if client._transport_ready and client._video_frame_callback:
+                        frame = I420AvatarFrame.wrap(event.frame, event.timestamp_us)
+                        await client._video_frame_callback(frame)
+                except Exception as e:  # one bad frame must not end the stream
+                    logger.error(f"Error processing individual video frame: {e}")
+        except Exception as e:
+            logger.error(f"Error processing video frames: {e}")
+        finally:
+            logger.debug("I420 video frame processing ended.")
+
+    async def _on_participant_video_frame(self, video_frame: ImageRawFrame) -> None:
+        if isinstance(video_frame, I420AvatarFrame):
+            await self.push_frame(video_frame)  # already an OutputImageRawFrame: no rebuild
+        else:
+            await super()._on_participant_video_frame(video_frame)

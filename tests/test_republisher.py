@@ -1,0 +1,582 @@
+"""LiveKitRepublisher against a real livekit-server and a real subscribing client.
+
+One scenario runs once (module fixture) so the suite pays for one pipeline and
+one subscriber: avatar-style I420 frames with speech-like beeps and matching video
+flashes, then a 2 s stall, then a resume that arrives as a backlog, then plain RGB
+frames. Each test asserts one property of what the subscriber received.
+
+Frames carry a 16-bit stamp drawn into the picture (the receive side repeats
+frames, so distinct stamps are counted, not callbacks), and LiveKit frame metadata
+(``frame_id``) that the republisher sets on every capture, repeats included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from livekit import rtc
+from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
+from loguru import logger
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    EndFrame,
+    Frame,
+    InterruptionFrame,
+    OutputImageRawFrame,
+    SpeechOutputAudioRawFrame,
+    TTSAudioRawFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
+
+from broadcaster.bot.avatar_frames import I420AvatarFrame
+from broadcaster.bot.republisher import (
+    LiveKitRepublisher,
+    PacedFrame,
+    RepublishEncoding,
+    VideoPacer,
+)
+from broadcaster.config import Settings
+from broadcaster.roles import Role, mint_token
+
+pytestmark = pytest.mark.timeout(90)
+
+BLOCK = 32  # stamp bit size in pixels (survives VP8 at 1.7 Mbps easily)
+BITS = 16
+BG_LUMA = 100
+FLASH_BOX = (slice(-200, None), slice(-200, None))  # bottom-right 200x200
+AUDIO_RATE = 48_000
+CHUNK = AUDIO_RATE // 100  # 10 ms, as the avatar's audio arrives
+
+
+# ------------------------------------------------------------------------ frames
+def _stamp(y: np.ndarray, value: int) -> None:
+    """Draw ``value`` as 16 black/white blocks, and their complement below (a checksum)."""
+    for i in range(BITS):
+        bit = (value >> i) & 1
+        y[0:BLOCK, i * BLOCK : (i + 1) * BLOCK] = 235 if bit else 16
+        y[BLOCK : 2 * BLOCK, i * BLOCK : (i + 1) * BLOCK] = 16 if bit else 235
+
+
+def read_stamp(y: np.ndarray) -> int | None:
+    """The stamp in a luma plane (h, w), or None (no valid stamp: slate, garbage)."""
+    region = y[: 2 * BLOCK, : BITS * BLOCK].reshape(2, BLOCK, BITS, BLOCK)
+    cores = region[:, 8:24, :, 8:24].mean(axis=(1, 3))
+    top, bottom = cores[0] > 128, cores[1] > 128
+    if np.any(top == bottom) or np.any(np.abs(cores - 128) < 40):
+        return None
+    return int(sum(1 << i for i in range(BITS) if top[i]))
+
+
+class FrameMaker:
+    """Stamped synthetic frames; only the stamp region changes, so making one is a copy."""
+
+    def __init__(self, w: int, h: int) -> None:
+        self.w, self.h = w, h
+        self._yuv = np.full(w * h * 3 // 2, 128, np.uint8)
+        self._y = self._yuv[: w * h].reshape(h, w)
+        self._y[:] = BG_LUMA
+        self._y[h // 3 : h // 3 + 40, :] = 160
+        self._rgb = np.full((h, w, 3), BG_LUMA, np.uint8)
+
+    def i420(self, value: int, *, flash: bool = False) -> rtc.VideoFrame:
+        _stamp(self._y, value)
+        self._y[FLASH_BOX] = 235 if flash else BG_LUMA
+        return rtc.VideoFrame(self.w, self.h, VideoBufferType.I420, bytearray(self._yuv.data))
+
+    def rgb(self, value: int) -> OutputImageRawFrame:
+        y = self._rgb[: 2 * BLOCK, : BITS * BLOCK, 0].copy()
+        _stamp(y, value)
+        self._rgb[: 2 * BLOCK, : BITS * BLOCK, :] = y[:, :, None]
+        return OutputImageRawFrame(image=self._rgb.tobytes(), size=(self.w, self.h), format="RGB")
+
+
+def tone(ms: int, freq: float = 440.0, amp: int = 8000, start: int = 0) -> bytes:
+    n = AUDIO_RATE * ms // 1000
+    t = (np.arange(n) + start) / AUDIO_RATE
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16).tobytes()
+
+
+def speech_chunk(pcm: bytes) -> SpeechOutputAudioRawFrame:
+    return SpeechOutputAudioRawFrame(audio=pcm, sample_rate=AUDIO_RATE, num_channels=1)
+
+
+# ------------------------------------------------------------------------ receiving side
+@dataclass
+class Seen:
+    t: float
+    size: tuple[int, int]
+    stamp: int | None
+    frame_id: int
+    slate: bool
+    flash: bool
+
+
+@dataclass
+class Subscriber:
+    """A viewer: records every decoded frame and every audio frame with arrival times."""
+
+    room: rtc.Room
+    video: list[Seen] = field(default_factory=list)
+    audio: list[tuple[float, float]] = field(default_factory=list)  # (t, rms)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    identities: set[str] = field(default_factory=set)
+
+    @classmethod
+    async def join(cls, s: Settings, room: str, identity: str = "viewer-1") -> Subscriber:
+        sub = cls(rtc.Room())
+
+        @sub.room.on("track_subscribed")
+        def _on_track(track: rtc.Track, pub: rtc.RemoteTrackPublication,
+                      part: rtc.RemoteParticipant) -> None:
+            sub.identities.add(part.identity)
+            if track.kind == rtc.TrackKind.KIND_VIDEO:
+                sub.tasks.append(asyncio.create_task(sub._read_video(rtc.VideoStream(track))))
+            else:
+                stream = rtc.AudioStream(track, sample_rate=AUDIO_RATE, num_channels=1)
+                sub.tasks.append(asyncio.create_task(sub._read_audio(stream)))
+
+        await sub.room.connect(s.effective_livekit_url, mint_token(s, Role.VIEWER, room, identity))
+        return sub
+
+    async def _read_video(self, stream: rtc.VideoStream) -> None:
+        async for ev in stream:
+            f = ev.frame
+            y = np.frombuffer(f.data, np.uint8, count=f.width * f.height)
+            y = y.reshape(f.height, f.width)
+            corner = float(y[-64:, :64].mean())
+            self.video.append(Seen(
+                t=time.monotonic(), size=(f.width, f.height), stamp=read_stamp(y),
+                frame_id=ev.metadata.frame_id if ev.metadata is not None else 0,
+                slate=abs(corner - 39) < 12,
+                flash=float(y[FLASH_BOX].mean()) > 180,
+            ))
+
+    async def _read_audio(self, stream: rtc.AudioStream) -> None:
+        async for ev in stream:
+            x = np.frombuffer(ev.frame.data, np.int16).astype(np.float64)
+            self.audio.append((time.monotonic(), float(np.sqrt((x**2).mean())) if x.size else 0))
+
+    async def leave(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await self.room.disconnect()
+
+    def between(self, t0: float, t1: float) -> list[Seen]:
+        return [v for v in self.video if t0 <= v.t < t1]
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Tap(FrameProcessor):
+    """Records frames that come out of the republisher, both directions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[Frame] = []
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        self.frames.append(frame)
+        await self.push_frame(frame, direction)
+
+
+class Pacer:
+    """Real-time pacing for the feeder: sleep until t0 + k / rate."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    async def until(self, t: float) -> None:
+        delay = self.t0 + t - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def run_pipeline(republisher: LiveKitRepublisher, *extra: FrameProcessor) -> tuple[
+    PipelineWorker, asyncio.Task
+]:
+    worker = PipelineWorker(
+        Pipeline([republisher, *extra]), idle_timeout_secs=None, enable_rtvi=False
+    )
+    runner = WorkerRunner(handle_sigint=False)
+    return worker, asyncio.create_task(runner.run(worker))
+
+
+# ------------------------------------------------------------------------ the scenario
+BEEPS = (1.0, 1.6, 2.2)  # s into the I420 segment: 100 ms tone + flash frames together
+I420_SECONDS = 3.0
+STALL_SECONDS = 2.0
+BACKLOG = 20
+RGB_SECONDS = 2.0
+SLATE_AFTER = 1.0
+
+
+@dataclass
+class Scenario:
+    settings: Settings
+    sub: Subscriber
+    rep: LiveKitRepublisher
+    tap: Tap
+    marks: dict[str, float]
+    sent: dict[str, list[int]]
+    beeps_at: list[float]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def scenario(livekit: Settings) -> AsyncIterator[Scenario]:
+    s = livekit
+    fps = s.video_fps
+    make = FrameMaker(s.video_width, s.video_height)
+    room = "republish"
+    rep = LiveKitRepublisher(
+        url=s.effective_livekit_url,
+        token=mint_token(s, Role.BOT, room, s.bot_identity),
+        encoding=RepublishEncoding.from_settings(s),
+        slate_after=SLATE_AFTER,
+    )
+    tap = Tap()
+    sub = await Subscriber.join(s, room)
+    worker, run = await run_pipeline(rep, tap)
+    marks: dict[str, float] = {}
+    sent: dict[str, list[int]] = {"i420": [], "rgb": []}
+    beeps_at: list[float] = []
+    try:
+        await wait_for(lambda: len(sub.video) > 0 and len(sub.audio) > 0, 15, "first frames")
+        await asyncio.sleep(0.5)
+
+        # --- I420 avatar frames + audio (silence, beeps with flashes) ------------------
+        pace = Pacer()
+        marks["i420"] = pace.t0
+        n_video = int(I420_SECONDS * fps)
+        n_audio = int(I420_SECONDS * 100)
+        flash_frames = {round(b * fps) + k for b in BEEPS for k in range(3)}
+        beep_chunks = {round(b * 100) + k: k for b in BEEPS for k in range(10)}
+        events = sorted([(i / fps, "v", i) for i in range(n_video)]
+                        + [(j / 100, "a", j) for j in range(n_audio)])
+        for t, kind, i in events:
+            await pace.until(t)
+            if kind == "v":
+                value = 1 + i
+                flash = i in flash_frames
+                frame = I420AvatarFrame.wrap(make.i420(value, flash=flash),
+                                             time.monotonic_ns() // 1000)
+                await worker.queue_frame(frame)
+                sent["i420"].append(value)
+            else:
+                k = beep_chunks.get(i)
+                pcm = tone(10, start=k * CHUNK) if k is not None else bytes(2 * CHUNK)
+                if k == 0:
+                    beeps_at.append(time.monotonic())
+                await worker.queue_frame(speech_chunk(pcm))
+        marks["i420_end"] = time.monotonic()
+
+        # --- stall: no video for 2 s (audio continues: silence) -----------------------
+        pace = Pacer()
+        for j in range(int(STALL_SECONDS * 100)):
+            await pace.until(j / 100)
+            await worker.queue_frame(speech_chunk(bytes(2 * CHUNK)))
+        marks["stall_end"] = time.monotonic()
+        stats_before_resume = (rep.stats.frames_published, rep.stats.frames_dropped)
+
+        # --- resume with a backlog, then RGB frames at fps ----------------------------
+        await worker.queue_frames(
+            [I420AvatarFrame.wrap(make.i420(5000 + k)) for k in range(BACKLOG)]
+        )
+        marks["resume"] = time.monotonic()
+        pace = Pacer()
+        marks["rgb"] = pace.t0
+        for i in range(int(RGB_SECONDS * fps)):
+            await pace.until(i / fps)
+            value = 10_000 + i
+            await worker.queue_frame(make.rgb(value))
+            sent["rgb"].append(value)
+        marks["rgb_end"] = time.monotonic()
+        await asyncio.sleep(0.5)
+        marks["backlog_published"] = rep.stats.frames_published - stats_before_resume[0]
+        marks["backlog_dropped"] = rep.stats.frames_dropped - stats_before_resume[1]
+        logger.info(f"republisher stats: {rep.stats}")
+        yield Scenario(s, sub, rep, tap, marks, sent, beeps_at)
+    finally:
+        await worker.cancel()
+        await asyncio.wait_for(run, 20)
+        await sub.leave()
+
+
+# ------------------------------------------------------------------------ tests
+def _fps_report(sc: Scenario, key: str, t0: float, t1: float) -> tuple[float, set[int]]:
+    wanted = set(sc.sent[key])
+    got = {v.stamp for v in sc.sub.between(t0, t1 + 0.5) if v.stamp in wanted}
+    return len(got) / len(wanted), got
+
+
+async def test_i420_avatar_frames_arrive_at_resolution_and_rate(scenario: Scenario) -> None:
+    sc = scenario
+    share, got = _fps_report(sc, "i420", sc.marks["i420"], sc.marks["i420_end"])
+    sizes = {v.size for v in sc.sub.between(sc.marks["i420"] + 0.3, sc.marks["i420_end"])}
+    logger.info(f"I420: {share:.1%} of distinct frames received, sizes {sizes}")
+    assert sizes == {(sc.settings.video_width, sc.settings.video_height)}
+    assert share >= 0.9, share
+    stamps = [v.stamp for v in sc.sub.video if v.stamp is not None and v.stamp < 5000]
+    assert stamps == sorted(stamps), "frames arrived out of order"
+
+
+async def test_plain_rgb_frames_arrive_at_resolution_and_rate(scenario: Scenario) -> None:
+    sc = scenario
+    share, _ = _fps_report(sc, "rgb", sc.marks["rgb"], sc.marks["rgb_end"])
+    sizes = {v.size for v in sc.sub.between(sc.marks["rgb"] + 0.3, sc.marks["rgb_end"])}
+    logger.info(f"RGB: {share:.1%} of distinct frames received, sizes {sizes}")
+    assert sizes == {(sc.settings.video_width, sc.settings.video_height)}
+    assert share >= 0.9, share
+
+
+async def test_audio_is_silent_then_carries_the_beeps(scenario: Scenario) -> None:
+    sc = scenario
+    t0 = sc.marks["i420"]
+    before = [rms for t, rms in sc.sub.audio if t0 <= t < sc.beeps_at[0]]
+    beeps = [
+        max((rms for t, rms in sc.sub.audio if b <= t < b + 0.4), default=0.0)
+        for b in sc.beeps_at
+    ]
+    logger.info(f"audio: silence rms max {max(before):.1f}, beeps rms {beeps}")
+    assert len(before) >= 50 and max(before) < 50
+    assert min(beeps) > 1000  # the tone is 8000 peak, ~5600 rms
+
+
+async def test_lip_sync_within_bounds(scenario: Scenario) -> None:
+    """Beep onset vs flash onset at the subscriber: audio may lead by 45 ms, lag by 125."""
+    sc = scenario
+    skews = []
+    for b in sc.beeps_at:
+        audio_t = next(t for t, rms in sc.sub.audio if t >= b and rms > 1000)
+        video_t = next(v.t for v in sc.sub.video if v.t >= b - 0.2 and v.flash)
+        skews.append((audio_t - video_t) * 1000)
+    logger.info(f"lip sync (audio - video, ms): {[round(x) for x in skews]}")
+    assert all(-45 <= x <= 125 for x in skews), skews
+
+
+async def test_stall_keeps_the_track_alive_with_repeats_then_slate(scenario: Scenario) -> None:
+    sc = scenario
+    t0, t1 = sc.marks["i420_end"] + 0.3, sc.marks["stall_end"]
+    seen = sc.sub.between(t0, t1)
+    ids = {v.frame_id for v in seen}
+    rate = len(ids) / (t1 - t0)
+    slates = [v for v in seen if v.slate]
+    repeats = [v for v in seen if v.stamp == sc.sent["i420"][-1]]
+    logger.info(f"stall: {rate:.1f} distinct captures/s, {len(repeats)} repeat frames, "
+                f"{len(slates)} slate frames")
+    assert rate >= 0.9 * sc.settings.video_fps, rate
+    assert repeats and slates
+    assert min(v.t for v in slates) > max(v.t for v in repeats)
+    first_slate = min(v.t for v in slates) - sc.marks["i420_end"]
+    assert SLATE_AFTER - 0.2 <= first_slate <= SLATE_AFTER + 0.5, first_slate
+    assert sc.rep.stats.stalls == 1 and not sc.rep.stats.stalled
+
+
+async def test_no_burst_when_frames_resume(scenario: Scenario) -> None:
+    """A 20-frame backlog is not fast-forwarded: it collapses to (at most) two frames."""
+    sc = scenario
+    fps = sc.settings.video_fps
+    published, dropped = sc.marks["backlog_published"], sc.marks["backlog_dropped"]
+    assert dropped >= BACKLOG - 2, (published, dropped)
+    window = [v for v in sc.sub.between(sc.marks["resume"] - 0.1, sc.marks["rgb_end"])]
+    starts = sorted({v.frame_id: v.t for v in window}.values())
+    worst = max(sum(1 for t in starts if a <= t < a + 0.2) for a in starts)
+    logger.info(f"resume: backlog {BACKLOG} -> dropped {dropped}; max {worst} frames in 200 ms")
+    assert worst <= 0.2 * fps + 2, worst
+
+
+async def test_counters_and_bot_speaking_frames(scenario: Scenario) -> None:
+    sc = scenario
+    st = sc.rep.stats
+    assert st.frames_in >= len(sc.sent["i420"]) + len(sc.sent["rgb"]) + BACKLOG
+    assert st.frames_repeated > 0 and st.frames_slate > 0
+    assert 0 <= st.last_hop_ms < 50
+    assert st.audio_frames_published >= 0.95 * st.audio_frames_in - 5
+    assert any(isinstance(f, BotStartedSpeakingFrame) for f in sc.tap.frames)
+
+
+# ------------------------------------------------------------------------ pacing logic
+def _feed(pacer: VideoPacer, arrivals: list[float], until: float) -> list[tuple[float, str]]:
+    """Drive the pacer on a virtual clock; returns (time, kind) of every capture."""
+    out: list[tuple[float, str]] = []
+    now, pending = 0.0, sorted(arrivals)
+    while now <= until:
+        nxt = min(pending[0] if pending else until + 1, pacer.next_due(now), until + 1)
+        now = max(now, nxt)
+        if now > until:
+            break
+        if pending and pending[0] <= now:
+            pending.pop(0)
+            item = PacedFrame(None, 0, 0, 0)  # type: ignore[arg-type]
+            if pacer.offer(item, now):
+                got = pacer.poll(now)
+                assert got is not None
+                out.append((now, got[0].value))
+            continue
+        got = pacer.poll(now)
+        if got is not None:
+            out.append((now, got[0].value))
+        else:
+            now += 1e-4
+    return out
+
+
+def test_pacer_passes_a_jittery_stream_untouched() -> None:
+    rng = np.random.default_rng(0)
+    arrivals = [1.0 + i / 25 + rng.uniform(-0.015, 0.015) for i in range(100)]
+    caps = _feed(VideoPacer(25), arrivals, 5.0)
+    real = [t for t, k in caps if k == "real"]
+    assert len(real) == 100
+    # all captured on arrival (the first may wait half a frame after the last slate)
+    pairs = list(zip(real, sorted(arrivals), strict=True))
+    assert all(abs(t - a) < 1e-3 for t, a in pairs[1:])
+    assert 0 <= pairs[0][0] - pairs[0][1] <= 0.5 / 25 + 1e-3
+    assert not [k for t, k in caps if k == "repeat" and 1.05 < t < 4.9]
+
+
+def test_pacer_collapses_a_backlog_and_never_exceeds_the_rate() -> None:
+    pacer = VideoPacer(25)
+    arrivals = [1.0 + i / 25 for i in range(25)] + [2.5 + i * 1e-4 for i in range(30)]
+    arrivals += [2.5 + (i + 1) / 25 for i in range(25)]
+    caps = _feed(pacer, arrivals, 4.0)
+    real = [t for t, k in caps if k == "real"]
+    window = [t for t in real if 2.5 <= t < 2.7]
+    assert len(window) <= 0.2 * 25 + 2, window
+    assert pacer.dropped >= 28
+    for a in real:  # sustained: at most fps + bucket capacity in any second
+        assert sum(1 for t in real if a <= t < a + 1.0) <= 25 + 2
+
+
+def test_pacer_repeats_then_shows_the_slate() -> None:
+    pacer = VideoPacer(25, hold_frames=2, slate_after=1.0)
+    caps = _feed(pacer, [i / 25 for i in range(25)], 3.0)
+    kinds = [(round(t, 3), k) for t, k in caps if t > 0.96]
+    first_repeat = next(t for t, k in kinds if k == "repeat")
+    first_slate = next(t for t, k in kinds if k == "slate")
+    assert first_repeat == pytest.approx(0.96 + 2 / 25, abs=2e-3)
+    assert first_slate == pytest.approx(0.96 + 1.0, abs=0.045)
+    gaps = np.diff([t for t, _ in kinds])
+    assert gaps.max() <= 2 / 25 + 1e-3 and gaps[1:].min() >= 1 / 25 - 1e-3
+
+
+# ------------------------------------------------------------------------ buffer safety
+async def test_held_avatar_frames_survive_decoder_buffer_reuse(livekit: Settings) -> None:
+    """Frames wrapped the way FastHeyGenVideoService does, held for a second while the
+    decoder keeps decoding into its buffers, still carry their own pixels, and publish."""
+    s = livekit
+    make = FrameMaker(s.video_width, s.video_height)
+    src_room = rtc.Room()
+    await src_room.connect(s.effective_livekit_url,
+                           mint_token(s, Role.BOT, "avatar-src", "heygen"))
+    source = rtc.VideoSource(s.video_width, s.video_height)
+    await src_room.local_participant.publish_track(
+        rtc.LocalVideoTrack.create_video_track("avatar", source),
+        RepublishEncoding.from_settings(s).video_options(),
+    )
+    reader = rtc.Room()
+    got: asyncio.Future[rtc.Track] = asyncio.get_running_loop().create_future()
+    reader.on("track_subscribed", lambda t, *_: got.done() or got.set_result(t))
+    await reader.connect(s.effective_livekit_url,
+                         mint_token(s, Role.BOT, "avatar-src", "bot-reader"))
+    held: list[tuple[int, I420AvatarFrame]] = []
+
+    async def read(track: rtc.Track) -> None:
+        async for ev in rtc.VideoStream(track):
+            frame = I420AvatarFrame.wrap(ev.frame, ev.timestamp_us)
+            w, h = frame.size
+            stamp = read_stamp(np.frombuffer(frame.image, np.uint8, w * h).reshape(h, w))
+            if stamp is not None:
+                held.append((stamp, frame))
+
+    async def publish() -> None:
+        for i in range(75):
+            source.capture_frame(make.i420(100 + i))
+            await asyncio.sleep(1 / s.video_fps)
+
+    pub_task = asyncio.create_task(publish())
+    read_task = asyncio.create_task(read(await asyncio.wait_for(got, 10)))
+    rep = LiveKitRepublisher(url=s.effective_livekit_url,
+                             token=mint_token(s, Role.BOT, "stage-held", s.bot_identity),
+                             encoding=RepublishEncoding.from_settings(s))
+    viewer = await Subscriber.join(s, "stage-held")
+    worker, run = await run_pipeline(rep)
+    try:
+        await pub_task
+        await asyncio.sleep(0.3)
+        read_task.cancel()
+        assert len(held) >= 50, len(held)
+        for stamp, frame in held:  # decoded long ago; the decoder has moved on
+            w, h = frame.size
+            y = np.frombuffer(frame.image, np.uint8, w * h).reshape(h, w)
+            assert read_stamp(y) == stamp
+        await wait_for(lambda: len(viewer.video) > 0, 10, "the stage viewer")
+        for _, frame in held:
+            await worker.queue_frame(frame)
+            await asyncio.sleep(1 / s.video_fps)
+        await asyncio.sleep(0.5)
+        arrived = {v.stamp for v in viewer.video} & {stamp for stamp, _ in held}
+        assert len(arrived) >= 0.9 * len(held), (len(arrived), len(held))
+    finally:
+        await worker.cancel()
+        await asyncio.wait_for(run, 20)
+        await viewer.leave()
+        await reader.disconnect()
+        await src_room.disconnect()
+
+
+# ------------------------------------------------------------------------ interruption, end
+async def test_interruption_cuts_queued_speech_and_end_frame_unpublishes(
+    livekit: Settings,
+) -> None:
+    """TTS-style audio (24 kHz, far faster than real time) queues up; an interruption
+    silences the viewer within 300 ms; an EndFrame unpublishes and ends cleanly."""
+    s = livekit
+    room = "stage-cut"
+    rep = LiveKitRepublisher(url=s.effective_livekit_url,
+                             token=mint_token(s, Role.BOT, room, s.bot_identity),
+                             encoding=RepublishEncoding.from_settings(s))
+    viewer = await Subscriber.join(s, room)
+    worker, run = await run_pipeline(rep)
+    try:
+        await wait_for(lambda: len(viewer.video) > 0 and len(viewer.audio) > 0, 15, "tracks")
+        rate = 24_000
+        t = np.arange(3 * rate) / rate
+        pcm = (8000 * np.sin(2 * np.pi * 330 * t)).astype(np.int16).tobytes()
+        step = rate // 50 * 2  # 20 ms chunks, as TTS services send them
+        await worker.queue_frames([
+            TTSAudioRawFrame(audio=pcm[i : i + step], sample_rate=rate, num_channels=1)
+            for i in range(0, len(pcm), step)
+        ])
+        await wait_for(lambda: any(rms > 1000 for _, rms in viewer.audio), 5, "speech")
+        await asyncio.sleep(1.0)
+        cut = time.monotonic()
+        await worker.queue_frame(InterruptionFrame())
+        await asyncio.sleep(1.0)
+        last_loud = max(t for t, rms in viewer.audio if rms > 1000)
+        logger.info(f"interruption: speech stopped {1000 * (last_loud - cut):.0f} ms later")
+        assert last_loud - cut <= 0.3
+        await worker.queue_frame(EndFrame())
+        await asyncio.wait_for(run, 10)
+        await wait_for(lambda: s.bot_identity not in viewer.room.remote_participants
+                       or not viewer.room.remote_participants[s.bot_identity].track_publications,
+                       5, "the bot's tracks to go")
+    finally:
+        if not run.done():
+            await worker.cancel()
+            await asyncio.wait_for(run, 20)
+        await viewer.leave()
