@@ -141,6 +141,11 @@ class Settings:
     tts_api_key: str = field(default="", metadata=_env("BROADCASTER_TTS_API_KEY", secret=True))
     """Empty: the provider's own variable (OPENAI_API_KEY, CARTESIA_API_KEY, ...)."""
     vad_stop_secs: float = 0.2
+    vad_start_secs: float = 0.08
+    """Voiced time before a turn (and a barge-in) starts. Shorter: the avatar stops sooner
+    when talked over, but short noises interrupt it more often."""
+    vad_min_volume: float = 0.3
+    """Silero's loudness gate (pipecat's default 0.6 delays speech onset by ~0.1 s)."""
     """Silence that ends an utterance; shorter answers sooner, longer splits less."""
 
     # -------------------------------------------------------------------------------------
@@ -292,6 +297,10 @@ class Settings:
             raise ConfigError(
                 f"tts_provider={self.tts_provider!r} must be one of {', '.join(TTS_PROVIDERS)}"
             )
+        if not 0.02 <= self.vad_start_secs <= 1.0:
+            raise ConfigError(f"vad_start_secs={self.vad_start_secs} must be between 0.02 and 1")
+        if not 0.0 <= self.vad_min_volume <= 1.0:
+            raise ConfigError(f"vad_min_volume={self.vad_min_volume} must be between 0 and 1")
         if not 0.05 <= self.vad_stop_secs <= 3.0:
             raise ConfigError(f"vad_stop_secs={self.vad_stop_secs} must be between 0.05 and 3")
 

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import aiohttp
 from loguru import logger
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.workers.runner import WorkerRunner
 
+from broadcaster.bot.latency import LatencyObserver
 from broadcaster.bot.pipeline import build_bot
 from broadcaster.config import Settings
+from broadcaster.metrics import BotMetrics, bot_metrics_server
 
 #: exit code that asks the launcher for a restart (EX_TEMPFAIL)
 RESTART_EXIT_CODE = 75
@@ -31,12 +34,18 @@ class RestartRequested(Exception):
 
 async def serve(settings: Settings, room: str) -> None:
     """Run the bot in ``room``; raise RestartRequested when it cannot recover in place."""
-    async with aiohttp.ClientSession() as http:
+    metrics = BotMetrics(room)
+    async with aiohttp.ClientSession() as http, bot_metrics_server(
+        metrics, settings.bot_metrics_host, settings.bot_metrics_port, settings.state_dir
+    ):
         parts = build_bot(settings, room, http)
+        metrics.watch_republisher(parts.republisher)
         worker = PipelineWorker(
             parts.pipeline,
             params=PipelineParams(enable_metrics=True),
             cancel_on_idle_timeout=False,
+            observers=[LatencyObserver(metrics, republisher=parts.republisher,
+                                       stop_secs=settings.vad_stop_secs)],
         )
         trouble: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         stall_timer: asyncio.TimerHandle | None = None
@@ -62,6 +71,10 @@ async def serve(settings: Settings, room: str) -> None:
             if stall_timer is not None:
                 stall_timer.cancel()
                 stall_timer = None
+
+        @parts.transport.event_handler("on_connected")
+        async def _connected(transport: Any) -> None:
+            metrics.watch_room(transport._client.room)  # counts LiveKit reconnects
 
         @parts.transport.event_handler("on_disconnected")
         async def _disconnected(_: object, *args: object) -> None:

@@ -49,11 +49,14 @@ from pipecat.frames.frames import (
     EndFrame,
     Frame,
     InterruptionFrame,
+    LLMFullResponseStartFrame,
     OutputAudioRawFrame,
     OutputImageRawFrame,
     OutputTransportReadyFrame,
     SpeechOutputAudioRawFrame,
     StartFrame,
+    TTSStartedFrame,
+    TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 
@@ -446,6 +449,7 @@ class LiveKitRepublisher(FrameProcessor):
         self._audio_idle = False
         self._resampler = create_stream_resampler()
         self._speaking = False
+        self._muted = False
         self._speech_last = 0.0
         self._speaking_frame_at = 0.0
         self._warned_sizes: set[tuple[int, int]] = set()
@@ -646,7 +650,9 @@ class LiveKitRepublisher(FrameProcessor):
             if isinstance(frame, OutputAudioRawFrame):
                 self.stats.audio_frames_in += 1
                 queue = self._audio_queue
-                if self._running and queue is not None:
+                if self._muted and isinstance(frame, SpeechOutputAudioRawFrame):
+                    self.stats.audio_frames_dropped += 1  # tail of an interrupted answer
+                elif self._running and queue is not None:
                     if self._audio_idle and queue.empty() and self._audio_fits(frame):
                         await self._publish_audio(frame, time.monotonic())  # no task hop
                     else:  # keep order behind what is queued; never block video on audio
@@ -656,6 +662,11 @@ class LiveKitRepublisher(FrameProcessor):
                 return
             if isinstance(frame, InterruptionFrame):
                 self._clear_audio()
+                # The avatar keeps sending the interrupted answer for a moment (audio in
+                # flight); viewers must not hear it: mute until the next answer starts.
+                self._muted = True
+            elif isinstance(frame, (LLMFullResponseStartFrame, TTSStartedFrame, TTSTextFrame)):
+                self._muted = False
         await self.push_frame(frame, direction)
 
     # ---------------------------------------------------------------- video

@@ -53,7 +53,11 @@ _TTS_NEEDS_VOICE = {"cartesia", "elevenlabs"}
 def make_vad(settings: Settings) -> SileroVADAnalyzer:
     """Silero VAD (bundled with pipecat). Run it in a processor after the speaker gate:
     ``SpeakerVADProcessor(vad_analyzer=make_vad(settings))``."""
-    return SileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_secs))
+    return SileroVADAnalyzer(params=VADParams(
+        stop_secs=settings.vad_stop_secs,
+        start_secs=settings.vad_start_secs,
+        min_volume=settings.vad_min_volume,
+    ))
 
 
 def make_stt(settings: Settings) -> STTService:

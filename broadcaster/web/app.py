@@ -11,7 +11,7 @@ from loguru import logger
 
 from broadcaster.config import Settings
 from broadcaster.roles import InvalidInput
-from broadcaster.web import routes_host, routes_pages, routes_public
+from broadcaster.web import routes_host, routes_metrics, routes_pages, routes_public
 from broadcaster.web.access_log import AccessLogger
 from broadcaster.web.auth import host_guard
 from broadcaster.web.bot_control import BotLauncher
@@ -122,6 +122,7 @@ def create_app(
     app.add_routes(routes_public.routes)
     app.add_routes(routes_host.routes)
     app.add_routes(routes_pages.routes)
+    app.add_routes(routes_metrics.routes)
     return app
 
 

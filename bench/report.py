@@ -1,0 +1,268 @@
+"""Write docs/benchmarks.md from bench/results/*.json (called by ``python -m bench``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+
+Row = tuple[str, str, str, str, Any]  # measure, target, result, baseline, pass
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((RESULTS / f"{name}.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _f(v: Any, fmt: str = ".1f", unit: str = "") -> str:
+    if v is None:
+        return "–"
+    try:
+        return f"{v:{fmt}}{unit}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _ok(v: Any) -> str:
+    return "–" if v is None else ("yes" if v else "**no**")
+
+
+def _g(d: dict[str, Any] | None, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+# ------------------------------------------------------------------------ per bench
+def render_cost(d: dict[str, Any]) -> list[Row]:
+    c = d.get("cases", {})
+    budget = d.get("budget_ms", 3.0)
+    rows = []
+    for key, label in (("landscape_render", "720p frame"), ("portrait_render", "portrait frame")):
+        if key in c:
+            rows.append((f"avatar renderer CPU per {label} (p95)", f"≤ {budget:g} ms",
+                         _f(c[key]["p95_ms"], ".3f", " ms"),
+                         "np.copyto 720p: "
+                         + _f(_g(d, "baseline_copyto_720p_i420", "p95_ms"), ".3f", " ms"),
+                         c[key].get("within_budget_p95")))
+    return rows
+
+
+def republish_hop(d: dict[str, Any]) -> list[Row]:
+    return [("republish hop CPU per 720p frame (decoded frame → LiveKit capture)",
+             f"≤ {d.get('target_ms', 0.25):g} ms", _f(d.get("ours_ms"), ".3f", " ms"),
+             f"pipecat 1.14 RGB path: {_f(d.get('pipecat_ms'), '.3f', ' ms')} "
+             f"({_f(d.get('ratio'), '.1f', 'x')})", d.get("pass"))]
+
+
+def republish_cpu(d: dict[str, Any]) -> list[Row]:
+    bare = _g(d, "encodings", "simulcast", "bare", "cpu_ms_per_frame")
+    rep = _g(d, "encodings", "simulcast", "republisher", "cpu_ms_per_frame")
+    return [("republisher total CPU vs a bare encode of the same frames",
+             f"≤ {d.get('target_ratio', 1.1):g}x",
+             f"{_f(d.get('ratio'), '.3f', 'x')} simulcast, "
+             f"{_f(d.get('ratio_single_layer'), '.3f', 'x')} one layer",
+             f"bare encode {_f(bare, '.2f', ' ms')}/frame vs republisher {_f(rep, '.2f', ' ms')}",
+             d.get("pass"))]
+
+
+def republish_latency(d: dict[str, Any]) -> list[Row]:
+    t = d.get("targets", {})
+    return [("republish added latency at a viewer, p50 / p95",
+             f"≤ {t.get('p50_ms', 40):g} / {t.get('p95_ms', 80):g} ms",
+             f"{_f(d.get('p50_ms'))} / {_f(d.get('p95_ms'))} ms",
+             f"direct viewer frame age p50 {_f(_g(d, 'direct_age_ms', 'p50'))} ms, "
+             f"republished {_f(_g(d, 'republished_age_ms', 'p50'))} ms", d.get("pass"))]
+
+
+def frame_delivery(d: dict[str, Any]) -> list[Row]:
+    secs = d.get("seconds", 0)
+    return [(f"frame delivery over {secs / 60:g} min: received / sent, fps",
+             "≥ 99.9 %, 25 fps ± 1 %",
+             f"{_f(100 * d['ratio'], '.3f', ' %')} (end to end "
+             f"{_f(100 * d['end_to_end_ratio'], '.3f', ' %')}; republish path only "
+             f"{_f(100 * d.get('relative_to_direct_ratio', 0), '.3f', ' %')}), "
+             f"{_f(d.get('fps'), '.3f', ' fps')}",
+             f"direct: {_f(100 * _g(d, 'direct_baseline', 'ratio'), '.3f', ' %')}, "
+             f"{_f(_g(d, 'direct_baseline', 'fps'), '.3f', ' fps')}", d.get("pass"))]
+
+
+def speech_latency(d: dict[str, Any]) -> list[Row]:
+    return [("speaker stops → viewer sees the avatar speak, p50 (hears)",
+             f"≤ {d.get('target_p50_s', 1.2):g} s",
+             f"{_f(_g(d, 'sees_ms', 'p50'), '.0f', ' ms')} "
+             f"({_f(_g(d, 'hears_ms', 'p50'), '.0f', ' ms')})",
+             f"direct viewer sees {_f(_g(d, 'direct_sees_ms', 'p50'), '.0f', ' ms')}",
+             d.get("pass"))]
+
+
+def join_latency(d: dict[str, Any]) -> list[Row]:
+    return [("viewer join → first avatar frame, p50 (p95)",
+             f"≤ {d.get('target_p50_ms', 700):g} ms",
+             f"{_f(d.get('p50_ms'), '.0f', ' ms')} ({_f(d.get('p95_ms'), '.0f', ' ms')})",
+             f"direct join of the avatar room "
+             f"{_f(_g(d, 'direct', 'first_frame_ms', 'p50'), '.0f', ' ms')}", d.get("pass"))]
+
+
+def lipsync(d: dict[str, Any]) -> list[Row]:
+    return [("lip-sync skew at a viewer (+ = sound first)", "−125 … +45 ms",
+             _f(d.get("skew_ms"), "+.0f", " ms"),
+             f"direct viewer {_f(_g(d, 'direct_baseline', 'skew_ms'), '+.0f', ' ms')}",
+             d.get("pass"))]
+
+
+BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
+    "render_cost": ("Avatar renderer CPU", render_cost),
+    "republish_hop": ("Republish hop CPU", republish_hop),
+    "republish_cpu": ("Republisher total CPU", republish_cpu),
+    "republish_latency": ("Republish added latency", republish_latency),
+    "frame_delivery": ("Frame delivery", frame_delivery),
+    "speech_latency": ("Speaker stops → avatar speaks", speech_latency),
+    "join_latency": ("Viewer join → first frame", join_latency),
+    "lipsync": ("Lip sync", lipsync),
+}
+
+
+def _details(name: str, d: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if name == "speech_latency":
+        stages = d.get("bot_stages_ms", {})
+        if stages:
+            out.append("Bot stages (p50 over the counted turns, ms; from the bot's "
+                       "`LatencyObserver`):\n")
+            out.append("| " + " | ".join(stages) + " | bot total |")
+            out.append("|" + "---|" * (len(stages) + 1))
+            out.append("| " + " | ".join(_f(v.get("p50"), ".0f") for v in stages.values())
+                       + f" | {_f(_g(d, 'bot_total_ms', 'p50'), '.0f')} |")
+            err = [t["bot_speech_end_error_ms"] for t in d.get("turns", [])
+                   if t.get("bot_speech_end_error_ms") is not None and not t.get("warmup")]
+            if err:
+                err.sort()
+                out.append(f"\nThe bot dates the last word at its VAD stop − `stop_secs`; the "
+                           f"real last word was {_f(err[len(err) // 2], '.0f')} ms earlier "
+                           "(median): Silero's own detection delay plus the trip to the bot, "
+                           "so true endpointing is that much longer than the 200 ms shown.")
+            out.append("\nTurns:\n")
+            out.append("| question | sees | hears | direct sees | bot total |")
+            out.append("|---|---|---|---|---|")
+            for t in d.get("turns", []):
+                q = t["question"] + (" (warm-up, not counted)" if t.get("warmup") else "")
+                out.append(f"| {q} | {_f(t['sees_ms'], '.0f')} | {_f(t['hears_ms'], '.0f')} | "
+                           f"{_f(t['direct_sees_ms'], '.0f')} | {_f(t['bot_total_ms'], '.0f')} |")
+    elif name == "join_latency":
+        for kind in ("stage", "direct"):
+            k = d.get(kind, {})
+            out.append(f"- {kind}: token {_f(_g(k, 'token_ms', 'p50'))} ms, connect "
+                       f"{_f(_g(k, 'connect_ms', 'p50'))} ms, connected → first frame "
+                       f"{_f(_g(k, 'connected_to_frame_ms', 'p50'))} ms (p50 of "
+                       f"{_g(k, 'first_frame_ms', 'n')} joins)")
+    elif name == "lipsync":
+        for key in ("stage", "direct_baseline"):
+            k = d.get(key, {})
+            per = ", ".join(_f(v, "+.0f") for v in k.get("per_turn_skew_ms", []))
+            out.append(f"- {key}: {_f(k.get('skew_ms'), '+.1f')} ms (peak correlation "
+                       f"{_f(k.get('peak_corr'), '.2f')}, {_f(k.get('seconds_analysed'), '.0f')} s "
+                       f"of speech); per answer {per}; onset difference p50 "
+                       f"{_f(_g(k, 'onset_skew_ms', 'p50'), '+.0f')} ms")
+        added = _f(d.get("added_by_republish_ms"), "+.0f")
+        out.append(f"- added by the republish path: {added} ms; the republisher's own audio "
+                   f"lag at the end of the session (`broadcaster_republisher_last_audio_lag_"
+                   f"seconds`): {_f(d.get('bot_last_audio_lag_ms'), '.0f')} ms, "
+                   f"{_f(d.get('bot_audio_frames_dropped'), '.0f')} speech frames dropped to "
+                   "bound it")
+    elif name == "frame_delivery":
+        for key in ("republished", "end_to_end_source_frames", "direct_baseline"):
+            k = d.get(key, {})
+            out.append(f"- {key}: {k.get('received')} of {k.get('expected')} frames, "
+                       f"{_f(k.get('fps'), '.3f')} fps, longest gap {_f(k.get('max_gap_ms'))} ms")
+        la = d.get("load_avg") or {}
+        if la.get("mean") is not None:
+            out.append(f"- load average during the run: mean {la['mean']:.1f}, max "
+                       f"{la['max']:.1f} (on {_g(d, 'machine', 'cpus')} CPUs)")
+        rs = d.get("relay_stats", {})
+        out.append(f"- republisher: {rs.get('frames_published')} published, "
+                   f"{rs.get('frames_repeated')} repeats, {rs.get('frames_dropped')} dropped")
+    elif name == "republish_latency":
+        a = d.get("added_ms", {})
+        out.append(f"- added latency: p50 {_f(a.get('p50'))}, p95 {_f(a.get('p95'))}, max "
+                   f"{_f(a.get('max'))} ms over {d.get('frames_compared')} frames "
+                   f"({d.get('seconds')} s)")
+    return out
+
+
+def write_report(path: Path = DOC) -> Path:
+    rows: list[str] = []
+    sections: list[str] = []
+    for name, (title, fn) in BENCHES.items():
+        d = _load(name)
+        if d is None:
+            rows.append(f"| {title} | (not run yet: `python -m bench {name}`) | | | | |")
+            continue
+        try:
+            made = fn(d)
+        except (KeyError, TypeError) as exc:
+            rows.append(f"| {title} | (result file not understood: {exc}) | | | | |")
+            continue
+        for measure, target, result, baseline, ok in made:
+            rows.append(f"| {title} | {measure} | {target} | {result} | {baseline} | {_ok(ok)} |")
+        when = d.get("when") or time.strftime(
+            "%Y-%m-%dT%H:%M:%S%z", time.localtime((RESULTS / f"{name}.json").stat().st_mtime))
+        mode = " (quick mode)" if d.get("quick") else ""
+        load = _g(d, "machine", "loadavg_1m")
+        load_note = f" Load average when it finished: {load:g}." if load is not None else ""
+        sec = [f"### {title}\n", f"`bench/{name}.py`, {when}{mode}. " + (d.get("what") or "")
+               + "." + load_note + "\n"]
+        sec += _details(name, d)
+        png = RESULTS / f"{name}.png"
+        if png.exists():
+            sec.append(f"\n![{title}](../bench/results/{name}.png)\n")
+        sections.append("\n".join(sec))
+    machine = next((d["machine"] for n in BENCHES
+                    if (d := _load(n)) and "platform" in d.get("machine", {})), {})
+    text = "\n".join([
+        "# Benchmarks",
+        "",
+        "Generated by `python -m bench` (`./dev bench`) from `bench/results/*.json`; do not "
+        "edit by hand. Every benchmark runs its baseline in the same script, at the same "
+        "time, because the machines are noisy.",
+        "",
+        "```",
+        "./dev bench                    # everything (frame delivery runs 10 minutes)",
+        "./dev bench --quick            # shorter runs (frame delivery 60 s, fewer turns)",
+        ".venv/bin/python -m bench lipsync join_latency   # some of them",
+        ".venv/bin/python -m bench --report               # only rewrite this page",
+        "```",
+        "",
+        f"Machine of the latest runs: {machine.get('platform', '?')}, "
+        f"{machine.get('cpus', '?')} CPUs, Python {machine.get('python', '?')}. "
+        "Everything runs on loopback: a local livekit-server, the local avatar service "
+        "and the offline speech stack.",
+        "",
+        "## Summary",
+        "",
+        "| benchmark | measure | target | result | baseline (same run) | meets target |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "## Details",
+        "",
+        "\n\n".join(sections),
+        "",
+    ])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+if __name__ == "__main__":
+    print(write_report())

@@ -1,0 +1,119 @@
+"""The real broadcast bot for end-to-end tests: ONE subprocess for the whole session.
+
+``python -m broadcaster.bot --room R`` runs exactly as the web app's launcher runs it
+(settings through ``Settings.child_env()``), against the session's livekit-server, the
+local avatar service (``avatar_service``) and a webinar created through the host API
+(``web_client``), so the room metadata is the web app's and a host promotion moves the
+bot's speaker gate. The machine is small: every bot test shares this one bot and room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest_asyncio
+
+from broadcaster.config import PROJECT_ROOT, Settings
+from broadcaster.metrics import metrics_port_file
+from broadcaster.netutil import free_port
+
+__all__ = ["bot_stage"]
+
+LIVE = re.compile(r'broadcaster_avatar_session_state\{[^}]*state="live"[^}]*\} 1\.0')
+READY_TIMEOUT = 90.0
+
+
+@dataclass
+class BotStage:
+    """The stage room with the real bot in it."""
+
+    room: str
+    webinar: dict
+    settings: Settings
+    proc: subprocess.Popen
+    log: Path
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no bot log)"
+        return "\n".join(lines[-n:])
+
+    def grep(self, pattern: str) -> list[str]:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if re.search(pattern, line)]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    async def metrics(self) -> str:
+        """The bot's Prometheus exposition ("" when it does not answer)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            return await bot_metrics(self.settings, self.room, http) or ""
+
+
+async def bot_metrics(settings: Settings, room: str, http: aiohttp.ClientSession) -> str | None:
+    try:
+        port = int(metrics_port_file(settings.state_dir, room).read_text())
+    except (OSError, ValueError):
+        port = settings.bot_metrics_port
+    try:
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            return await resp.text() if resp.status == 200 else None
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return None
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def bot_stage(web_client, avatar_service: str, avatar_settings: Settings
+                    ) -> AsyncIterator[BotStage]:
+    """A webinar (host API) whose bot is the real ``python -m broadcaster.bot`` process,
+    ready once its republisher publishes real avatar frames."""
+    webinar = await web_client.new_webinar("Live Avatars in Practice")
+    room = webinar["room"]
+    settings = avatar_settings.replace(bot_metrics_port=free_port())
+    log = Path(settings.state_dir) / f"bot-{room}.log"
+    env = {**os.environ, **settings.child_env(), "PYTHONUNBUFFERED": "1"}
+    fh = open(log, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broadcaster.bot", "--room", room],
+        cwd=PROJECT_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
+    )
+    stage = BotStage(room, webinar, settings, proc, log)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while True:
+                if not stage.alive():
+                    raise RuntimeError(f"the bot exited ({proc.returncode}):\n{stage.tail()}")
+                text = await bot_metrics(settings, room, http)
+                if text and LIVE.search(text):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the bot showed no live avatar video in "
+                                       f"{READY_TIMEOUT:.0f} s:\n{stage.tail()}")
+                await asyncio.sleep(0.25)
+        yield stage
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        fh.close()
