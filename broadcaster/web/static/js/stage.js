@@ -51,6 +51,10 @@ export class Stage {
       .on(RoomEvent.TrackSubscribed, (track, pub, participant) => this.#attach(track, participant))
       .on(RoomEvent.TrackUnsubscribed, (track, pub, participant) => this.#detach(track, participant))
       .on(RoomEvent.RoomMetadataChanged, (metadata) => this.#metadata(metadata))
+      // the speaker may join (or be unhidden) after the metadata named them: re-render
+      // so pages show their display name, not their identity
+      .on(RoomEvent.ParticipantConnected, () => this.onMetadata(this.meta))
+      .on(RoomEvent.ParticipantNameChanged, () => this.onMetadata(this.meta))
       .on(RoomEvent.AudioPlaybackStatusChanged, () => this.#audioStatus())
       .on(RoomEvent.Reconnecting, () => this.#setState('reconnecting'))
       .on(RoomEvent.Reconnected, () => this.#setState('live'))
