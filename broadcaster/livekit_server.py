@@ -29,9 +29,11 @@ def find_binary(settings: Settings) -> str:
     )
 
 
-def render_config(settings: Settings, path: Path) -> Path:
+def render_config(settings: Settings, path: Path, *, log_level: str | None = None) -> Path:
     """Write the local livekit.yaml with the configured ports; keys stay out of it."""
     config = yaml.safe_load(Path(settings.livekit_config_template).read_text())
+    if log_level:
+        config["log_level"] = log_level
     config["port"] = settings.livekit_port
     rtc = config.setdefault("rtc", {})
     rtc["tcp_port"] = settings.livekit_rtc_tcp_port

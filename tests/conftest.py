@@ -54,7 +54,10 @@ def livekit_log(settings: Settings) -> Path:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def livekit(settings: Settings, livekit_log: Path) -> AsyncIterator[Settings]:
     """A real livekit-server on loopback for the whole session."""
-    config = livekit_server.render_config(settings, Path(settings.state_dir) / "livekit.yaml")
+    # info level: the server logs every join and API call, so the secret scans read a lot
+    config = livekit_server.render_config(
+        settings, Path(settings.state_dir) / "livekit.yaml", log_level="info"
+    )
     argv, extra_env = livekit_server.command(settings, config)
     log = open(livekit_log, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(argv, env={**os.environ, **extra_env}, stdout=log, stderr=log)
