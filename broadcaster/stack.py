@@ -68,18 +68,19 @@ async def open_demo(settings: Settings, start_bot: bool) -> None:
         f"  viewer page     {webinar.get('viewer_url', f'{public}/w/{room}')}",
         f"  presenter page  {webinar.get('presenter_url', '(see the host console)')}",
         f"  host console    {public}/host#key=<host key>",
-        f"  host key        in {Path(settings.state_dir) / 'secrets' / 'host_key'}"
-        if not _host_key_from_env() else "  host key        $BROADCASTER_HOST_KEY",
+        f"  host key        {_host_key_source(settings)}",
         "Ctrl-C stops everything.",
         "",
     ]
     print("\n".join(lines), flush=True)
 
 
-def _host_key_from_env() -> bool:
-    import os
-
-    return bool(os.environ.get("BROADCASTER_HOST_KEY"))
+def _host_key_source(settings: Settings) -> str:
+    """Where the host finds the key, without printing it (a log line must not hold it)."""
+    stored = Path(settings.state_dir) / "secrets" / "host_key"
+    if stored.exists() and stored.read_text().strip() == settings.host_key:
+        return f"in {stored}"
+    return "as configured (BROADCASTER_HOST_KEY or the config file's host_key)"
 
 
 def run_up(settings: Settings, *, start_bot: bool = True) -> int:
