@@ -449,3 +449,20 @@ def load_raw(path: Path) -> StackRun:
     return StackRun(joins, [AskedTurn(**t) for t in d["turns"]], rx("stage", d["stage"]),
                     rx("direct", d["direct"]), d["bot_turns"], tuple(d["mouth_box"]),
                     d["avatar_room"], d.get("bot_metrics", {}))
+
+
+def main(run: Any, doc: str, keys: tuple[str, ...]) -> None:
+    """Command line of a bench built on the recorded session: ``[--quick] [--raw FILE]``.
+
+    ``--raw`` re-analyses a session dumped by :func:`save_raw` instead of recording one.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--raw", type=Path, help="re-analyse a session dumped by e2e.save_raw")
+    a = ap.parse_args()
+    if a.raw:
+        _CACHE[a.quick] = load_raw(a.raw)
+    result = run(a.quick)
+    print({k: result[k] for k in keys})

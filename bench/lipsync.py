@@ -260,13 +260,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--raw", type=Path)
-    a = ap.parse_args()
-    if a.raw:
-        e2e._CACHE[a.quick] = e2e.load_raw(a.raw)
-    r = run(a.quick)
-    print({k: r[k] for k in ("skew_ms", "added_by_republish_ms", "pass")})
+    e2e.main(run, __doc__, ("skew_ms", "added_by_republish_ms", "pass"))
