@@ -99,3 +99,27 @@ export function every(ms, fn) {
   tick();
   return () => { stopped = true; };
 }
+
+/**
+ * Open a viewer or presenter page: load the webinar, show it, keep the audience count
+ * fresh. Returns false when the page cannot join (unknown room or ended webinar).
+ */
+export async function openWebinar(room, { showMeta, setPageState }) {
+  try {
+    const info = await api('GET', `/api/webinars/${room}`);
+    showMeta(info);
+    if (info.state === 'ended') { setPageState('ended'); return false; }
+  } catch (err) {
+    $('#title').textContent = 'Webinar not found';
+    $('#join-error').textContent = err.message;
+    $('#join-button').disabled = true;
+    return false;
+  }
+  every(3000, async () => {
+    const counts = await api('GET', `/api/webinars/${room}/audience`);
+    const el = $('#audience-count');
+    el.textContent = String(counts.viewers);
+    el.dataset.participants = String(counts.participants);
+  });
+  return true;
+}

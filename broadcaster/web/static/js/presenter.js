@@ -1,7 +1,7 @@
 // Presenter page: join with the invite code, publish the microphone, see the audience's
 // questions, and know whether you hold the floor right now.
 import { Track } from '/static/vendor/livekit-client.esm.mjs';
-import { $, api, ApiError, every, identityFor, renderQuestion, roomFromPath, session } from '/static/js/common.js';
+import { $, api, ApiError, every, identityFor, openWebinar, renderQuestion, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 
 const room = roomFromPath();
@@ -162,23 +162,8 @@ async function join(name) {
 async function main() {
   if (!room) return;
   $('#join-name').value = localStorage.getItem('broadcaster:name') || '';
-  try {
-    const info = await api('GET', `/api/webinars/${room}`);
-    showMeta(info);
-    if (info.state === 'ended') { setPageState('ended'); return; }
-  } catch (err) {
-    $('#title').textContent = 'Webinar not found';
-    $('#join-error').textContent = err.message;
-    $('#join-button').disabled = true;
-    return;
-  }
+  if (!await openWebinar(room, { showMeta, setPageState })) return;
   if (!code) $('#join-error').textContent = 'This link has no presenter code; ask the host for the invite link.';
-
-  every(3000, async () => {
-    const counts = await api('GET', `/api/webinars/${room}/audience`);
-    $('#audience-count').textContent = String(counts.viewers);
-    $('#audience-count').dataset.participants = String(counts.participants);
-  });
 
   $('#join-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();

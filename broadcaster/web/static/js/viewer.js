@@ -1,5 +1,5 @@
 // Viewer page: join by link with a name, watch the stage, see the audience, ask questions.
-import { $, api, ApiError, every, h, identityFor, roomFromPath, session } from '/static/js/common.js';
+import { $, api, ApiError, h, identityFor, openWebinar, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 
 const room = roomFromPath();
@@ -98,23 +98,7 @@ async function toggleFloorMic() {
 async function main() {
   if (!room) return;
   $('#join-name').value = localStorage.getItem('broadcaster:name') || '';
-  try {
-    const info = await api('GET', `/api/webinars/${room}`);
-    showMeta(info);
-    if (info.state === 'ended') { setPageState('ended'); return; }
-  } catch (err) {
-    $('#title').textContent = 'Webinar not found';
-    $('#join-error').textContent = err.message;
-    $('#join-button').disabled = true;
-    return;
-  }
-
-  every(3000, async () => {
-    const counts = await api('GET', `/api/webinars/${room}/audience`);
-    const el = $('#audience-count');
-    el.textContent = String(counts.viewers);
-    el.dataset.participants = String(counts.participants);
-  });
+  if (!await openWebinar(room, { showMeta, setPageState })) return;
 
   $('#join-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
