@@ -30,6 +30,7 @@ LOCAL_AVATAR_ID = "local-presenter"
 #: speech providers (broadcaster.speech); the first of each needs no key and no network
 STT_PROVIDERS = ("whisper", "openai", "deepgram")
 TTS_PROVIDERS = ("piper", "openai", "cartesia", "deepgram", "elevenlabs")
+AVATAR_MODES = ("relay", "direct")
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,10 @@ class Settings:
     livekit_server_bin: str = ""
     """Empty: the project-local build in .tools/bin, else livekit-server on PATH."""
     livekit_config_template: str = str(PROJECT_ROOT / "deploy" / "livekit.local.yaml")
+    livekit_public_url: str = ""
+    """The LiveKit URL browsers (and HeyGen, in direct mode) connect to, when it is not
+    the one broadcaster's processes use (e.g. wss://live.example.com behind a TLS
+    proxy while the bot talks to ws://livekit:7880). Empty: the same URL."""
 
     # --- Web app -------------------------------------------------------------------------
     web_host: str = "127.0.0.1"
@@ -90,6 +95,11 @@ class Settings:
     avatar_id: str = ""
     """Empty: the local avatar, or HeyGen's sandbox avatar when a HeyGen key is set."""
     avatar_sandbox: bool = True
+    avatar_mode: str = "relay"
+    """"relay": the bot republishes the avatar into the stage room (fan-out, captions,
+    recording, slate). "direct": the avatar service joins the stage room itself
+    (LiveAvatar ``livekit_config``; no relay hop; needs ``livekit_public_url`` reachable
+    by the avatar service). See docs/modes.md."""
     avatar_max_session_seconds: int = 4 * 3600
     avatar_max_sessions: int = 4
     """Avatar sessions the local service runs at once (each encodes its own video)."""
@@ -132,6 +142,9 @@ class Settings:
     stt_api_key: str = field(default="", metadata=_env("BROADCASTER_STT_API_KEY", secret=True))
     """Empty: the provider's own variable (OPENAI_API_KEY, DEEPGRAM_API_KEY)."""
     stt_language: str = "en"
+    stt_beam_size: int = 1
+    """Local Whisper's beam: 1 (greedy) transcribes a question ~25% sooner than
+    faster-whisper's 5, with the same words on the sample questions (docs/speech.md)."""
     tts_provider: str = "piper"
     """One of TTS_PROVIDERS; "piper" runs locally with no key."""
     tts_voice: str = ""
@@ -141,12 +154,12 @@ class Settings:
     tts_api_key: str = field(default="", metadata=_env("BROADCASTER_TTS_API_KEY", secret=True))
     """Empty: the provider's own variable (OPENAI_API_KEY, CARTESIA_API_KEY, ...)."""
     vad_stop_secs: float = 0.2
+    """Silence that ends an utterance; shorter answers sooner, longer splits less."""
     vad_start_secs: float = 0.08
     """Voiced time before a turn (and a barge-in) starts. Shorter: the avatar stops sooner
     when talked over, but short noises interrupt it more often."""
     vad_min_volume: float = 0.3
     """Silero's loudness gate (pipecat's default 0.6 delays speech onset by ~0.1 s)."""
-    """Silence that ends an utterance; shorter answers sooner, longer splits less."""
 
     # -------------------------------------------------------------------------------------
     @property
@@ -157,6 +170,11 @@ class Settings:
     @property
     def effective_livekit_url(self) -> str:
         return self.livekit_url or f"ws://127.0.0.1:{self.livekit_port}"
+
+    @property
+    def browser_livekit_url(self) -> str:
+        """What pages and the avatar service (direct mode) are told to connect to."""
+        return self.livekit_public_url or self.effective_livekit_url
 
     @property
     def livekit_http_url(self) -> str:
@@ -274,6 +292,16 @@ class Settings:
                 raise ConfigError(f"{name}={port} is not a TCP/UDP port (0-65535)")
         if self.livekit_url and not self.livekit_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"LIVEKIT_URL={self.livekit_url!r} must start with ws:// or wss://")
+        if self.livekit_public_url and not self.livekit_public_url.startswith(
+                ("ws://", "wss://")):
+            raise ConfigError(f"livekit_public_url={self.livekit_public_url!r} must start "
+                              "with ws:// or wss://")
+        if self.avatar_mode not in AVATAR_MODES:
+            raise ConfigError(f"avatar_mode={self.avatar_mode!r} must be one of "
+                              f"{', '.join(AVATAR_MODES)}")
+        if self.avatar_mode == "direct" and self.record:
+            raise ConfigError("record=true needs avatar_mode=relay: in direct mode the "
+                              "avatar's media never passes through the bot")
         if self.livekit_url and not self.livekit_api_secret:
             raise ConfigError("LIVEKIT_URL is set, so LIVEKIT_API_SECRET must be set too")
         if not 60 <= self.token_ttl_seconds <= self.max_token_ttl_seconds:
@@ -297,6 +325,8 @@ class Settings:
             raise ConfigError(
                 f"tts_provider={self.tts_provider!r} must be one of {', '.join(TTS_PROVIDERS)}"
             )
+        if not 1 <= self.stt_beam_size <= 10:
+            raise ConfigError(f"stt_beam_size={self.stt_beam_size} must be between 1 and 10")
         if not 0.02 <= self.vad_start_secs <= 1.0:
             raise ConfigError(f"vad_start_secs={self.vad_start_secs} must be between 0.02 and 1")
         if not 0.0 <= self.vad_min_volume <= 1.0:

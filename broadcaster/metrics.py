@@ -213,13 +213,28 @@ class RepublisherCollector(Collector):
             g = GaugeMetricFamily(name, doc, labels=["room"])
             g.add_metric([self.room], float(getattr(stats, attr, 0.0)) / 1e3)
             yield g
-        state = StateSetMetricFamily(
-            "broadcaster_avatar_session_state",
-            "The avatar source as the republisher sees it: starting (no frame yet), "
-            "live, stalled (slate shown)", labels=["room"])
-        current = avatar_state(stats)
-        state.add_metric([self.room], {s: s == current for s in AVATAR_STATES})
-        yield state
+        yield avatar_state_family(self.room, avatar_state(stats))
+
+
+def avatar_state_family(room: str, current: str) -> StateSetMetricFamily:
+    state = StateSetMetricFamily(
+        "broadcaster_avatar_session_state",
+        "The avatar source: starting (no frame yet), live, stalled (slate shown; in "
+        "direct mode: the avatar left the stage room)", labels=["room"])
+    state.add_metric([room], {s: s == current for s in AVATAR_STATES})
+    return state
+
+
+class AvatarPresenceCollector(Collector):
+    """The avatar's state in direct mode, where no frame passes the bot: set ``state``
+    as the avatar joins ("live") and leaves ("stalled") the stage room."""
+
+    def __init__(self, room: str) -> None:
+        self.room = room
+        self.state = "starting"
+
+    def collect(self) -> Iterable[Metric]:
+        yield avatar_state_family(self.room, self.state)
 
 
 def avatar_state(stats: Any) -> str:
@@ -276,6 +291,12 @@ class BotMetrics:
         """Export ``republisher.stats`` (read at scrape time) and sample its hop."""
         self._republisher = republisher
         self.registry.register(RepublisherCollector(republisher, self.room))
+
+    def watch_avatar_presence(self) -> AvatarPresenceCollector:
+        """Direct mode: export the avatar's state as the caller sets it."""
+        collector = AvatarPresenceCollector(self.room)
+        self.registry.register(collector)
+        return collector
 
     def watch_room(self, room: Any) -> None:
         """Count reconnects of an ``rtc.Room`` (call once it exists)."""

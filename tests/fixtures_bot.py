@@ -10,6 +10,7 @@ bot's speaker gate. The machine is small: every bot test shares this one bot and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -27,7 +28,7 @@ from broadcaster.config import PROJECT_ROOT, Settings
 from broadcaster.metrics import metrics_port_file
 from broadcaster.netutil import free_port
 
-__all__ = ["bot_stage"]
+__all__ = ["bot_stage", "running_bot"]
 
 LIVE = re.compile(r'broadcaster_avatar_session_state\{[^}]*state="live"[^}]*\} 1\.0')
 READY_TIMEOUT = 90.0
@@ -78,14 +79,12 @@ async def bot_metrics(settings: Settings, room: str, http: aiohttp.ClientSession
         return None
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def bot_stage(web_client, avatar_service: str, avatar_settings: Settings
-                    ) -> AsyncIterator[BotStage]:
-    """A webinar (host API) whose bot is the real ``python -m broadcaster.bot`` process,
-    ready once its republisher publishes real avatar frames."""
-    webinar = await web_client.new_webinar("Live Avatars in Practice")
+@contextlib.asynccontextmanager
+async def running_bot(settings: Settings, webinar: dict) -> AsyncIterator[BotStage]:
+    """``python -m broadcaster.bot`` for ``webinar``'s room, ready once its avatar is live
+    (frames published; in direct mode: the avatar joined the stage room)."""
     room = webinar["room"]
-    settings = avatar_settings.replace(bot_metrics_port=free_port())
+    settings = settings.replace(bot_metrics_port=free_port())
     log = Path(settings.state_dir) / f"bot-{room}.log"
     env = {**os.environ, **settings.child_env(), "PYTHONUNBUFFERED": "1"}
     fh = open(log, "wb")  # noqa: SIM115 - closed below
@@ -104,7 +103,7 @@ async def bot_stage(web_client, avatar_service: str, avatar_settings: Settings
                 if text and LIVE.search(text):
                     break
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the bot showed no live avatar video in "
+                    raise TimeoutError(f"the bot showed no live avatar in "
                                        f"{READY_TIMEOUT:.0f} s:\n{stage.tail()}")
                 await asyncio.sleep(0.25)
         yield stage
@@ -117,3 +116,13 @@ async def bot_stage(web_client, avatar_service: str, avatar_settings: Settings
                 proc.kill()
                 proc.wait()
         fh.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def bot_stage(web_client, avatar_service: str, avatar_settings: Settings
+                    ) -> AsyncIterator[BotStage]:
+    """A webinar (host API) whose bot is the real ``python -m broadcaster.bot`` process,
+    ready once its republisher publishes real avatar frames."""
+    webinar = await web_client.new_webinar("Live Avatars in Practice")
+    async with running_bot(avatar_settings, webinar) as stage:
+        yield stage

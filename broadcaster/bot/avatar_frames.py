@@ -14,6 +14,8 @@ parent's behaviour. The pipecat package itself is not modified.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from livekit import rtc
 from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
 from loguru import logger
 from pipecat.frames.frames import ImageRawFrame, OutputImageRawFrame
+from pipecat.services.heygen.client import HeyGenClient
 from pipecat.services.heygen.video import HeyGenVideoService
 
 I420 = "I420"
@@ -80,6 +83,20 @@ class FastHeyGenVideoService(HeyGenVideoService):
     pipecat's own LiveKit output does not (use ``LiveKitRepublisher``).
     """
 
+    def __init__(self, *args: Any, receive_media: bool = True, **kwargs: Any) -> None:
+        """``receive_media=False`` (direct mode): the avatar publishes into the stage room
+        itself, so the client does not join any LiveKit room to receive its media; the
+        control socket (speech, interrupt, listening) works as usual."""
+        super().__init__(*args, **kwargs)
+        self.receive_media = receive_media
+
+    async def setup(self, setup: Any) -> None:
+        if self.receive_media:
+            await super().setup(setup)
+            return
+        with _no_media_join():
+            await super().setup(setup)
+
     async def _on_participant_connected(self, participant_id: str) -> None:
         if self._client is not None and "_process_video_frames" not in vars(self._client):
             client = self._client
@@ -110,3 +127,22 @@ class FastHeyGenVideoService(HeyGenVideoService):
             await self.push_frame(video_frame)  # already an OutputImageRawFrame: no rebuild
         else:
             await super()._on_participant_video_frame(video_frame)
+
+
+@contextmanager
+def _no_media_join() -> Iterator[None]:
+    """While pipecat's ``HeyGenVideoService.setup`` builds and starts its client, make
+    the client's LiveKit join a no-op (pipecat 1.14 joins in ``HeyGenClient.setup``
+    and has no switch for it). Without this, in direct mode it would join the stage
+    room and relay the first audio and video tracks it finds, whoever publishes them."""
+    original = HeyGenClient._livekit_connect
+
+    async def skip(client: HeyGenClient) -> None:
+        logger.info("direct mode: the avatar publishes into the stage room itself; "
+                    "not joining a room to receive its media")
+
+    HeyGenClient._livekit_connect = skip  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        HeyGenClient._livekit_connect = original  # type: ignore[method-assign]

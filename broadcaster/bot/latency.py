@@ -75,6 +75,9 @@ class Turn:
     published: float | None = None
     audio_out: float | None = None
     """The republisher started publishing non-silent audio (BotStartedSpeakingFrame)."""
+    last_stage: str = "publish"
+    """Where the turn ends: "publish", or "tts" in direct mode (the avatar's media never
+    passes through the bot there)."""
 
     @property
     def speech_end(self) -> float:
@@ -97,7 +100,8 @@ class Turn:
         return out
 
     def total(self) -> float | None:
-        return None if self.published is None else self.published - self.speech_end
+        end = self.tts if self.last_stage == "tts" else self.published
+        return None if end is None else end - self.speech_end
 
 
 def _rms(pcm: bytes) -> float:
@@ -119,6 +123,8 @@ class LatencyObserver(BaseObserver):
             -44.6 dBFS, the loudness at which the local avatar opens its mouth to 0.1.
         turn_timeout: seconds after the VAD stop after which an unfinished turn is
             abandoned.
+        last_stage: "publish", or "tts" when the avatar's media does not pass through
+            the bot (direct mode): a turn then ends at its first TTS audio.
         on_turn: called with each complete :class:`Turn`.
     """
 
@@ -130,10 +136,12 @@ class LatencyObserver(BaseObserver):
         stop_secs: float = 0.2,
         speech_rms: float = 190.0,
         turn_timeout: float = 30.0,
+        last_stage: str = "publish",
         on_turn: Callable[[Turn], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(observe_every_push=False, **kwargs)
+        self.last_stage = last_stage
         self.metrics = metrics
         self.republisher = republisher
         self.stop_secs = stop_secs
@@ -182,6 +190,8 @@ class LatencyObserver(BaseObserver):
         elif isinstance(frame, TTSAudioRawFrame):
             if turn is not None and turn.text is not None and turn.tts is None:
                 turn.tts = t
+                if turn.last_stage == "tts":
+                    self._finish(turn)
         elif isinstance(frame, LLMTextFrame):
             if turn is not None and turn.text is None:
                 turn.text = t
@@ -191,7 +201,8 @@ class LatencyObserver(BaseObserver):
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             stop_secs = frame.stop_secs or self.stop_secs
             if turn is None:
-                self._turn = Turn(vad_stop=frame.timestamp, stop_secs=stop_secs)
+                self._turn = Turn(vad_stop=frame.timestamp, stop_secs=stop_secs,
+                                  last_stage=self.last_stage)
             elif turn.text is None:  # the speaker paused and went on: the last stop counts
                 turn.vad_stop, turn.stop_secs = max(turn.vad_stop, frame.timestamp), stop_secs
         elif isinstance(frame, VADUserStartedSpeakingFrame):

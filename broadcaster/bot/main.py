@@ -39,13 +39,15 @@ async def serve(settings: Settings, room: str) -> None:
         metrics, settings.bot_metrics_host, settings.bot_metrics_port, settings.state_dir
     ):
         parts = build_bot(settings, room, http)
-        metrics.watch_republisher(parts.republisher)
+        if parts.republisher is not None:
+            metrics.watch_republisher(parts.republisher)
         worker = PipelineWorker(
             parts.pipeline,
             params=PipelineParams(enable_metrics=True),
             cancel_on_idle_timeout=False,
-            observers=[LatencyObserver(metrics, republisher=parts.republisher,
-                                       stop_secs=settings.vad_stop_secs)],
+            observers=[LatencyObserver(
+                metrics, republisher=parts.republisher, stop_secs=settings.vad_stop_secs,
+                last_stage="publish" if parts.republisher is not None else "tts")],
         )
         trouble: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         stall_timer: asyncio.TimerHandle | None = None
@@ -54,27 +56,61 @@ async def serve(settings: Settings, room: str) -> None:
             if not trouble.done():
                 trouble.set_result(reason)
 
-        @parts.republisher.event_handler("on_video_stalled")
-        async def _stalled(_: object, *args: object) -> None:
+        def avatar_gone(reason: str, grace: float) -> None:
             nonlocal stall_timer
-            logger.warning("avatar video stalled; showing the slate")
             if stall_timer is None:
-                stall_timer = asyncio.get_running_loop().call_later(
-                    settings.avatar_stall_restart_seconds, fail,
-                    f"no avatar frames for {settings.avatar_stall_restart_seconds:.0f} s",
-                )
+                stall_timer = asyncio.get_running_loop().call_later(grace, fail, reason)
 
-        @parts.republisher.event_handler("on_video_resumed")
-        async def _resumed(_: object, *args: object) -> None:
+        def avatar_back() -> None:
             nonlocal stall_timer
-            logger.info("avatar video resumed")
             if stall_timer is not None:
                 stall_timer.cancel()
                 stall_timer = None
 
+        grace = settings.avatar_stall_restart_seconds
+        presence = metrics.watch_avatar_presence() if parts.republisher is None else None
+        if parts.republisher is not None:
+            @parts.republisher.event_handler("on_video_stalled")
+            async def _stalled(_: object, *args: object) -> None:
+                logger.warning("avatar video stalled; showing the slate")
+                avatar_gone(f"no avatar frames for {grace:.0f} s", grace)
+
+            @parts.republisher.event_handler("on_video_resumed")
+            async def _resumed(_: object, *args: object) -> None:
+                logger.info("avatar video resumed")
+                avatar_back()
+        else:  # direct mode: the avatar is a participant of the stage room; watch it
+            avatar_gone(f"the avatar did not join the stage room in {grace + 30:.0f} s",
+                        grace + 30)  # + the avatar session's start
+
+            @parts.transport.event_handler("on_participant_connected")
+            async def _joined(_: object, identity: str) -> None:
+                if identity == settings.bot_identity:
+                    logger.info("the avatar joined the stage room")
+                    presence.state = "live"  # type: ignore[union-attr]
+                    avatar_back()
+
+            @parts.transport.event_handler("on_participant_disconnected")
+            async def _left(_: object, identity: str) -> None:
+                if identity == settings.bot_identity:
+                    logger.warning("the avatar left the stage room")
+                    presence.state = "stalled"  # type: ignore[union-attr]
+                    avatar_gone(f"the avatar left the stage room for {grace:.0f} s", grace)
+
         @parts.transport.event_handler("on_connected")
         async def _connected(transport: Any) -> None:
-            metrics.watch_room(transport._client.room)  # counts LiveKit reconnects
+            room = transport._client.room
+            metrics.watch_room(room)  # counts LiveKit reconnects
+            if presence is None:
+                return
+            # Direct mode: the listener shows no media (pipecat's transport always
+            # publishes a silent "pipecat-audio" microphone).
+            for sid, pub in list(room.local_participant.track_publications.items()):
+                logger.info(f"direct mode: unpublishing the listener's {pub.name!r}")
+                await room.local_participant.unpublish_track(sid)
+            if settings.bot_identity in {p.identity for p in room.remote_participants.values()}:
+                presence.state = "live"  # the avatar was there first
+                avatar_back()
 
         @parts.transport.event_handler("on_disconnected")
         async def _disconnected(_: object, *args: object) -> None:

@@ -7,17 +7,25 @@
 
 The bot is ONE participant in the stage room: the republisher publishes through
 the transport's own room connection.
+
+Direct mode (``avatar_mode = "direct"``, docs/modes.md): the avatar service joins
+the stage room itself, as ``bot_identity`` (LiveAvatar's ``livekit_config``), so
+there is no republisher and no recorder; the bot listens as
+``<bot_identity>-listener`` and drives the avatar's speech over its control socket.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from loguru import logger
 from pipecat.audio.resamplers.soxr_stream_resampler import SOXRStreamAudioResampler
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.services.heygen.api_liveavatar import (
+    CustomSDKLiveKitConfig,
     LiveAvatarApi,
     LiveAvatarNewSessionRequest,
     VideoEncoding,
@@ -49,7 +57,8 @@ class BotParts:
     transport: LiveKitTransport
     gate: SpeakerGate
     avatar: FastHeyGenVideoService
-    republisher: LiveKitRepublisher
+    republisher: LiveKitRepublisher | None
+    """None in direct mode: the avatar publishes into the stage room itself."""
     captions: CaptionPublisher
     recorder: Recorder | None = None
 
@@ -59,15 +68,35 @@ def point_liveavatar_at(settings: Settings) -> None:
     LiveAvatarApi.BASE_URL = settings.effective_liveavatar_api_url
 
 
-def avatar_session_request(settings: Settings) -> LiveAvatarNewSessionRequest:
+def listener_identity(settings: Settings) -> str:
+    """The bot's own identity in direct mode (the avatar takes ``bot_identity``)."""
+    return f"{settings.bot_identity}-listener"
+
+
+def avatar_session_request(settings: Settings, room: str = "") -> LiveAvatarNewSessionRequest:
+    """The LiveAvatar session the bot asks for; in direct mode, into stage ``room``."""
     codec = VideoEncoding.H264 if settings.video_codec.upper() == "H264" else VideoEncoding.VP8
     avatar_id = settings.effective_avatar_id
     if not settings.use_heygen and settings.video_height > settings.video_width:
         avatar_id = f"{avatar_id}-portrait"  # the local service's portrait variant
+    livekit_config = None
+    if settings.avatar_mode == "direct":
+        host = urlsplit(settings.browser_livekit_url).hostname or ""
+        if settings.use_heygen and (host == "localhost" or host.startswith("127.")):
+            logger.warning(f"direct mode: HeyGen cannot reach {settings.browser_livekit_url}; "
+                           "set BROADCASTER_LIVEKIT_PUBLIC_URL to your public wss:// URL")
+        ttl = min(settings.avatar_max_session_seconds + 300, settings.max_token_ttl_seconds)
+        livekit_config = CustomSDKLiveKitConfig(
+            livekit_url=settings.browser_livekit_url,  # the avatar service must reach it
+            livekit_room=room,
+            livekit_client_token=mint_token(settings, Role.BOT, room, settings.bot_identity,
+                                            name="Avatar", ttl_seconds=ttl),
+        )
     return LiveAvatarNewSessionRequest(
         avatar_id=avatar_id,
         is_sandbox=settings.avatar_sandbox if settings.use_heygen else False,
         video_settings=VideoSettings(encoding=codec),
+        livekit_config=livekit_config,
         max_session_duration=settings.avatar_max_session_seconds,
     )
 
@@ -103,7 +132,12 @@ class StageTransport(LiveKitTransport):
 def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> BotParts:
     """Every processor of the bot, in order, for the stage ``room``."""
     point_liveavatar_at(settings)
-    token = mint_token(settings, Role.BOT, room, settings.bot_identity, name="Avatar")
+    direct = settings.avatar_mode == "direct"
+    if direct:
+        token = mint_token(settings, Role.BOT, room, listener_identity(settings),
+                           name="Avatar (listener)")
+    else:
+        token = mint_token(settings, Role.BOT, room, settings.bot_identity, name="Avatar")
     transport = StageTransport(
         settings.effective_livekit_url,
         token,
@@ -119,14 +153,15 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         api_key=settings.liveavatar_key,
         session=http,
         service_type=ServiceType.LIVE_AVATAR,
-        session_request=avatar_session_request(settings),
+        session_request=avatar_session_request(settings, room),
+        receive_media=not direct,
     )
-    republisher = LiveKitRepublisher(
+    republisher = None if direct else LiveKitRepublisher(
         room=transport,
         encoding=RepublishEncoding.from_settings(settings, simulcast=settings.video_simulcast),
         forward_media=settings.record, bot_speaking_frames=True,  # media on to the recorder
     )
-    recorder = Recorder.for_session(settings, room) if settings.record else None
+    recorder = Recorder.for_session(settings, room) if settings.record and not direct else None
     processors: list[Any] = [
         transport.input(),
         gate,
@@ -134,10 +169,10 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         make_stt(settings),
         CaptionProcessor(captions, "speaker", speaker=lambda: gate.speaker),
         *chain.processors,
-        make_tts(settings),
+        make_tts(settings, chain.responder.known_answers() if chain.responder else ()),
         CaptionProcessor(captions, "avatar"),
         avatar,
-        republisher,
+        *([republisher] if republisher else []),
         *([recorder] if recorder else []),
         *chain.after_output,
     ]

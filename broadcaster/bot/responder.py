@@ -235,6 +235,11 @@ class Responder(FrameProcessor):
             return Answer(_clip(entry.answer, self.max_chars), entry, score)
         return Answer(self.index.fallback, None, ranked[0][0] if ranked else 0.0)
 
+    def known_answers(self) -> list[str]:
+        """Every text :meth:`answer` can return: the TTS synthesizes them ahead."""
+        return [_clip(e.answer, self.max_chars) for e in self.index.entries] + [
+            self.index.fallback]
+
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ def make_stt(settings: Settings) -> STTService:
         model = settings.stt_model or _bundled_whisper_model()
         logger.info(f"STT: local Whisper {model}")
         return SpeakerAwareWhisperSTTService(
+            beam_size=settings.stt_beam_size,
             device="cpu",
             compute_type="int8",
             settings=WhisperSTTService.Settings(model=model, language=language),
@@ -90,17 +92,22 @@ def make_stt(settings: Settings) -> STTService:
     return cls(**kwargs)
 
 
-def make_tts(settings: Settings) -> TTSService:
-    """The configured TTS service (default: local Piper, voice en_US-joe-medium)."""
+def make_tts(settings: Settings, known_answers: Iterable[str] = ()) -> TTSService:
+    """The configured TTS service (default: local Piper, voice en_US-joe-medium).
+
+    Piper keeps what it said and synthesizes ``known_answers`` ahead, in the
+    background (see :mod:`broadcaster.speech.tts_cache`).
+    """
     provider = settings.tts_provider
     if provider == "piper":
-        from pipecat.services.piper.tts import PiperTTSService
+        from broadcaster.speech.tts_cache import CachedPiperTTSService
 
         voice = settings.tts_voice or DEFAULT_PIPER_VOICE
         logger.info(f"TTS: local Piper {voice}")
-        return PiperTTSService(
+        return CachedPiperTTSService(
+            prewarm=known_answers,
             download_dir=_piper_voice_dir(voice),
-            settings=PiperTTSService.Settings(voice=voice),
+            settings=CachedPiperTTSService.Settings(voice=voice),
         )
     if provider in _TTS_NEEDS_VOICE and not settings.tts_voice:
         raise ConfigError(

@@ -27,7 +27,9 @@ DEMO_TITLE = "Demo webinar"
 
 def content_security_policy(settings: Settings) -> str:
     """Only our own origin, plus the LiveKit server the pages connect to."""
-    livekit = f"{settings.effective_livekit_url} {settings.livekit_http_url}"
+    browser = settings.browser_livekit_url
+    http = browser.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+    livekit = f"{browser} {http}"
     return "; ".join([
         "default-src 'self'",
         f"connect-src 'self' {livekit}",

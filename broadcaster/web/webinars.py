@@ -192,7 +192,7 @@ class Webinars:
     def host_token(self, webinar: Webinar) -> dict[str, Any]:
         identity = f"host-{secrets.token_hex(4)}"
         token = mint_token(self.settings, Role.HOST, webinar.room, identity, name="Host")
-        return {"token": token, "url": self.settings.effective_livekit_url,
+        return {"token": token, "url": self.settings.browser_livekit_url,
                 "identity": identity, "room": webinar.room, "title": webinar.title,
                 "bot_identity": self.settings.bot_identity}
 
@@ -250,7 +250,7 @@ class Webinars:
         self._audience.pop(room, None)
         logger.info("webinar {}: {} joined as {}", room, identity, role)
         return {
-            "token": token, "url": self.settings.effective_livekit_url, "identity": identity,
+            "token": token, "url": self.settings.browser_livekit_url, "identity": identity,
             "name": display, "role": role, "claim": secret, "room": room,
             "title": webinar.title, "speaker": webinar.speaker,
             "bot_identity": self.settings.bot_identity,

@@ -1,0 +1,116 @@
+"""Recording end to end: a real bot with ``record=true`` leaves an MP4 of the broadcast.
+
+Its own bot and webinar (the MP4 is finished when the bot stops, so the session's
+shared bot cannot be used): a presenter asks a question, the avatar answers, the bot
+is stopped with SIGTERM the way ``broadcaster up`` stops it. The file must play and
+hold what a viewer saw and heard: the avatar's moving video at the configured size
+and rate, the presenter's question and the avatar's answer where they were said.
+(A/V offset within the file is measured on synthetic media in tests/test_recorder.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import pytest_asyncio
+import soxr
+
+from broadcaster.bot.recorder import recording_dir
+from broadcaster.bot.responder import Responder
+from broadcaster.config import Settings
+from tests.fixtures_bot import BotStage, running_bot
+from tests.fixtures_web import WebClient
+from tests.helpers.people import (
+    LOUD_RMS,
+    RATE,
+    SHORT_QUESTION,
+    Mic,
+    Viewer,
+    sentences,
+    transcribe,
+    until,
+    words,
+)
+from tests.helpers.speech import needs_flite
+
+pytestmark = [pytest.mark.timeout(240), needs_flite]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def recording_bot(web_client: WebClient, avatar_service: str,
+                        avatar_settings: Settings) -> AsyncIterator[BotStage]:
+    webinar = await web_client.new_webinar("Recorded webinar")
+    folder = Path(avatar_settings.state_dir) / "recordings"
+    settings = avatar_settings.replace(record=True, recordings_dir=str(folder))
+    async with running_bot(settings, webinar) as bot:
+        yield bot
+
+
+def decode(path: Path) -> tuple[float, list[np.ndarray], tuple[int, int], np.ndarray, int]:
+    """(duration, every video frame's luma at 1/8 size, frame size, audio, audio rate)."""
+    with av.open(str(path)) as container:
+        duration = float(container.duration or 0) / av.time_base
+        video = container.streams.video[0]
+        size = (video.codec_context.width, video.codec_context.height)
+        lumas = [f.to_ndarray()[: f.height : 8, ::8].copy() for f in container.decode(video)]
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(stream)])
+        rate = stream.codec_context.sample_rate
+    return duration, lumas, size, audio, rate
+
+
+async def test_the_recording_holds_the_broadcast(
+    recording_bot: BotStage, web_client: WebClient
+) -> None:
+    bot, s = recording_bot, recording_bot.settings
+    room = bot.room
+    joined = (await web_client.join(room, "ada", name="Ada")).data
+    viewer = await Viewer("ada", s.bot_identity).join(joined["url"], joined["token"])
+    code = bot.webinar["presenter_code"]
+    speaker = (await web_client.join(room, "sam", "presenter", name="Sam", code=code)).data
+    presenter = await Mic("sam").join(speaker["url"], speaker["token"])
+    try:
+        await until(lambda: len(viewer.frames) > 10, 20, "the avatar at the viewer", bot)
+        said = await presenter.say(SHORT_QUESTION)
+        await until(lambda: viewer.first_loud(said.voice_off, LOUD_RMS), 20, "the answer", bot)
+        answered = viewer.first_loud(said.voice_off, LOUD_RMS)
+        await asyncio.sleep(3.5)  # some of the answer
+    finally:
+        await presenter.leave()
+        await viewer.leave()
+    to_wall = time.time() - time.monotonic()
+    bot.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(bot.proc.wait, 30) == 0, bot.tail()
+
+    (path,) = recording_dir(s.recordings_dir, room).glob("*.mp4")
+    started = datetime.fromisoformat(
+        json.loads(path.with_suffix(".json").read_text())["started_at"]).timestamp()
+    duration, lumas, size, audio, rate = decode(path)
+    assert size == (s.video_width, s.video_height)
+    assert abs(len(lumas) / duration - s.video_fps) <= 0.1 * s.video_fps, (len(lumas), duration)
+    moving = sum(not np.array_equal(a, b) for a, b in zip(lumas, lumas[1:], strict=False))
+    assert moving >= 0.5 * len(lumas), f"only {moving} of {len(lumas)} frames change"
+
+    def heard(t0: float, t1: float) -> str:
+        """What Whisper hears in the recording between two monotonic moments of this test."""
+        a, b = (round((t + to_wall - started) * rate) for t in (t0, t1))
+        pcm = (np.clip(audio[max(0, a):b], -1, 1) * 32767).astype(np.int16)
+        return transcribe(pcm if rate == RATE else soxr.resample(pcm, rate, RATE))
+
+    question = heard(said.voice_on - 0.3, said.voice_off + 0.3)
+    answer = heard(answered - 0.1, answered + 3.0)
+    expected = Responder.from_file(s.faq_path).answer(SHORT_QUESTION).text
+    print(f"\nRECORDING {duration:.1f} s, {len(lumas)} frames; question heard as {question!r}; "
+          f"answer heard as {answer!r}")
+    assert {"slides", "shared"} & set(words(question)), question
+    assert len(set(words(answer)) & set(words(sentences(expected, 2)))) >= 4, (answer, expected)
