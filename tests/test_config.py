@@ -42,6 +42,11 @@ def test_precedence_file_then_env_then_override(tmp_path):
         ({"BROADCASTER_VIEWERS_HIDDEN": "maybe"}, "BROADCASTER_VIEWERS_HIDDEN='maybe'"),
         ({"BROADCASTER_VIDEO_CODEC": "AV2"}, "video_codec='AV2'"),
         ({"BROADCASTER_TOKEN_TTL_SECONDS": "5"}, "token_ttl_seconds=5"),
+        ({"BROADCASTER_AVATAR_MODE": "p2p"}, "avatar_mode='p2p'"),
+        ({"BROADCASTER_AVATAR_MODE": "direct", "BROADCASTER_RECORD": "true"},
+         "needs avatar_mode=relay"),
+        ({"BROADCASTER_LIVEKIT_PUBLIC_URL": "https://lk.example.com"}, "livekit_public_url"),
+        ({"BROADCASTER_STT_BEAM_SIZE": "0"}, "stt_beam_size=0"),
     ],
 )
 def test_bad_values_name_themselves(tmp_path, env, needle):

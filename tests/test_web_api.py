@@ -322,3 +322,23 @@ async def test_serve_runs_until_cancelled_and_creates_the_demo(livekit, tmp_path
         with pytest.raises(asyncio.CancelledError):
             await task
     assert not port_taken(s.web_port)
+
+
+async def test_pages_get_the_public_livekit_url_behind_a_proxy(livekit, tmp_path):
+    """LiveKit reached internally by the app, publicly by browsers: joins hand out the
+    public URL and the page's CSP allows it; the server API still uses the internal one."""
+    public = "wss://live.example.com"
+    s = livekit.replace(state_dir=str(tmp_path), livekit_public_url=public)
+    auth = {"Authorization": f"Bearer {s.host_key}"}
+    async with TestClient(TestServer(create_app(s))) as client:
+        resp = await client.post("/api/host/webinars", json={"title": "Proxied", "room": "px"},
+                                 headers=auth)
+        assert resp.status == 201, await resp.text()  # created through the internal URL
+        joined = await (await client.post("/api/webinars/px/join",
+                                          json={"identity": "alice"})).json()
+        assert joined["url"] == public
+        page = await client.get("/w/px")
+        assert page.status == 200
+        csp = page.headers["Content-Security-Policy"]
+        assert f"{public} https://live.example.com" in csp
+        assert s.effective_livekit_url not in csp
