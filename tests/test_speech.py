@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import numpy as np
@@ -18,6 +19,7 @@ from pipecat.frames.frames import (
     TTSTextFrame,
     UserAudioRawFrame,
     UserStartedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.services.piper.tts import PiperTTSService
@@ -29,6 +31,7 @@ from broadcaster.speech import make_stt, make_tts, make_vad
 from broadcaster.speech.segmented import SpeakerAwareWhisperSTTService
 from broadcaster.speech.tts_cache import CachedPiperTTSService, PhraseCache
 from broadcaster.speech.tts_cache import sentences as tts_sentences
+from tests.helpers.openai_stub import OpenAIStub
 from tests.helpers.speech import (
     FRAME_MS,
     RATE,
@@ -195,3 +198,43 @@ def test_the_phrase_cache_is_bounded_and_forgets_the_oldest():
     assert "two." not in cache and "one." in cache and cache.bytes == 7
     cache.put("huge.", [b"x" * 11])  # bigger than the bound: not kept, nothing dropped
     assert "huge." not in cache and len(cache) == 2
+
+
+async def test_an_openai_compatible_llm_answers_instead_of_the_notes(settings):
+    """``llm_base_url`` set: the transcript goes to that endpoint with the notes as the
+    system instruction, and its streamed reply is what the TTS speaks. The endpoint
+    is tests/helpers/openai_stub.py, a mock (no LLM runs on this machine)."""
+    reply = "The keynote starts at ten. After it, we take your questions live."
+    stub = OpenAIStub(reply)
+    async with stub.serve() as url:
+        s = settings.replace(llm_base_url=url, llm_api_key="local-key", llm_model="stub-model")
+        chain = make_responder(s)
+        # (chain.after_output, the assistant's context aggregator, would consume the
+        # spoken text frames this test reads: the bot places it after the avatar)
+        processors = [*chain.processors, make_tts(s)]
+
+        async def script(worker, sink):
+            await worker.queue_frames([
+                VADUserStartedSpeakingFrame(start_secs=s.vad_start_secs),
+                TranscriptionFrame("When does the keynote start?", "sam", "2026-11-25T10:00"),
+                VADUserStoppedSpeakingFrame(stop_secs=s.vad_stop_secs),
+            ])
+            await sink.wait_for(lambda: bool(sink.of(TTSStoppedFrame)), 30)
+            await asyncio.sleep(0.3)
+
+        sink = await run_pipeline(processors, script, timeout=60)
+
+    (request,) = stub.requests
+    assert request["model"] == "stub-model" and request["stream"] is True
+    assert stub.keys == ["Bearer local-key"]
+    system, *_, user = request["messages"]
+    assert system["role"] == "system" and "Today's agenda has five parts" in system["content"]
+    assert user["role"] == "user" and "When does the keynote start?" in str(user["content"])
+    spoken = " ".join(f.text.strip() for f in sink.of(TTSTextFrame))
+    assert words_of(spoken) == words_of(reply), spoken
+    seconds = sum(len(f.audio) / (2 * f.sample_rate) for f in sink.of(TTSAudioRawFrame))
+    assert len(reply) / 25 < seconds < len(reply) / 8, seconds
+
+
+def words_of(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
