@@ -1,10 +1,12 @@
-"""The real broadcast bot for end-to-end tests: ONE subprocess for the whole session.
+"""The real broadcast bot for end-to-end tests: one subprocess per test module.
 
 ``python -m broadcaster.bot --room R`` runs exactly as the web app's launcher runs it
 (settings through ``Settings.child_env()``), against the session's livekit-server, the
 local avatar service (``avatar_service``) and a webinar created through the host API
 (``web_client``), so the room metadata is the web app's and a host promotion moves the
-bot's speaker gate. The machine is small: every bot test shares this one bot and room.
+bot's speaker gate. The machine is small: a module's tests share its bot and room, and
+the bot stops with the module, so two bots (two avatar encoders, a recorder) never
+compete for the two cores while a test measures frame rates.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ async def running_bot(settings: Settings, webinar: dict) -> AsyncIterator[BotSta
         fh.close()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def bot_stage(web_client, avatar_service: str, avatar_settings: Settings
                     ) -> AsyncIterator[BotStage]:
     """A webinar (host API) whose bot is the real ``python -m broadcaster.bot`` process,

@@ -2,7 +2,7 @@
 a WAV file (``--use-file-for-fake-audio-capture``: flite asking about the agenda), the
 bot answers, and a viewer page plays the avatar and shows the captions.
 
-Shares the session's one bot and stage room (``bot_stage``) with tests/test_bot_e2e.py.
+Runs the module's own real bot and stage room (``bot_stage``, see tests/fixtures_bot.py).
 """
 
 from __future__ import annotations

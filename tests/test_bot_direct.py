@@ -5,8 +5,6 @@ service publishes into the stage room as ``bot_identity`` (LiveAvatar's
 ``livekit_config``, a token the bot minted), the bot listens as
 ``<bot_identity>-listener`` and publishes no media. Viewers, joined through the web
 app, see and hear the avatar with no relay hop; the presenter's question is answered.
-(Named to run before the relay bot of tests/test_bot_*.py starts: two bots and two
-avatar encoders at once are more than this 2-core machine should measure fps on.)
 """
 
 from __future__ import annotations
