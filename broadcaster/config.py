@@ -33,6 +33,11 @@ TTS_PROVIDERS = ("piper", "openai", "cartesia", "deepgram", "elevenlabs")
 AVATAR_MODES = ("relay", "direct")
 
 
+def http_url(ws_url: str) -> str:
+    """A LiveKit ``ws(s)://`` URL as the same server's ``http(s)://`` URL."""
+    return ws_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names it."""
 
@@ -179,8 +184,7 @@ class Settings:
     @property
     def livekit_http_url(self) -> str:
         """The same server over HTTP(S), for the RoomService API."""
-        url = self.effective_livekit_url
-        return url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+        return http_url(self.effective_livekit_url)
 
     @property
     def effective_public_url(self) -> str:

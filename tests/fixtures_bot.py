@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest_asyncio
@@ -29,8 +30,9 @@ import pytest_asyncio
 from broadcaster.config import PROJECT_ROOT, Settings
 from broadcaster.metrics import metrics_port_file
 from broadcaster.netutil import free_port
+from tests.helpers.people import Mic, Viewer, until
 
-__all__ = ["bot_stage", "running_bot"]
+__all__ = ["bot_stage", "join_presenter", "join_viewer", "running_bot"]
 
 LIVE = re.compile(r'broadcaster_avatar_session_state\{[^}]*state="live"[^}]*\} 1\.0')
 READY_TIMEOUT = 90.0
@@ -128,3 +130,22 @@ async def bot_stage(web_client, avatar_service: str, avatar_settings: Settings
     webinar = await web_client.new_webinar("Live Avatars in Practice")
     async with running_bot(avatar_settings, webinar) as stage:
         yield stage
+
+
+async def join_viewer(bot: BotStage, web: Any, identity: str) -> Viewer:
+    """A viewer through the web app's join, once the avatar's video and audio arrive."""
+    data = (await web.join(bot.room, identity, name=identity.title())).data
+    viewer = await Viewer(identity, bot.settings.bot_identity).join(data["url"], data["token"])
+    await until(lambda: len(viewer.frames) > 5 and viewer.audio, 15,
+                f"{identity} to receive the avatar", bot)
+    return viewer
+
+
+async def join_presenter(bot: BotStage, web: Any, identity: str = "sam",
+                         name: str = "Sam Rivera") -> Mic:
+    """The presenter, through the web app's join with the webinar's presenter code: she
+    has the floor, and her microphone is published."""
+    code = bot.webinar["presenter_code"]
+    joined = await web.join(bot.room, identity, "presenter", name=name, code=code)
+    assert joined.status == 200 and joined.data["speaker"] == identity, joined.text
+    return await Mic(identity).join(joined.data["url"], joined.data["token"])

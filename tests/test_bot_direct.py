@@ -21,9 +21,9 @@ from broadcaster.bot.pipeline import listener_identity
 from broadcaster.bot.responder import Responder
 from broadcaster.config import Settings
 from broadcaster.protocol import AVATAR_CAPTION_SPEAKER
-from tests.fixtures_bot import LIVE, BotStage, running_bot
+from tests.fixtures_bot import LIVE, BotStage, join_presenter, join_viewer, running_bot
 from tests.fixtures_web import WebClient
-from tests.helpers.people import LOUD_RMS, QUESTION, Mic, Viewer, until
+from tests.helpers.people import LOUD_RMS, QUESTION, until
 from tests.helpers.speech import needs_flite
 
 pytestmark = [pytest.mark.timeout(240), needs_flite]
@@ -42,11 +42,8 @@ async def test_the_avatar_publishes_into_the_stage_room_and_answers(
 ) -> None:
     bot, s = direct_bot, direct_bot.settings
     room = bot.room
-    joined = (await web_client.join(room, "ada", name="Ada")).data
-    viewer = await Viewer("ada", s.bot_identity).join(joined["url"], joined["token"])
-    code = bot.webinar["presenter_code"]
-    speaker = (await web_client.join(room, "sam", "presenter", name="Sam", code=code)).data
-    presenter = await Mic("sam").join(speaker["url"], speaker["token"])
+    viewer = await join_viewer(bot, web_client, "ada")
+    presenter = await join_presenter(bot, web_client)
     try:
         await until(lambda: len(viewer.frames) > 10 and viewer.audio, 20,
                     "the avatar's tracks at the viewer", bot)

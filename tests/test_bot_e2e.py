@@ -30,7 +30,7 @@ from loguru import logger
 from broadcaster.bot.responder import Responder
 from broadcaster.protocol import AVATAR_CAPTION_SPEAKER
 from broadcaster.roles import Role, mint_token
-from tests.fixtures_bot import BotStage
+from tests.fixtures_bot import BotStage, join_presenter, join_viewer
 from tests.fixtures_web import WebClient
 from tests.helpers.people import (
     BARGE_IN,
@@ -67,15 +67,6 @@ async def bot_frames(bot: BotStage) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------- the stage
-async def join_viewer(bot: BotStage, web: WebClient, identity: str) -> Viewer:
-    """A viewer through the web app's join, once the avatar's video and audio arrive."""
-    data = (await web.join(bot.room, identity, name=identity.title())).data
-    viewer = await Viewer(identity, bot.settings.bot_identity).join(data["url"], data["token"])
-    await until(lambda: len(viewer.frames) > 5 and viewer.audio, 15,
-                f"{identity} to receive the avatar", bot)
-    return viewer
-
-
 @dataclass
 class Stage:
     bot: BotStage
@@ -99,11 +90,7 @@ class Stage:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stage(bot_stage: BotStage, web_client: WebClient) -> AsyncIterator[Stage]:
-    room = bot_stage.room
-    code = bot_stage.webinar["presenter_code"]
-    joined = await web_client.join(room, "sam", "presenter", name="Sam Rivera", code=code)
-    assert joined.status == 200 and joined.data["speaker"] == "sam", joined.text
-    presenter = await Mic("sam").join(joined.data["url"], joined.data["token"])
+    presenter = await join_presenter(bot_stage, web_client)
     s = Stage(bot_stage, web_client, presenter, await join_viewer(bot_stage, web_client, "ada"))
     s.others.append(presenter)
     try:

@@ -27,14 +27,12 @@ import soxr
 from broadcaster.bot.recorder import recording_dir
 from broadcaster.bot.responder import Responder
 from broadcaster.config import Settings
-from tests.fixtures_bot import BotStage, running_bot
+from tests.fixtures_bot import BotStage, join_presenter, join_viewer, running_bot
 from tests.fixtures_web import WebClient
 from tests.helpers.people import (
     LOUD_RMS,
     RATE,
     SHORT_QUESTION,
-    Mic,
-    Viewer,
     sentences,
     transcribe,
     until,
@@ -74,11 +72,8 @@ async def test_the_recording_holds_the_broadcast(
 ) -> None:
     bot, s = recording_bot, recording_bot.settings
     room = bot.room
-    joined = (await web_client.join(room, "ada", name="Ada")).data
-    viewer = await Viewer("ada", s.bot_identity).join(joined["url"], joined["token"])
-    code = bot.webinar["presenter_code"]
-    speaker = (await web_client.join(room, "sam", "presenter", name="Sam", code=code)).data
-    presenter = await Mic("sam").join(speaker["url"], speaker["token"])
+    viewer = await join_viewer(bot, web_client, "ada")
+    presenter = await join_presenter(bot, web_client)
     try:
         await until(lambda: len(viewer.frames) > 10, 20, "the avatar at the viewer", bot)
         said = await presenter.say(SHORT_QUESTION)

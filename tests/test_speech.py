@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 import numpy as np
@@ -32,6 +31,7 @@ from broadcaster.speech.segmented import SpeakerAwareWhisperSTTService
 from broadcaster.speech.tts_cache import CachedPiperTTSService, PhraseCache
 from broadcaster.speech.tts_cache import sentences as tts_sentences
 from tests.helpers.openai_stub import OpenAIStub
+from tests.helpers.people import words
 from tests.helpers.speech import (
     FRAME_MS,
     RATE,
@@ -231,10 +231,6 @@ async def test_an_openai_compatible_llm_answers_instead_of_the_notes(settings):
     assert system["role"] == "system" and "Today's agenda has five parts" in system["content"]
     assert user["role"] == "user" and "When does the keynote start?" in str(user["content"])
     spoken = " ".join(f.text.strip() for f in sink.of(TTSTextFrame))
-    assert words_of(spoken) == words_of(reply), spoken
+    assert words(spoken) == words(reply), spoken
     seconds = sum(len(f.audio) / (2 * f.sample_rate) for f in sink.of(TTSAudioRawFrame))
     assert len(reply) / 25 < seconds < len(reply) / 8, seconds
-
-
-def words_of(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())

@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from loguru import logger
 
-from broadcaster.config import Settings
+from broadcaster.config import Settings, http_url
 from broadcaster.roles import InvalidInput
 from broadcaster.web import routes_host, routes_metrics, routes_pages, routes_public
 from broadcaster.web.access_log import AccessLogger
@@ -28,8 +28,7 @@ DEMO_TITLE = "Demo webinar"
 def content_security_policy(settings: Settings) -> str:
     """Only our own origin, plus the LiveKit server the pages connect to."""
     browser = settings.browser_livekit_url
-    http = browser.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-    livekit = f"{browser} {http}"
+    livekit = f"{browser} {http_url(browser)}"
     return "; ".join([
         "default-src 'self'",
         f"connect-src 'self' {livekit}",
