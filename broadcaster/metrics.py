@@ -177,6 +177,8 @@ class RepublisherCollector(Collector):
          "Audio frames captured into LiveKit"),
         ("audio_frames_dropped", "broadcaster_republisher_audio_frames_dropped",
          "Avatar speech frames dropped to keep audio within max_audio_lag of video"),
+        ("audio_frames_muted", "broadcaster_republisher_audio_frames_muted",
+         "Avatar speech frames published as silence (the tail of an interrupted answer)"),
         ("stalls", "broadcaster_avatar_stalls",
          "Times the avatar's video stopped long enough for the slate"),
     )

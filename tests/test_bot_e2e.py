@@ -171,7 +171,7 @@ async def test_barge_in_stops_the_avatar_at_the_viewer(stage: Stage):
     pending = await stage.presenter.say(BARGE_IN, wait=False)
     barge = await pending
     onset = barge.voice_on
-    assert viewer.loud_for(onset - 0.1, onset), \
+    assert viewer.loud_for(onset - 0.1, onset, share=0.8), \
         "the avatar was not in mid-phrase when the speaker began"
     await until(lambda: viewer.quiet_from(onset) is not None, 10,
                 "the avatar's audio to stop", bot)

@@ -31,6 +31,8 @@ from pipecat.frames.frames import (
     OutputImageRawFrame,
     SpeechOutputAudioRawFrame,
     TTSAudioRawFrame,
+    TTSStartedFrame,
+    VADUserStartedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
@@ -44,6 +46,7 @@ from broadcaster.bot.republisher import (
     RepublishEncoding,
     VideoPacer,
 )
+from broadcaster.bot.speaker_gate import SpeechOnsetCancelledFrame, SpeechOnsetFrame
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
 
@@ -579,4 +582,69 @@ async def test_interruption_cuts_queued_speech_and_end_frame_unpublishes(
         if not run.done():
             await worker.cancel()
             await asyncio.wait_for(run, 20)
+        await viewer.leave()
+
+
+async def test_barge_in_ducks_at_the_onset_and_a_noise_gives_the_speech_back(
+    livekit: Settings,
+) -> None:
+    """With ``mute_on_speech_start``: the avatar's speech (real time, 48 kHz) goes
+    silent at the viewer soon after a SpeechOnsetFrame, comes back after a
+    SpeechOnsetCancelledFrame (it was a cough), and after a confirmed start stays
+    silent until the next answer starts (TTSStartedFrame)."""
+    s = livekit
+    room = "stage-duck"
+    rep = LiveKitRepublisher(url=s.effective_livekit_url,
+                             token=mint_token(s, Role.BOT, room, s.bot_identity),
+                             encoding=RepublishEncoding.from_settings(s),
+                             mute_on_speech_start=True)
+    viewer = await Subscriber.join(s, room)
+    worker, run = await run_pipeline(rep)
+    tone = (8000 * np.sin(2 * np.pi * 330 * np.arange(CHUNK * 2) / AUDIO_RATE)).astype(np.int16)
+    stop = asyncio.Event()
+
+    async def avatar_speaks() -> None:  # 20 ms of speech every 20 ms, as the avatar's
+        start = time.monotonic()
+        for i in range(100_000):
+            if stop.is_set():
+                return
+            await worker.queue_frame(SpeechOutputAudioRawFrame(
+                audio=tone.tobytes(), sample_rate=AUDIO_RATE, num_channels=1))
+            await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
+
+    def loud(t0: float, t1: float) -> list[float]:
+        return [t for t, rms in viewer.audio if t0 <= t < t1 and rms > 1000]
+
+    speaking = asyncio.create_task(avatar_speaks())
+    try:
+        await wait_for(lambda: loud(time.monotonic() - 0.2, time.monotonic()), 15, "speech")
+        await asyncio.sleep(0.5)
+
+        onset = time.monotonic()
+        await worker.queue_frame(SpeechOnsetFrame())
+        await asyncio.sleep(0.6)
+        ducked = loud(onset, onset + 0.6)
+        assert ducked and max(ducked) - onset <= 0.15, ducked and max(ducked) - onset
+        cancelled = time.monotonic()
+        await worker.queue_frame(SpeechOnsetCancelledFrame())
+        await wait_for(lambda: loud(cancelled, time.monotonic()), 1.0, "the speech to return")
+        logger.info(f"onset: speech silent {1e3 * (max(ducked) - onset):.0f} ms later; back "
+                    f"{1e3 * (min(loud(cancelled, time.monotonic())) - cancelled):.0f} ms "
+                    "after the cancel")
+        await asyncio.sleep(0.3)
+
+        await worker.queue_frame(SpeechOnsetFrame())
+        started = time.monotonic()
+        await worker.queue_frame(VADUserStartedSpeakingFrame())
+        await asyncio.sleep(0.8)  # the avatar goes on sending the interrupted answer
+        assert max(loud(started - 0.5, started + 0.8)) - started <= 0.15
+        assert rep.stats.audio_frames_muted >= 30  # published as silence, not left out
+        answer = time.monotonic()
+        await worker.queue_frame(TTSStartedFrame())
+        await wait_for(lambda: loud(answer, time.monotonic()), 1.0, "the next answer")
+    finally:
+        stop.set()
+        await speaking
+        await worker.cancel()
+        await asyncio.wait_for(run, 20)
         await viewer.leave()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pipecat.frames.frames import (
     InputAudioRawFrame,
@@ -16,6 +17,8 @@ from broadcaster.bot.speaker_gate import (
     SpeakerChangedFrame,
     SpeakerGate,
     SpeakerVADProcessor,
+    SpeechOnsetCancelledFrame,
+    SpeechOnsetFrame,
     speaker_from_metadata,
 )
 from broadcaster.speech import make_stt, make_vad
@@ -114,3 +117,40 @@ async def test_a_change_mid_utterance_does_not_leak_the_old_speakers_words(setti
         "VADUserStartedSpeakingFrame", "SpeakerChangedFrame", "VADUserStoppedSpeakingFrame"
     ]
     assert "VADUserStartedSpeakingFrame" in kinds[3:]
+
+
+@needs_flite
+async def test_the_vad_reports_an_onset_first_and_cancels_it_for_a_noise(settings):
+    """A question: SpeechOnsetFrame, then (a window later) VADUserStartedSpeakingFrame.
+    A 60 ms scrap of speech (a cough's worth): an onset, then its cancel, and no start.
+    No onset comes before the sound."""
+    question = flite_pcm("what is on the agenda today")
+    ms = RATE // 1000 * 2  # bytes per ms
+    scrap = question[400 * ms : 460 * ms]  # a window Silero finds speech-like, alone
+
+    async def heard(pcm: bytes) -> list[str]:
+        marks: list[float] = []
+
+        async def script(worker, sink):
+            for chunk in chunks(silence(0.5)):
+                await worker.queue_frame(audio(None, chunk))
+            await asyncio.sleep(0.1)
+            marks.append(time.monotonic())
+            for chunk in chunks(pcm + silence(0.6)):
+                await worker.queue_frame(audio(None, chunk))
+            await asyncio.sleep(0.3)
+
+        sink = await run_pipeline([SpeakerVADProcessor(vad_analyzer=make_vad(settings))],
+                                  script)
+        frames = sink.timed(SpeechOnsetFrame, SpeechOnsetCancelledFrame,
+                            VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame)
+        assert all(t >= marks[0] for t, _ in frames)
+        return [type(f).__name__ for _, f in frames]
+
+    said = await heard(question)
+    # a breathy "wh" may flap first (onset, cancel); the last onset becomes the start
+    *flaps, onset, start, stop = said
+    assert (onset, start, stop) == ("SpeechOnsetFrame", "VADUserStartedSpeakingFrame",
+                                    "VADUserStoppedSpeakingFrame"), said
+    assert flaps == ["SpeechOnsetFrame", "SpeechOnsetCancelledFrame"] * (len(flaps) // 2)
+    assert await heard(scrap) == ["SpeechOnsetFrame", "SpeechOnsetCancelledFrame"]

@@ -160,6 +160,7 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         room=transport,
         encoding=RepublishEncoding.from_settings(settings, simulcast=settings.video_simulcast),
         forward_media=settings.record, bot_speaking_frames=True,  # media on to the recorder
+        mute_on_speech_start=True,  # every VAD start interrupts (make_responder)
     )
     recorder = Recorder.for_session(settings, room) if settings.record and not direct else None
     processors: list[Any] = [

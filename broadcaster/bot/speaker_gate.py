@@ -61,6 +61,20 @@ class SpeakerChangedFrame(SystemFrame):
     previous: str | None = None
 
 
+@dataclass
+class SpeechOnsetFrame(SystemFrame):
+    """The VAD heard what may be the start of speech (its first confident window),
+    before it confirms it (``VADUserStartedSpeakingFrame``, ``vad_start_secs`` later).
+
+    Lets the avatar's audio duck at once on a barge-in; a
+    :class:`SpeechOnsetCancelledFrame` follows when it was only a noise."""
+
+
+@dataclass
+class SpeechOnsetCancelledFrame(SystemFrame):
+    """The onset the VAD heard did not become speech (a cough, a click)."""
+
+
 def speaker_from_metadata(metadata: str | None) -> str | None:
     """The ``"speaker"`` of room metadata JSON (protocol.py); None if absent or malformed."""
     if not metadata:
@@ -183,15 +197,19 @@ class SpeakerGate(FrameProcessor):
 
 
 class SpeakerVADProcessor(VADProcessor):
-    """pipecat's VADProcessor that starts fresh when the speaker changes.
+    """pipecat's VADProcessor that starts fresh when the speaker changes, and reports
+    speech onsets before it confirms them.
 
-    Without this the analyzer would carry the old speaker's speech state (and
-    Silero's recurrent state) into the new speaker's audio.
+    Without the reset the analyzer would carry the old speaker's speech state (and
+    Silero's recurrent state) into the new speaker's audio. The onset frames
+    (:class:`SpeechOnsetFrame`, :class:`SpeechOnsetCancelledFrame`) come from the
+    analyzer's STARTING state, one 32 ms window before pipecat's start.
     """
 
     def __init__(self, *, vad_analyzer: VADAnalyzer, **kwargs: Any) -> None:
         super().__init__(vad_analyzer=vad_analyzer, **kwargs)
         self._analyzer = vad_analyzer
+        self._onset = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, SpeakerChangedFrame):
@@ -202,6 +220,19 @@ class SpeakerVADProcessor(VADProcessor):
             await self._reset(frame)
             return
         await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame):
+            await self._report_onset()
+
+    async def _report_onset(self) -> None:
+        state = self._analyzer._vad_state  # pipecat-ai 1.14 internals (pinned)
+        if state == VADState.STARTING and self._vad_controller._vad_state == VADState.QUIET:
+            if not self._onset:
+                self._onset = True
+                await self.push_frame(SpeechOnsetFrame())
+        elif self._onset:
+            self._onset = False
+            if state == VADState.QUIET:  # never confirmed (SPEAKING: the start frame went)
+                await self.push_frame(SpeechOnsetCancelledFrame())
 
     async def _reset(self, frame: SpeakerChangedFrame) -> None:
         controller = self._vad_controller
@@ -214,6 +245,9 @@ class SpeakerVADProcessor(VADProcessor):
         if model is not None and hasattr(model, "reset_states"):  # Silero's recurrent state
             model.reset_states()
         controller._vad_state = VADState.QUIET
+        if self._onset:
+            self._onset = False
+            await self.push_frame(SpeechOnsetCancelledFrame())
         if was_speaking:
             logger.info(f"{self}: speaker changed mid-utterance; discarding {frame.previous!r}")
             await self.broadcast_frame(
