@@ -31,6 +31,7 @@ LOCAL_AVATAR_ID = "local-presenter"
 STT_PROVIDERS = ("whisper", "openai", "deepgram")
 TTS_PROVIDERS = ("piper", "openai", "cartesia", "deepgram", "elevenlabs")
 AVATAR_MODES = ("relay", "direct")
+WEBHOOK_PATH = "/api/livekit/webhook"  # the web app's endpoint for livekit-server's events
 
 
 def http_url(ws_url: str) -> str:
@@ -82,6 +83,11 @@ class Settings:
     identity_claim_seconds: int = 30
     """How long an issued identity stays reserved before its holder has joined."""
     max_question_chars: int = 500
+    floor_guard: bool = True
+    """livekit-server sends its webhooks (participant joined, track published) to the web
+    app, which takes publishing away from anyone but the speaker: a token minted before
+    a demotion still grants it. The local livekit.yaml gets the webhook; a server you
+    run yourself needs the ``webhook:`` block of deploy/livekit.prod.yaml."""
     state_dir: str = str(PROJECT_ROOT / ".state")
     demo_room: str = "demo"
     """``broadcaster up`` creates this webinar so the stack is usable at once."""
@@ -191,6 +197,12 @@ class Settings:
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+    @property
+    def webhook_url(self) -> str:
+        """Where livekit-server posts its events: the web app, as livekit-server reaches it."""
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{host}:{self.web_port}{WEBHOOK_PATH}"
 
     @property
     def use_heygen(self) -> bool:

@@ -30,7 +30,8 @@ def find_binary(settings: Settings) -> str:
 
 
 def render_config(settings: Settings, path: Path, *, log_level: str | None = None) -> Path:
-    """Write the local livekit.yaml with the configured ports; keys stay out of it."""
+    """Write the local livekit.yaml with the configured ports and, for the floor guard,
+    the web app's webhook; secrets stay out of it (the webhook names the API key only)."""
     config = yaml.safe_load(Path(settings.livekit_config_template).read_text())
     if log_level:
         config["log_level"] = log_level
@@ -38,6 +39,9 @@ def render_config(settings: Settings, path: Path, *, log_level: str | None = Non
     rtc = config.setdefault("rtc", {})
     rtc["tcp_port"] = settings.livekit_rtc_tcp_port
     rtc["udp_port"] = settings.livekit_rtc_udp_port
+    if settings.floor_guard:  # signed with this key (its secret comes from LIVEKIT_KEYS)
+        config["webhook"] = {"api_key": settings.livekit_api_key,
+                             "urls": [settings.webhook_url]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

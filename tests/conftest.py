@@ -7,6 +7,7 @@ LiveAvatar-compatible service, see broadcaster/avatar).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -43,6 +44,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         web_port=free_port(),
         avatar_port=free_port(),
         demo_room="demo",
+        # no webhooks here, so tests can have a non-speaker publish anyway (the bot's own
+        # gate must hold); tests/test_floor_guard.py runs a server with them
+        floor_guard=False,
     )
 
 
@@ -51,15 +55,15 @@ def livekit_log(settings: Settings) -> Path:
     return Path(settings.state_dir) / "livekit-server.log"
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def livekit(settings: Settings, livekit_log: Path) -> AsyncIterator[Settings]:
-    """A real livekit-server on loopback for the whole session."""
+@contextlib.asynccontextmanager
+async def run_livekit(settings: Settings, log_path: Path) -> AsyncIterator[Settings]:
+    """A real livekit-server on ``settings``' loopback ports until the block ends."""
     # info level: the server logs every join and API call, so the secret scans read a lot
     config = livekit_server.render_config(
-        settings, Path(settings.state_dir) / "livekit.yaml", log_level="info"
+        settings, log_path.with_suffix(".yaml"), log_level="info"
     )
     argv, extra_env = livekit_server.command(settings, config)
-    log = open(livekit_log, "wb")  # noqa: SIM115 - closed below
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(argv, env={**os.environ, **extra_env}, stdout=log, stderr=log)
     try:
         alive = lambda: proc.poll() is None  # noqa: E731
@@ -72,3 +76,10 @@ async def livekit(settings: Settings, livekit_log: Path) -> AsyncIterator[Settin
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def livekit(settings: Settings, livekit_log: Path) -> AsyncIterator[Settings]:
+    """A real livekit-server on loopback for the whole session."""
+    async with run_livekit(settings, livekit_log) as ready:
+        yield ready

@@ -142,6 +142,26 @@ def test_local_config_ice() -> None:
     assert "keys" not in cfg and "key_file" not in cfg
 
 
+@pytest.mark.parametrize("guard", [True, False])
+def test_rendered_local_config_has_the_floor_guard_webhook(guard: bool, tmp_path: Path,
+                                                           stun_server: str) -> None:
+    """``broadcaster up``'s livekit.yaml: the configured ports, and (floor guard on) the
+    web app's webhook signed with the API key; never the secret. livekit-server takes it."""
+    from broadcaster.livekit_server import render_config
+
+    settings = Settings.load(env={}, state_dir=str(tmp_path), web_host="0.0.0.0",
+                             web_port=8123, livekit_port=7999, floor_guard=guard)
+    text = render_config(settings, tmp_path / "livekit.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    assert cfg["port"] == 7999 and settings.livekit_api_secret not in text
+    if guard:
+        assert cfg["webhook"] == {"api_key": settings.livekit_api_key,
+                                  "urls": ["http://127.0.0.1:8123/api/livekit/webhook"]}
+    else:
+        assert "webhook" not in cfg
+    _ports_output(cfg, stun_server)
+
+
 @pytest.mark.parametrize("name", ["prod", "helm"])
 def test_production_config_ice_turn_redis(name: str) -> None:
     cfg = LIVEKIT_CONFIGS[name]()
@@ -271,8 +291,9 @@ def test_production_config_starts(stun_server: str, tmp_path: Path) -> None:
     cfg["turn"].update(tls_port=_free_port(), udp_port=_free_port(socket.SOCK_DGRAM))
     env = {**_clean_env(),
            "LIVEKIT_KEYS": f"deploytest: {secrets.token_urlsafe(32)}",
-           # docker-compose.yml sets the TURN domain this way
-           "LIVEKIT_TURN_DOMAIN": "turn.deploy-test.example"}
+           # docker-compose.yml sets the TURN domain and the webhook's key this way
+           "LIVEKIT_TURN_DOMAIN": "turn.deploy-test.example",
+           "LIVEKIT_WEBHOOK_API_KEY": "deploytest"}
     log = tmp_path / "livekit.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([livekit_binary(), "--config-body", yaml.safe_dump(cfg)],

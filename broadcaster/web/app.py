@@ -11,7 +11,13 @@ from loguru import logger
 
 from broadcaster.config import Settings, http_url
 from broadcaster.roles import InvalidInput
-from broadcaster.web import routes_host, routes_metrics, routes_pages, routes_public
+from broadcaster.web import (
+    routes_host,
+    routes_livekit,
+    routes_metrics,
+    routes_pages,
+    routes_public,
+)
 from broadcaster.web.access_log import AccessLogger
 from broadcaster.web.auth import host_guard
 from broadcaster.web.bot_control import BotLauncher
@@ -124,6 +130,7 @@ def create_app(
     app.add_routes(routes_host.routes)
     app.add_routes(routes_pages.routes)
     app.add_routes(routes_metrics.routes)
+    app.add_routes(routes_livekit.routes)
     return app
 
 

@@ -271,7 +271,45 @@ class Webinars:
         self._audience[room] = (now, counts)
         return counts
 
+    def forget_audience(self, room: str) -> None:
+        """Someone joined or left: the next count asks LiveKit again."""
+        self._audience.pop(room, None)
+
     # --- the floor ---------------------------------------------------------------------
+    async def police(self, room: str, identity: str, *, may_publish: bool = True) -> str | None:
+        """Apply the floor to ``identity``, whom LiveKit saw join or publish.
+
+        A token minted before a demotion still grants publishing, so anyone but the
+        speaker who can publish loses it, and anyone in an ended webinar's room is
+        removed. Decided on LiveKit's current view under the room lock (webhooks can
+        arrive late or out of order). ``may_publish`` False (what the event said) skips
+        the check in a live webinar: a viewer's join costs no API call. Returns what
+        was done, or None.
+        """
+        webinar = self.store.webinar(room)
+        if webinar is None:
+            return None  # not a webinar room (e.g. the avatar's own)
+        if not may_publish and webinar.state != ROOM_STATE_ENDED:
+            return None
+        async with self._locks[room]:
+            webinar = self.get(room)
+            person = await self.livekit.participant(room, identity)
+            if person is None or self._is_stack(person) or (
+                person.attributes.get("role") == Role.HOST
+            ):
+                return None
+            if webinar.state == ROOM_STATE_ENDED:
+                await self.livekit.remove(room, identity)
+                logger.info("webinar {}: {} joined after the end; removed", room, identity)
+                return "removed"
+            if person.permission.can_publish and identity != webinar.speaker:
+                await self.livekit.set_permission(
+                    room, identity, self._permission(room, identity, False))
+                logger.info("webinar {}: {} can publish without the floor; taken away",
+                            room, identity)
+                return "demoted"
+        return None
+
     def _is_stack(self, person: api.ParticipantInfo) -> bool:
         return (
             person.identity in (self.settings.bot_identity, AVATAR_IDENTITY)

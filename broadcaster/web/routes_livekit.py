@@ -1,0 +1,48 @@
+"""``POST /api/livekit/webhook``: livekit-server's events, verified with our API key.
+
+LiveKit checks a token's grants once, at join. A presenter demoted by the host keeps
+her old token, and with it could rejoin and publish to every viewer; so whenever
+someone joins or publishes, the webinar's floor is applied to them again
+(:meth:`Webinars.police`). Requests must carry LiveKit's signature (a JWT in
+``Authorization`` whose ``sha256`` claim matches the body); anything else gets 401.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from livekit import api
+from loguru import logger
+
+from broadcaster.config import WEBHOOK_PATH
+from broadcaster.web.errors import unauthorized
+from broadcaster.web.keys import SETTINGS, WEBINARS
+
+routes = web.RouteTableDef()
+
+#: events after which someone may hold publishing rights they should not have
+POLICED_EVENTS = frozenset({"participant_joined", "track_published"})
+
+
+@routes.post(WEBHOOK_PATH)
+async def livekit_webhook(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    auth = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not auth:
+        raise unauthorized("webhook signature missing (Authorization)")
+    body = await request.text()
+    receiver = api.WebhookReceiver(
+        api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret))
+    try:
+        event = receiver.receive(body, auth)
+    except Exception as exc:  # livekit-api raises plain Exceptions (bad JWT, hash mismatch)
+        logger.warning("webhook refused: {}", type(exc).__name__)
+        raise unauthorized("webhook signature is not valid") from None
+    svc = request.app[WEBINARS]
+    room, identity = event.room.name, event.participant.identity
+    done = None
+    if event.event in POLICED_EVENTS and room and identity:
+        done = await svc.police(room, identity,
+                                may_publish=event.participant.permission.can_publish)
+    if event.event.startswith("participant_") and room:
+        svc.forget_audience(room)
+    return web.json_response({"ok": True, "event": event.event, "action": done})
