@@ -83,6 +83,8 @@ class Settings:
     identity_claim_seconds: int = 30
     """How long an issued identity stays reserved before its holder has joined."""
     max_question_chars: int = 500
+    questions_per_minute: int = 3
+    """How many questions one participant may send in any minute (then HTTP 429)."""
     floor_guard: bool = True
     """livekit-server sends its webhooks (participant joined, track published) to the web
     app, which takes publishing away from anyone but the speaker: a token minted before
@@ -335,6 +337,9 @@ class Settings:
             )
         if not 1 <= self.video_fps <= 60:
             raise ConfigError(f"video_fps={self.video_fps} must be between 1 and 60")
+        if not 1 <= self.questions_per_minute <= 600:
+            raise ConfigError(
+                f"questions_per_minute={self.questions_per_minute} must be between 1 and 600")
         if self.stt_provider not in STT_PROVIDERS:
             raise ConfigError(
                 f"stt_provider={self.stt_provider!r} must be one of {', '.join(STT_PROVIDERS)}"

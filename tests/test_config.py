@@ -47,6 +47,7 @@ def test_precedence_file_then_env_then_override(tmp_path):
          "needs avatar_mode=relay"),
         ({"BROADCASTER_LIVEKIT_PUBLIC_URL": "https://lk.example.com"}, "livekit_public_url"),
         ({"BROADCASTER_STT_BEAM_SIZE": "0"}, "stt_beam_size=0"),
+        ({"BROADCASTER_QUESTIONS_PER_MINUTE": "0"}, "questions_per_minute=0"),
     ],
 )
 def test_bad_values_name_themselves(tmp_path, env, needle):

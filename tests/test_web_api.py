@@ -342,3 +342,16 @@ async def test_pages_get_the_public_livekit_url_behind_a_proxy(livekit, tmp_path
         csp = page.headers["Content-Security-Policy"]
         assert f"{public} https://live.example.com" in csp
         assert s.effective_livekit_url not in csp
+
+
+def test_the_question_limit_slides() -> None:
+    """3 a minute: the 4th waits for the 1st to be a minute old, not for a fixed window."""
+    from broadcaster.web.rate_limit import SlidingWindowLimit
+
+    limit = SlidingWindowLimit(3, 60.0)
+    key = ("room", "ann")
+    assert [limit.hit(key, now=t) for t in (0.0, 10.0, 20.0)] == [None, None, None]
+    assert limit.hit(key, now=30.0) == 30.0  # the first one leaves the window at 60 s
+    assert limit.hit(("room", "bob"), now=30.0) is None  # per person
+    assert limit.hit(key, now=60.0) is None
+    assert limit.hit(key, now=61.0) == 9.0  # 10 s's question leaves at 70 s

@@ -201,7 +201,14 @@ async def test_questions_are_stored_and_read_in_order(web_client: WebClient):
     assert pres_view == host_view
     later = (await web_client.host("GET", f"{path}?after={ids[0]}")).data["questions"]
     assert [q["id"] for q in later] == ids[1:]
-    # the presenter can ask too; viewers cannot read the list
+    # a fourth in the same minute is too many (3 a minute); nothing is stored
+    limit = web_client.settings.questions_per_minute
+    assert limit == len(texts)
+    reply = await web_client.call("POST", path, {"text": "And again?"}, token=viewer["token"])
+    assert reply.status == 429 and "a minute" in reply.data["error"], reply.text
+    assert 1 <= int(reply.headers["Retry-After"]) <= 60
+    assert (await web_client.host("GET", path)).data["questions"] == host_view
+    # the presenter can ask too (her own limit); viewers cannot read the list
     assert (await web_client.call("POST", path, {"text": "Me too"}, token=pres["token"])).status \
         == 201
     assert (await web_client.call("GET", path, token=viewer["token"])).status == 403

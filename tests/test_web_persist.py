@@ -19,7 +19,9 @@ async def _start(settings: Settings) -> tuple[aioweb.AppRunner, str]:
 
 
 async def test_questions_survive_an_app_restart(livekit: Settings, tmp_path):
-    settings = livekit.replace(state_dir=str(tmp_path), web_port=free_port())
+    # five questions from one person in a few ms: above the default rate limit
+    settings = livekit.replace(state_dir=str(tmp_path), web_port=free_port(),
+                               questions_per_minute=10)
     room = unique_room("persist")
     texts = [f"question number {i}" for i in range(1, 6)]
     async with aiohttp.ClientSession() as http:

@@ -75,7 +75,7 @@ async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamR
     try:
         return await handler(request)
     except ApiError as exc:
-        return json_error(exc.status, exc.reason)
+        return json_error(exc.status, exc.reason, headers=exc.headers)
     except InvalidInput as exc:
         return json_error(422, str(exc))
     except web.HTTPRequestEntityTooLarge:

@@ -10,10 +10,12 @@ from aiohttp import web
 class ApiError(Exception):
     """Raised by handlers; the error middleware turns it into a JSON answer."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers
 
 
 def json_error(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -46,6 +48,10 @@ def gone(reason: str) -> ApiError:
 
 def invalid(reason: str) -> ApiError:
     return ApiError(422, reason)
+
+
+def too_many(reason: str, retry_after: float) -> ApiError:
+    return ApiError(429, reason, headers={"Retry-After": str(max(1, round(retry_after)))})
 
 
 def type_name(value: Any) -> str:

@@ -7,7 +7,7 @@ from aiohttp import web
 from broadcaster.roles import Role
 from broadcaster.web.auth import is_host, participant, role_of
 from broadcaster.web.body import opt_str, read_object, req_str
-from broadcaster.web.errors import forbidden, invalid
+from broadcaster.web.errors import forbidden, invalid, too_many
 from broadcaster.web.keys import SETTINGS, STORE, WEBINARS
 
 routes = web.RouteTableDef()
@@ -54,9 +54,14 @@ async def ask(request: web.Request) -> web.Response:
     claims = participant(request, room)
     body = await read_object(request, {"text"})
     text = req_str(body, "text").strip()
-    limit = request.app[SETTINGS].max_question_chars
+    settings = request.app[SETTINGS]
+    limit = settings.max_question_chars
     if not 1 <= len(text) <= limit:
         raise invalid(f"field 'text' must be 1-{limit} characters")
+    wait = svc.question_limit.hit((room, claims.identity))
+    if wait is not None:
+        raise too_many(f"at most {settings.questions_per_minute} questions a minute: "
+                       f"try again in {max(1, round(wait))} s", wait)
     question = request.app[STORE].add_question(
         room, claims.identity, claims.name or claims.identity, text
     )

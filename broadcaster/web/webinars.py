@@ -31,6 +31,7 @@ from broadcaster.roles import (
 )
 from broadcaster.web.errors import conflict, forbidden, gone, invalid, not_found
 from broadcaster.web.livekit_admin import LiveKitAdmin
+from broadcaster.web.rate_limit import SlidingWindowLimit
 from broadcaster.web.store import Store, Webinar
 
 MAX_TITLE_CHARS = 120
@@ -65,6 +66,7 @@ class Webinars:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._audience: dict[str, tuple[float, dict[str, int]]] = {}
         self._room_checked: dict[str, float] = {}
+        self.question_limit = SlidingWindowLimit(settings.questions_per_minute, 60.0)
 
     # --- lookups -----------------------------------------------------------------------
     def get(self, room: str) -> Webinar:
