@@ -121,12 +121,24 @@ def lipsync(d: dict[str, Any]) -> list[Row]:
              d.get("pass"))]
 
 
+def stt_speculation(d: dict[str, Any]) -> list[Row]:
+    return [("VAD stop → transcript, Whisper started at the speaker's pause, p50",
+             "sooner, words as right",
+             f"{_f(_g(d, 'speculative_ms', 'p50'), '.0f', ' ms')} "
+             f"({_f(d.get('ratio_p50'), '.2f', 'x')}; words right "
+             f"{_f(100 * _g(d, 'word_accuracy', 'speculative'), '.1f', ' %')})",
+             f"started at the stop (pipecat): {_f(_g(d, 'baseline_ms', 'p50'), '.0f', ' ms')}"
+             f", words right {_f(100 * _g(d, 'word_accuracy', 'baseline'), '.1f', ' %')}",
+             d.get("pass"))]
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "render_cost": ("Avatar renderer CPU", render_cost),
     "republish_hop": ("Republish hop CPU", republish_hop),
     "republish_cpu": ("Republisher total CPU", republish_cpu),
     "republish_latency": ("Republish added latency", republish_latency),
     "frame_delivery": ("Frame delivery", frame_delivery),
+    "stt_speculation": ("Transcription started at the pause", stt_speculation),
     "speech_latency": ("Speaker stops → avatar speaks", speech_latency),
     "join_latency": ("Viewer join → first frame", join_latency),
     "lipsync": ("Lip sync", lipsync),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 from pipecat.frames.frames import (
     InputAudioRawFrame,
     TranscriptionFrame,
@@ -19,10 +20,20 @@ from broadcaster.bot.speaker_gate import (
     SpeakerVADProcessor,
     SpeechOnsetCancelledFrame,
     SpeechOnsetFrame,
+    SpeechPausedFrame,
+    SpeechResumedFrame,
     speaker_from_metadata,
 )
 from broadcaster.speech import make_stt, make_vad
-from tests.helpers.speech import RATE, chunks, flite_pcm, needs_flite, run_pipeline, silence
+from tests.helpers.speech import (
+    FRAME_MS,
+    RATE,
+    chunks,
+    flite_pcm,
+    needs_flite,
+    run_pipeline,
+    silence,
+)
 
 
 def audio(user: str | None, pcm: bytes = bytes(640)) -> InputAudioRawFrame:
@@ -154,3 +165,39 @@ async def test_the_vad_reports_an_onset_first_and_cancels_it_for_a_noise(setting
                                     "VADUserStoppedSpeakingFrame"), said
     assert flaps == ["SpeechOnsetFrame", "SpeechOnsetCancelledFrame"] * (len(flaps) // 2)
     assert await heard(scrap) == ["SpeechOnsetFrame", "SpeechOnsetCancelledFrame"]
+
+
+@needs_flite
+async def test_whisper_starts_at_the_pause_and_drops_it_when_the_speaker_goes_on(settings):
+    """Real Silero and Whisper. A question with a pause in the middle (Silero hears one
+    after "agenda" even with 40 ms of silence), then 0.8 s of silence: a speculative
+    run starts at the mid pause and is dropped when she goes on; the one started at
+    the final pause is the transcript, and it has every word."""
+    vad = SpeakerVADProcessor(vad_analyzer=make_vad(settings))
+    stt = make_stt(settings)
+    first, second = (trimmed(flite_pcm(t)) for t in ("what is on the agenda",
+                                                      "for today please"))
+
+    async def script(worker, sink):
+        for chunk in chunks(silence(0.3) + first + silence(0.04) + second + silence(0.8)):
+            await worker.queue_frame(audio("ann", chunk))
+            await asyncio.sleep(FRAME_MS / 1000)  # in real time: runs overlap as they would
+        await sink.wait_for(lambda: bool(sink.of(TranscriptionFrame)), 30)
+
+    sink = await run_pipeline([SpeakerGate("ann"), vad, stt], script)
+    kinds = [type(f).__name__ for f in sink.of(SpeechPausedFrame, SpeechResumedFrame,
+                                               VADUserStoppedSpeakingFrame)]
+    assert kinds == ["SpeechPausedFrame", "SpeechResumedFrame", "SpeechPausedFrame",
+                     "VADUserStoppedSpeakingFrame"], kinds
+    assert stt.speculations == {"started": 2, "used": 1, "discarded": 1}
+    (transcript,) = sink.of(TranscriptionFrame)
+    text = transcript.text.lower()
+    assert all(w in text for w in ("agenda", "today", "please")), transcript.text
+    assert transcript.user_id == "ann"
+
+
+def trimmed(pcm: bytes, floor: int = 300) -> bytes:
+    """``pcm`` without the silence flite puts before and after the words."""
+    x = np.frombuffer(pcm, np.int16)
+    loud = np.flatnonzero(np.abs(x) > floor)
+    return x[loud[0] : loud[-1] + 1].tobytes()

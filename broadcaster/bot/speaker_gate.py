@@ -75,6 +75,24 @@ class SpeechOnsetCancelledFrame(SystemFrame):
     """The onset the VAD heard did not become speech (a cough, a click)."""
 
 
+@dataclass
+class SpeechPausedFrame(SystemFrame):
+    """The speaker has been quiet for :data:`PAUSE_WINDOWS` VAD windows: the utterance
+    may be over (the VAD says so ``vad_stop_secs`` after its last voiced window).
+
+    Lets a local STT start transcribing before the stop is confirmed; a
+    :class:`SpeechResumedFrame` follows if the speaker goes on."""
+
+
+@dataclass
+class SpeechResumedFrame(SystemFrame):
+    """The speaker went on after a :class:`SpeechPausedFrame`."""
+
+
+#: quiet 32 ms windows before a SpeechPausedFrame (vad_stop_secs 0.2 = 6 windows)
+PAUSE_WINDOWS = 2
+
+
 def speaker_from_metadata(metadata: str | None) -> str | None:
     """The ``"speaker"`` of room metadata JSON (protocol.py); None if absent or malformed."""
     if not metadata:
@@ -210,6 +228,7 @@ class SpeakerVADProcessor(VADProcessor):
         super().__init__(vad_analyzer=vad_analyzer, **kwargs)
         self._analyzer = vad_analyzer
         self._onset = False
+        self._paused = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, SpeakerChangedFrame):
@@ -222,6 +241,19 @@ class SpeakerVADProcessor(VADProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
             await self._report_onset()
+            await self._report_pause()
+
+    async def _report_pause(self) -> None:
+        analyzer = self._analyzer  # pipecat-ai 1.14 internals (pinned)
+        if self._vad_controller._vad_state != VADState.SPEAKING:
+            self._paused = False  # stopped (the stop frame went) or never started
+        elif analyzer._vad_state == VADState.STOPPING:
+            if not self._paused and analyzer._vad_stopping_count >= PAUSE_WINDOWS:
+                self._paused = True
+                await self.push_frame(SpeechPausedFrame())
+        elif self._paused:
+            self._paused = False
+            await self.push_frame(SpeechResumedFrame())
 
     async def _report_onset(self) -> None:
         state = self._analyzer._vad_state  # pipecat-ai 1.14 internals (pinned)
@@ -248,6 +280,7 @@ class SpeakerVADProcessor(VADProcessor):
         if self._onset:
             self._onset = False
             await self.push_frame(SpeechOnsetCancelledFrame())
+        self._paused = False  # the STT drops its speculation on the change itself
         if was_speaking:
             logger.info(f"{self}: speaker changed mid-utterance; discarding {frame.previous!r}")
             await self.broadcast_frame(
