@@ -84,7 +84,7 @@ async def _measure(rounds: int) -> list[dict[str, Any]]:
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
     from pipecat.workers.runner import WorkerRunner
 
-    from broadcaster.bot.speaker_gate import SpeakerVADProcessor
+    from broadcaster.bot.vad import SpeakerVADProcessor
     from broadcaster.config import Settings
     from broadcaster.speech import make_stt, make_vad
 

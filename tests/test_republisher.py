@@ -46,7 +46,7 @@ from broadcaster.bot.republisher import (
     RepublishEncoding,
     VideoPacer,
 )
-from broadcaster.bot.speaker_gate import SpeechOnsetCancelledFrame, SpeechOnsetFrame
+from broadcaster.bot.vad import SpeechOnsetCancelledFrame, SpeechOnsetFrame
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
 

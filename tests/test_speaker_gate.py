@@ -14,15 +14,13 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 
-from broadcaster.bot.speaker_gate import (
-    SpeakerChangedFrame,
-    SpeakerGate,
+from broadcaster.bot.speaker_gate import SpeakerChangedFrame, SpeakerGate, speaker_from_metadata
+from broadcaster.bot.vad import (
     SpeakerVADProcessor,
     SpeechOnsetCancelledFrame,
     SpeechOnsetFrame,
     SpeechPausedFrame,
     SpeechResumedFrame,
-    speaker_from_metadata,
 )
 from broadcaster.speech import make_stt, make_vad
 from tests.helpers.speech import (

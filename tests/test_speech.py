@@ -24,7 +24,8 @@ from pipecat.frames.frames import (
 from pipecat.services.piper.tts import PiperTTSService
 
 from broadcaster.bot.responder import make_responder
-from broadcaster.bot.speaker_gate import SpeakerGate, SpeakerVADProcessor
+from broadcaster.bot.speaker_gate import SpeakerGate
+from broadcaster.bot.vad import SpeakerVADProcessor
 from broadcaster.config import ConfigError, Settings
 from broadcaster.speech import make_stt, make_tts, make_vad
 from broadcaster.speech.segmented import SpeakerAwareWhisperSTTService

@@ -43,7 +43,8 @@ from broadcaster.bot.captions import CaptionProcessor, CaptionPublisher
 from broadcaster.bot.recorder import Recorder
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.bot.responder import make_responder
-from broadcaster.bot.speaker_gate import SpeakerGate, SpeakerVADProcessor
+from broadcaster.bot.speaker_gate import SpeakerGate
+from broadcaster.bot.vad import SpeakerVADProcessor
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
 from broadcaster.speech import make_stt, make_tts, make_vad

@@ -62,7 +62,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 
 from broadcaster.bot.avatar_frames import I420, I420AvatarFrame
-from broadcaster.bot.speaker_gate import SpeechOnsetCancelledFrame, SpeechOnsetFrame
+from broadcaster.bot.vad import SpeechOnsetCancelledFrame, SpeechOnsetFrame
 
 # --------------------------------------------------------------------------------------
 # glibc malloc tuning
@@ -687,8 +687,12 @@ class LiveKitRepublisher(FrameProcessor):
             ):
                 self._interrupt(frame)
             elif self._mute_on_speech_start and isinstance(frame, SpeechOnsetFrame):
-                self._ducked = True  # the speaker may be barging in: silence now
-                self._clear_audio()
+                # The speaker may be barging in: silence what is about to play. Our own
+                # queue (TTS bursts, not the avatar's real-time speech) is kept until
+                # the VAD decides.
+                self._ducked = True
+                if self._audio_source is not None:
+                    self._audio_source.clear_queue()
             elif isinstance(frame, SpeechOnsetCancelledFrame):
                 self._ducked = False
             elif isinstance(frame, (LLMFullResponseStartFrame, TTSStartedFrame, TTSTextFrame)):

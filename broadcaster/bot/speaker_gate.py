@@ -13,12 +13,13 @@ utterance must not let the old speaker's half sentence reach the responder, so
 the gate emits a :class:`SpeakerChangedFrame` in order with the audio, and the
 stages after it drop their state:
 
-- :class:`SpeakerVADProcessor` (VAD as its own processor, after the gate; in
-  pipecat 1.14 the transport no longer runs VAD) resets the analyzer and, when
-  it was mid-speech, ends the speech (``VADUserStoppedSpeakingFrame``) so turn
-  logic downstream doesn't hang on a turn that will never finish;
+- :class:`broadcaster.bot.vad.SpeakerVADProcessor` (VAD as its own processor,
+  after the gate; in pipecat 1.14 the transport no longer runs VAD) resets the
+  analyzer and, when it was mid-speech, ends the speech
+  (``VADUserStoppedSpeakingFrame``) so turn logic downstream doesn't hang on a
+  turn that will never finish;
 - the STT from :func:`broadcaster.speech.make_stt` discards the buffered
-  segment instead of transcribing it (see ``broadcaster.speech.whisper``);
+  segment instead of transcribing it (see ``broadcaster.speech.segmented``);
 - the responder drops transcripts it was holding.
 
 Order in the pipeline::
@@ -35,15 +36,12 @@ from typing import Any
 
 from livekit import rtc
 from loguru import logger
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
 from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     SystemFrame,
     UserAudioRawFrame,
-    VADUserStoppedSpeakingFrame,
 )
-from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 
@@ -59,38 +57,6 @@ class SpeakerChangedFrame(SystemFrame):
 
     speaker: str | None = None
     previous: str | None = None
-
-
-@dataclass
-class SpeechOnsetFrame(SystemFrame):
-    """The VAD heard what may be the start of speech (its first confident window),
-    before it confirms it (``VADUserStartedSpeakingFrame``, ``vad_start_secs`` later).
-
-    Lets the avatar's audio duck at once on a barge-in; a
-    :class:`SpeechOnsetCancelledFrame` follows when it was only a noise."""
-
-
-@dataclass
-class SpeechOnsetCancelledFrame(SystemFrame):
-    """The onset the VAD heard did not become speech (a cough, a click)."""
-
-
-@dataclass
-class SpeechPausedFrame(SystemFrame):
-    """The speaker has been quiet for :data:`PAUSE_WINDOWS` VAD windows: the utterance
-    may be over (the VAD says so ``vad_stop_secs`` after its last voiced window).
-
-    Lets a local STT start transcribing before the stop is confirmed; a
-    :class:`SpeechResumedFrame` follows if the speaker goes on."""
-
-
-@dataclass
-class SpeechResumedFrame(SystemFrame):
-    """The speaker went on after a :class:`SpeechPausedFrame`."""
-
-
-#: quiet 32 ms windows before a SpeechPausedFrame (vad_stop_secs 0.2 = 6 windows)
-PAUSE_WINDOWS = 2
 
 
 def speaker_from_metadata(metadata: str | None) -> str | None:
@@ -212,77 +178,3 @@ class SpeakerGate(FrameProcessor):
                 )
             return False
         return self._speaker is not None and frame.user_id == self._speaker
-
-
-class SpeakerVADProcessor(VADProcessor):
-    """pipecat's VADProcessor that starts fresh when the speaker changes, and reports
-    speech onsets before it confirms them.
-
-    Without the reset the analyzer would carry the old speaker's speech state (and
-    Silero's recurrent state) into the new speaker's audio. The onset frames
-    (:class:`SpeechOnsetFrame`, :class:`SpeechOnsetCancelledFrame`) come from the
-    analyzer's STARTING state, one 32 ms window before pipecat's start.
-    """
-
-    def __init__(self, *, vad_analyzer: VADAnalyzer, **kwargs: Any) -> None:
-        super().__init__(vad_analyzer=vad_analyzer, **kwargs)
-        self._analyzer = vad_analyzer
-        self._onset = False
-        self._paused = False
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        if isinstance(frame, SpeakerChangedFrame):
-            await FrameProcessor.process_frame(self, frame, direction)  # observers only
-            # Let the change reach the STT first: it then drops the segment that the
-            # VADUserStoppedSpeakingFrame below would otherwise get transcribed.
-            await self.push_frame(frame, direction)
-            await self._reset(frame)
-            return
-        await super().process_frame(frame, direction)
-        if isinstance(frame, InputAudioRawFrame):
-            await self._report_onset()
-            await self._report_pause()
-
-    async def _report_pause(self) -> None:
-        analyzer = self._analyzer  # pipecat-ai 1.14 internals (pinned)
-        if self._vad_controller._vad_state != VADState.SPEAKING:
-            self._paused = False  # stopped (the stop frame went) or never started
-        elif analyzer._vad_state == VADState.STOPPING:
-            if not self._paused and analyzer._vad_stopping_count >= PAUSE_WINDOWS:
-                self._paused = True
-                await self.push_frame(SpeechPausedFrame())
-        elif self._paused:
-            self._paused = False
-            await self.push_frame(SpeechResumedFrame())
-
-    async def _report_onset(self) -> None:
-        state = self._analyzer._vad_state  # pipecat-ai 1.14 internals (pinned)
-        if state == VADState.STARTING and self._vad_controller._vad_state == VADState.QUIET:
-            if not self._onset:
-                self._onset = True
-                await self.push_frame(SpeechOnsetFrame())
-        elif self._onset:
-            self._onset = False
-            if state == VADState.QUIET:  # never confirmed (SPEAKING: the start frame went)
-                await self.push_frame(SpeechOnsetCancelledFrame())
-
-    async def _reset(self, frame: SpeakerChangedFrame) -> None:
-        controller = self._vad_controller
-        was_speaking = controller._vad_state == VADState.SPEAKING
-        analyzer = self._analyzer
-        analyzer._vad_buffer = b""
-        if analyzer.sample_rate:
-            analyzer.set_params(analyzer.params)  # state QUIET, start/stop counters 0
-        model = getattr(analyzer, "_model", None)
-        if model is not None and hasattr(model, "reset_states"):  # Silero's recurrent state
-            model.reset_states()
-        controller._vad_state = VADState.QUIET
-        if self._onset:
-            self._onset = False
-            await self.push_frame(SpeechOnsetCancelledFrame())
-        self._paused = False  # the STT drops its speculation on the change itself
-        if was_speaking:
-            logger.info(f"{self}: speaker changed mid-utterance; discarding {frame.previous!r}")
-            await self.broadcast_frame(
-                VADUserStoppedSpeakingFrame, stop_secs=analyzer.params.stop_secs
-            )

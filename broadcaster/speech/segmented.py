@@ -34,11 +34,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.whisper.stt import WhisperSTTService
 
-from broadcaster.bot.speaker_gate import (
-    SpeakerChangedFrame,
-    SpeechPausedFrame,
-    SpeechResumedFrame,
-)
+from broadcaster.bot.speaker_gate import SpeakerChangedFrame
+from broadcaster.bot.vad import SpeechPausedFrame, SpeechResumedFrame
 
 
 class _Speculated(bytes):
@@ -48,7 +45,8 @@ class _Speculated(bytes):
 
 
 class SpeakerAwareSegmentedSTT(SegmentedSTTService):
-    """Mixin for a ``SegmentedSTTService``: drop a segment cut short by a speaker change.
+    """Mixin for a ``SegmentedSTTService``: drop a segment cut short by a speaker change,
+    stamp each transcript with its speaker, and (``speculate``) start at the pause.
 
     Relies on SegmentedSTTService's ``_user_speaking`` / ``_audio_buffer`` (pipecat
     1.14, pinned < 1.15 in pyproject).
@@ -62,6 +60,7 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTService):
         self._discarding = False
         self._segment_speakers: deque[str] = deque()
         self._speculation: _Speculated | None = None
+        self._last_run: asyncio.Task[list[Frame]] | None = None  # kept or dropped
         self.speculations = {"started": 0, "used": 0, "discarded": 0}
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -106,10 +105,11 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTService):
         """Start transcribing the segment so far (one run at a time)."""
         if not (self.speculate and self._user_speaking and self.is_usable):
             return
-        if self._speculation is not None and not self._speculation.task.done():
+        if self._last_run is not None and not self._last_run.done():
             return  # still busy with an earlier pause: don't pile runs onto the CPU
         pcm = _Speculated(bytes(self._audio_buffer) + self._trailing_silence())
-        pcm.task = self.create_task(self._transcribe(bytes(pcm)), f"{self}::speculation")
+        pcm.task = self._last_run = self.create_task(self._transcribe(bytes(pcm)),
+                                                     f"{self}::speculation")
         self._speculation = pcm
         self.speculations["started"] += 1
 

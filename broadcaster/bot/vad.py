@@ -1,0 +1,137 @@
+"""The speaker's VAD: pipecat's VADProcessor, plus what it suspects before it decides.
+
+pipecat's VAD reports speech only once it is sure: a start ``vad_start_secs`` after
+the first voiced window, a stop ``vad_stop_secs`` after the last. Two things in the
+bot are worth starting on suspicion, and both are undone cheaply when it was wrong:
+
+- barge-in: at the first confident window (:class:`SpeechOnsetFrame`) the
+  republisher ducks the avatar's speech; :class:`SpeechOnsetCancelledFrame` gives
+  it back when the sound was a noise (``mute_on_speech_start``, republisher.py);
+- the transcript: after two quiet windows (:class:`SpeechPausedFrame`) local
+  Whisper starts on the segment so far; :class:`SpeechResumedFrame` drops that run
+  when the speaker goes on (broadcaster/speech/segmented.py).
+
+The analyzer's states come from pipecat-ai 1.14 internals (pinned < 1.15).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
+from pipecat.frames.frames import (
+    Frame,
+    InputAudioRawFrame,
+    SystemFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from broadcaster.bot.speaker_gate import SpeakerChangedFrame
+
+
+@dataclass
+class SpeechOnsetFrame(SystemFrame):
+    """The VAD heard what may be the start of speech (its first confident window),
+    before it confirms it (``VADUserStartedSpeakingFrame``, ``vad_start_secs`` later).
+
+    Lets the avatar's audio duck at once on a barge-in; a
+    :class:`SpeechOnsetCancelledFrame` follows when it was only a noise."""
+
+
+@dataclass
+class SpeechOnsetCancelledFrame(SystemFrame):
+    """The onset the VAD heard did not become speech (a cough, a click)."""
+
+
+@dataclass
+class SpeechPausedFrame(SystemFrame):
+    """The speaker has been quiet for :data:`PAUSE_WINDOWS` VAD windows: the utterance
+    may be over (the VAD says so ``vad_stop_secs`` after its last voiced window).
+
+    Lets a local STT start transcribing before the stop is confirmed; a
+    :class:`SpeechResumedFrame` follows if the speaker goes on."""
+
+
+@dataclass
+class SpeechResumedFrame(SystemFrame):
+    """The speaker went on after a :class:`SpeechPausedFrame`."""
+
+
+#: quiet 32 ms windows before a SpeechPausedFrame (vad_stop_secs 0.2 = 6 windows)
+PAUSE_WINDOWS = 2
+
+
+class SpeakerVADProcessor(VADProcessor):
+    """pipecat's VADProcessor that starts fresh when the speaker changes, and tells
+    what its analyzer suspects before it decides (the frames above).
+
+    Without the reset the analyzer would carry the old speaker's speech state (and
+    Silero's recurrent state) into the new speaker's audio.
+    """
+
+    def __init__(self, *, vad_analyzer: VADAnalyzer, **kwargs: Any) -> None:
+        super().__init__(vad_analyzer=vad_analyzer, **kwargs)
+        self._analyzer = vad_analyzer
+        self._onset = False
+        self._paused = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, SpeakerChangedFrame):
+            await FrameProcessor.process_frame(self, frame, direction)  # observers only
+            # Let the change reach the STT first: it then drops the segment that the
+            # VADUserStoppedSpeakingFrame below would otherwise get transcribed.
+            await self.push_frame(frame, direction)
+            await self._reset(frame)
+            return
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame):
+            await self._report_onset()
+            await self._report_pause()
+
+    async def _report_pause(self) -> None:
+        analyzer = self._analyzer  # pipecat-ai 1.14 internals (pinned)
+        if self._vad_controller._vad_state != VADState.SPEAKING:
+            self._paused = False  # stopped (the stop frame went) or never started
+        elif analyzer._vad_state == VADState.STOPPING:
+            if not self._paused and analyzer._vad_stopping_count >= PAUSE_WINDOWS:
+                self._paused = True
+                await self.push_frame(SpeechPausedFrame())
+        elif self._paused:
+            self._paused = False
+            await self.push_frame(SpeechResumedFrame())
+
+    async def _report_onset(self) -> None:
+        state = self._analyzer._vad_state  # pipecat-ai 1.14 internals (pinned)
+        if state == VADState.STARTING and self._vad_controller._vad_state == VADState.QUIET:
+            if not self._onset:
+                self._onset = True
+                await self.push_frame(SpeechOnsetFrame())
+        elif self._onset:
+            self._onset = False
+            if state == VADState.QUIET:  # never confirmed (SPEAKING: the start frame went)
+                await self.push_frame(SpeechOnsetCancelledFrame())
+
+    async def _reset(self, frame: SpeakerChangedFrame) -> None:
+        controller = self._vad_controller
+        was_speaking = controller._vad_state == VADState.SPEAKING
+        analyzer = self._analyzer
+        analyzer._vad_buffer = b""
+        if analyzer.sample_rate:
+            analyzer.set_params(analyzer.params)  # state QUIET, start/stop counters 0
+        model = getattr(analyzer, "_model", None)
+        if model is not None and hasattr(model, "reset_states"):  # Silero's recurrent state
+            model.reset_states()
+        controller._vad_state = VADState.QUIET
+        if self._onset:
+            self._onset = False
+            await self.push_frame(SpeechOnsetCancelledFrame())
+        self._paused = False  # the STT drops its speculation on the change itself
+        if was_speaking:
+            logger.info(f"{self}: speaker changed mid-utterance; discarding {frame.previous!r}")
+            await self.broadcast_frame(
+                VADUserStoppedSpeakingFrame, stop_secs=analyzer.params.stop_secs
+            )
