@@ -34,13 +34,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "republish_latency": ("republish_latency",),
     "frame_delivery": ("frame_delivery",),
     "stt_speculation": ("stt_speculation",),
-    "e2e": ("speech_latency", "join_latency", "lipsync"),
+    "e2e": ("speech_latency", "join_latency", "lipsync", "barge_in"),
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
 #: rough minutes per group (quick, full), for the progress bar's weights
 MINUTES = {"render_cost": (0.2, 0.5), "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
-           "stt_speculation": (1, 1.7), "e2e": (3, 5)}
+           "stt_speculation": (1, 1.7), "e2e": (3.5, 6)}
 
 
 def _child_code(benches: tuple[str, ...], quick: bool) -> str:

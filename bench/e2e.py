@@ -55,6 +55,7 @@ QUESTIONS = (
     "How do I ask a question?",
 )
 WARMUP_QUESTION = "What is on the agenda today?"
+BARGE_IN = "How do I ask a question?"  # said over the agenda answer (barge_in bench)
 SILENT_RMS = 50.0    # the avatar's silence arrives as (near) digital zero after Opus
 #: onsets are taken where the avatar's own mouth envelope reaches 0.1 (broadcaster.avatar
 #: .speech: -48 dBFS closed .. -14 dBFS open), in the audio and in the picture alike
@@ -89,6 +90,15 @@ class AskedTurn:
 
 
 @dataclass
+class BargeIn:
+    """The presenter talked over the avatar's answer, just after a phrase began."""
+
+    answer_onset_us: int
+    speech_start_us: int
+    speech_end_us: int
+
+
+@dataclass
 class StackRun:
     joins: list[Join]
     turns: list[AskedTurn]
@@ -99,6 +109,7 @@ class StackRun:
     avatar_room: str
     bot_metrics: dict[str, float] = field(default_factory=dict)
     """The bot's /metrics at the end (republisher gauges and counters)."""
+    barge_ins: list[BargeIn] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -277,6 +288,39 @@ def _answer_over(rx: Receiver, since_us: int) -> bool:
     return (audio[-1].recv_us - loud[-1]) / 1e6 >= QUIET_END_S
 
 
+def _phrase_started(rx: Receiver, now_us: int, pause_us: int = 150_000,
+                    voiced_us: int = 50_000, within_us: int = 150_000) -> bool:
+    """The avatar is speaking a phrase it began, after a pause, between ``within_us`` and
+    ``voiced_us`` ago: a moment to talk over it mid-phrase."""
+    recent = [a for a in rx.audio[-200:] if a.recv_us >= now_us - within_us - pause_us]
+    if not recent or any(a.rms < ONSET_RMS for a in recent if a.recv_us >= now_us - voiced_us):
+        return False
+    onset, quiet_since = None, None
+    for a in recent:
+        if a.rms < ONSET_RMS:
+            quiet_since = a.recv_us if quiet_since is None else quiet_since
+            continue
+        if quiet_since is not None and a.recv_us - quiet_since >= pause_us:
+            onset = a.recv_us
+        quiet_since = None
+    return onset is not None and onset <= now_us - voiced_us
+
+
+async def barge_in(presenter: Presenter, stage: Receiver) -> BargeIn | None:
+    """Ask for the agenda (a long answer), then talk over it as a phrase begins."""
+    _, end = await presenter.say(flite_speech(WARMUP_QUESTION))
+    if not await _wait(lambda: audio_onset(stage, end) is not None, ANSWER_CAP_S, 0.02):
+        return None
+    onset = audio_onset(stage, end)
+    await asyncio.sleep(2.0)  # into the answer
+    if not await _wait(lambda: _phrase_started(stage, time.time_ns() // 1000), 8.0, 0.01):
+        return None
+    start, stop = await presenter.say(flite_speech(BARGE_IN))
+    await _wait(lambda: _answer_over(stage, stop), ANSWER_CAP_S, step=0.1)
+    await asyncio.sleep(0.8)
+    return BargeIn(onset or 0, start, stop)
+
+
 # ------------------------------------------------------------------------ the session
 def parse_bot_turns(stack: Stack) -> list[dict[str, Any]]:
     out = []
@@ -295,8 +339,9 @@ async def record(quick: bool) -> StackRun:
 
     n_joins = 5 if quick else 10
     n_turns = 3 if quick else 6
+    n_barge = 2 if quick else 5
     box = FaceRenderer(1280, 720, seed=0).mouth_box()
-    bar = progress(5 + n_joins + n_turns, "e2e session")
+    bar = progress(5 + n_joins + n_turns + n_barge, "e2e session")
     async with up_stack() as stack, aiohttp.ClientSession() as http:
         s = stack.settings
         base = f"http://{s.web_host}:{s.web_port}"
@@ -335,6 +380,11 @@ async def record(quick: bool) -> StackRun:
                 turn.answer_end_us = time.time_ns() // 1000
                 await asyncio.sleep(0.8)
                 bar.update(1)
+            barges = []
+            for _ in range(n_barge):
+                if (b := await barge_in(presenter, stage)) is not None:
+                    barges.append(b)
+                bar.update(1)
         finally:
             await presenter.leave()
             await asyncio.sleep(0.5)
@@ -345,7 +395,8 @@ async def record(quick: bool) -> StackRun:
         metrics = parse_metrics(await _bot_metrics(stack, http) or "")
         bar.update(1)
         bar.close()
-        return StackRun(joins, turns, stage, direct, bot_turns, box, avatar_room, metrics)
+        return StackRun(joins, turns, stage, direct, bot_turns, box, avatar_room, metrics,
+                        barges)
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -427,7 +478,7 @@ def save_raw(run: StackRun, path: Path) -> None:
         "joins": [j.__dict__ for j in run.joins], "turns": [t.__dict__ for t in run.turns],
         "bot_turns": run.bot_turns, "stage": recs(run.stage), "direct": recs(run.direct),
         "mouth_box": run.mouth_box, "avatar_room": run.avatar_room,
-        "bot_metrics": run.bot_metrics,
+        "bot_metrics": run.bot_metrics, "barge_ins": [b.__dict__ for b in run.barge_ins],
     }))
 
 
@@ -448,7 +499,8 @@ def load_raw(path: Path) -> StackRun:
              for j in d["joins"]]
     return StackRun(joins, [AskedTurn(**t) for t in d["turns"]], rx("stage", d["stage"]),
                     rx("direct", d["direct"]), d["bot_turns"], tuple(d["mouth_box"]),
-                    d["avatar_room"], d.get("bot_metrics", {}))
+                    d["avatar_room"], d.get("bot_metrics", {}),
+                    [BargeIn(**b) for b in d.get("barge_ins", [])])
 
 
 def main(run: Any, doc: str, keys: tuple[str, ...]) -> None:

@@ -132,6 +132,16 @@ def stt_speculation(d: dict[str, Any]) -> list[Row]:
              d.get("pass"))]
 
 
+def barge_in(d: dict[str, Any]) -> list[Row]:
+    return [("presenter talks over the avatar → a viewer stops hearing it, p50 (worst)",
+             f"≤ {d.get('target_ms', 300):g} ms",
+             f"{_f(_g(d, 'stage_ms', 'p50'), '.0f', ' ms')} "
+             f"({_f(_g(d, 'stage_ms', 'max'), '.0f', ' ms')}; "
+             f"{_g(d, 'stage_ms', 'n')} trials)",
+             f"avatar's own room (interrupt only): "
+             f"{_f(_g(d, 'direct_ms', 'p50'), '.0f', ' ms')}", d.get("pass"))]
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "render_cost": ("Avatar renderer CPU", render_cost),
     "republish_hop": ("Republish hop CPU", republish_hop),
@@ -142,6 +152,7 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "speech_latency": ("Speaker stops → avatar speaks", speech_latency),
     "join_latency": ("Viewer join → first frame", join_latency),
     "lipsync": ("Lip sync", lipsync),
+    "barge_in": ("Barge-in", barge_in),
 }
 
 
