@@ -1,0 +1,35 @@
+"""The barge-in benchmark's reading of a viewer's audio, on made-up 10 ms blocks."""
+
+from __future__ import annotations
+
+from bench import e2e
+from bench.barge_in import silenced_at, voiced_share
+from bench.harness import AudioRecord, Receiver
+
+MS = 1000  # µs
+
+
+def viewer(*spans: tuple[int, int, float]) -> Receiver:
+    """A receiver whose audio is 10 ms blocks of the given (start ms, end ms, rms)."""
+    rx = Receiver("viewer")
+    rx.audio = [AudioRecord(t * MS, rms) for start, end, rms in spans
+                for t in range(start, end, 10)]
+    return rx
+
+
+def test_a_phrase_start_is_seen_only_just_after_a_pause() -> None:
+    rx = viewer((0, 1000, 900.0), (1000, 1200, 5.0), (1200, 3000, 900.0))
+    assert e2e._phrase_started(rx, 1260 * MS)  # voiced again for 60 ms after 200 ms quiet
+    assert not e2e._phrase_started(rx, 1220 * MS)  # too soon: 20 ms is no phrase yet
+    assert not e2e._phrase_started(rx, 1600 * MS)  # long into the phrase
+    assert not e2e._phrase_started(viewer((0, 3000, 900.0)), 1260 * MS)  # no pause at all
+    short = viewer((0, 1000, 900.0), (1000, 1100, 5.0), (1100, 3000, 900.0))
+    assert not e2e._phrase_started(short, 1160 * MS)  # a 100 ms gap is within a phrase
+
+
+def test_silence_counts_only_when_it_lasts() -> None:
+    rx = viewer((0, 2000, 900.0), (2000, 2100, 5.0), (2100, 2300, 900.0), (2300, 4000, 5.0))
+    assert silenced_at(rx, 1800 * MS) == 2300 * MS  # the 100 ms gap is no stop
+    assert silenced_at(viewer((0, 2000, 900.0), (2000, 2400, 5.0)), 0) is None  # too short
+    assert voiced_share(rx, 1900 * MS, 2000 * MS) == 1.0
+    assert voiced_share(rx, 1950 * MS, 2050 * MS) == 0.5
