@@ -105,6 +105,16 @@ class WebMetrics:
         self.scrape_seconds = Gauge(
             "broadcaster_metrics_refresh_seconds",
             "Time the last /metrics refresh took (LiveKit API calls)", registry=r)
+        self.floor_guard = Counter(
+            "broadcaster_floor_guard_actions",
+            "Times the floor guard acted on a LiveKit webhook: 'demoted' (could publish "
+            "without the floor), 'removed' (rejoined an ended webinar)",
+            ["room", "action"], registry=r)
+        self.questions_refused = Counter(
+            "broadcaster_questions_refused",
+            "Questions refused by the per-participant rate limit (HTTP 429)",
+            ["room"], registry=r)
+        self._counted: dict[tuple[str, ...], int] = {}
 
     async def refresh(self, webinars: Any, bots: Any = None, timeout: float = 5.0) -> None:
         """Re-read audience counts (cached by ``Webinars.audience``) and bot states."""
@@ -137,7 +147,19 @@ class WebMetrics:
                 self.bot_up.labels(room=w.room).set(1 if status.get("state") == "running" else 0)
                 bot = getattr(bots, "_bots", {}).get(w.room)
                 self.bot_restarts.labels(room=w.room).set(len(getattr(bot, "restarts", ())))
+        self._catch_up("guard", self.floor_guard, ("room", "action"), webinars.guard_actions)
+        self._catch_up("refused", self.questions_refused, ("room",), webinars.questions_refused)
         self.scrape_seconds.set(time.monotonic() - started)
+
+    def _catch_up(self, name: str, counter: Counter, labels: tuple[str, ...],
+                  totals: dict[Any, int]) -> None:
+        """Advance ``counter`` to the app's running totals (kept where they happen)."""
+        for key, total in totals.items():
+            values = key if isinstance(key, tuple) else (key,)
+            seen = self._counted.get((name, *values), 0)
+            if total > seen:
+                counter.labels(**dict(zip(labels, values, strict=True))).inc(total - seen)
+                self._counted[(name, *values)] = total
 
 
 def is_local_request(remote: str | None, headers: Any) -> bool:

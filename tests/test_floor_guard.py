@@ -96,6 +96,11 @@ async def test_a_demoted_presenter_rejoining_with_her_old_token_cannot_publish(
         # the speaker keeps the floor
         assert (await server_view(lk, room, "viktor")).permission.can_publish
         assert await try_publish_mic(v) is not None
+        # and operators see it
+        metrics = await c.call("GET", "/metrics")
+        line = f'broadcaster_floor_guard_actions_total{{action="demoted",room="{room}"}}'
+        assert any(x.startswith(line) and float(x.split()[-1]) >= 1
+                   for x in metrics.text.splitlines()), metrics.text[-2000:]
     finally:
         await asyncio.gather(p.disconnect(), v.disconnect())
 

@@ -208,6 +208,8 @@ async def test_questions_are_stored_and_read_in_order(web_client: WebClient):
     assert reply.status == 429 and "a minute" in reply.data["error"], reply.text
     assert 1 <= int(reply.headers["Retry-After"]) <= 60
     assert (await web_client.host("GET", path)).data["questions"] == host_view
+    metrics = (await web_client.call("GET", "/metrics")).text
+    assert f'broadcaster_questions_refused_total{{room="{room}"}} 1.0' in metrics
     # the presenter can ask too (her own limit); viewers cannot read the list
     assert (await web_client.call("POST", path, {"text": "Me too"}, token=pres["token"])).status \
         == 201

@@ -60,6 +60,7 @@ async def ask(request: web.Request) -> web.Response:
         raise invalid(f"field 'text' must be 1-{limit} characters")
     wait = svc.question_limit.hit((room, claims.identity))
     if wait is not None:
+        svc.questions_refused[room] += 1
         raise too_many(f"at most {settings.questions_per_minute} questions a minute: "
                        f"try again in {max(1, round(wait))} s", wait)
     question = request.app[STORE].add_question(

@@ -13,7 +13,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from livekit import api
@@ -67,6 +67,9 @@ class Webinars:
         self._audience: dict[str, tuple[float, dict[str, int]]] = {}
         self._room_checked: dict[str, float] = {}
         self.question_limit = SlidingWindowLimit(settings.questions_per_minute, 60.0)
+        #: running totals for /metrics: (room, action) of the floor guard; refusals per room
+        self.guard_actions: Counter[tuple[str, str]] = Counter()
+        self.questions_refused: Counter[str] = Counter()
 
     # --- lookups -----------------------------------------------------------------------
     def get(self, room: str) -> Webinar:
@@ -303,12 +306,14 @@ class Webinars:
             if webinar.state == ROOM_STATE_ENDED:
                 await self.livekit.remove(room, identity)
                 logger.info("webinar {}: {} joined after the end; removed", room, identity)
+                self.guard_actions[(room, "removed")] += 1
                 return "removed"
             if person.permission.can_publish and identity != webinar.speaker:
                 await self.livekit.set_permission(
                     room, identity, self._permission(room, identity, False))
                 logger.info("webinar {}: {} can publish without the floor; taken away",
                             room, identity)
+                self.guard_actions[(room, "demoted")] += 1
                 return "demoted"
         return None
 
