@@ -160,19 +160,10 @@ def fresh_settings(**overrides: Any) -> Settings:
 async def livekit_server(settings: Settings | None = None) -> AsyncIterator[Settings]:
     """A livekit-server on free loopback ports (as tests/conftest.py); yields Settings."""
     from broadcaster import livekit_server as lks
-    from broadcaster.netutil import wait_http_ok
 
     s = settings or fresh_settings()
-    state = Path(s.state_dir)
-    argv, extra = lks.command(s, lks.render_config(s, state / "livekit.yaml"))
-    with open(state / "livekit.log", "wb") as log:
-        proc = subprocess.Popen(argv, env={**os.environ, **extra}, stdout=log, stderr=log)
-        try:
-            await wait_http_ok(s.livekit_http_url, timeout=30,
-                               proc_alive=lambda: proc.poll() is None)
-            yield s
-        finally:
-            await stop_process(proc)
+    async with lks.running(s, Path(s.state_dir) / "livekit.log") as ready:
+        yield ready
 
 
 async def stop_process(proc: subprocess.Popen | asyncio.subprocess.Process,

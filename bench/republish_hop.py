@@ -181,26 +181,15 @@ async def livekit_server() -> AsyncIterator[Any]:
 
     from broadcaster import livekit_server as lks
     from broadcaster.config import Settings
-    from broadcaster.netutil import free_port, wait_http_ok
+    from broadcaster.netutil import free_port
 
     state = Path(tempfile.mkdtemp(prefix="bench-lk-"))
     s = Settings.load(
         env={}, state_dir=str(state), livekit_port=free_port(),
         livekit_rtc_tcp_port=free_port(), livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM),
     )
-    argv, extra = lks.command(s, lks.render_config(s, state / "livekit.yaml"))
-    with open(state / "livekit.log", "wb") as log:
-        proc = subprocess.Popen(argv, env={**os.environ, **extra}, stdout=log, stderr=log)
-        try:
-            await wait_http_ok(s.livekit_http_url, timeout=30,
-                               proc_alive=lambda: proc.poll() is None)
-            yield s
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    async with lks.running(s, state / "livekit.log") as ready:
+        yield ready
 
 
 async def _live_publish(url: str, token: str, seconds: float) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
+import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
 
 from broadcaster.config import PROJECT_ROOT, Settings
+from broadcaster.netutil import wait_http_ok
 
 
 class MissingBinary(RuntimeError):
@@ -61,3 +66,25 @@ def ports(settings: Settings) -> list[tuple[str, int, str]]:
         ("livekit rtc tcp", settings.livekit_rtc_tcp_port, "tcp"),
         ("livekit rtc udp", settings.livekit_rtc_udp_port, "udp"),
     ]
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, log_path: Path, *,
+                  log_level: str | None = None) -> AsyncIterator[Settings]:
+    """livekit-server for ``settings`` until the block ends, its output in ``log_path``
+    and its config beside it (tests and benchmarks; ``up`` runs it under its supervisor)."""
+    config = render_config(settings, log_path.with_suffix(".yaml"), log_level=log_level)
+    argv, extra_env = command(settings, config)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, env={**os.environ, **extra_env}, stdout=log, stderr=log)
+        try:
+            await wait_http_ok(settings.livekit_http_url, timeout=30,
+                               proc_alive=lambda: proc.poll() is None)
+            yield settings
+        finally:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)

@@ -7,10 +7,8 @@ LiveAvatar-compatible service, see broadcaster/avatar).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest_asyncio
 
 from broadcaster import livekit_server
 from broadcaster.config import Settings
-from broadcaster.netutil import free_port, wait_http_ok
+from broadcaster.netutil import free_port
 
 # Fixtures of each part live beside its tests; importing them here shares them.
 from tests.fixtures_avatar import *  # noqa: E402,F403
@@ -55,31 +53,9 @@ def livekit_log(settings: Settings) -> Path:
     return Path(settings.state_dir) / "livekit-server.log"
 
 
-@contextlib.asynccontextmanager
-async def run_livekit(settings: Settings, log_path: Path) -> AsyncIterator[Settings]:
-    """A real livekit-server on ``settings``' loopback ports until the block ends."""
-    # info level: the server logs every join and API call, so the secret scans read a lot
-    config = livekit_server.render_config(
-        settings, log_path.with_suffix(".yaml"), log_level="info"
-    )
-    argv, extra_env = livekit_server.command(settings, config)
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(argv, env={**os.environ, **extra_env}, stdout=log, stderr=log)
-    try:
-        alive = lambda: proc.poll() is None  # noqa: E731
-        await wait_http_ok(settings.livekit_http_url, timeout=30, proc_alive=alive)
-        yield settings
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def livekit(settings: Settings, livekit_log: Path) -> AsyncIterator[Settings]:
     """A real livekit-server on loopback for the whole session."""
-    async with run_livekit(settings, livekit_log) as ready:
+    # info level: the server logs every join and API call, so the secret scans read a lot
+    async with livekit_server.running(settings, livekit_log, log_level="info") as ready:
         yield ready

@@ -24,12 +24,12 @@ import pytest_asyncio
 from aiohttp import web as aioweb
 from livekit import api
 
+from broadcaster import livekit_server
 from broadcaster.config import WEBHOOK_PATH, Settings
 from broadcaster.netutil import free_port, wait_http_ok
 from broadcaster.roles import Role, mint_token
 from broadcaster.web.app import create_app
 from broadcaster.web.bot_control import BotLauncher
-from tests.conftest import run_livekit
 from tests.fixtures_web import WebClient, connect, fake_bot_command, try_publish_mic, wait_until
 from tests.test_web_livekit import joined, server_view, tracks_of
 
@@ -50,7 +50,7 @@ async def guarded(settings: Settings,
         livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM), web_port=free_port(),
     )
     log = Path(s.state_dir) / "livekit-server.log"
-    async with run_livekit(s, log):
+    async with livekit_server.running(s, log, log_level="info"):
         app = create_app(s, bots=BotLauncher(s, command=fake_bot_command, stop_timeout=2.0))
         runner = aioweb.AppRunner(app)
         await runner.setup()
