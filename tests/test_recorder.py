@@ -31,9 +31,6 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     UserAudioRawFrame,
 )
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineWorker
-from pipecat.workers.runner import WorkerRunner
 
 from broadcaster.bot import recorder as recorder_module
 from broadcaster.bot.avatar_frames import I420
@@ -45,6 +42,7 @@ from broadcaster.bot.recorder import (
     VideoClock,
     recording_dir,
 )
+from tests.helpers.pipeline import Pacer, start_pipeline
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,25 +116,6 @@ def mic_chunk(j: int) -> UserAudioRawFrame:
         pcm = bytes(2 * MIC_CHUNK)
     return UserAudioRawFrame(audio=pcm, sample_rate=MIC_RATE, num_channels=1,
                              user_id="presenter")
-
-
-class Pacer:
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-
-    async def until(self, t: float) -> None:
-        delay = self.t0 + t - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-async def start_pipeline(recorder: Recorder) -> tuple[PipelineWorker, asyncio.Task]:
-    worker = PipelineWorker(Pipeline([recorder]), idle_timeout_secs=None, enable_rtvi=False)
-    runner = WorkerRunner(handle_sigint=False)
-    await runner.add_workers(worker)
-    task = asyncio.create_task(runner.run())
-    await asyncio.sleep(0.2)  # StartFrame through
-    return worker, task
 
 
 # ------------------------------------------------------------------------ reading the file
@@ -237,7 +216,7 @@ async def record_scenario(base: Path) -> Scenario:
     rec = Recorder(directory=recording_dir(base, "stage/1"), captions_path=captions,
                    options=RecordingOptions(fps=FPS))
     frames = Frames()
-    worker, run = await start_pipeline(rec)
+    worker, run = await start_pipeline(rec, settle=0.2)
     rng = np.random.default_rng(7)
     flash = {round(b * FPS) + k for b in AVATAR_BEEPS for k in range(2)}
     n_video = int(SECONDS * FPS)
@@ -448,7 +427,7 @@ async def test_slow_encoder_drops_but_never_stalls(tmp_path: Path,
     rec = Recorder(path=tmp_path / "slow.mp4", max_backlog_seconds=0.4,
                    options=RecordingOptions(fps=FPS))
     frames = Frames(320, 180)
-    worker, run = await start_pipeline(rec)
+    worker, run = await start_pipeline(rec, settle=0.2)
     pace = Pacer()
     late = 0.0
     for i in range(int(1.5 * FPS)):
@@ -475,7 +454,7 @@ async def test_cancel_still_leaves_a_playable_file(tmp_path: Path) -> None:
         finished.append(path)
 
     frames = Frames(320, 180)
-    worker, run = await start_pipeline(rec)
+    worker, run = await start_pipeline(rec, settle=0.2)
     pace = Pacer()
     for i in range(25):
         await pace.until(i / FPS)

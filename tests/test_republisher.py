@@ -34,10 +34,7 @@ from pipecat.frames.frames import (
     TTSStartedFrame,
     VADUserStartedSpeakingFrame,
 )
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.workers.runner import WorkerRunner
 
 from broadcaster.bot.avatar_frames import I420AvatarFrame
 from broadcaster.bot.republisher import (
@@ -49,6 +46,7 @@ from broadcaster.bot.republisher import (
 from broadcaster.bot.vad import SpeechOnsetCancelledFrame, SpeechOnsetFrame
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
+from tests.helpers.pipeline import Pacer, start_pipeline
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -198,28 +196,6 @@ class Tap(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-class Pacer:
-    """Real-time pacing for the feeder: sleep until t0 + k / rate."""
-
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-
-    async def until(self, t: float) -> None:
-        delay = self.t0 + t - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-async def run_pipeline(republisher: LiveKitRepublisher, *extra: FrameProcessor) -> tuple[
-    PipelineWorker, asyncio.Task
-]:
-    worker = PipelineWorker(
-        Pipeline([republisher, *extra]), idle_timeout_secs=None, enable_rtvi=False
-    )
-    runner = WorkerRunner(handle_sigint=False)
-    return worker, asyncio.create_task(runner.run(worker))
-
-
 # ------------------------------------------------------------------------ the scenario
 BEEPS = (1.0, 1.6, 2.2)  # s into the I420 segment: 100 ms tone + flash frames together
 I420_SECONDS = 3.0
@@ -254,7 +230,7 @@ async def scenario(livekit: Settings) -> AsyncIterator[Scenario]:
     )
     tap = Tap()
     sub = await Subscriber.join(s, room)
-    worker, run = await run_pipeline(rep, tap)
+    worker, run = await start_pipeline(rep, tap)
     marks: dict[str, float] = {}
     sent: dict[str, list[int]] = {"i420": [], "rgb": []}
     beeps_at: list[float] = []
@@ -517,7 +493,7 @@ async def test_held_avatar_frames_survive_decoder_buffer_reuse(livekit: Settings
                              token=mint_token(s, Role.BOT, "stage-held", s.bot_identity),
                              encoding=RepublishEncoding.from_settings(s))
     viewer = await Subscriber.join(s, "stage-held")
-    worker, run = await run_pipeline(rep)
+    worker, run = await start_pipeline(rep)
     try:
         await pub_task
         await asyncio.sleep(0.3)
@@ -554,7 +530,7 @@ async def test_interruption_cuts_queued_speech_and_end_frame_unpublishes(
                              token=mint_token(s, Role.BOT, room, s.bot_identity),
                              encoding=RepublishEncoding.from_settings(s))
     viewer = await Subscriber.join(s, room)
-    worker, run = await run_pipeline(rep)
+    worker, run = await start_pipeline(rep)
     try:
         await wait_for(lambda: len(viewer.video) > 0 and len(viewer.audio) > 0, 15, "tracks")
         rate = 24_000
@@ -599,18 +575,18 @@ async def test_barge_in_ducks_at_the_onset_and_a_noise_gives_the_speech_back(
                              encoding=RepublishEncoding.from_settings(s),
                              mute_on_speech_start=True)
     viewer = await Subscriber.join(s, room)
-    worker, run = await run_pipeline(rep)
+    worker, run = await start_pipeline(rep)
     tone = (8000 * np.sin(2 * np.pi * 330 * np.arange(CHUNK * 2) / AUDIO_RATE)).astype(np.int16)
     stop = asyncio.Event()
 
     async def avatar_speaks() -> None:  # 20 ms of speech every 20 ms, as the avatar's
-        start = time.monotonic()
+        pace = Pacer()
         for i in range(100_000):
             if stop.is_set():
                 return
             await worker.queue_frame(SpeechOutputAudioRawFrame(
                 audio=tone.tobytes(), sample_rate=AUDIO_RATE, num_channels=1))
-            await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
+            await pace.until((i + 1) * 0.02)
 
     def loud(t0: float, t1: float) -> list[float]:
         return [t for t, rms in viewer.audio if t0 <= t < t1 and rms > 1000]

@@ -31,7 +31,8 @@ from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
 from tests.fixtures_avatar import SPEECH_RATE
-from tests.test_republisher import Subscriber, Tap, run_pipeline, wait_for
+from tests.helpers.pipeline import start_pipeline
+from tests.test_republisher import Subscriber, Tap, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,7 +61,7 @@ async def test_avatar_frames_reach_the_stage_without_rgb(
                 video_settings=VideoSettings(encoding=VideoEncoding.VP8),
             ),
         )
-        worker, run = await run_pipeline(avatar, rep, tap)  # no OutputTransportReadyFrame:
+        worker, run = await start_pipeline(avatar, rep, tap)  # no OutputTransportReadyFrame:
         try:  # the republisher announces readiness itself
             await wait_for(lambda: rep.stats.frames_published > 25, 30, "avatar frames")
             await asyncio.sleep(1.0)
@@ -107,7 +108,7 @@ async def test_shared_transport_room_one_camera_one_microphone(livekit: Settings
     )
     rep = LiveKitRepublisher(room=transport, encoding=RepublishEncoding.from_settings(s))
     viewer = await Subscriber.join(s, room)
-    worker, run = await run_pipeline(transport.input(), rep, transport.output())
+    worker, run = await start_pipeline(transport.input(), rep, transport.output())
     try:
         await wait_for(lambda: len(viewer.video) > 10, 20, "slate frames at the viewer")
         await asyncio.sleep(0.5)
