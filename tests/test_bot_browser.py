@@ -7,7 +7,6 @@ Runs the module's own real bot and stage room (``bot_stage``, see tests/fixtures
 
 from __future__ import annotations
 
-import os
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -19,14 +18,9 @@ import pytest_asyncio
 
 from tests.fixtures_bot import BotStage
 from tests.fixtures_web import WebClient, docs_dir
+from tests.helpers.browser import chromium, needs_chromium, open_page
 from tests.helpers.speech import flite_pcm, needs_flite
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream"]
-VIEWPORT = {"width": 1280, "height": 760}
 RATE = 48_000
 QUESTION = "What is on the agenda today?"
 LEAD_SECS = 3.0    # the page joins and publishes before the question starts
@@ -36,7 +30,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(180),
     needs_flite,
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="Debian chromium not installed"),
+    needs_chromium,
 ]
 
 
@@ -55,26 +49,10 @@ def question_wav(path: Path) -> Path:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
     tmp = tmp_path_factory.mktemp("bot-browser")
     wav = question_wav(tmp / "question.wav")
-    async with async_playwright() as pw:
-        ctx = await pw.chromium.launch_persistent_context(
-            str(tmp / "profile"), executable_path=CHROMIUM, headless=True, viewport=VIEWPORT,
-            args=[*ARGS, f"--use-file-for-fake-audio-capture={wav}"],
-        )
-        try:
-            yield ctx
-        finally:
-            await ctx.close()
-
-
-async def open_page(browser, url: str, problems: list[str]):
-    page = await browser.new_page()
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-    await page.goto(url)
-    return page
+    async with chromium(tmp / "profile", f"--use-file-for-fake-audio-capture={wav}") as ctx:
+        yield ctx
 
 
 async def video_state(page) -> dict:
@@ -89,7 +67,7 @@ async def test_presenter_page_asks_and_the_viewer_page_shows_the_answer(
     room, settings = bot_stage.room, bot_stage.settings
     problems: list[str] = []
 
-    viewer = await open_page(browser, f"{web}/w/{room}", problems)
+    viewer = await open_page(browser, f"{web}/w/{room}", problems, console_errors=False)
     await viewer.fill("#join-name", "Ada Lovelace")
     await viewer.click("#join-button")
     await viewer.wait_for_selector("body[data-state='live']", timeout=15000)
@@ -97,7 +75,8 @@ async def test_presenter_page_asks_and_the_viewer_page_shows_the_answer(
         "() => { const v = document.querySelector('#stage video');"
         " return v && v.videoWidth > 0 && !v.paused && v.currentTime > 0; }", timeout=15000)
 
-    presenter = await open_page(browser, bot_stage.webinar["presenter_url"], problems)
+    presenter = await open_page(browser, bot_stage.webinar["presenter_url"], problems,
+                                console_errors=False)
     await presenter.click("details.mic-options summary")
     for box in ("#opt-echo", "#opt-noise", "#opt-agc"):  # a WAV, not a room: no processing
         await presenter.uncheck(box)

@@ -5,7 +5,6 @@ publishes a (fake) microphone and holds the floor, the host console lists and pr
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,17 +21,11 @@ from tests.fixtures_web import (
     try_publish_mic,
     wait_until,
 )
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream"]
-VIEWPORT = {"width": 1280, "height": 760}
+from tests.helpers.browser import VIEWPORT, chromium, needs_chromium, open_page
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="Debian chromium not installed"),
+    needs_chromium,
 ]
 
 
@@ -65,26 +58,8 @@ async def scene(web_client: WebClient, livekit) -> AsyncIterator[Scene]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def browser(tmp_path_factory: pytest.TempPathFactory):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        ctx = await pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-            headless=True, args=ARGS, viewport=VIEWPORT,
-        )
-        try:
-            yield ctx
-        finally:
-            await ctx.close()
-
-
-async def open_page(browser, url: str, problems: list[str]):
-    page = await browser.new_page()
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-    page.on("console", lambda m: problems.append(f"console: {m.text}")
-            if m.type == "error" or "Content Security Policy" in m.text else None)
-    await page.goto(url)
-    return page
+    async with chromium(tmp_path_factory.mktemp("chromium-profile")) as ctx:
+        yield ctx
 
 
 def no_secrets(text: str, settings) -> None:

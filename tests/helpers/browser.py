@@ -1,0 +1,50 @@
+"""Debian's Chromium under Playwright, as the browser tests drive it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream"]
+VIEWPORT = {"width": 1280, "height": 760}
+
+needs_chromium = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
+                                    reason="Debian chromium not installed")
+
+
+@contextlib.asynccontextmanager
+async def chromium(profile: Path, *extra_args: str) -> AsyncIterator[Any]:
+    """A persistent Chromium context (fake camera and microphone, autoplay allowed)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        ctx = await pw.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, viewport=VIEWPORT,
+            args=[*ARGS, *extra_args],
+        )
+        try:
+            yield ctx
+        finally:
+            await ctx.close()
+
+
+async def open_page(browser: Any, url: str, problems: list[str], *,
+                    console_errors: bool = True) -> Any:
+    """``url`` in a new page; its uncaught errors (and, with ``console_errors``, console
+    errors and CSP reports) are appended to ``problems``."""
+    page = await browser.new_page()
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    if console_errors:
+        page.on("console", lambda m: problems.append(f"console: {m.text}")
+                if m.type == "error" or "Content Security Policy" in m.text else None)
+    await page.goto(url)
+    return page
