@@ -440,8 +440,8 @@ async def run_relay(url: str, src_token: str, dst_token: str, seconds: float,
     from pipecat.pipeline.worker import PipelineWorker
     from pipecat.workers.runner import WorkerRunner
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
+    from broadcaster.frames import I420AvatarFrame
 
     entries: list[tuple[int, int, int]] = []  # (republisher entry wall µs, src ts, src id)
 

@@ -93,8 +93,8 @@ def _bare_sink_class() -> type:
     from pipecat.frames.frames import Frame, SpeechOutputAudioRawFrame, StartFrame
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import audio_options
+    from broadcaster.frames import I420AvatarFrame
 
     class BareSink(FrameProcessor):
         """The least a pipeline element can do: capture each frame as it comes."""
@@ -166,13 +166,13 @@ async def _publish(mode: str, simulcast: bool, url: str, token: str, seconds: fl
     from pipecat.pipeline.worker import PipelineWorker
     from pipecat.workers.runner import WorkerRunner
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import (
         LiveKitRepublisher,
         RepublishEncoding,
         audio_options,
         tune_malloc,
     )
+    from broadcaster.frames import I420AvatarFrame
 
     tune_malloc()  # both modes: the comparison is republisher logic, not malloc
     encoding = RepublishEncoding(W, H, FPS, "VP8", 1_700_000, simulcast=simulcast)

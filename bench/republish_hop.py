@@ -69,8 +69,8 @@ async def _measure(frames: int, config: str) -> dict[str, Any]:
     from pipecat.frames.frames import ImageRawFrame, OutputImageRawFrame
     from pipecat.transports.livekit.transport import LiveKitOutputTransport
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding, tune_malloc
+    from broadcaster.frames import I420AvatarFrame
 
     if config == "mallopt":
         tune_malloc()
@@ -235,8 +235,8 @@ async def _live_receive(url: str, token: str, path: str, malloc: str, seconds: f
     from pipecat.frames.frames import ImageRawFrame, OutputImageRawFrame
     from pipecat.transports.livekit.transport import LiveKitOutputTransport
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding, tune_malloc
+    from broadcaster.frames import I420AvatarFrame
 
     if malloc == "mallopt":
         tune_malloc()

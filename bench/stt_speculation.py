@@ -84,9 +84,9 @@ async def _measure(rounds: int) -> list[dict[str, Any]]:
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
     from pipecat.workers.runner import WorkerRunner
 
-    from broadcaster.bot.vad import SpeakerVADProcessor
     from broadcaster.config import Settings
     from broadcaster.speech import make_stt, make_vad
+    from broadcaster.speech.vad import SpeakerVADProcessor
 
     class Sink(FrameProcessor):
         def __init__(self) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +16,7 @@ from typing import Any
 from loguru import logger
 
 from broadcaster.config import ConfigError, Settings
+from broadcaster.logs import configure_logging
 from broadcaster.roles import InvalidInput, Role, mint_token
 
 PARTS = ("web", "avatar", "bot")
@@ -105,7 +104,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _configure_logging(settings)
+    configure_logging(settings)
     serve: Callable[[], Awaitable[Any]]
     if args.part == "web":
         from broadcaster.web.app import serve as serve_web
@@ -145,29 +144,6 @@ def run_until_signal(factory: Callable[[], Awaitable[Any]]) -> int:
         return 0
 
     return asyncio.run(runner())
-
-
-def _configure_logging(settings: Settings) -> None:
-    """loguru to stderr with secrets scrubbed, whatever a library logs."""
-    from broadcaster.supervisor import make_scrubber
-
-    scrub = make_scrubber(settings.secret_values())
-    logger.remove()
-    logger.add(
-        lambda msg: sys.stderr.write(scrub(str(msg))),
-        level="INFO",
-        format="{time:HH:mm:ss.SSS} {level: <7} {name}: {message}",
-        colorize=False,
-    )
-
-
-def settings_summary(settings: Settings) -> str:
-    """The settings as JSON with secrets masked (for `doctor`)."""
-    data = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        data[f.name] = "***" if f.metadata.get("secret") and value else value
-    return json.dumps(data, indent=2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from loguru import logger
 
 from broadcaster import livekit_server
 from broadcaster.config import Settings
+from broadcaster.logs import configure_logging
 from broadcaster.supervisor import ChildSpec, StartupError, Supervisor
 
 
@@ -84,9 +85,7 @@ def _host_key_source(settings: Settings) -> str:
 
 
 def run_up(settings: Settings, *, start_bot: bool = True) -> int:
-    from broadcaster.cli import _configure_logging
-
-    _configure_logging(settings)
+    configure_logging(settings)
     try:
         specs = stack_specs(settings)
     except livekit_server.MissingBinary as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import socket
 import sys
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
+from broadcaster.logs import make_scrubber
 from broadcaster.netutil import port_taken, wait_http_ok
 
 #: a child that crashes this often within RESTART_WINDOW seconds is given up on
@@ -44,25 +44,6 @@ class ChildSpec:
     ports: list[tuple[str, int, str]] = field(default_factory=list)
     restart: bool = True
     stop_timeout: float = 10.0
-
-
-#: LiveKit access tokens (JWTs) and secrets passed in URL query strings; third-party
-#: libraries log them (pipecat's LiveAvatar client logs its client token and ws_url).
-_JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
-_URL_SECRET = re.compile(r"([?&](?:token|secret|key)=)[^&\s'\"]+")
-
-
-def make_scrubber(secrets: Sequence[str]) -> Callable[[str], str]:
-    """A function that replaces every secret and access token in a line with ***."""
-    values = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
-
-    def scrub(line: str) -> str:
-        for value in values:
-            if value in line:
-                line = line.replace(value, "***")
-        return _URL_SECRET.sub(r"\1***", _JWT.sub("***", line))
-
-    return scrub
 
 
 def check_ports(specs: Sequence[ChildSpec]) -> None:

@@ -28,10 +28,10 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.workers.runner import WorkerRunner
 
-from broadcaster.bot.avatar_frames import I420AvatarFrame
 from broadcaster.bot.latency import LatencyObserver
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.config import Settings
+from broadcaster.frames import I420AvatarFrame
 from broadcaster.metrics import STAGES, BotMetrics, bot_metrics_server, metrics_port_file, render
 from broadcaster.netutil import free_port
 from broadcaster.roles import Role, mint_token

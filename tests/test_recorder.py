@@ -33,7 +33,6 @@ from pipecat.frames.frames import (
 )
 
 from broadcaster.bot import recorder as recorder_module
-from broadcaster.bot.avatar_frames import I420
 from broadcaster.bot.recorder import (
     AUDIO_RATE,
     AudioMixer,
@@ -42,6 +41,7 @@ from broadcaster.bot.recorder import (
     VideoClock,
     recording_dir,
 )
+from broadcaster.frames import I420
 from tests.helpers.pipeline import Pacer, start_pipeline
 
 pytestmark = pytest.mark.timeout(60)

@@ -36,15 +36,14 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from broadcaster.bot.avatar_frames import I420AvatarFrame
 from broadcaster.bot.republisher import (
     LiveKitRepublisher,
     PacedFrame,
     RepublishEncoding,
     VideoPacer,
 )
-from broadcaster.bot.vad import SpeechOnsetCancelledFrame, SpeechOnsetFrame
 from broadcaster.config import Settings
+from broadcaster.frames import I420AvatarFrame, SpeechOnsetCancelledFrame, SpeechOnsetFrame
 from broadcaster.roles import Role, mint_token
 from tests.helpers.pipeline import Pacer, start_pipeline
 

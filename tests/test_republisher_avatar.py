@@ -26,9 +26,10 @@ from pipecat.services.heygen.api_liveavatar import (
 from pipecat.services.heygen.client import ServiceType
 from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 
-from broadcaster.bot.avatar_frames import FastHeyGenVideoService, I420AvatarFrame
+from broadcaster.bot.avatar_service import FastHeyGenVideoService
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.config import Settings
+from broadcaster.frames import I420AvatarFrame
 from broadcaster.roles import Role, mint_token
 from tests.fixtures_avatar import SPEECH_RATE
 from tests.helpers.pipeline import start_pipeline

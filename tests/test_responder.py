@@ -16,8 +16,8 @@ from pipecat.frames.frames import (
 from pipecat.tests.utils import SleepFrame, run_test
 
 from broadcaster.bot.responder import FaqIndex, Responder, make_responder, speakable, tokenize
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame
 from broadcaster.config import PROJECT_ROOT, ConfigError, Settings
+from broadcaster.frames import SpeakerChangedFrame
 
 SAMPLE = PROJECT_ROOT / "docs" / "sample-agenda.md"
 

@@ -25,9 +25,8 @@ from pipecat.services.piper.tts import PiperTTSService
 
 from broadcaster.bot.responder import make_responder
 from broadcaster.bot.speaker_gate import SpeakerGate
-from broadcaster.bot.vad import SpeakerVADProcessor
 from broadcaster.config import ConfigError, Settings
-from broadcaster.speech import make_stt, make_tts, make_vad
+from broadcaster.speech import SpeakerVADProcessor, make_stt, make_tts, make_vad
 from broadcaster.speech.segmented import SpeakerAwareWhisperSTTService
 from broadcaster.speech.tts_cache import CachedPiperTTSService, PhraseCache
 from broadcaster.speech.tts_cache import sentences as tts_sentences

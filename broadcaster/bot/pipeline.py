@@ -38,16 +38,15 @@ from pipecat.transports.livekit.transport import (
     LiveKitTransport,
 )
 
-from broadcaster.bot.avatar_frames import FastHeyGenVideoService
+from broadcaster.bot.avatar_service import FastHeyGenVideoService
 from broadcaster.bot.captions import CaptionProcessor, CaptionPublisher
 from broadcaster.bot.recorder import Recorder
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.bot.responder import make_responder
 from broadcaster.bot.speaker_gate import SpeakerGate
-from broadcaster.bot.vad import SpeakerVADProcessor
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
-from broadcaster.speech import make_stt, make_tts, make_vad
+from broadcaster.speech import SpeakerVADProcessor, make_stt, make_tts, make_vad
 
 
 @dataclass

@@ -6,8 +6,8 @@
 
 It records
 
-- the avatar's video (``OutputImageRawFrame``; :class:`~broadcaster.bot.avatar_frames.
-  I420AvatarFrame` planes go to the encoder as they are: no RGB, no copy),
+- the avatar's video (``OutputImageRawFrame``; :class:`~broadcaster.frames.I420AvatarFrame`
+  planes go to the encoder as they are: no RGB, no copy),
 - the avatar's speech (``SpeechOutputAudioRawFrame``, 48 kHz mono) and any other
   ``OutputAudioRawFrame`` that reaches it (e.g. TTS audio in a pipeline with no avatar),
 - the current speaker's voice (``InputAudioRawFrame`` / ``UserAudioRawFrame``: the
@@ -66,7 +66,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from broadcaster.bot.avatar_frames import I420
+from broadcaster.frames import I420
 
 AUDIO_RATE = 48_000
 VIDEO_TIME_BASE = Fraction(1, 90_000)

@@ -6,7 +6,7 @@ copies and its executor hop, bench/republish_hop.py, plus page faults), resizes 
 PIL when sizes differ (10+ ms), publishes with SDK default encodings, and freezes the
 track whenever the avatar stalls. This processor:
 
-- captures :class:`~broadcaster.bot.avatar_frames.I420AvatarFrame` with zero copies
+- captures :class:`~broadcaster.frames.I420AvatarFrame` with zero copies
   and zero conversions (``rtc.VideoSource.capture_frame(video_frame)``), and plain
   RGB/RGBA/BGRA/ARGB/I420 ``OutputImageRawFrame`` too, so it works in any pipeline;
 - publishes a CAMERA track and a MICROPHONE track with explicit encoding
@@ -61,8 +61,12 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 
-from broadcaster.bot.avatar_frames import I420, I420AvatarFrame
-from broadcaster.bot.vad import SpeechOnsetCancelledFrame, SpeechOnsetFrame
+from broadcaster.frames import (
+    I420,
+    I420AvatarFrame,
+    SpeechOnsetCancelledFrame,
+    SpeechOnsetFrame,
+)
 
 # --------------------------------------------------------------------------------------
 # glibc malloc tuning

@@ -10,10 +10,10 @@ itself are dropped before VAD ever hears them.
 
 The speaker changes live (host promote / demote). A change in the middle of an
 utterance must not let the old speaker's half sentence reach the responder, so
-the gate emits a :class:`SpeakerChangedFrame` in order with the audio, and the
+the gate emits a :class:`~broadcaster.frames.SpeakerChangedFrame` in order with the audio, and the
 stages after it drop their state:
 
-- :class:`broadcaster.bot.vad.SpeakerVADProcessor` (VAD as its own processor,
+- :class:`broadcaster.speech.vad.SpeakerVADProcessor` (VAD as its own processor,
   after the gate; in pipecat 1.14 the transport no longer runs VAD) resets the
   analyzer and, when it was mid-speech, ends the speech
   (``VADUserStoppedSpeakingFrame``) so turn logic downstream doesn't hang on a
@@ -31,32 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
 from loguru import logger
-from pipecat.frames.frames import (
-    Frame,
-    InputAudioRawFrame,
-    SystemFrame,
-    UserAudioRawFrame,
-)
+from pipecat.frames.frames import Frame, InputAudioRawFrame, UserAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-
-@dataclass
-class SpeakerChangedFrame(SystemFrame):
-    """The identity whose audio the gate passes changed (a SystemFrame: stays in order
-    with the audio frames, which are SystemFrames too).
-
-    Parameters:
-        speaker: the new speaker, or None when nobody has the floor.
-        previous: the speaker before the change.
-    """
-
-    speaker: str | None = None
-    previous: str | None = None
+from broadcaster.frames import SpeakerChangedFrame
 
 
 def speaker_from_metadata(metadata: str | None) -> str | None:

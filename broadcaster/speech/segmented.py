@@ -34,8 +34,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.whisper.stt import WhisperSTTService
 
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame
-from broadcaster.bot.vad import SpeechPausedFrame, SpeechResumedFrame
+from broadcaster.frames import SpeakerChangedFrame, SpeechPausedFrame, SpeechResumedFrame
 
 
 class _Speculated(bytes):

@@ -1,4 +1,5 @@
-"""The speaker's VAD: pipecat's VADProcessor, plus what it suspects before it decides.
+"""The speaker's VAD: Silero (:func:`make_vad`) in pipecat's VADProcessor, plus what it
+suspects before it decides.
 
 pipecat's VAD reports speech only once it is sure: a start ``vad_start_secs`` after
 the first voiced window, a stop ``vad_stop_secs`` after the last. Two things in the
@@ -6,68 +7,58 @@ bot are worth starting on suspicion, and both are undone cheaply when it was wro
 
 - barge-in: at the first confident window (:class:`SpeechOnsetFrame`) the
   republisher ducks the avatar's speech; :class:`SpeechOnsetCancelledFrame` gives
-  it back when the sound was a noise (``mute_on_speech_start``, republisher.py);
+  it back when the sound was a noise (``mute_on_speech_start``, bot/republisher.py);
 - the transcript: after two quiet windows (:class:`SpeechPausedFrame`) local
   Whisper starts on the segment so far; :class:`SpeechResumedFrame` drops that run
-  when the speaker goes on (broadcaster/speech/segmented.py).
+  when the speaker goes on (speech/segmented.py).
 
 The analyzer's states come from pipecat-ai 1.14 internals (pinned < 1.15).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
-    SystemFrame,
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame
-
-
-@dataclass
-class SpeechOnsetFrame(SystemFrame):
-    """The VAD heard what may be the start of speech (its first confident window),
-    before it confirms it (``VADUserStartedSpeakingFrame``, ``vad_start_secs`` later).
-
-    Lets the avatar's audio duck at once on a barge-in; a
-    :class:`SpeechOnsetCancelledFrame` follows when it was only a noise."""
-
-
-@dataclass
-class SpeechOnsetCancelledFrame(SystemFrame):
-    """The onset the VAD heard did not become speech (a cough, a click)."""
-
-
-@dataclass
-class SpeechPausedFrame(SystemFrame):
-    """The speaker has been quiet for :data:`PAUSE_WINDOWS` VAD windows: the utterance
-    may be over (the VAD says so ``vad_stop_secs`` after its last voiced window).
-
-    Lets a local STT start transcribing before the stop is confirmed; a
-    :class:`SpeechResumedFrame` follows if the speaker goes on."""
-
-
-@dataclass
-class SpeechResumedFrame(SystemFrame):
-    """The speaker went on after a :class:`SpeechPausedFrame`."""
-
+from broadcaster.config import Settings
+from broadcaster.frames import (
+    SpeakerChangedFrame,
+    SpeechOnsetCancelledFrame,
+    SpeechOnsetFrame,
+    SpeechPausedFrame,
+    SpeechResumedFrame,
+)
 
 #: quiet 32 ms windows before a SpeechPausedFrame (vad_stop_secs 0.2 = 6 windows)
 PAUSE_WINDOWS = 2
 
 
+def make_vad(settings: Settings) -> SileroVADAnalyzer:
+    """Silero VAD (bundled with pipecat), tuned by Settings.
+
+    Run it in a processor after the speaker gate:
+    ``SpeakerVADProcessor(vad_analyzer=make_vad(settings))``.
+    """
+    return SileroVADAnalyzer(params=VADParams(
+        stop_secs=settings.vad_stop_secs,
+        start_secs=settings.vad_start_secs,
+        min_volume=settings.vad_min_volume,
+    ))
+
+
 class SpeakerVADProcessor(VADProcessor):
     """pipecat's VADProcessor that starts fresh when the speaker changes, and tells
-    what its analyzer suspects before it decides (the frames above).
+    what its analyzer suspects before it decides (frames in broadcaster.frames).
 
     Without the reset the analyzer would carry the old speaker's speech state (and
     Silero's recurrent state) into the new speaker's audio.

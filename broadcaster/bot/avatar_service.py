@@ -1,75 +1,29 @@
-"""Avatar video frames that skip pipecat's RGB round trip.
+"""pipecat's HeyGen/LiveAvatar video service, emitting avatar frames without the RGB round trip.
 
 pipecat 1.14's HeyGen client converts every decoded avatar frame from I420 to
 RGB24 and copies it into ``bytes`` (0.3-0.38 ms per 720p frame), and its
 LiveKit output then converts RGB back to I420 inside ``capture_frame``. Video
 encoders want I420, so both conversions are pure waste for a republisher.
 
-:class:`I420AvatarFrame` is an ``OutputImageRawFrame`` that keeps the decoded
-``rtc.VideoFrame`` itself (no conversion, no copy); :class:`FastHeyGenVideoService`
-is ``HeyGenVideoService`` emitting it. Everything else, audio included, is the
-parent's behaviour. The pipecat package itself is not modified.
+:class:`~broadcaster.frames.I420AvatarFrame` is an ``OutputImageRawFrame`` that keeps
+the decoded ``rtc.VideoFrame`` itself (no conversion, no copy);
+:class:`FastHeyGenVideoService` is ``HeyGenVideoService`` emitting it. Everything
+else, audio included, is the parent's behaviour. The pipecat package itself is not modified.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from livekit import rtc
-from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
 from loguru import logger
-from pipecat.frames.frames import ImageRawFrame, OutputImageRawFrame
+from pipecat.frames.frames import ImageRawFrame
 from pipecat.services.heygen.client import HeyGenClient
 from pipecat.services.heygen.video import HeyGenVideoService
 
-I420 = "I420"
-"""``ImageRawFrame.format`` of planar YUV 4:2:0 (Y, then U, then V; no row padding)."""
-
-
-@dataclass
-class I420AvatarFrame(OutputImageRawFrame):
-    """An avatar frame that carries the decoded LiveKit frame, untouched.
-
-    ``image`` is the I420 planar buffer (Y plane ``w*h`` bytes, then U and V of
-    ``(w/2)*(h/2)`` bytes each), a zero-copy view of ``video_frame``'s own data;
-    ``format`` is ``"I420"``. Processors that want RGB can call
-    ``frame.video_frame.convert(VideoBufferType.RGB24)``; a republisher passes
-    ``video_frame`` straight to ``rtc.VideoSource.capture_frame``.
-
-    Holding the frame is safe for as long as you like: the LiveKit SDK copies
-    each decoded picture into a Python-owned ``bytearray`` and releases the
-    decoder's buffer before the frame reaches Python, so a decoder that reuses
-    its buffers cannot change pixels under a held frame.
-    """
-
-    video_frame: rtc.VideoFrame | None = None
-    timestamp_us: int = 0
-    """The frame's render time as scheduled by the receiving WebRTC stack (its clock is
-    CLOCK_MONOTONIC in microseconds on Linux, i.e. ``time.monotonic_ns() // 1000``;
-    usually a few ms after the frame reaches Python)."""
-    received_ns: int = field(default=0)
-    """``time.monotonic_ns()`` when the decoded frame reached Python."""
-
-    @classmethod
-    def wrap(cls, video_frame: rtc.VideoFrame, timestamp_us: int = 0) -> I420AvatarFrame:
-        """Wrap a decoded frame; converts only in the rare case it is not I420 already."""
-        if video_frame.type != VideoBufferType.I420:
-            video_frame = video_frame.convert(VideoBufferType.I420)
-        return cls(
-            image=video_frame.data,  # type: ignore[arg-type]  # memoryview: zero copy
-            size=(video_frame.width, video_frame.height),
-            format=I420,
-            video_frame=video_frame,
-            timestamp_us=timestamp_us,
-            received_ns=time.monotonic_ns(),
-        )
-
-    def __str__(self) -> str:
-        return f"{self.name}(size: {self.size}, format: {self.format})"
+from broadcaster.frames import I420AvatarFrame
 
 
 class FastHeyGenVideoService(HeyGenVideoService):
