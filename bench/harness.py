@@ -401,7 +401,6 @@ def mouth_openness(frame: Any, box: tuple[int, int, int, int], dark: int = 70) -
 async def run_source(url: str, token: str, seconds: float, fps: int) -> None:
     """Publish the avatar renderer's frames (mouth moving) stamped with capture time."""
     from livekit import rtc
-    from livekit.rtc._proto.video_frame_pb2 import FrameMetadata
 
     from broadcaster.avatar.renderer import FaceRenderer
     from broadcaster.bot.republisher import RepublishEncoding
@@ -413,7 +412,7 @@ async def run_source(url: str, token: str, seconds: float, fps: int) -> None:
     options = RepublishEncoding(W, H, fps, simulcast=False).video_options()
     await room.local_participant.publish_track(track, options)
     renderer = FaceRenderer(W, H, seed=1)
-    meta = FrameMetadata()
+    meta = rtc.FrameMetadata()
     t0 = time.monotonic()
     i = 0
     print(f"source publishing {W}x{H}@{fps}", flush=True)

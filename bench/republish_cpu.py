@@ -155,7 +155,6 @@ def _BareSink(url: str, token: str, encoding: Any) -> Any:  # noqa: N802
 async def _publish(mode: str, simulcast: bool, url: str, token: str, seconds: float
                    ) -> dict[str, Any]:
     from livekit import rtc
-    from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
     from pipecat.frames.frames import (
         ImageRawFrame,
         OutputImageRawFrame,
@@ -222,14 +221,14 @@ async def _publish(mode: str, simulcast: bool, url: str, token: str, seconds: fl
             await asyncio.sleep(0.01)
 
     async def video(k: int) -> None:
-        decoded = rtc.VideoFrame(W, H, VideoBufferType.I420, pool[k % POOL])
+        decoded = rtc.VideoFrame(W, H, rtc.VideoBufferType.I420, pool[k % POOL])
         if mode == "bare":
             assert video_source is not None
             video_source.capture_frame(decoded)
         elif mode in ("republisher", "pipeline_bare"):
             await feeder.emit(I420AvatarFrame.wrap(decoded))
         else:  # what pipecat's HeyGen client + service do, then its output transport
-            rgb = decoded.convert(VideoBufferType.RGB24)
+            rgb = decoded.convert(rtc.VideoBufferType.RGB24)
             img = ImageRawFrame(image=bytes(rgb.data), size=(W, H), format="RGB")
             await feeder.emit(
                 OutputImageRawFrame(image=img.image, size=img.size, format=img.format)

@@ -12,7 +12,6 @@ import aiohttp
 import numpy as np
 import pytest
 from livekit import rtc
-from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
 from pipecat.frames.frames import (
     LLMTextFrame,
     OutputImageRawFrame,
@@ -174,7 +173,7 @@ async def test_receiver_decodes_frame_stamps_and_bot_metrics_count_frames(
             t0 = time.monotonic()
             for i in range(FPS * 3):
                 yuv[: W * H] = (i * 7) % 200 + 20
-                frame = rtc.VideoFrame(W, H, VideoBufferType.I420, bytearray(yuv.data))
+                frame = rtc.VideoFrame(W, H, rtc.VideoBufferType.I420, bytearray(yuv.data))
                 await worker.queue_frame(I420AvatarFrame.wrap(frame))
                 await asyncio.sleep(max(0.0, t0 + (i + 1) / FPS - time.monotonic()))
             assert await wait_until(_async(lambda: len(seen) >= FPS), timeout=10)

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from livekit import rtc
-from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
 from loguru import logger
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -90,7 +89,7 @@ class FrameMaker:
     def i420(self, value: int, *, flash: bool = False) -> rtc.VideoFrame:
         _stamp(self._y, value)
         self._y[FLASH_BOX] = 235 if flash else BG_LUMA
-        return rtc.VideoFrame(self.w, self.h, VideoBufferType.I420, bytearray(self._yuv.data))
+        return rtc.VideoFrame(self.w, self.h, rtc.VideoBufferType.I420, bytearray(self._yuv.data))
 
     def rgb(self, value: int) -> OutputImageRawFrame:
         y = self._rgb[: 2 * BLOCK, : BITS * BLOCK, 0].copy()

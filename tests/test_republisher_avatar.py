@@ -31,6 +31,7 @@ from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.config import Settings
 from broadcaster.frames import I420AvatarFrame
 from broadcaster.roles import Role, mint_token
+from broadcaster.sdk_internals import transport_room
 from tests.fixtures_avatar import SPEECH_RATE
 from tests.helpers.pipeline import start_pipeline
 from tests.test_republisher import Subscriber, Tap, wait_for
@@ -115,8 +116,8 @@ async def test_shared_transport_room_one_camera_one_microphone(livekit: Settings
         await asyncio.sleep(0.5)
         bot = viewer.room.remote_participants[s.bot_identity]
         tracks = sorted((p.source, p.name) for p in bot.track_publications.values())
-        local = transport._client.room.local_participant  # the same participant
-        assert rep.room is transport._client.room
+        local = transport_room(transport).local_participant  # the same participant
+        assert rep.room is transport_room(transport)
         logger.info(f"bot tracks seen by the viewer: {tracks}")
         assert tracks == sorted([(rtc.TrackSource.SOURCE_CAMERA, "avatar-video"),
                                  (rtc.TrackSource.SOURCE_MICROPHONE, "avatar-audio")])

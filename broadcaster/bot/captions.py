@@ -91,7 +91,7 @@ class CaptionPublisher:
         return cls(room, captions_path(settings, room_name))
 
     def room(self) -> rtc.Room | None:
-        try:  # e.g. ``lambda: transport._client.room``, which raises until the pipeline runs
+        try:  # e.g. the transport's room, which raises until the pipeline runs
             room = self._room() if callable(self._room) else self._room
         except Exception:
             return None

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 from livekit import rtc
-from livekit.rtc._proto.video_frame_pb2 import FrameMetadata, VideoBufferType
 from loguru import logger
 from pipecat.audio.utils import create_stream_resampler, is_silence
 from pipecat.frames.frames import (
@@ -60,6 +59,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
+from pipecat.transports.livekit.transport import LiveKitTransport
 
 from broadcaster.frames import (
     I420,
@@ -67,6 +67,7 @@ from broadcaster.frames import (
     SpeechOnsetCancelledFrame,
     SpeechOnsetFrame,
 )
+from broadcaster.sdk_internals import transport_room
 
 # --------------------------------------------------------------------------------------
 # glibc malloc tuning
@@ -181,8 +182,8 @@ def make_slate(width: int, height: int, text: str = "Reconnecting…") -> rtc.Vi
     except TypeError:  # Pillow < 10.1 has no scalable default font
         font = ImageFont.load_default()
     draw.text((width / 2, height / 2), text, fill=(230, 230, 235), font=font, anchor="mm")
-    rgb = rtc.VideoFrame(width, height, VideoBufferType.RGB24, img.tobytes())
-    return rgb.convert(VideoBufferType.I420)
+    rgb = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, img.tobytes())
+    return rgb.convert(rtc.VideoBufferType.I420)
 
 
 # --------------------------------------------------------------------------------------
@@ -336,23 +337,14 @@ class RepublisherStats:
 
 RoomLike = Any  # rtc.Room | LiveKitTransport | Callable[[], rtc.Room]
 _BUFFER_TYPES = {
-    "RGB": (VideoBufferType.RGB24, 3.0),
-    "RGBA": (VideoBufferType.RGBA, 4.0),
-    "BGRA": (VideoBufferType.BGRA, 4.0),
-    "ARGB": (VideoBufferType.ARGB, 4.0),
-    I420: (VideoBufferType.I420, 1.5),
+    "RGB": (rtc.VideoBufferType.RGB24, 3.0),
+    "RGBA": (rtc.VideoBufferType.RGBA, 4.0),
+    "BGRA": (rtc.VideoBufferType.BGRA, 4.0),
+    "ARGB": (rtc.VideoBufferType.ARGB, 4.0),
+    I420: (rtc.VideoBufferType.I420, 1.5),
 }
 BOT_VAD_STOP_SECS = 0.35  # same as pipecat's output transport
 BOT_SPEAKING_PERIOD = 0.2
-
-
-def livekit_room(transport: Any) -> rtc.Room:
-    """The ``rtc.Room`` of a pipecat ``LiveKitTransport`` (valid once it is set up).
-
-    pipecat has no public accessor; ``transport._client.room`` is its client's room
-    property (pipecat-ai 1.14).
-    """
-    return transport._client.room
 
 
 class LiveKitRepublisher(FrameProcessor):
@@ -457,7 +449,7 @@ class LiveKitRepublisher(FrameProcessor):
         self._video_source: rtc.VideoSource | None = None
         self._audio_source: rtc.AudioSource | None = None
         self._publications: list[rtc.LocalTrackPublication] = []
-        self._metadata = FrameMetadata()
+        self._metadata = rtc.FrameMetadata()
         self._frame_id = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = math.inf
@@ -528,8 +520,8 @@ class LiveKitRepublisher(FrameProcessor):
         arg = self._room_arg
         if isinstance(arg, rtc.Room):
             return arg
-        if hasattr(arg, "_client"):  # pipecat LiveKitTransport
-            return livekit_room(arg)
+        if isinstance(arg, LiveKitTransport):
+            return transport_room(arg)
         if callable(arg):
             return arg()
         raise TypeError(f"room= must be an rtc.Room, a LiveKitTransport or a callable: {arg!r}")

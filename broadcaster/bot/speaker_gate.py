@@ -39,6 +39,7 @@ from pipecat.frames.frames import Frame, InputAudioRawFrame, UserAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from broadcaster.frames import SpeakerChangedFrame
+from broadcaster.sdk_internals import transport_room
 
 
 def speaker_from_metadata(metadata: str | None) -> str | None:
@@ -125,13 +126,12 @@ class SpeakerGate(FrameProcessor):
     def follow_transport(self, transport: Any) -> None:
         """Follow the room of a pipecat ``LiveKitTransport`` once it has connected.
 
-        The transport creates its rtc.Room only when the pipeline starts and exposes
-        it only as ``transport._client.room`` (pipecat 1.14, pinned < 1.15).
+        The transport creates its rtc.Room only when the pipeline starts.
         """
 
         @transport.event_handler("on_connected")
         async def _on_connected(_transport: Any) -> None:
-            self.follow_room(transport._client.room)
+            self.follow_room(transport_room(transport))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)

@@ -31,10 +31,10 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.whisper.stt import WhisperSTTService
 
 from broadcaster.frames import SpeakerChangedFrame, SpeechPausedFrame, SpeechResumedFrame
+from broadcaster.sdk_internals import SegmentedSTTHooks, wrap_whisper_model
 
 
 class _Speculated(bytes):
@@ -43,12 +43,12 @@ class _Speculated(bytes):
     task: asyncio.Task[list[Frame]]
 
 
-class SpeakerAwareSegmentedSTT(SegmentedSTTService):
+class SpeakerAwareSegmentedSTT(SegmentedSTTHooks):
     """Mixin for a ``SegmentedSTTService``: drop a segment cut short by a speaker change,
     stamp each transcript with its speaker, and (``speculate``) start at the pause.
 
-    Relies on SegmentedSTTService's ``_user_speaking`` / ``_audio_buffer`` (pipecat
-    1.14, pinned < 1.15 in pyproject).
+    The segment pipecat collects is seen through ``SegmentedSTTHooks``
+    (broadcaster.sdk_internals).
     """
 
     #: transcribe at a SpeechPausedFrame (see the module doc); subclasses opt in
@@ -70,43 +70,44 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTService):
             self._drop_speculation()
         if isinstance(frame, SpeakerChangedFrame):
             await FrameProcessor.process_frame(self, frame, direction)  # observers only
-            if self._user_speaking:
+            if self.collecting_segment:
                 logger.info(f"{self}: dropping {frame.previous!r}'s unfinished segment")
                 self._discarding = True
-            self._user_speaking = False
-            self._audio_buffer.clear()  # the old speaker's pre-roll too
+            self.stop_collecting()
+            self.clear_segment_audio()  # the old speaker's pre-roll too
             await self.push_frame(frame, direction)
             return
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._discarding = False
         await super().process_frame(frame, direction)
 
-    async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+    async def on_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+        """Queue the segment with its speaker, or the transcription started at the pause."""
         if self._discarding:
             self._discarding = False
-            self._audio_buffer.clear()
+            self.clear_segment_audio()
             self._drop_speculation()
             return
         if self.is_usable:  # else the base class drops the segment: nothing to pair with
-            self._segment_speakers.append(self._user_id)
+            self._segment_speakers.append(self.latest_audio_user)
         speculation, self._speculation = self._speculation, None
         if speculation is not None and self.is_usable:
             self.speculations["used"] += 1
             logger.debug(f"{self}: the transcription started at the pause is the segment's "
                          f"({'done' if speculation.task.done() else 'running'})")
-            self._user_speaking = False
-            self._audio_buffer.clear()  # silence since the pause, by the VAD's account
-            await self._segment_queue.put(speculation)
+            self.stop_collecting()
+            self.clear_segment_audio()  # silence since the pause, by the VAD's account
+            await self.queue_segment(speculation)
             return
-        await super()._handle_user_stopped_speaking(frame)
+        await super().on_user_stopped_speaking(frame)
 
     def _speculate(self) -> None:
         """Start transcribing the segment so far (one run at a time)."""
-        if not (self.speculate and self._user_speaking and self.is_usable):
+        if not (self.speculate and self.collecting_segment and self.is_usable):
             return
         if self._last_run is not None and not self._last_run.done():
             return  # still busy with an earlier pause: don't pile runs onto the CPU
-        pcm = _Speculated(bytes(self._audio_buffer) + self._trailing_silence())
+        pcm = _Speculated(self.segment_audio())
         pcm.task = self._last_run = self.create_task(self._transcribe(bytes(pcm)),
                                                      f"{self}::speculation")
         self._speculation = pcm
@@ -122,7 +123,8 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTService):
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         # Called once per queued segment, in queue order.
-        speaker = self._segment_speakers.popleft() if self._segment_speakers else self._user_id
+        speaker = (self._segment_speakers.popleft() if self._segment_speakers
+                   else self.latest_audio_user)
         async for frame in self._frames_of(audio):
             if isinstance(frame, TranscriptionFrame):
                 frame.user_id = speaker
@@ -155,14 +157,10 @@ class SpeakerAwareWhisperSTTService(SpeakerAwareSegmentedSTT, WhisperSTTService)
     speculate = True
 
     def __init__(self, *, beam_size: int = 1, **kwargs: Any) -> None:
-        self._decode_options = {"beam_size": beam_size, "without_timestamps": True,
-                                "condition_on_previous_text": False}
-        super().__init__(**kwargs)
-
-    def _load(self) -> None:
-        super()._load()
-        if self._model is not None:
-            self._model = _DecodeWith(self._model, self._decode_options)
+        super().__init__(**kwargs)  # loads the model
+        options = {"beam_size": beam_size, "without_timestamps": True,
+                   "condition_on_previous_text": False}
+        wrap_whisper_model(self, lambda model: _DecodeWith(model, options))
 
 
 class _DecodeWith:

@@ -41,6 +41,8 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.piper.tts import PiperTTSService
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
+from broadcaster.sdk_internals import piper_voice, stream_tts_audio
+
 #: synthesizing ahead pauses this long after the speaker starts (until the answer's end
 #: or the speaker's stop shortens it), after the speaker stops (the transcript and the
 #: answer come within ~1 s), and between an answer's sentences
@@ -144,7 +146,7 @@ class CachedPiperTTSService(PiperTTSService):
             self._prewarm_task = None
 
     def _synthesize(self, text: str) -> list[bytes]:
-        return [chunk.audio_int16_bytes for chunk in self._voice.synthesize(text)]
+        return [chunk.audio_int16_bytes for chunk in piper_voice(self).synthesize(text)]
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         now = time.monotonic()
@@ -200,8 +202,9 @@ class CachedPiperTTSService(PiperTTSService):
             for chunk in cached:
                 yield chunk
 
-        async for frame in self._stream_audio_frames_from_iterator(
-            replay(), in_sample_rate=self._voice.config.sample_rate, context_id=context_id
+        async for frame in stream_tts_audio(
+            self, replay(), in_sample_rate=piper_voice(self).config.sample_rate,
+            context_id=context_id,
         ):
             await self.stop_ttfb_metrics()
             yield frame
@@ -211,7 +214,7 @@ class CachedPiperTTSService(PiperTTSService):
                                    context_id: str) -> AsyncGenerator[Frame, None]:
         """Piper as pipecat runs it (chunk by chunk), keeping the chunks when complete."""
         kept: list[bytes] = []
-        chunks = iter(self._voice.synthesize(text))
+        chunks = iter(piper_voice(self).synthesize(text))
 
         async def stream() -> AsyncIterator[bytes]:
             while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
@@ -220,8 +223,9 @@ class CachedPiperTTSService(PiperTTSService):
 
         try:
             await self.start_tts_usage_metrics(text)
-            async for frame in self._stream_audio_frames_from_iterator(
-                stream(), in_sample_rate=self._voice.config.sample_rate, context_id=context_id
+            async for frame in stream_tts_audio(
+                self, stream(), in_sample_rate=piper_voice(self).config.sample_rate,
+                context_id=context_id,
             ):
                 await self.stop_ttfb_metrics()
                 yield frame

@@ -12,7 +12,7 @@ bot are worth starting on suspicion, and both are undone cheaply when it was wro
   Whisper starts on the segment so far; :class:`SpeechResumedFrame` drops that run
   when the speaker goes on (speech/segmented.py).
 
-The analyzer's states come from pipecat-ai 1.14 internals (pinned < 1.15).
+The analyzer's states are pipecat internals, read through broadcaster.sdk_internals.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ from broadcaster.frames import (
     SpeechOnsetFrame,
     SpeechPausedFrame,
     SpeechResumedFrame,
+)
+from broadcaster.sdk_internals import (
+    reset_vad,
+    vad_confirmed_state,
+    vad_quiet_windows,
+    vad_suspected_state,
 )
 
 #: quiet 32 ms windows before a SpeechPausedFrame (vad_stop_secs 0.2 = 6 windows)
@@ -84,11 +90,10 @@ class SpeakerVADProcessor(VADProcessor):
             await self._report_pause()
 
     async def _report_pause(self) -> None:
-        analyzer = self._analyzer  # pipecat-ai 1.14 internals (pinned)
-        if self._vad_controller._vad_state != VADState.SPEAKING:
+        if vad_confirmed_state(self) != VADState.SPEAKING:
             self._paused = False  # stopped (the stop frame went) or never started
-        elif analyzer._vad_state == VADState.STOPPING:
-            if not self._paused and analyzer._vad_stopping_count >= PAUSE_WINDOWS:
+        elif vad_suspected_state(self._analyzer) == VADState.STOPPING:
+            if not self._paused and vad_quiet_windows(self._analyzer) >= PAUSE_WINDOWS:
                 self._paused = True
                 await self.push_frame(SpeechPausedFrame())
         elif self._paused:
@@ -96,8 +101,8 @@ class SpeakerVADProcessor(VADProcessor):
             await self.push_frame(SpeechResumedFrame())
 
     async def _report_onset(self) -> None:
-        state = self._analyzer._vad_state  # pipecat-ai 1.14 internals (pinned)
-        if state == VADState.STARTING and self._vad_controller._vad_state == VADState.QUIET:
+        state = vad_suspected_state(self._analyzer)
+        if state == VADState.STARTING and vad_confirmed_state(self) == VADState.QUIET:
             if not self._onset:
                 self._onset = True
                 await self.push_frame(SpeechOnsetFrame())
@@ -107,16 +112,8 @@ class SpeakerVADProcessor(VADProcessor):
                 await self.push_frame(SpeechOnsetCancelledFrame())
 
     async def _reset(self, frame: SpeakerChangedFrame) -> None:
-        controller = self._vad_controller
-        was_speaking = controller._vad_state == VADState.SPEAKING
-        analyzer = self._analyzer
-        analyzer._vad_buffer = b""
-        if analyzer.sample_rate:
-            analyzer.set_params(analyzer.params)  # state QUIET, start/stop counters 0
-        model = getattr(analyzer, "_model", None)
-        if model is not None and hasattr(model, "reset_states"):  # Silero's recurrent state
-            model.reset_states()
-        controller._vad_state = VADState.QUIET
+        was_speaking = vad_confirmed_state(self) == VADState.SPEAKING
+        reset_vad(self, self._analyzer)
         if self._onset:
             self._onset = False
             await self.push_frame(SpeechOnsetCancelledFrame())
@@ -124,5 +121,5 @@ class SpeakerVADProcessor(VADProcessor):
         if was_speaking:
             logger.info(f"{self}: speaker changed mid-utterance; discarding {frame.previous!r}")
             await self.broadcast_frame(
-                VADUserStoppedSpeakingFrame, stop_secs=analyzer.params.stop_secs
+                VADUserStoppedSpeakingFrame, stop_secs=self._analyzer.params.stop_secs
             )
