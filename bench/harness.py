@@ -485,7 +485,7 @@ async def run_relay(url: str, src_token: str, dst_token: str, seconds: float,
     from dataclasses import asdict
 
     out.write_text(json.dumps({"entries": entries, "stats": asdict(rep.stats),
-                               "frame_ids": rep._frame_id, "encoding": asdict(encoding)}))
+                               "frame_ids": rep.last_frame_id, "encoding": asdict(encoding)}))
     print(f"relay done: {rep.stats}", flush=True)
     await worker.cancel()
     with contextlib.suppress(Exception):

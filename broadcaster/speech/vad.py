@@ -7,7 +7,7 @@ bot are worth starting on suspicion, and both are undone cheaply when it was wro
 
 - barge-in: at the first confident window (:class:`SpeechOnsetFrame`) the
   republisher ducks the avatar's speech; :class:`SpeechOnsetCancelledFrame` gives
-  it back when the sound was a noise (``mute_on_speech_start``, bot/republisher.py);
+  it back when the sound was a noise (``mute_on_speech_start``, bot/republisher/);
 - the transcript: after two quiet windows (:class:`SpeechPausedFrame`) local
   Whisper starts on the segment so far; :class:`SpeechResumedFrame` drops that run
   when the speaker goes on (speech/segmented.py).
