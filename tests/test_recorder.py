@@ -32,7 +32,6 @@ from pipecat.frames.frames import (
     UserAudioRawFrame,
 )
 
-from broadcaster.bot import recorder as recorder_module
 from broadcaster.bot.recorder import (
     AUDIO_RATE,
     AudioMixer,
@@ -41,6 +40,7 @@ from broadcaster.bot.recorder import (
     VideoClock,
     recording_dir,
 )
+from broadcaster.bot.recorder.writer import Writer
 from broadcaster.frames import I420
 from tests.helpers.pipeline import Pacer, start_pipeline
 
@@ -417,13 +417,13 @@ def test_audio_mixer_servo_keeps_live_sources_on_their_arrivals() -> None:
 # ------------------------------------------------------------------------ robustness
 async def test_slow_encoder_drops_but_never_stalls(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    original = recorder_module._Writer.encode_video
+    original = Writer.encode_video
 
-    def slow(self: recorder_module._Writer, pts: float, vf: av.VideoFrame) -> None:
+    def slow(self: Writer, pts: float, vf: av.VideoFrame) -> None:
         time.sleep(0.1)  # 10 fps at best
         original(self, pts, vf)
 
-    monkeypatch.setattr(recorder_module._Writer, "encode_video", slow)
+    monkeypatch.setattr(Writer, "encode_video", slow)
     rec = Recorder(path=tmp_path / "slow.mp4", max_backlog_seconds=0.4,
                    options=RecordingOptions(fps=FPS))
     frames = Frames(320, 180)
