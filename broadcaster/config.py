@@ -15,15 +15,30 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
-import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from broadcaster.config_sources import ConfigError, env_name, read_values, stored_secret
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / "data"
+"""Runtime data shipped inside the package, so a plain ``pip install .`` has it too."""
+
+
+def _project_root() -> Path:
+    """Return the checkout this package runs from, else the working directory.
+
+    A checkout keeps its tools (``.tools``: livekit-server, livekit-client), state
+    (``.state``) and recordings beside the code; an installed package keeps them
+    where it is run from (the container image's ``/app``).
+    """
+    checkout = PACKAGE_DIR.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 HEYGEN_API_URL = "https://api.liveavatar.com/v1"
 HEYGEN_SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
 LOCAL_AVATAR_ID = "local-presenter"
@@ -35,12 +50,8 @@ WEBHOOK_PATH = "/api/livekit/webhook"  # the web app's endpoint for livekit-serv
 
 
 def http_url(ws_url: str) -> str:
-    """A LiveKit ``ws(s)://`` URL as the same server's ``http(s)://`` URL."""
+    """Turn a LiveKit ``ws(s)://`` URL into the same server's ``http(s)://`` URL."""
     return ws_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or malformed; the message names it."""
 
 
 def _env(name: str, *, secret: bool = False) -> dict[str, Any]:
@@ -63,7 +74,7 @@ class Settings:
     livekit_rtc_udp_port: int = 7882
     livekit_server_bin: str = ""
     """Empty: the project-local build in .tools/bin, else livekit-server on PATH."""
-    livekit_config_template: str = str(PROJECT_ROOT / "deploy" / "livekit.local.yaml")
+    livekit_config_template: str = str(DATA_DIR / "livekit.local.yaml")
     livekit_public_url: str = ""
     """The LiveKit URL browsers (and HeyGen, in direct mode) connect to, when it is not
     the one broadcaster's processes use (e.g. wss://live.example.com behind a TLS
@@ -134,7 +145,7 @@ class Settings:
     avatar_stall_restart_seconds: float = 15.0
     """No avatar frames this long: the bot restarts to open a fresh avatar session."""
     bot_autostart: bool = True
-    faq_path: str = str(PROJECT_ROOT / "docs" / "sample-agenda.md")
+    faq_path: str = str(DATA_DIR / "sample-agenda.md")
     llm_base_url: str = ""
     llm_api_key: str = field(default="", metadata=_env("BROADCASTER_LLM_API_KEY", secret=True))
     llm_model: str = "gpt-4o-mini"
@@ -184,6 +195,7 @@ class Settings:
 
     @property
     def effective_livekit_url(self) -> str:
+        """The LiveKit URL broadcaster's own processes connect to."""
         return self.livekit_url or f"ws://127.0.0.1:{self.livekit_port}"
 
     @property
@@ -198,6 +210,7 @@ class Settings:
 
     @property
     def effective_public_url(self) -> str:
+        """The base URL of shared links."""
         return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
@@ -215,6 +228,7 @@ class Settings:
 
     @property
     def effective_liveavatar_api_url(self) -> str:
+        """The LiveAvatar API the bot talks to: configured, HeyGen's, or the local service."""
         if self.liveavatar_api_url:
             return self.liveavatar_api_url.rstrip("/")
         if self.use_heygen:
@@ -223,6 +237,7 @@ class Settings:
 
     @property
     def effective_avatar_id(self) -> str:
+        """The avatar the bot asks for."""
         if self.avatar_id:
             return self.avatar_id
         return HEYGEN_SANDBOX_AVATAR_ID if self.use_heygen else LOCAL_AVATAR_ID
@@ -234,6 +249,7 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
+        """The web app's SQLite database."""
         return Path(self.state_dir) / "broadcaster.db"
 
     def secret_values(self) -> list[str]:
@@ -245,6 +261,7 @@ class Settings:
         ]
 
     def __repr__(self) -> str:
+        """Show every setting, secrets masked."""
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -261,6 +278,7 @@ class Settings:
         return env
 
     def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes``."""
         return dataclasses.replace(self, **changes)
 
     # -------------------------------------------------------------------------------------
@@ -275,29 +293,8 @@ class Settings:
     ) -> Settings:
         """Defaults < TOML file < environment < ``overrides``; then fill local secrets."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
         path = config_file or env.get("BROADCASTER_CONFIG")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        if path:
-            try:
-                data = tomllib.loads(Path(path).read_text())
-            except FileNotFoundError as exc:
-                raise ConfigError(f"config file {path!s} does not exist") from exc
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"config file {path!s} is not valid TOML: {exc}") from exc
-            for key, raw in data.items():
-                if key not in known:
-                    raise ConfigError(f"unknown setting {key!r} in {path!s}")
-                values[key] = _coerce(known[key], raw, source=f"{path!s}")
-        for name, f in known.items():
-            var = env_name(f)
-            if var in env and env[var] != "":
-                values[name] = _coerce(f, env[var], source=f"${var}")
-        for key, raw in overrides.items():
-            if key not in known:
-                raise ConfigError(f"unknown setting {key!r}")
-            if raw is not None:
-                values[key] = _coerce(known[key], raw, source=f"--{key.replace('_', '-')}")
+        values = read_values(dataclasses.fields(cls), path, env, overrides)
         settings = cls(**values)
         settings._validate()
         if generate_secrets:
@@ -365,60 +362,5 @@ class Settings:
             wanted["livekit_api_secret"] = 32  # livekit-server needs >= 32 characters
         for name, nbytes in wanted.items():
             if not getattr(self, name):
-                changes[name] = _stored_secret(Path(self.state_dir), name, nbytes)
+                changes[name] = stored_secret(Path(self.state_dir), name, nbytes)
         return self.replace(**changes) if changes else self
-
-
-def env_name(f: dataclasses.Field[Any]) -> str:
-    return f.metadata.get("env") or f"BROADCASTER_{f.name.upper()}"
-
-
-def _coerce(f: dataclasses.Field[Any], raw: Any, *, source: str) -> Any:
-    kind = f.type if isinstance(f.type, type) else _resolve(f.type)
-    try:
-        if kind is bool:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true/false")
-        if kind is int:
-            if isinstance(raw, bool):
-                raise ValueError("expected an integer")
-            return int(str(raw).replace("_", ""))
-        if kind is float:
-            return float(raw)
-        return str(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{source}={raw!r} is not a valid {kind.__name__}: {exc}") from exc
-
-
-def _resolve(annotation: Any) -> type:
-    names = {"str": str, "int": int, "bool": bool, "float": float}
-    if isinstance(annotation, str):
-        return names.get(annotation, str)
-    if isinstance(annotation, types.UnionType):
-        return str
-    return annotation
-
-
-def _stored_secret(state_dir: Path, name: str, nbytes: int) -> str:
-    path = state_dir / "secrets" / name
-    try:
-        value = path.read_text().strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_urlsafe(nbytes)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    return value

@@ -49,12 +49,12 @@ import pytest
 import yaml
 
 from broadcaster.cli import build_parser
-from broadcaster.config import PROJECT_ROOT, ConfigError, Settings, env_name
+from broadcaster.config import DATA_DIR, PROJECT_ROOT, ConfigError, Settings, env_name
 
 DEPLOY = PROJECT_ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 LIVEKIT_VERSION = "v1.13.5"
-LOCAL_CONFIG = DEPLOY / "livekit.local.yaml"
+LOCAL_CONFIG = DATA_DIR / "livekit.local.yaml"
 PROD_CONFIG = DEPLOY / "livekit.prod.yaml"
 HELM_VALUES = K8S / "livekit-values.yaml"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -577,7 +577,9 @@ def test_dockerfile() -> None:
     argv = entrypoint + cmd
     assert argv[argv.index("broadcaster") + 1:] == ["serve", "web"]
     build_parser().parse_args(cmd)
-    assert re.search(r"^RUN pip install (-e )?\.$", text, re.M), "installs the package"
+    installs = re.findall(r"^RUN pip install (.+)$", text, re.M)
+    assert any("/src" in i for i in installs), "installs the package"
+    assert not any("-e " in i for i in installs), "a plain install: the package has its data"
     for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
         for source in sources.split():
             assert (PROJECT_ROOT / source).exists(), f"COPY {source}: not in the build context"

@@ -16,10 +16,10 @@ from pipecat.frames.frames import (
 from pipecat.tests.utils import SleepFrame, run_test
 
 from broadcaster.bot.responder import FaqIndex, Responder, make_responder, speakable, tokenize
-from broadcaster.config import PROJECT_ROOT, ConfigError, Settings
+from broadcaster.config import DATA_DIR, ConfigError, Settings
 from broadcaster.frames import SpeakerChangedFrame
 
-SAMPLE = PROJECT_ROOT / "docs" / "sample-agenda.md"
+SAMPLE = DATA_DIR / "sample-agenda.md"
 
 
 @pytest.fixture(scope="module")
