@@ -41,6 +41,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``broadcaster`` command."""
     parser = argparse.ArgumentParser(
         prog="broadcaster", description="An AI avatar webinar on a self-hosted LiveKit server."
     )
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``broadcaster`` command; return its exit code."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "token":

@@ -11,10 +11,14 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from broadcaster.config import Settings
+
+if TYPE_CHECKING:
+    from loguru import Message
 
 #: LiveKit access tokens (JWTs) and secrets passed in URL query strings
 _JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
@@ -37,9 +41,13 @@ def make_scrubber(secrets: Sequence[str]) -> Callable[[str], str]:
 def configure_logging(settings: Settings) -> None:
     """Send loguru to stderr with the settings' secrets (and any token) scrubbed."""
     scrub = make_scrubber(settings.secret_values())
+
+    def sink(message: Message) -> None:
+        sys.stderr.write(scrub(str(message)))
+
     logger.remove()
     logger.add(
-        lambda msg: sys.stderr.write(scrub(str(msg))),
+        sink,
         level="INFO",
         format="{time:HH:mm:ss.SSS} {level: <7} {name}: {message}",
         colorize=False,

@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 
 import aiohttp
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now (there is a small race; fine for tests)."""
+    """Return a port the OS says is free now (there is a small race; fine for tests)."""
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
 def port_taken(port: int, host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> bool:
-    """True when something already listens on (or holds) ``host:port``."""
+    """Tell whether something already listens on (or holds) ``host:port``."""
     with socket.socket(socket.AF_INET, kind) as sock:
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -28,7 +29,8 @@ def port_taken(port: int, host: str = "127.0.0.1", kind: int = socket.SOCK_STREA
     return False
 
 
-async def wait_http_ok(url: str, timeout: float = 30.0, *, proc_alive=None) -> None:
+async def wait_http_ok(url: str, timeout: float = 30.0, *,  # noqa: ASYNC109
+                       proc_alive: Callable[[], bool] | None = None) -> None:
     """Poll ``url`` until it answers 2xx; raise TimeoutError naming the URL."""
     deadline = time.monotonic() + timeout
     last: str = "no answer"

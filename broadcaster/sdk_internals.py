@@ -15,7 +15,7 @@ module is the only place to change.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -128,7 +128,7 @@ SUBCLASS_API: tuple[PrivateName, ...] = (
 
 
 def transport_room(transport: LiveKitTransport) -> rtc.Room:
-    """The ``rtc.Room`` of a pipecat ``LiveKitTransport``.
+    """Return the ``rtc.Room`` of a pipecat ``LiveKitTransport``.
 
     The transport creates it when the pipeline sets the transport up; before that
     this may raise (callers that run early retry or wait for ``on_connected``).
@@ -164,7 +164,7 @@ class LiveKitTransportWithResampler(LiveKitTransport):
         self.make_resampler = make_resampler
 
     def input(self) -> LiveKitInputTransport:
-        """The input transport, created once (as pipecat's own ``input()``)."""
+        """Return the input transport, created once (as pipecat's own ``input()``)."""
         if not self._input:
             self._input = _ResamplingInput(self, self._client, self._params,
                                            name=self._input_name,
@@ -173,7 +173,7 @@ class LiveKitTransportWithResampler(LiveKitTransport):
 
 
 def pipecat_livekit_video_frame(frame: OutputImageRawFrame) -> rtc.VideoFrame | None:
-    """pipecat's own conversion of an output image to an ``rtc.VideoFrame``.
+    """Pipecat's own conversion of an output image to an ``rtc.VideoFrame``.
 
     ``LiveKitOutputTransport._convert_pipecat_video_to_livekit``, called on a stand-in
     for the transport (it reads one attribute), for the benchmark that compares it
@@ -194,7 +194,7 @@ _OUTPUT_STAND_IN: Any = _OutputStandIn()
 
 
 def vad_suspected_state(analyzer: VADAnalyzer) -> VADState:
-    """What the analyzer thinks now, STARTING / STOPPING included (not yet confirmed)."""
+    """Return what the analyzer thinks now, STARTING / STOPPING included (unconfirmed)."""
     return analyzer._vad_state
 
 
@@ -204,7 +204,7 @@ def vad_quiet_windows(analyzer: VADAnalyzer) -> int:
 
 
 def vad_confirmed_state(processor: VADProcessor) -> VADState:
-    """The processor's confirmed state: QUIET or SPEAKING (the frames it sent say so)."""
+    """Return the processor's confirmed state: QUIET or SPEAKING (as its frames said)."""
     return processor._vad_controller._vad_state
 
 
@@ -243,7 +243,7 @@ class SegmentedSTTHooks(SegmentedSTTService):
         self._audio_buffer.clear()
 
     def segment_audio(self) -> bytes:
-        """The segment so far, as it would be transcribed (trailing silence included)."""
+        """Return the segment so far, as it would be transcribed (trailing silence included)."""
         return bytes(self._audio_buffer) + self._trailing_silence()
 
     async def queue_segment(self, audio: bytes) -> None:
@@ -259,7 +259,7 @@ class SegmentedSTTHooks(SegmentedSTTService):
         await self.on_user_stopped_speaking(frame)
 
     async def on_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
-        """The VAD ended a segment: by default pipecat queues it for transcription."""
+        """Handle the end of a segment: by default pipecat queues it for transcription."""
         await super()._handle_user_stopped_speaking(frame)
 
 
@@ -273,7 +273,7 @@ def wrap_whisper_model(stt: WhisperSTTService, wrap: Callable[[Any], Any]) -> No
 
 
 def piper_voice(tts: PiperTTSService) -> Any:
-    """The loaded ``piper.PiperVoice`` (``synthesize``, ``config.sample_rate``)."""
+    """Return the loaded ``piper.PiperVoice`` (``synthesize``, ``config.sample_rate``)."""
     return tts._voice
 
 
@@ -296,7 +296,7 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
     called as the service stores the client, before the client's setup.
     """
 
-    @property  # type: ignore[override]
+    @property
     def _client(self) -> HeyGenClient | None:
         return self.__dict__.get("_hooked_client")
 
@@ -316,9 +316,9 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
 
 
 def replace_video_loop(client: HeyGenClient,
-                       loop: Callable[[rtc.VideoStream], Awaitable[None]]) -> None:
+                       loop: Callable[[rtc.VideoStream], Coroutine[Any, Any, None]]) -> None:
     """Run ``loop(stream)`` instead of the client's own video loop, on this client only."""
-    client._process_video_frames = loop  # type: ignore[method-assign]
+    client._process_video_frames = loop  # type: ignore[method-assign,assignment]
 
 
 def skip_media_join(client: HeyGenClient) -> None:

@@ -22,7 +22,7 @@ from broadcaster.supervisor import ChildSpec, StartupError, Supervisor
 
 
 def stack_specs(settings: Settings) -> list[ChildSpec]:
-    """The children `up` runs, in start order."""
+    """Return the children `up` runs, in start order."""
     specs: list[ChildSpec] = []
     env = settings.child_env()
     if settings.managed_livekit:
@@ -85,6 +85,7 @@ def _host_key_source(settings: Settings) -> str:
 
 
 def run_up(settings: Settings, *, start_bot: bool = True) -> int:
+    """Run ``broadcaster up`` until Ctrl-C; return the exit code."""
     configure_logging(settings)
     try:
         specs = stack_specs(settings)

@@ -55,7 +55,7 @@ class FastHeyGenVideoService(HeyGenVideoServiceHooks):
             skip_media_join(client)
 
     async def _read_i420_frames(self, client: HeyGenClient, stream: rtc.VideoStream) -> None:
-        """The client's video loop, minus the RGB conversion and the bytes copy."""
+        """Run the client's video loop, minus the RGB conversion and the bytes copy."""
         try:
             logger.debug("Starting I420 video frame processing...")
             async for event in stream:

@@ -88,9 +88,11 @@ class CaptionPublisher:
 
     @classmethod
     def for_session(cls, settings: Settings, room_name: str, room: RoomSource) -> CaptionPublisher:
+        """Make a publisher that keeps the session's captions under its state directory."""
         return cls(room, captions_path(settings, room_name))
 
     def room(self) -> rtc.Room | None:
+        """Return the room to send to, if it exists and is connected."""
         try:  # e.g. the transport's room, which raises until the pipeline runs
             room = self._room() if callable(self._room) else self._room
         except Exception:
@@ -152,8 +154,10 @@ class _Item:
 
 
 class CaptionProcessor(FrameProcessor):
-    """Turns transcripts (``source="speaker"``) or the avatar's spoken text
-    (``source="avatar"``) into captions; passes every frame on unchanged.
+    """Turns transcripts or the avatar's spoken text into captions.
+
+    ``source="speaker"`` captions transcripts, ``source="avatar"`` the TTS text; every
+    frame passes on unchanged.
 
     Args:
         publisher: shared sender / transcript file.
@@ -194,6 +198,7 @@ class CaptionProcessor(FrameProcessor):
         self._last_due = 0.0
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Caption the words in transcripts or TTS text; pass every frame on."""
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame) and self._task is None:
             self._task = self.create_task(self._sender(), f"{self}::sender")
@@ -209,6 +214,7 @@ class CaptionProcessor(FrameProcessor):
         await self.push_frame(frame, direction)
 
     async def cleanup(self) -> None:
+        """Stop sending (what is queued is dropped)."""
         await self._stop(drain=False)
         await super().cleanup()
 

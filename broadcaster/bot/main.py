@@ -121,7 +121,8 @@ async def serve(settings: Settings, room: str) -> None:
         await runner.add_workers(worker)
         run = asyncio.ensure_future(runner.run())
         try:
-            done, _ = await asyncio.wait({run, trouble}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {run, trouble}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if trouble in done:
                 raise RestartRequested(trouble.result())
             run.result()

@@ -61,17 +61,17 @@ class BotParts:
 
 
 def point_liveavatar_at(settings: Settings) -> None:
-    """pipecat reads ``LiveAvatarApi.BASE_URL`` on every request: set it before start."""
+    """Pipecat reads ``LiveAvatarApi.BASE_URL`` on every request: set it before start."""
     LiveAvatarApi.BASE_URL = settings.effective_liveavatar_api_url
 
 
 def listener_identity(settings: Settings) -> str:
-    """The bot's own identity in direct mode (the avatar takes ``bot_identity``)."""
+    """Return the bot's own identity in direct mode (the avatar takes ``bot_identity``)."""
     return f"{settings.bot_identity}-listener"
 
 
 def avatar_session_request(settings: Settings, room: str = "") -> LiveAvatarNewSessionRequest:
-    """The LiveAvatar session the bot asks for; in direct mode, into stage ``room``."""
+    """Return the LiveAvatar session the bot asks for; in direct mode, into ``room``."""
     codec = VideoEncoding.H264 if settings.video_codec.upper() == "H264" else VideoEncoding.VP8
     avatar_id = settings.effective_avatar_id
     if not settings.use_heygen and settings.video_height > settings.video_width:

@@ -43,7 +43,7 @@ from broadcaster.sdk_internals import transport_room
 
 
 def speaker_from_metadata(metadata: str | None) -> str | None:
-    """The ``"speaker"`` of room metadata JSON (protocol.py); None if absent or malformed."""
+    """Read the ``"speaker"`` of room metadata JSON (protocol.py); None if absent or bad."""
     if not metadata:
         return None
     try:
@@ -134,6 +134,7 @@ class SpeakerGate(FrameProcessor):
             self.follow_room(transport_room(transport))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Pass the speaker's audio, apply speaker changes in order, drop the rest."""
         await super().process_frame(frame, direction)
         if isinstance(frame, SpeakerChangedFrame) and direction is FrameDirection.DOWNSTREAM:
             if frame.speaker == self._speaker:

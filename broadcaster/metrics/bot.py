@@ -64,9 +64,11 @@ class RepublisherCollector(Collector):
         self.room = room
 
     def describe(self) -> Iterable[Metric]:
+        """Describe nothing up front: the families are collected lazily."""
         return []  # collected lazily; no name clash checks needed at registration
 
     def collect(self) -> Iterable[Metric]:
+        """Read the republisher's counters now."""
         stats = self.republisher.stats
         for attr, name, doc in self.COUNTERS:
             c = CounterMetricFamily(name, doc, labels=["room"])
@@ -95,6 +97,7 @@ class RepublisherCollector(Collector):
 
 
 def avatar_state_family(room: str, current: str) -> StateSetMetricFamily:
+    """Make the avatar-session state set with ``current`` on."""
     state = StateSetMetricFamily(
         "broadcaster_avatar_session_state",
         "The avatar source: starting (no frame yet), live, stalled (slate shown; in "
@@ -104,18 +107,22 @@ def avatar_state_family(room: str, current: str) -> StateSetMetricFamily:
 
 
 class AvatarPresenceCollector(Collector):
-    """The avatar's state in direct mode, where no frame passes the bot: set ``state``
-    as the avatar joins ("live") and leaves ("stalled") the stage room."""
+    """The avatar's state in direct mode, where no frame passes the bot.
+
+    Set ``state`` as the avatar joins ("live") and leaves ("stalled") the stage room.
+    """
 
     def __init__(self, room: str) -> None:
         self.room = room
         self.state = "starting"
 
     def collect(self) -> Iterable[Metric]:
+        """Report the avatar's state as last set."""
         yield avatar_state_family(self.room, self.state)
 
 
 def avatar_state(stats: Any) -> str:
+    """Return the avatar source's state from republisher counters."""
     if getattr(stats, "stalled", False):
         return "stalled"
     return "live" if getattr(stats, "frames_published", 0) else "starting"
@@ -184,6 +191,7 @@ class BotMetrics:
         room.on("reconnected", lambda *_: self.reconnects.labels(room=self.room).inc())
 
     def observe_stages(self, stages: dict[str, float], total: float | None) -> None:
+        """Record one turn: its stages and, if complete, its total."""
         for stage, seconds in stages.items():
             self.stage_seconds.labels(room=self.room, stage=stage).observe(max(0.0, seconds))
         if total is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 
 def is_local_request(remote: str | None, headers: Any) -> bool:
-    """A direct loopback connection (a reverse proxy adds X-Forwarded-For / Forwarded)."""
+    """Tell a direct loopback connection (a reverse proxy adds X-Forwarded-For / Forwarded)."""
     if not remote or "X-Forwarded-For" in headers or "Forwarded" in headers:
         return False
     try:

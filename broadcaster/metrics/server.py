@@ -16,7 +16,7 @@ from broadcaster.metrics.bot import BotMetrics
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
-    """The text exposition of ``registry`` and its content type."""
+    """Return the text exposition of ``registry`` and its content type."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

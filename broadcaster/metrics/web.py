@@ -56,7 +56,7 @@ class WebMetrics:
             ["room"], registry=r)
         self._counted: dict[tuple[str, ...], int] = {}
 
-    async def refresh(self, webinars: Any, bots: Any = None, timeout: float = 5.0) -> None:
+    async def refresh(self, webinars: Any, bots: Any = None, room_timeout: float = 5.0) -> None:
         """Re-read audience counts (cached by ``Webinars.audience``) and bot states."""
         started = time.monotonic()
         live = [w for w in webinars.store.webinars() if w.ended_at is None]
@@ -64,7 +64,7 @@ class WebMetrics:
 
         async def one(room: str) -> tuple[str, dict[str, int] | None]:
             try:
-                return room, await asyncio.wait_for(webinars.audience(room), timeout)
+                return room, await asyncio.wait_for(webinars.audience(room), room_timeout)
             except Exception as exc:  # LiveKit down or slow: skip the room this time
                 logger.debug("metrics: audience of {} failed: {}", room, exc)
                 self.audience_errors.inc()

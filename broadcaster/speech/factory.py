@@ -50,7 +50,7 @@ _TTS_NEEDS_VOICE = {"cartesia", "elevenlabs"}
 
 
 def make_stt(settings: Settings) -> STTService:
-    """The configured STT service (default: local Whisper tiny.en, CPU int8)."""
+    """Make the configured STT service (default: local Whisper tiny.en, CPU int8)."""
     provider = settings.stt_provider
     language = _language(settings.stt_language)
     if provider == "whisper":
@@ -81,7 +81,7 @@ def make_stt(settings: Settings) -> STTService:
 
 
 def make_tts(settings: Settings, known_answers: Iterable[str] = ()) -> TTSService:
-    """The configured TTS service (default: local Piper, voice en_US-joe-medium).
+    """Make the configured TTS service (default: local Piper, voice en_US-joe-medium).
 
     Piper keeps what it said and synthesizes ``known_answers`` ahead, in the
     background (see :mod:`broadcaster.speech.tts_cache`).
@@ -180,6 +180,6 @@ def _api_key(settings: Settings, kind: str) -> str:
     )
 
 
-def _service_settings(cls: type, **values: Any) -> Any:
+def _service_settings(cls: Any, **values: Any) -> Any:
     """``cls.Settings`` with only the values that are set (the rest: provider defaults)."""
     return cls.Settings(**{k: v for k, v in values.items() if v})

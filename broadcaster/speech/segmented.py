@@ -44,8 +44,10 @@ class _Speculated(bytes):
 
 
 class SpeakerAwareSegmentedSTT(SegmentedSTTHooks):
-    """Mixin for a ``SegmentedSTTService``: drop a segment cut short by a speaker change,
-    stamp each transcript with its speaker, and (``speculate``) start at the pause.
+    """Mixin for a ``SegmentedSTTService`` that knows speakers and pauses.
+
+    It drops a segment cut short by a speaker change, stamps each transcript with its
+    speaker and (``speculate``) starts transcribing at the pause.
 
     The segment pipecat collects is seen through ``SegmentedSTTHooks``
     (broadcaster.sdk_internals).
@@ -63,6 +65,7 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTHooks):
         self.speculations = {"started": 0, "used": 0, "discarded": 0}
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Speculate at pauses, drop segments cut by a speaker change; the rest as pipecat."""
         if isinstance(frame, SpeechPausedFrame):
             self._speculate()
         elif isinstance(frame, (SpeechResumedFrame, SpeakerChangedFrame,
@@ -119,9 +122,10 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTHooks):
             self.speculations["discarded"] += 1
 
     async def _transcribe(self, audio: bytes) -> list[Frame]:
-        return [f async for f in super().run_stt(audio)]
+        return [f async for f in super().run_stt(audio) if f is not None]
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
+        """Transcribe one queued segment, each transcript stamped with its speaker."""
         # Called once per queued segment, in queue order.
         speaker = (self._segment_speakers.popleft() if self._segment_speakers
                    else self.latest_audio_user)
@@ -141,8 +145,9 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTHooks):
                 for frame in frames:
                     yield frame
                 return
-        async for frame in super().run_stt(bytes(audio)):
-            yield frame
+        async for result in super().run_stt(bytes(audio)):
+            if result is not None:  # pipecat skips a None too
+                yield result
 
 
 class SpeakerAwareWhisperSTTService(SpeakerAwareSegmentedSTT, WhisperSTTService):
@@ -164,8 +169,10 @@ class SpeakerAwareWhisperSTTService(SpeakerAwareSegmentedSTT, WhisperSTTService)
 
 
 class _DecodeWith:
-    """A faster-whisper model whose ``transcribe`` adds our decode options (pipecat's
-    ``run_stt`` passes only language, hotwords and prompt)."""
+    """A faster-whisper model whose ``transcribe`` adds our decode options.
+
+    pipecat's ``run_stt`` passes only language, hotwords and prompt.
+    """
 
     def __init__(self, model: Any, options: dict[str, Any]) -> None:
         self._model, self._options = model, options

@@ -1,5 +1,7 @@
-"""The speaker's VAD: Silero (:func:`make_vad`) in pipecat's VADProcessor, plus what it
-suspects before it decides.
+"""The speaker's VAD: Silero in pipecat's VADProcessor, plus what it suspects early.
+
+:func:`make_vad` builds the Silero analyzer from Settings; :class:`SpeakerVADProcessor`
+runs it after the speaker gate.
 
 pipecat's VAD reports speech only once it is sure: a start ``vad_start_secs`` after
 the first voiced window, a stop ``vad_stop_secs`` after the last. Two things in the
@@ -63,8 +65,10 @@ def make_vad(settings: Settings) -> SileroVADAnalyzer:
 
 
 class SpeakerVADProcessor(VADProcessor):
-    """pipecat's VADProcessor that starts fresh when the speaker changes, and tells
-    what its analyzer suspects before it decides (frames in broadcaster.frames).
+    """pipecat's VADProcessor that starts fresh when the speaker changes.
+
+    It also tells what its analyzer suspects before it decides (frames in
+    broadcaster.frames).
 
     Without the reset the analyzer would carry the old speaker's speech state (and
     Silero's recurrent state) into the new speaker's audio.
@@ -77,6 +81,7 @@ class SpeakerVADProcessor(VADProcessor):
         self._paused = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Reset on a speaker change; report onsets and pauses after each audio frame."""
         if isinstance(frame, SpeakerChangedFrame):
             await FrameProcessor.process_frame(self, frame, direction)  # observers only
             # Let the change reach the STT first: it then drops the segment that the

@@ -18,6 +18,7 @@ BAYER = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]])
 
 
 def to_u8(plane: np.ndarray) -> np.ndarray:
+    """Round and clamp a float plane to uint8."""
     return np.clip(np.rint(plane), 0, 255).astype(np.uint8)
 
 

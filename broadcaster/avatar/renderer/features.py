@@ -28,10 +28,11 @@ from broadcaster.avatar.renderer.style import (
 if TYPE_CHECKING:
     from broadcaster.avatar.renderer.scene import Scene
 
-Local = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
+Local = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def head(sc: Scene, p: Painter) -> None:
+    """Paint hair, ears, face, blush, nose, fringe and brows."""
     hb = sc.bbox_head
 
     def bob_sd(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -140,11 +141,12 @@ def head(sc: Scene, p: Painter) -> None:
 
 
 def eyes(sc: Scene, p: Painter, blink: float) -> None:
+    """Paint both eyes, the lids closed by ``blink`` (0 open .. 1 closed)."""
     hb = sc.bbox_head
     for sgn in (-1.0, 1.0):
         ex = sgn * EYE_X
 
-        def local(xs: np.ndarray, ys: np.ndarray, ex: float = ex) -> tuple[np.ndarray, ...]:
+        def local(xs: np.ndarray, ys: np.ndarray, ex: float = ex) -> tuple[np.ndarray, np.ndarray]:
             u, v = sc.head(xs, ys)
             return u - ex, v - EYE_Y
 
@@ -203,6 +205,7 @@ def eyes(sc: Scene, p: Painter, blink: float) -> None:
 
 
 def mouth(sc: Scene, p: Painter, m: float) -> None:
+    """Paint the lips and, when ``m`` > 0, the open mouth (teeth, tongue)."""
     hw = MOUTH_HW - 7.0 * m
 
     def geom(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, ...]:

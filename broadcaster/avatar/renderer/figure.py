@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 def background(sc: Scene, p: Painter) -> None:
+    """Paint the lit backdrop with its vignette."""
     top = np.array((0.85, 0.90, 0.95), np.float32)
     bottom = np.array((0.50, 0.62, 0.77), np.float32)
     glow = np.array((1.0, 0.97, 0.92), np.float32)
@@ -38,6 +39,7 @@ def background(sc: Scene, p: Painter) -> None:
 
 
 def halo(sc: Scene, p: Painter) -> None:
+    """Paint the listening halo around the presenter."""
     rx, ry = 168.0, 196.0
 
     def ring(width: float, peak: float) -> Alpha:
@@ -59,6 +61,7 @@ def halo(sc: Scene, p: Painter) -> None:
 
 
 def body(sc: Scene, p: Painter) -> None:
+    """Paint the jacket, shirt, lapels, collar and neck."""
     top = 212.0  # shoulder line next to the neck
     centre = top + 250.0
 

@@ -23,6 +23,7 @@ class Painter:
         self.img = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
 
     def paint(self, bbox: Box, color: Color | Shade, alpha: Alpha) -> None:
+        """Blend ``color`` over the raster with coverage ``alpha``, only inside ``bbox``."""
         bx0 = max(self.x0, math.floor(bbox[0]))
         by0 = max(self.y0, math.floor(bbox[1]))
         bx1 = min(self.x1, math.ceil(bbox[2]))
@@ -69,5 +70,6 @@ def superellipse_sd(u: np.ndarray, v: np.ndarray, a: float, b: float, n: float) 
 
 
 def smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    """Hermite-smoothed 0..1 ramp of ``x`` from ``e0`` to ``e1``."""
     t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)

@@ -40,9 +40,11 @@ class Scene:
         return np.clip(0.5 - d * self.s, 0.0, 1.0)
 
     def body(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map canvas pixels to body units (origin at the head's centre)."""
         return (xs - self.cx) / self.s, (ys - self.cy) / self.s
 
     def head(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map canvas pixels to head units, the tilt about the neck undone."""
         bx, by = self.body(xs, ys)
         by = by - PIVOT_Y
         u = self.cos * bx + self.sin * by
@@ -50,6 +52,7 @@ class Scene:
         return u, v
 
     def bbox_body(self, u0: float, v0: float, u1: float, v1: float) -> Box:
+        """Map a body-unit box to canvas pixels, with a 2 px margin."""
         s = self.s
         return (
             self.cx + u0 * s - 2,
@@ -59,6 +62,7 @@ class Scene:
         )
 
     def bbox_head(self, u0: float, v0: float, u1: float, v1: float) -> Box:
+        """Map a head-unit box to the canvas box that holds it at the pose's tilt."""
         pts = []
         for u in (u0, u1):
             for v in (v0, v1):

@@ -22,10 +22,12 @@ class Sprite:
 
     @classmethod
     def from_painter(cls, p: Painter) -> Sprite:
+        """Make a sprite of what a painter drew."""
         y, u, v = p.yuv()
         return cls(p.x0, p.y0, to_u8(y), chroma_phases(u, v))
 
     def paste(self, yp: np.ndarray, up: np.ndarray, vp: np.ndarray, oy: int, ox: int) -> None:
+        """Copy the sprite into the frame planes, the frame's window at (``oy``, ``ox``)."""
         ty, tx = self.y0 - oy, self.x0 - ox
         h, w = self.y.shape
         yp[ty : ty + h, tx : tx + w] = self.y
@@ -67,6 +69,6 @@ def text_mask(text: str, size: int) -> np.ndarray | None:
     except TypeError:  # very old Pillow: bitmap font, no size
         font = ImageFont.load_default()
     x0, y0, x1, y1 = font.getbbox(text)
-    img = Image.new("L", (x1 + 2, y1 - y0 + 2), 0)
+    img = Image.new("L", (int(x1) + 2, int(y1 - y0) + 2), 0)
     ImageDraw.Draw(img).text((0, -y0 + 1), text, fill=255, font=font)
     return np.asarray(img, np.float32) / 255.0

@@ -15,7 +15,7 @@ _PACKED_FORMATS = {"RGB": ("rgb24", 3), "RGBA": ("rgba", 4), "BGRA": ("bgra", 4)
 
 
 def to_av_frame(frame: OutputImageRawFrame) -> av.VideoFrame | None:
-    """A PyAV frame over the image's own buffer (no copy), or None if unsupported.
+    """Wrap the image's own buffer as a PyAV frame (no copy); None if unsupported.
 
     I420 with even sizes is wrapped as ``yuv420p`` directly (Y, U, V planes back to
     back, as LiveKit and :class:`I420AvatarFrame` lay them out); odd sizes are copied
@@ -42,7 +42,8 @@ def to_av_frame(frame: OutputImageRawFrame) -> av.VideoFrame | None:
             buf[width * height + cw * ch :].reshape(ch, cw),
         )
         for plane, src in zip(vf.planes, planes, strict=True):
-            dst = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            # a VideoPlane is a buffer; PyAV's stubs do not say so
+            dst = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)  # type: ignore[call-overload]
             dst[: src.shape[0], : src.shape[1]] = src
         return vf
     packed = _PACKED_FORMATS.get(fmt)

@@ -145,12 +145,12 @@ class AudioMixer:
             src.cursor = at
 
     def horizon(self) -> int:
-        """The end of everything queued (sample index)."""
+        """Return the end of everything queued (sample index)."""
         ends = [s.chunks[-1][0] + len(s.chunks[-1][1]) for s in self.sources.values() if s.chunks]
         return max(ends, default=self.flushed)
 
     def mix(self, until: int) -> np.ndarray | None:
-        """Samples [flushed, until) of the mix (float32), or None if there are none."""
+        """Mix samples [flushed, until) (float32); None if there are none."""
         n = until - self.flushed
         if n <= 0:
             return None

@@ -84,7 +84,7 @@ class EncodeQueue:
         return True
 
     def take(self, timeout: float) -> Item | None:
-        """The oldest item, waiting at most ``timeout`` seconds for one."""
+        """Take the oldest item, waiting at most ``timeout`` seconds for one."""
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)

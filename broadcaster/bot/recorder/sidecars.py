@@ -1,5 +1,8 @@
-"""The files next to a finished recording: ``<name>.json`` (what, when, counters) and
-``<name>.vtt`` (the session's captions within it, as WebVTT subtitles)."""
+"""The files next to a finished recording.
+
+``<name>.json`` says what, when and the counters; ``<name>.vtt`` holds the session's
+captions within the recording, as WebVTT subtitles.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ def write_sidecars(rec: RecordingFile, duration: float, stats: RecorderStats,
 
 
 def caption_cues(path: Path | None, start: datetime, duration: float) -> list[Cue]:
-    """The caption lines of ``path`` (captions.jsonl) that fall within the recording."""
+    """Return the caption lines of ``path`` (captions.jsonl) within the recording."""
     if path is None or not path.exists():
         return []
     cues = []

@@ -74,6 +74,7 @@ class Writer:
         self.audio_samples = 0
 
     def encode_video(self, pts_s: float, vf: av.VideoFrame) -> None:
+        """Encode one picture at ``pts_s`` (scaled to the recording's size if it changed)."""
         if (vf.width, vf.height) != (self.width, self.height) or vf.format.name != "yuv420p":
             if (vf.width, vf.height) != (self.width, self.height):
                 self.stats.video_frames_rescaled += 1
@@ -90,6 +91,7 @@ class Writer:
         self.stats.video_frames_encoded += 1
 
     def encode_audio(self, samples: np.ndarray) -> None:
+        """Encode mixed mono float32 samples, right after the previous ones."""
         af = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="fltp", layout="mono")
         af.sample_rate = AUDIO_RATE
         af.pts = self.audio_samples

@@ -79,16 +79,12 @@ class AudioOut:
         self.source = source
         self._queue = asyncio.Queue()
 
-    async def drain(self, timeout: float = 3.0) -> None:
-        """Let queued speech play out, for at most ``timeout`` seconds."""
-        try:
-            async with asyncio.timeout(timeout):
-                while self._queue is not None and not self._queue.empty():
-                    await asyncio.sleep(0.02)
-                if self.source is not None:
-                    await self.source.wait_for_playout()
-        except TimeoutError:
-            pass
+    async def drain(self) -> None:
+        """Wait until queued speech has gone to LiveKit and played out."""
+        if self._queue is not None:
+            await self._queue.join()
+        if self.source is not None:
+            await self.source.wait_for_playout()
 
     def stop(self) -> None:
         """Publish nothing more (the source is the caller's to close)."""
@@ -120,15 +116,19 @@ class AudioOut:
 
     async def run(self) -> None:
         """Publish what could not go inline (TTS bursts that fill LiveKit's queue)."""
-        assert self._queue is not None
+        queue = self._queue
+        assert queue is not None
         while True:
             self._idle = True
-            queued = await self._queue.get()
+            queued = await queue.get()
             self._idle = False
-            await self._publish(queued.frame, queued.entered)
+            try:
+                await self._publish(queued.frame, queued.entered)
+            finally:
+                queue.task_done()
 
     def duck(self) -> None:
-        """The speaker may be barging in: silence what is about to play.
+        """Silence what is about to play: the speaker may be barging in.
 
         Our own queue (TTS bursts, not the avatar's real-time speech) is kept until
         the VAD decides.
@@ -154,6 +154,7 @@ class AudioOut:
         if self._queue is not None:
             while not self._queue.empty():
                 self._queue.get_nowait()
+                self._queue.task_done()
         if self.source is not None:
             self.source.clear_queue()
 
@@ -209,7 +210,7 @@ class AudioOut:
                 await self._signal(signal)
 
     def _speaking_signal(self, pcm: bytes) -> type[Frame] | None:
-        """pipecat's output-transport bot-speaking signals, from what we publish."""
+        """Pipecat's output-transport bot-speaking signals, from what we publish."""
         now = time.monotonic()
         if not is_silence(pcm):
             self._speech_last = now

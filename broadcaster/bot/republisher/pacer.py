@@ -104,7 +104,7 @@ class VideoPacer:
         return self.last_capture_at + gap
 
     def poll(self, now: float) -> Capture | None:
-        """What to capture now, if anything."""
+        """Decide what to capture now, if anything."""
         self._refill(now)
         if self.pending is not None:
             if self._real_ready_at() > now + 1e-4:

@@ -7,6 +7,7 @@ video and audio sides and turns barge-in frames into ducking and muting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -197,7 +198,8 @@ class LiveKitRepublisher(FrameProcessor):
         self._video.offer(frame)
 
     # ---------------------------------------------------------------- lifecycle
-    async def setup(self, setup: FrameProcessorSetup) -> None:
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
+        # (pipecat's FrameProcessor.setup narrows BaseObject.setup's argument itself)
         """Connect our own room when given ``url`` and ``token``."""
         await super().setup(setup)
         if self._url and self._token:
@@ -229,7 +231,7 @@ class LiveKitRepublisher(FrameProcessor):
         raise TypeError(f"room= must be an rtc.Room, a LiveKitTransport or a callable: {arg!r}")
 
     async def _connected_room(self) -> rtc.Room:
-        """The room, once it exists and is connected (a transport may still be setting up)."""
+        """Wait for the room to exist and connect (a transport may still be setting up)."""
         deadline = time.monotonic() + self._connect_timeout
         while True:
             try:
@@ -299,7 +301,9 @@ class LiveKitRepublisher(FrameProcessor):
 
     async def _stop(self, *, graceful: bool) -> None:
         if graceful and self._running:
-            await self._audio.drain(3.0)  # let queued speech play out, bounded
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3.0):  # let queued speech play out, bounded
+                    await self._audio.drain()
         await self._teardown()
 
     async def _teardown(self) -> None:

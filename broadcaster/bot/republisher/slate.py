@@ -10,7 +10,7 @@ SLATE_RGB = (22, 27, 38)
 
 
 def make_slate(width: int, height: int, text: str = "Reconnecting…") -> rtc.VideoFrame:
-    """A plain card with ``text``, as an I420 frame (computed once, then reused)."""
+    """Draw a plain card with ``text`` as an I420 frame (computed once, then reused)."""
     from PIL import Image, ImageDraw, ImageFont
 
     img = Image.new("RGB", (width, height), SLATE_RGB)
