@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -289,9 +288,3 @@ class FakeBot:
             attributes={CAPTION_FINAL_ATTR: "true" if final else "false",
                         CAPTION_SPEAKER_ATTR: speaker},
         )
-
-
-def docs_dir() -> Path:
-    from broadcaster.config import PROJECT_ROOT
-
-    return PROJECT_ROOT / "docs"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -787,15 +788,27 @@ def _entropy(text: str) -> float:
     return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
 
 
+def _random_looking(token: str) -> bool:
+    """Mixed case with digits and high entropy, or, without digits (a random token lacks
+    them 1 time in ~1400), mixed case that switches as often as chance: words, paths
+    and camelCase names switch rarely."""
+    lower, upper = any(c.islower() for c in token), any(c.isupper() for c in token)
+    if not (lower and upper) or _entropy(token) < 3.8:
+        return False
+    if any(c.isdigit() for c in token):
+        return True
+    switches = sum(a.isupper() != b.isupper() for a, b in itertools.pairwise(token)
+                   if a.isalpha() and b.isalpha())
+    return switches >= 0.3 * len(token)
+
+
 def find_secrets(text: str) -> list[str]:
     """Things that look like real credentials (placeholders read like 'change-me-...')."""
     found = [f"{kind}: {m.group()}" for kind, rx in SECRET_PATTERNS.items()
              for m in rx.finditer(text)]
     for line in text.splitlines():
         for token in _TOKEN.findall(line):
-            mixed = (any(c.islower() for c in token) and any(c.isupper() for c in token)
-                     and any(c.isdigit() for c in token))
-            if mixed and _entropy(token) >= 3.8:
+            if _random_looking(token):
                 found.append(f"high-entropy string: {token}")
         if "sha256" not in line.lower():  # digests are not secrets
             found += [f"hex secret: {h}" for h in _HEX.findall(line)
@@ -811,6 +824,8 @@ def test_secret_scanner_catches_real_looking_secrets() -> None:
         f"LIVEKIT_API_KEY=API{''.join(secrets.choice(alnum) for _ in range(12))}",
         "key: |\n  -----BEGIN RSA PRIVATE KEY-----",
         f"token: {secrets.token_urlsafe(32)}",  # 43 chars: entropy ~5 bits, never near 3.8
+        # a random token may lack digits (1 in ~1400 for 43 characters): still a secret
+        "token: xQbTmRkZpWvLnHgYcFdJsAeUoIrEtBwNyMqKzVl-CxGh",
     ]
     for sample in samples:
         assert find_secrets(sample), sample

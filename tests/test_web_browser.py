@@ -17,11 +17,16 @@ from tests.fixtures_web import (
     FakeBot,
     WebClient,
     connect,
-    docs_dir,
     try_publish_mic,
     wait_until,
 )
-from tests.helpers.browser import VIEWPORT, chromium, needs_chromium, open_page
+from tests.helpers.browser import (
+    VIEWPORT,
+    chromium,
+    needs_chromium,
+    open_page,
+    screenshot_dir,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -118,9 +123,9 @@ async def test_viewer_page_connects_and_shows_the_audience(
 
     await page.mouse.move(0, 0)
     await page.wait_for_timeout(500)  # let the question's slide-in animation finish
-    await page.screenshot(path=str(docs_dir() / "viewer.png"))
+    await page.screenshot(path=str(screenshot_dir() / "viewer.png"))
     await page.set_viewport_size({"width": 390, "height": 844})  # a phone
-    await page.screenshot(path=str(docs_dir() / "viewer-mobile.png"), full_page=True)
+    await page.screenshot(path=str(screenshot_dir() / "viewer-mobile.png"), full_page=True)
     await page.set_viewport_size(VIEWPORT)
     no_secrets(await page.content(), web_client.settings)
     assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
@@ -165,7 +170,7 @@ async def test_presenter_page_publishes_the_microphone(
     await scene.bot.caption("Great question, Ada. The short answer is yes.")
     await page.wait_for_selector("#captions .caption-text:has-text('Great question')")
     await page.mouse.move(0, 0)
-    await page.screenshot(path=str(docs_dir() / "presenter.png"))
+    await page.screenshot(path=str(screenshot_dir() / "presenter.png"))
     no_secrets(await page.content(), web_client.settings)
     assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
         problems
@@ -222,7 +227,7 @@ async def test_host_console_lists_and_promotes(
     await page.wait_for_selector("#preview-card #stage[data-video='on']", timeout=15000)
     await page.mouse.move(0, 0)
     await page.wait_for_selector("#toast", state="hidden", timeout=10000)
-    await page.screenshot(path=str(docs_dir() / "host.png"), full_page=True)
+    await page.screenshot(path=str(screenshot_dir() / "host.png"), full_page=True)
     await page.click("#bot-stop")
     await page.wait_for_selector("#bot-state[data-state='stopped']")
     text = await page.content()
@@ -244,4 +249,4 @@ async def test_host_console_lists_and_promotes(
 
 def test_screenshots_exist():
     for name in ("viewer.png", "presenter.png", "host.png"):
-        assert (Path(docs_dir()) / name).stat().st_size > 10_000
+        assert (Path(screenshot_dir()) / name).stat().st_size > 10_000
