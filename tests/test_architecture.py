@@ -131,7 +131,8 @@ DOCUMENTED = {"_exit"}  # os._exit
 
 
 def source_files() -> list[Path]:
-    return sorted(p for d in ("broadcaster", "tests", "bench") for p in (ROOT / d).rglob("*.py"))
+    return sorted(p for d in ("broadcaster", "probes", "tests", "bench")
+                  for p in (ROOT / d).rglob("*.py"))
 
 
 def is_private(name: str) -> bool:

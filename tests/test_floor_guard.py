@@ -30,8 +30,16 @@ from broadcaster.netutil import free_port, wait_http_ok
 from broadcaster.roles import Role, mint_token
 from broadcaster.web.app import create_app
 from broadcaster.web.bot_control import BotLauncher
-from tests.fixtures_web import WebClient, connect, fake_bot_command, try_publish_mic, wait_until
-from tests.test_web_livekit import joined, server_view, tracks_of
+from tests.fixtures_web import (
+    WebClient,
+    connect,
+    fake_bot_command,
+    joined,
+    server_view,
+    tracks_of,
+    try_publish_mic,
+    wait_until,
+)
 
 
 @dataclasses.dataclass

@@ -34,7 +34,7 @@ from broadcaster.roles import Role, mint_token
 from broadcaster.sdk_internals import transport_room
 from tests.fixtures_avatar import SPEECH_RATE
 from tests.helpers.pipeline import start_pipeline
-from tests.test_republisher import Subscriber, Tap, wait_for
+from tests.helpers.republish import Subscriber, Tap, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,7 +45,7 @@ async def test_avatar_frames_reach_the_stage_without_rgb(
     s = avatar_settings
     stage = "stage-e2e"
     LiveAvatarApi.BASE_URL = avatar_service  # pipecat reads the class attribute per request
-    sub = await Subscriber.join(s, stage)
+    sub = await Subscriber.joined(s, stage)
     rep = LiveKitRepublisher(
         url=s.effective_livekit_url,
         token=mint_token(s, Role.BOT, stage, s.bot_identity),
@@ -109,7 +109,7 @@ async def test_shared_transport_room_one_camera_one_microphone(livekit: Settings
         params=LiveKitParams(audio_in_enabled=False, audio_out_enabled=True),
     )
     rep = LiveKitRepublisher(room=transport, encoding=RepublishEncoding.from_settings(s))
-    viewer = await Subscriber.join(s, room)
+    viewer = await Subscriber.joined(s, room)
     worker, run = await start_pipeline(transport.input(), rep, transport.output())
     try:
         await wait_for(lambda: len(viewer.video) > 10, 20, "slate frames at the viewer")
