@@ -2,6 +2,8 @@
 
 - No two packages import each other: the import graph between broadcaster's
   subpackages and top-level modules has no cycle.
+- Modules stay small: one job each, none over MAX_LINES lines.
+- pipecat and LiveKit private names are used in broadcaster/sdk_internals.py only.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "broadcaster"
+MAX_LINES = 400
+#: issue 11 rewrites this one; TODO(issue 11 merge): split it, then drop the exception
+TOO_LONG_FOR_NOW = {"avatar/sessions.py"}
 
 
 def module_name(path: Path) -> str:
@@ -112,6 +117,16 @@ def test_no_two_packages_import_each_other() -> None:
                  for a in component for b in component if b in graph.get(a, {})]
         problems.append(f"cycle between {', '.join(component)}:\n" + "\n".join(edges))
     assert not problems, "\n".join(problems)
+
+
+def test_modules_are_small() -> None:
+    long = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES and rel not in TOO_LONG_FOR_NOW:
+            long[rel] = lines
+    assert not long, f"modules over {MAX_LINES} lines (split them by job): {long}"
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
