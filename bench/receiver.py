@@ -63,7 +63,7 @@ class Receiver(RoomViewer):
                  video_track: str | None = None, want_audio: bool = True,
                  mouth_box: tuple[int, int, int, int] | None = None) -> None:
         super().__init__(from_identity=from_identity, video_track=video_track,
-                         audio=want_audio, audio_rate=AUDIO_RATE)
+                         want_audio=want_audio, audio_rate=AUDIO_RATE)
         self.name = name
         self.mouth_box = mouth_box
         self.video: list[VideoRecord] = []

@@ -20,15 +20,15 @@ class RoomViewer:
     Args:
         from_identity: only this participant's tracks (None: everyone's).
         video_track: only the video track of this name (None: any).
-        audio: subscribe to audio too.
+        want_audio: subscribe to audio too.
         audio_rate: sample rate of the mono audio handed to :meth:`on_audio`.
     """
 
     def __init__(self, *, from_identity: str | None = None, video_track: str | None = None,
-                 audio: bool = True, audio_rate: int = 48_000) -> None:
+                 want_audio: bool = True, audio_rate: int = 48_000) -> None:
         self.from_identity = from_identity
         self.video_track = video_track
-        self.audio = audio
+        self.want_audio = want_audio
         self.audio_rate = audio_rate
         self.room = rtc.Room()
         self.tasks: list[asyncio.Task[None]] = []
@@ -49,7 +49,7 @@ class RoomViewer:
             if self.video_track and publication.name != self.video_track:
                 return
             self.tasks.append(asyncio.create_task(self._video(rtc.VideoStream(track))))
-        elif track.kind == rtc.TrackKind.KIND_AUDIO and self.audio:
+        elif track.kind == rtc.TrackKind.KIND_AUDIO and self.want_audio:
             stream = rtc.AudioStream(track, sample_rate=self.audio_rate, num_channels=1)
             self.tasks.append(asyncio.create_task(self._audio(stream)))
 
