@@ -19,6 +19,11 @@ class RepublishEncoding:
     ``simulcast=True`` publishes the SDK's three layers for 16:9 instead: full size
     (capped at ``max_bitrate``), 640x360 and 320x180, so the SFU can serve viewers on
     weak links (bench/republish_cpu.py measures both).
+
+    ``degradation_preference``: what the encoder gives up when it runs short of CPU (or
+    bandwidth). MAINTAIN_RESOLUTION: viewers keep the full picture and get fewer frames;
+    libwebrtc's default scaled a busy machine's viewers down to 960x540 and below
+    (tests/test_cpu_pressure.py). A talking head is read more than watched for motion.
     """
 
     width: int = 1280
@@ -27,6 +32,8 @@ class RepublishEncoding:
     codec: str = "VP8"
     max_bitrate: int = 1_700_000
     simulcast: bool = False
+    degradation_preference: rtc.DegradationPreference = (
+        rtc.DegradationPreference.MAINTAIN_RESOLUTION)
 
     @classmethod
     def from_settings(cls, settings: Any, *, simulcast: bool = False) -> RepublishEncoding:
@@ -49,6 +56,8 @@ class RepublishEncoding:
                 max_bitrate=self.max_bitrate, max_framerate=self.fps
             ),
             simulcast=self.simulcast,
+            # livekit types the field by its proto enum; the public IntEnum has its values
+            degradation_preference=self.degradation_preference,  # type: ignore[arg-type]
         )
         options.frame_metadata_features.extend(
             [rtc.FrameMetadataFeature.FMF_FRAME_ID, rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP]
