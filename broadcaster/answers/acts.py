@@ -105,7 +105,8 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"welcome" + _ALL,
     ),
     "repeat": (
-        r"(?:can|could|would) you (?:please )?(?:repeat|say) (?:that|it|this)(?: again)?(?: please)?",
+        r"(?:can|could|would) you (?:please )?(?:repeat|say) (?:that|it|this)(?: again)?"
+        r"(?: please)?",
         r"(?:please )?(?:repeat that|say (?:that|it) again|come again|pardon|pardon me|"
         r"excuse me|sorry what|what was that)",
         r"i did not (?:catch|hear|get) (?:that|it|you)",

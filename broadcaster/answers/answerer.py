@@ -67,9 +67,14 @@ class Dialogue:
     """The last answer said (not conversational replies)."""
     unsaid: str = ""
     """The part of an interrupted answer not yet said; empty when it was said in full."""
+    history: list[tuple[str, str]] = field(default_factory=list)
+    """The last questions and answers (an LLM's context for follow-ups)."""
+    keep: int = 2
 
-    def said(self, text: str) -> None:
+    def said(self, text: str, question: str = "") -> None:
         self.last, self.unsaid = text, ""
+        if question:
+            self.history = [*self.history, (question, text)][-self.keep:]
 
     def interrupted(self, spoken_chars: int) -> None:
         """The answer was cut after about ``spoken_chars``: keep the rest from that sentence."""

@@ -80,6 +80,10 @@ def _sentences(text: str) -> list[str]:
     return parts or [text]
 
 
+_GLUE = frozenset({"the", "a", "an", "and", "or", "of", "to", "is", "are", "be", "it", "we",
+                   "you", "your", "our"})
+
+
 def _acronyms(text: str) -> dict[str, set[str]]:
     """Initials of 2-4 consecutive content words → their stems ("sso" → single sign on)."""
     tokens = [t for t in re.split(r"[^a-z0-9]+", text.lower()) if t]
@@ -87,7 +91,8 @@ def _acronyms(text: str) -> dict[str, set[str]]:
     for n in (2, 3, 4):
         for i in range(len(tokens) - n + 1):
             run = tokens[i:i + n]
-            if run[0] in STOPWORDS or run[-1] in STOPWORDS or any(t.isdigit() for t in run):
+            if (run[0] in STOPWORDS or any(t in _GLUE or t.isdigit() for t in run)
+                    or run[-1] in ("a", "an")):
                 continue
             out.setdefault("".join(t[0] for t in run), set()).update(stem(t) for t in run)
     return out

@@ -14,6 +14,7 @@ each is measured by bench/conversation.py on two unrelated notes files.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 import Stemmer
@@ -137,7 +138,8 @@ _stemmer = Stemmer.Stemmer("english")
 
 def normalize(text: str) -> str:
     """Lower case, apostrophes and punctuation gone, fillers out, one space."""
-    text = text.lower().replace("’", "'")
+    text = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    text = "".join(c for c in text if not unicodedata.combining(c))  # Tomás → tomas
     text = re.sub(r"\b(ca|wo)n't\b", lambda m: {"ca": "can", "wo": "will"}[m.group(1)] + " not",
                   text)
     text = re.sub(r"n't\b", " not", text)
@@ -173,7 +175,7 @@ def words(text: str) -> list[str]:
     for w in normalize(text).split():
         if w == "one" and previous and previous not in STOPWORDS:
             out.append("1")
-        elif w not in STOPWORDS:
+        elif w not in STOPWORDS and (len(w) > 1 or w.isdigit()):
             out.append(_NUMBERS.get(w, w))
         previous = w
     return out
