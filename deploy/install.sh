@@ -4,6 +4,7 @@
 #
 #   deploy/install.sh            python env + livekit-server + livekit-client
 #   deploy/install.sh --test     ... plus Debian chromium and flite (browser and speech tests)
+#                                and a local LLM (deploy/llm.sh)
 #   deploy/install.sh --bench    ... plus the benchmark extras
 set -euo pipefail
 
@@ -81,5 +82,9 @@ else
   say "livekit-client: npm install livekit-client@$LIVEKIT_CLIENT_VERSION into .tools/npm"
   mkdir -p "$TOOLS/npm"
   npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" "livekit-client@$LIVEKIT_CLIENT_VERSION" >/dev/null
+fi
+# 5. a real LLM for the LLM path's tests and benchmark (llama.cpp server + SmolLM2-135M)
+if [ "$WANT_TEST" = 1 ] || [ "$WANT_BENCH" = 1 ]; then
+  bash "$ROOT/deploy/llm.sh"
 fi
 say "done"

@@ -32,12 +32,14 @@ SYSTEM = (
 def grounded_messages(question: str, hits: Sequence[Hit],
                       history: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
     """The chat messages for ``question``: instructions, the best topics, recent turns."""
-    notes = "\n\n".join(f"{h.topic.title}\n{h.topic.answer}" for h in hits)
-    messages = [{"role": "system", "content": f"{SYSTEM}\n\nWebinar notes:\n\n{notes}"}]
+    notes = "\n\n".join(f"{h.topic.title}: {h.topic.answer}" for h in hits)
+    messages = [{"role": "system", "content": SYSTEM}]
     for asked, answered in history:
         messages.append({"role": "user", "content": asked})
         messages.append({"role": "assistant", "content": answered})
-    messages.append({"role": "user", "content": question})
+    # the notes next to the question, not in the system prompt: small models follow the
+    # material they have just read (SmolLM2-135M quoted it instead of inventing figures)
+    messages.append({"role": "user", "content": f"Notes:\n{notes}\n\nQuestion: {question}"})
     return messages
 
 
@@ -65,7 +67,7 @@ class GroundedLLM:
         messages = grounded_messages(question, hits[: self.context_topics], history)
         response = await self._client.chat.completions.create(
             model=self.model, messages=messages, stream=True, max_tokens=self.max_tokens,
-            temperature=0.2,
+            temperature=0.0,
         )
         try:
             async for chunk in response:
