@@ -163,8 +163,19 @@ def conversation(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def llm_answer(d: dict[str, Any]) -> list[Row]:
+    return [("final transcript → first answer audio, real LLM (SmolLM2-135M, llama.cpp), p50",
+             "measured (no target)",
+             f"{_f(_g(d, 'llm', 'first_audio_ms', 'p50'), '.0f', ' ms')} (first token "
+             f"{_f(_g(d, 'llm', 'first_text_ms', 'p50'), '.0f', ' ms')}, whole answer "
+             f"{_f(_g(d, 'llm', 'last_text_ms', 'p50'), '.0f', ' ms')})",
+             f"keyless notes: {_f(_g(d, 'keyless', 'first_audio_ms', 'p50'), '.0f', ' ms')}",
+             None)]
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "conversation": ("Answers and conversation (keyless)", conversation),
+    "llm_answer": ("LLM path: time to first answer audio", llm_answer),
     "render_cost": ("Avatar renderer CPU", render_cost),
     "republish_hop": ("Republish hop CPU", republish_hop),
     "republish_cpu": ("Republisher total CPU", republish_cpu),

@@ -144,8 +144,10 @@ class Settings:
     llm_base_url: str = ""
     llm_api_key: str = field(default="", metadata=_env("BROADCASTER_LLM_API_KEY", secret=True))
     llm_model: str = "gpt-4o-mini"
-    llm_context_topics: int = 3
-    """How many of the notes' best-matching topics ground each LLM answer."""
+    llm_context_topics: int = 1
+    """How many of the notes' best-matching topics ground each LLM answer. One suits the
+    small local model (SmolLM2-135M mixed topics up when given two or three); raise it for
+    a larger model."""
     llm_max_tokens: int = 120
     """An LLM answer's length bound (spoken answers are short)."""
     record: bool = False

@@ -69,11 +69,14 @@ class Dialogue:
     """The part of an interrupted answer not yet said; empty when it was said in full."""
     history: list[tuple[str, str]] = field(default_factory=list)
     """The last questions and answers (an LLM's context for follow-ups)."""
-    keep: int = 2
+    keep: int = 0
+    """How many exchanges ``history`` keeps. None by default: SmolLM2-135M given the last
+    two exchanges repeated the previous answer to the next, unrelated question
+    (bench/llm_answer.py); each question is grounded in its own topics instead."""
 
     def said(self, text: str, question: str = "") -> None:
         self.last, self.unsaid = text, ""
-        if question:
+        if question and self.keep > 0:
             self.history = [*self.history, (question, text)][-self.keep:]
 
     def interrupted(self, spoken_chars: int) -> None:

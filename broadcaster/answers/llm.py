@@ -5,10 +5,10 @@ conversational turns get their short reply and questions below the threshold
 the notes' fallback, with no LLM call (fast, and a small model asked about
 something the notes lack makes an answer up). A question the notes cover goes to
 the LLM with only the ``llm_context_topics`` best topics as its material (a
-small model follows a short, relevant prompt far better than the whole file),
-and the last exchanges for follow-ups. Its text streams back delta by delta; the
-bot's TTS speaks each sentence as it completes, and cancelling the iteration
-closes the HTTP stream, which stops the server's generation (barge-in).
+small model follows a short, relevant prompt far better than the whole file).
+Its text streams back delta by delta; the bot's TTS speaks each sentence as it
+completes, and cancelling the iteration closes the HTTP stream, which stops the
+server's generation (barge-in).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class GroundedLLM:
     api_key: str
     model: str
     max_tokens: int = 120
-    context_topics: int = 3
+    context_topics: int = 1
     timeout: float = 30.0
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ kept as :class:`Weights`' defaults.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -69,8 +70,17 @@ class Hit:
 @lru_cache(maxsize=1)
 def embedder() -> Any:
     """The WordLlama model in its wheel (its loader looks in the wrong folder by default)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     import wordllama
     from wordllama import WordLlama
+
+    # wordllama calls logging.basicConfig(level=INFO) on import: every library's INFO
+    # records would start printing in the bot and in `broadcaster ask`; undo it
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
     return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
 
