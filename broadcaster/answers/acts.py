@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from broadcaster.answers.text import normalize
+
 #: act → its default reply (hosts override these in their notes, docs/notes.md)
 DEFAULT_REPLIES: dict[str, str] = {
     "greeting": "Hello, and welcome! What would you like to know?",
@@ -37,7 +39,8 @@ DEFAULT_REPLIES: dict[str, str] = {
 EVAL_ACTS = ("greeting", "thanks", "hearing_check", "hold_on", "go_on", "goodbye")
 
 _ALL = r"(?: there| everyone| everybody| all| folks| guys| avatar| again| team| y all| you all)*"
-_POLITE = r"(?:(?:okay|ok|alright|right|yes|yeah|yep|sure|so|well|oh|and|but|sorry|please)\s)*"
+_POLITE = (r"(?:(?:okay|ok|alright|right|yes|yeah|yep|sure|so|well|oh|and|but|sorry|please|"
+           r"(?:can|could|would|will) you(?: please)?)\s)*")
 
 #: act → patterns that match a whole phrase (on normalized text)
 PATTERNS: dict[str, tuple[str, ...]] = {
@@ -85,7 +88,8 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"take care" + _ALL,
         r"have a (?:good|great|nice|lovely) (?:day|evening|night|one|weekend|afternoon)" + _ALL,
         r"good ?night" + _ALL,
-        r"that (?:is )?(?:all|it) (?:from me|for (?:me|now|today))",
+        r"that (?:is )?(?:all|it)(?: (?:from me|for (?:me|now|today)))?",
+        r"(?:i|we) (?:am|are|have) (?:done|finished|all set)(?: for (?:today|now))?",
         r"(?:i am|i will be|we are|we will be) (?:signing off|logging off|heading out|off)",
         r"catch you later",
         r"until next time",
@@ -101,7 +105,9 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"how (?:are|re) (?:you|ya|things)(?: doing| going)?(?: today| this (?:morning|afternoon|"
         r"evening))?",
         r"how it going|what up|how do you do",
-        r"(?:nice|good|great|lovely) to (?:meet|see|be here with) you" + _ALL,
+        r"(?:(?:it is|it s) )?(?:nice|good|great|lovely|glad) to (?:meet|see|hear|be here with)"
+        r" (?:you|everyone|everybody|you all|all of you|y all)" + _ALL,
+        r"(?:(?:it is|it s) )?(?:nice|good|great|lovely|glad) to be (?:here|with you)" + _ALL,
         r"welcome" + _ALL,
     ),
     "repeat": (
@@ -128,6 +134,8 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"never mind|nevermind|forget it|no worries",
     ),
     "acknowledgement": (
+        r"(?:yes |yeah |yep )?(?:i|we) can (?:hear|see) you(?: (?:fine|okay|ok|well|clearly|"
+        r"perfectly|now|loud and clear))*",
         r"(?:okay|ok|alright|all right|right|yes|yeah|yep|sure|fine|got it|i see|makes sense|"
         r"that makes sense|understood|fair enough|sounds good|noted|mhm|uh huh|gotcha|"
         r"i understand|that answers it|that answers my question|okay then|no|nope|cool|"
@@ -170,6 +178,8 @@ class Turn:
     """Acts found, in the order said."""
     question: str
     """What is left to answer (normalized); empty for a purely social turn."""
+    asked: bool = False
+    """A question lead-in was said ("quick question", "i was wondering")."""
 
     @property
     def act(self) -> str | None:
@@ -185,6 +195,7 @@ def split_turn(normalized: str) -> Turn:
     text = normalized.strip()
     acts: list[str] = []
     tail: list[str] = []
+    asked = False
     for _ in range(8):  # "hi there hello can you hear me ok quick question ..."
         hit = _first_head(text)
         if hit is None:
@@ -192,6 +203,8 @@ def split_turn(normalized: str) -> Turn:
         act, end = hit
         if act:
             acts.append(act)
+        else:
+            asked = True
         text = text[end:].strip()
     for _ in range(4):  # "... will it be recorded thanks"
         hit = _first_tail(text)
@@ -200,7 +213,21 @@ def split_turn(normalized: str) -> Turn:
         act, start = hit
         tail.append(act)
         text = text[:start].strip()
-    return Turn(acts=tuple(acts + tail[::-1]), question=text)
+    return Turn(acts=tuple(acts + tail[::-1]), question=text, asked=asked)
+
+
+_QUESTION_START = re.compile(
+    r"^(?:what|when|where|who|whom|whose|which|why|how|is|are|am|was|were|do|does|did|will"
+    r"|would|can|could|should|shall|may|might|have|has|had|tell|explain|describe|give|show"
+    r"|walk|any|anything|anyone)\b")
+
+
+def question_like(turn: Turn, raw: str) -> bool:
+    """Whether what is left of a turn is asked as a question (and so deserves the
+    fallback when the notes lack it) rather than said in passing ("one second, my dog
+    is barking")."""
+    return ("?" in raw or turn.asked or bool(_QUESTION_START.match(turn.question))
+            or bool(_QUESTION_START.match(normalize(raw))))
 
 
 def _first_head(text: str) -> tuple[str, int] | None:

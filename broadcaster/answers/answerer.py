@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from broadcaster.answers.acts import DEFAULT_REPLIES, EVAL_ACTS, split_turn
+from broadcaster.answers.acts import DEFAULT_REPLIES, EVAL_ACTS, question_like, split_turn
 from broadcaster.answers.notes import Notes, Topic, load_notes
 from broadcaster.answers.retrieval import Hit, Retriever, Weights
 from broadcaster.answers.text import normalize
@@ -116,6 +116,10 @@ class Answerer:
         hits = tuple(self.retriever.rank(turn.question)[:3])
         best = hits[0] if hits else None
         if best is None or best.score < self.weights.min_score:
+            if turn.act is not None and not question_like(turn, text):
+                # a social phrase and a remark the notes don't cover: the remark was said
+                # in passing ("one second, my dog is barking"), not asked
+                return self._social(turn.act, dialogue)
             return Reply(self.notes.fallback, FALLBACK, score=best.score if best else 0.0,
                          question=turn.question, hits=hits)
         return Reply(_clip(best.topic.answer, self.max_chars), best.topic.title,

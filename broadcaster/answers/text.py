@@ -38,7 +38,8 @@ STOPWORDS = frozenset(
 
 #: spoken fillers removed before anything else looks at a transcript
 _FILLERS = re.compile(
-    r"\b(?:um+|uh+|uhm|er+m?|ah+|hmm+|mm+|you know|i mean|kind of|sort of|like i said)\b"
+    r"\b(?:um+|uh+|uhm|er+m?|ah+|hmm+|mm+|you know|i mean|kind of|sort of|like i said"
+    r"|by the way|btw)\b"
 )
 
 #: people's word → words the notes may use instead (both directions are added)
