@@ -9,7 +9,9 @@ Settings, then ``make_tts``): a final transcript goes in, and we time
 
 for the same questions, alternating between the two responders so machine noise
 hits both alike. The keyless baseline speaks from Piper's phrase cache (prewarmed,
-as the bot does); the LLM's words are new, so Piper synthesizes its first sentence.
+as the bot does); the LLM's words are new, so Piper synthesizes its first sentence
+(its cache is emptied before each LLM turn: the model, greedy, says the same words
+to the same question, which a real session would not keep asking).
 The LLM is llama-cpp-python's OpenAI-compatible server (deploy/llm.sh), 2 threads,
 in a child process like any endpoint. Add the difference of the p50s to the
 end-to-end "viewer hears" figure (bench/speech_latency.py) for the viewer's wait
@@ -74,6 +76,7 @@ async def _measure(rounds: int) -> list[dict[str, Any]]:
     from broadcaster.config import Settings
     from broadcaster.netutil import free_port
     from broadcaster.speech import make_tts
+    from broadcaster.speech.tts_cache import PhraseCache
 
     class Clock(FrameProcessor):
         """Stamps the first frame of each watched type after :meth:`arm`."""
@@ -130,7 +133,9 @@ async def _measure(rounds: int) -> list[dict[str, Any]]:
                 await asyncio.sleep(1.0)
                 await asyncio.wait_for(pipes["keyless"][3].prewarmed.wait(), 120)
                 for mode, question, warmup in plan:
-                    worker, text_clock, audio_clock, _ = pipes[mode]
+                    worker, text_clock, audio_clock, tts = pipes[mode]
+                    if mode == "llm":  # its answers repeat word for word (greedy): no
+                        tts.cache = PhraseCache(tts.cache.max_bytes)  # cached audio for them
                     text_clock.arm()
                     audio_clock.arm()
                     t0 = time.perf_counter()
