@@ -27,6 +27,9 @@ QUESTION: dict[str, re.Pattern[str]] = {
     "person": re.compile(r"^(?:so |and |but )?who\b|\bwho (?:is|are|was|will)\b"
                          r"|\bwhat (?:is|are) (?:the|your) names?\b"),
     "number": re.compile(r"\bhow many\b|\bhow big\b|\bhow large\b|\bmaximum\b|\blimit\b"),
+    "language": re.compile(r"\blanguages?\b|\btranslat|\bin (?:my|your|other) language"),
+    "place": re.compile(r"^(?:so |and |but )?where\b|\bwhich (?:country|countries|city|region)"
+                        r"|\bwhat (?:country|city|region|location)\b"),
 }
 
 #: type → pattern on a topic's original text (case kept)
@@ -43,6 +46,11 @@ EVIDENCE: dict[str, re.Pattern[str]] = {
     "person": re.compile(r"\b[A-Z][a-zà-ÿ]+ [A-Z][a-zà-ÿ]+\b(?<!\. [A-Z][a-z])"),
     "number": re.compile(r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|"
                          r"ten|hundred|thousand|thousands|million|dozen)\b", re.I),
+    "language": re.compile(r"\b(?:English|German|French|Spanish|Italian|Portuguese|Dutch|"
+                           r"Polish|Swedish|Danish|Norwegian|Finnish|Japanese|Chinese|Mandarin|"
+                           r"Korean|Arabic|Hindi|Russian|Turkish|Greek|Hebrew)\b"),
+    "place": re.compile(r"\b(?:in|at|from|under|on) (?:the )?[A-Z][a-z]+|\b(?:box|page|menu|"
+                        r"button|tab|settings|centre|center|office|room|data centres?)\b"),
 }
 
 
