@@ -88,6 +88,10 @@ def test_unreadable_notes_name_the_file(tmp_path):
         load_notes(tmp_path / "missing.md")
     with pytest.raises(ConfigError, match="is a directory"):
         load_notes(tmp_path)
+    huge = tmp_path / "huge.md"
+    huge.write_text("## Topic\n" + "words " * 200_000)
+    with pytest.raises(ConfigError, match="at most 1000 kB"):
+        load_notes(huge)
     binary = tmp_path / "b.md"
     binary.write_bytes(b"\xff\xfe\x00## x\n")
     with pytest.raises(ConfigError, match="not UTF-8"):

@@ -21,6 +21,9 @@ DEFAULT_FALLBACK = (
     "The host will pick it up during the open questions."
 )
 
+MAX_NOTES_BYTES = 1_000_000
+"""Far more than a webinar's notes; a bigger file is a mistake (a log, a binary)."""
+
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
 
@@ -129,6 +132,10 @@ def load_notes(path: str | Path) -> Notes:
     """Read and parse the notes file; a clear :class:`NotesError` naming it if unusable."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_NOTES_BYTES and p.is_file():
+            raise NotesError(f"notes file {str(p)!r} is {size} bytes; notes are at most "
+                             f"{MAX_NOTES_BYTES // 1000} kB (what an avatar can say in a session)")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NotesError(f"notes file {str(p)!r} does not exist") from None
