@@ -167,3 +167,13 @@ def test_ask_refuses_notes_with_nothing_to_answer(tmp_path):
     assert r.returncode == 2 and "has no topics" in r.stderr.decode()
     r = _ask("--config", str(tmp_path / "nope.toml"), "hi")
     assert r.returncode == 2 and "nope.toml does not exist" in r.stderr.decode()
+
+
+@pytest.mark.parametrize(("turn", "source"), [
+    ("one second, my dog is barking", "conversation"),  # a social phrase, then a remark
+    ("I'll let you go", "conversation"),  # a remark, not a question
+    ("who won the football last night", "fallback"),  # a question the notes lack
+    ("I'd like a refund for my ticket", "fallback"),  # a request the notes lack
+])
+def test_remarks_are_not_answered_as_questions(answerers, turn, source):
+    assert answerers["sample-agenda"].reply(turn, Dialogue()).source == source

@@ -33,6 +33,7 @@ DEFAULT_REPLIES: dict[str, str] = {
     "apology": "No problem at all.",
     "repeat": "Sorry, I haven't said anything yet. What would you like to know?",
     "repeat_intro": "Of course.",
+    "remark": "I see. What would you like to ask me?",
 }
 
 #: the acts of the evaluation format (bench/conversation.py); finer acts map onto "other"
@@ -219,11 +220,12 @@ def split_turn(normalized: str) -> Turn:
 _QUESTION_START = re.compile(
     r"^(?:what|when|where|who|whom|whose|which|why|how|is|are|am|was|were|do|does|did|will"
     r"|would|can|could|should|shall|may|might|have|has|had|tell|explain|describe|give|show"
-    r"|walk|any|anything|anyone)\b")
+    r"|walk|any|anything|anyone|please|i (?:would like|want|need|am looking for|was hoping)"
+    r"|we (?:would like|want|need))\b")
 
 
 def question_like(turn: Turn, raw: str) -> bool:
-    """Whether what is left of a turn is asked as a question (and so deserves the
+    """Whether what is left of a turn is asked (a question or a request: it deserves the
     fallback when the notes lack it) rather than said in passing ("one second, my dog
     is barking")."""
     return ("?" in raw or turn.asked or bool(_QUESTION_START.match(turn.question))

@@ -116,10 +116,10 @@ class Answerer:
         hits = tuple(self.retriever.rank(turn.question)[:3])
         best = hits[0] if hits else None
         if best is None or best.score < self.weights.min_score:
-            if turn.act is not None and not question_like(turn, text):
-                # a social phrase and a remark the notes don't cover: the remark was said
-                # in passing ("one second, my dog is barking"), not asked
-                return self._social(turn.act, dialogue)
+            if not question_like(turn, text):
+                # a remark the notes don't cover, not a question ("one second, my dog is
+                # barking", "I'll let you go"): "that's a good question" would be wrong
+                return self._social(turn.act or "remark", dialogue)
             return Reply(self.notes.fallback, FALLBACK, score=best.score if best else 0.0,
                          question=turn.question, hits=hits)
         return Reply(_clip(best.topic.answer, self.max_chars), best.topic.title,
