@@ -270,7 +270,9 @@ def run(quick: bool = False, sets: list[Path] | None = None) -> dict[str, Any]:
     for name, res in result["sets"].items():
         kinds = ", ".join(f"{k} {v['right']}/{v['n']}"
                           for k, v in res["ours"]["by_kind"].items())
-        print(f"{name}: ours {res['ours']['accuracy']:.3f} ({kinds}); "
+        notes = ", ".join(f"{k} {v['right']}/{v['n']}"
+                          for k, v in res["ours"]["by_notes"].items())
+        print(f"{name}: ours {res['ours']['accuracy']:.3f} ({kinds}; {notes}); "
               f"baseline {res['baseline']['accuracy']:.3f}")
     lat = result["latency"]
     print(f"latency: load {lat['load_s']}, reply p50 {lat['reply_ms']['p50']:.3f} ms "
