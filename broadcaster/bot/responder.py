@@ -196,6 +196,7 @@ class Responder(FrameProcessor):
                     await self.push_frame(LLMFullResponseStartFrame())
                     started, self._answering = True, True
                 parts.append(delta)
+                self.dialogue.said("".join(parts))  # so far: "go on" resumes this answer
                 await self.push_frame(LLMTextFrame(delta))
         except Exception as exc:  # the endpoint is down or refuses: the notes still answer
             logger.warning(f"{self}: LLM failed ({type(exc).__name__}: {exc}); "
