@@ -50,6 +50,13 @@ class Reply:
     """The best topics, for grounding an LLM and for logs."""
 
     @property
+    def for_llm(self) -> bool:
+        """With an LLM configured, whether it answers this turn: a question the notes
+        cover. Conversational turns and questions outside the notes are answered at
+        once, as without an LLM (the bot and ``broadcaster ask`` both ask this)."""
+        return self.source not in (FALLBACK, CONVERSATION, LLM)
+
+    @property
     def eval_act(self) -> str | None:
         """The act in the evaluation's terms (finer acts count as "other")."""
         if self.act is None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from loguru import logger
 
-from broadcaster.answers.answerer import CONVERSATION, FALLBACK, LLM, Dialogue, build_answerer
+from broadcaster.answers.answerer import CONVERSATION, LLM, Dialogue, build_answerer
 from broadcaster.answers.llm import build_llm
 from broadcaster.config import ConfigError, Settings
 
@@ -55,7 +55,7 @@ def run_ask(questions: list[str], *, notes: str | None = None,
 
     async def answer(question: str) -> tuple[str, str]:
         reply = answerer.reply(question, dialogue)
-        if llm is None or reply.source in (FALLBACK, CONVERSATION):
+        if llm is None or not reply.for_llm:
             if reply.source != CONVERSATION:
                 dialogue.said(reply.text, reply.question)
             return reply.text, reply.source

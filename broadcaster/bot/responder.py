@@ -40,7 +40,6 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from broadcaster.answers.answerer import (
     CONVERSATION,
-    FALLBACK,
     LLM,
     Answerer,
     Dialogue,
@@ -169,7 +168,7 @@ class Responder(FrameProcessor):
         self._pending.clear()
         reply = self.answerer.reply(question, self.dialogue)
         logger.info(f"{self}: {question!r} -> [{reply.source}] ({reply.score:.2f})")
-        if self.llm is not None and reply.source not in (FALLBACK, CONVERSATION):
+        if self.llm is not None and reply.for_llm:
             await self._cancel_llm()
             self._llm_task = self.create_task(self._generate(question, reply))
             return
