@@ -28,6 +28,8 @@ from bench.report import write_report  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 #: group -> benches, in run order (each group is one child process)
 GROUPS: dict[str, tuple[str, ...]] = {
+    "conversation": ("conversation",),
+    "llm_answer": ("llm_answer",),
     "render_cost": ("render_cost",),
     "republish_hop": ("republish_hop",),
     "republish_cpu": ("republish_cpu",),
@@ -38,7 +40,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
 #: rough minutes per group (quick, full), for the progress bar's weights
-MINUTES = {"render_cost": (0.2, 0.5), "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
+MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0.2, 0.5),
+           "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
            "stt_speculation": (1, 1.7), "e2e": (3.5, 6)}
 

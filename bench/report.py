@@ -142,7 +142,40 @@ def barge_in(d: dict[str, Any]) -> list[Row]:
              f"{_f(_g(d, 'direct_ms', 'p50'), '.0f', ' ms')}", d.get("pass"))]
 
 
+def conversation(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for name, res in d.get("sets", {}).items():
+        ours, base = res["ours"], res["baseline"]
+        kinds = ", ".join(f"{k.replace('_', ' ')} {v['right']}/{v['n']}"
+                          for k, v in ours.get("by_kind", {}).items())
+        fitted = " (fitted on)" if name == "tune" else " (not fitted on)"
+        rows.append((f"keyless responder, turns right: {name} set{fitted}",
+                     f"≥ {100 * d.get('target_accuracy', 0.9):.0f} % unseen",
+                     f"{_f(100 * ours['accuracy'], '.1f', ' %')} ({kinds})",
+                     f"TF-IDF responder: {_f(100 * base['accuracy'], '.1f', ' %')}",
+                     None if name == "tune" else ours["accuracy"] >= d.get("target_accuracy", 0.9)))
+    lat = d.get("latency", {})
+    p50, p95 = _g(lat, "reply_ms", "p50"), _g(lat, "reply_ms", "p95")
+    load = (lat.get("load_s") or [None])[0]
+    rows.append(("keyless responder latency per turn, p50 / p95 (load)", "milliseconds",
+                 f"{_f(p50, '.2f')} / {_f(p95, '.2f')} ms (load {_f(load, '.2f', ' s')})",
+                 "–", None))
+    return rows
+
+
+def llm_answer(d: dict[str, Any]) -> list[Row]:
+    return [("final transcript → first answer audio, real LLM (SmolLM2-135M, llama.cpp), p50",
+             "measured (no target)",
+             f"{_f(_g(d, 'llm', 'first_audio_ms', 'p50'), '.0f', ' ms')} (first token "
+             f"{_f(_g(d, 'llm', 'first_text_ms', 'p50'), '.0f', ' ms')}, whole answer "
+             f"{_f(_g(d, 'llm', 'last_text_ms', 'p50'), '.0f', ' ms')})",
+             f"keyless notes: {_f(_g(d, 'keyless', 'first_audio_ms', 'p50'), '.0f', ' ms')}",
+             None)]
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
+    "conversation": ("Answers and conversation (keyless)", conversation),
+    "llm_answer": ("LLM path: time to first answer audio", llm_answer),
     "render_cost": ("Avatar renderer CPU", render_cost),
     "republish_hop": ("Republish hop CPU", republish_hop),
     "republish_cpu": ("Republisher total CPU", republish_cpu),

@@ -1,4 +1,4 @@
-"""`broadcaster` command line: up | serve | token | doctor.
+"""`broadcaster` command line: up | serve | token | doctor | ask.
 
 `up` is the main job: it runs every part under one supervisor. `serve` runs
 one part in the foreground (what `up` and the deployment files start).
@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check this machine and say what is missing")
     _add_setting_flags(doctor)
+
+    ask = sub.add_parser(
+        "ask", help="what the avatar answers: one JSON line per question (stdin if none)",
+        description="Answer each QUESTION (or each line of standard input) exactly as the "
+        "bot would, with the same settings, and print one JSON object per line: "
+        '{"question", "answer", "source"}, where source is the notes\' heading, '
+        '"fallback", "conversation" or "llm".')
+    ask.add_argument("--notes", help="the notes file (default: the faq_path setting)")
+    ask.add_argument("--config", help="TOML settings file (also $BROADCASTER_CONFIG)")
+    ask.add_argument("question", nargs="*", help="questions (default: one per stdin line)")
     return parser
 
 
@@ -75,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "token":
             return _cmd_token(args)
+        if args.command == "ask":
+            from broadcaster.answers.ask import run_ask
+
+            return run_ask(args.question, notes=args.notes, config=args.config)
         if args.command == "doctor":
             from broadcaster.doctor import run_doctor
 

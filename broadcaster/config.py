@@ -146,9 +146,21 @@ class Settings:
     """No avatar frames this long: the bot restarts to open a fresh avatar session."""
     bot_autostart: bool = True
     faq_path: str = str(DATA_DIR / "sample-agenda.md")
+    """The host's notes (docs/notes.md): what the avatar answers from, with or without an
+    LLM."""
+    answer_threshold: float = 0.26
+    """How sure the keyless responder must be that a question is in the notes before it
+    answers from them (0-1); below, it says the notes' fallback. Higher: fewer wrong
+    answers, more "not in my notes" (calibrated by bench/conversation.py)."""
     llm_base_url: str = ""
     llm_api_key: str = field(default="", metadata=_env("BROADCASTER_LLM_API_KEY", secret=True))
     llm_model: str = "gpt-4o-mini"
+    llm_context_topics: int = 1
+    """How many of the notes' best-matching topics ground each LLM answer. One suits the
+    small local model (SmolLM2-135M mixed topics up when given two or three); raise it for
+    a larger model."""
+    llm_max_tokens: int = 120
+    """An LLM answer's length bound (spoken answers are short)."""
     record: bool = False
     recordings_dir: str = str(PROJECT_ROOT / "recordings")
     bot_metrics_host: str = "127.0.0.1"
@@ -351,6 +363,14 @@ class Settings:
             raise ConfigError(f"vad_start_secs={self.vad_start_secs} must be between 0.02 and 1")
         if not 0.0 <= self.vad_min_volume <= 1.0:
             raise ConfigError(f"vad_min_volume={self.vad_min_volume} must be between 0 and 1")
+        if not 0.0 <= self.answer_threshold <= 1.0:
+            raise ConfigError(
+                f"answer_threshold={self.answer_threshold} must be between 0 and 1")
+        if not 1 <= self.llm_context_topics <= 20:
+            raise ConfigError(
+                f"llm_context_topics={self.llm_context_topics} must be between 1 and 20")
+        if not 16 <= self.llm_max_tokens <= 4096:
+            raise ConfigError(f"llm_max_tokens={self.llm_max_tokens} must be between 16 and 4096")
         if not 0.05 <= self.vad_stop_secs <= 3.0:
             raise ConfigError(f"vad_stop_secs={self.vad_stop_secs} must be between 0.05 and 3")
 

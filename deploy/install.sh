@@ -5,7 +5,8 @@
 #   deploy/install.sh            what running needs: Python packages (requirements/run.txt),
 #                                livekit-server, livekit-client
 #   deploy/install.sh --test     ... plus the test tools (requirements/test.txt) and Debian's
-#                                chromium and flite (browser and speech tests)
+#                                chromium and flite (browser and speech tests), and a local
+#                                LLM for the LLM path (deploy/llm.sh)
 #   deploy/install.sh --bench    ... plus the benchmark extras (requirements/bench.txt)
 #
 # Python packages come from the lock files only (pinned and hashed; ./dev lock makes them).
@@ -27,36 +28,9 @@ for arg in "$@"; do
   esac
 done
 
-say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 mkdir -p "$TOOLS/bin" "$TOOLS/logs"
-
-# Run a long step with its output in a log: on a terminal one live line shows the
-# latest output and the time so far; elsewhere (CI) the output is shown as it comes.
-# On failure the end of the log is printed.
-run_step() {  # run_step NAME COMMAND...
-  local name="$1"; shift
-  local log="$TOOLS/logs/$name.log" started=$SECONDS rc=0
-  if [ -t 1 ]; then
-    "$@" > "$log" 2>&1 &
-    local pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-      local last
-      last="$(tail -n 1 "$log" 2>/dev/null | tr -d '\r' | cut -c1-70)"
-      printf '\r\033[K  %s %3ds  %s' "$name" $((SECONDS - started)) "$last"
-      sleep 1
-    done
-    wait "$pid" || rc=$?
-    printf '\r\033[K'
-  else
-    "$@" 2>&1 | tee "$log" | sed -u "s/^/  $name: /" || rc=${PIPESTATUS[0]}
-  fi
-  if [ "$rc" -ne 0 ]; then
-    tail -n 30 "$log" >&2
-    echo "install.sh: $name failed (exit $rc); full log: $log" >&2
-    exit 1
-  fi
-  say "$name: done in $((SECONDS - started)) s"
-}
+# shellcheck source=deploy/steps.sh
+source "$ROOT/deploy/steps.sh"
 
 version_at_least() {  # version_at_least HAVE WANT (dotted numbers)
   [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]
@@ -91,6 +65,12 @@ if [ "$need_livekit" = 1 ]; then
 fi
 if [ "$need_client" = 1 ] && ! command -v npm >/dev/null; then
   missing+=("npm, to fetch livekit-client $LIVEKIT_CLIENT_VERSION (Debian/Ubuntu: apt-get install npm, or install Node.js)")
+fi
+if [ "$level" != run ] && ! ls "$TOOLS"/wheels/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  for tool in cmake c++; do  # deploy/llm.sh builds llama-cpp-python from source once
+    command -v "$tool" >/dev/null ||
+      missing+=("$tool, to build llama-cpp-python for the LLM path's tests (Debian/Ubuntu: apt-get install cmake g++)")
+  done
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install.sh: this machine is missing what broadcaster needs:" >&2
@@ -162,5 +142,9 @@ else
   mkdir -p "$TOOLS/npm"
   run_step npm npm install --no-audit --no-fund --prefix "$TOOLS/npm" \
     "livekit-client@$LIVEKIT_CLIENT_VERSION"
+fi
+# 5. a real LLM for the LLM path's tests and benchmark (llama.cpp server + SmolLM2-135M)
+if [ "$level" != run ]; then
+  bash "$ROOT/deploy/llm.sh"
 fi
 say "done"

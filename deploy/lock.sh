@@ -8,7 +8,7 @@
 #
 # Three locks, each a superset of the one before (the same pins where they overlap):
 #   requirements/run.txt    what running needs (./dev up, the container image)
-#   requirements/test.txt   + the test extra (./dev test, CI)
+#   requirements/test.txt   + the test and llm extras (./dev test, CI)
 #   requirements/bench.txt  + the bench extra (./dev bench)
 set -euo pipefail
 
@@ -44,6 +44,6 @@ compile() {  # compile NAME [uv options...]: requirements/NAME.txt
   sed -i "1i # Locked dependencies: do not edit; regenerate with ./dev lock (deploy/lock.sh)." "$out"
 }
 compile run
-compile test --extra test -c requirements/run.txt
-compile bench --extra test --extra bench -c requirements/test.txt
+compile test --extra test --extra llm -c requirements/run.txt
+compile bench --extra test --extra llm --extra bench -c requirements/test.txt
 say "done: commit requirements/*.txt with the pyproject.toml change"
