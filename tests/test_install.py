@@ -79,7 +79,8 @@ def _fake(path: Path, script: str) -> None:
 def test_install_names_every_missing_prerequisite_before_installing(tmp_path: Path) -> None:
     root = tmp_path / "checkout"
     (root / "deploy").mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "deploy" / "install.sh", root / "deploy" / "install.sh")
+    for script in ("install.sh", "steps.sh"):
+        shutil.copy(PROJECT_ROOT / "deploy" / script, root / "deploy" / script)
     shutil.copytree(LOCKS, root / "requirements")
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
     bin_dir = tmp_path / "bin"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import numpy as np
 from pipecat.frames.frames import EndFrame, OutputImageRawFrame
@@ -34,6 +35,9 @@ async def main(url: str, token: str, seconds: float) -> None:
         await pace.until(i / fps)
         await worker.queue_frame(OutputImageRawFrame(image=pool[i % len(pool)], size=(w, h),
                                                      format=I420))
+    # the moment the track starts to end (CLOCK_MONOTONIC is system-wide): libwebrtc sends
+    # a tiny black frame as a track goes away, which is not CPU pressure's doing
+    print(f"ending at {time.monotonic()}", flush=True)
     await worker.queue_frame(EndFrame())
     await asyncio.wait_for(run, 20)
 
