@@ -4,6 +4,7 @@ checks every answer for leaked secrets, and small helpers for LiveKit clients.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -27,6 +28,8 @@ from broadcaster.roles import Role, mint_token
 from broadcaster.web.access_log import AccessLogger
 from broadcaster.web.app import create_app
 from broadcaster.web.bot_control import BotLauncher
+from broadcaster.web.keys import STORE
+from broadcaster.web.store import Store
 
 # only fixtures go into conftest's namespace; tests import the helpers from this module
 __all__ = ["web_server", "web", "web_app", "web_client", "lkapi", "loguru_lines"]
@@ -73,6 +76,12 @@ class WebClient:
     http: aiohttp.ClientSession
     settings: Settings
     seen: list[str] = field(default_factory=list)
+    app: aioweb.Application | None = None
+
+    def store(self) -> Store:
+        """The database of the app this client talks to (an in-process app only)."""
+        assert self.app is not None, "not an in-process app"
+        return self.app[STORE]
 
     def check(self, text: str) -> None:
         for secret in (self.settings.livekit_api_secret, self.settings.host_key):
@@ -123,6 +132,31 @@ class WebClient:
     async def join(self, room: str, identity: str, role: str = "viewer", **extra: Any) -> Reply:
         return await self.call("POST", f"/api/webinars/{room}/join",
                                {"identity": identity, "role": role, **extra})
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, http: aiohttp.ClientSession | None = None,
+                  ) -> AsyncIterator[WebClient]:
+    """A web app of its own for ``settings`` (on ``settings.web_port``), with a client.
+
+    For tests that need settings the session's app does not have (limits, the
+    reconciliation); it talks to whatever LiveKit server ``settings`` name.
+    """
+    bots = BotLauncher(settings, command=fake_bot_command, stop_timeout=2.0)
+    app = create_app(settings, bots=bots)
+    runner = aioweb.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    await aioweb.TCPSite(runner, "127.0.0.1", settings.web_port).start()
+    url = f"http://127.0.0.1:{settings.web_port}"
+    try:
+        await wait_http_ok(url + "/healthz", timeout=10)
+        if http is not None:
+            yield WebClient(url, http, settings, app=app)
+        else:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as own:
+                yield WebClient(url, own, settings, app=app)
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture(scope="session")
