@@ -1,4 +1,4 @@
-"""Port helpers shared by the supervisor, the CLI and the tests."""
+"""Port and server helpers shared by the supervisor, the CLI, the servers and the tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import socket
 import time
 
 import aiohttp
+
+from broadcaster.config import Settings
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -45,3 +47,11 @@ async def wait_http_ok(url: str, timeout: float = 30.0, *, proc_alive=None) -> N
                 last = type(exc).__name__
             await asyncio.sleep(0.1)
     raise TimeoutError(f"{url} not ready after {timeout:.0f} s ({last})")
+
+
+def server_limits(settings: Settings) -> dict[str, float]:
+    """aiohttp server options for the web app and the avatar service: how long an idle or
+    half-sent request may hold a connection (aiohttp's AppRunner default: an hour), and
+    how long an unread body is drained after the answer."""
+    return {"keepalive_timeout": settings.http_idle_timeout_seconds,
+            "lingering_time": min(2.0, settings.http_body_timeout_seconds)}

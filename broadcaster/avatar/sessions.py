@@ -11,8 +11,12 @@ it. A started session is stopped when
   seconds (the client left or never came);
 * the avatar lost its LiveKit connection for good.
 
-Stopped sessions stay as tombstones for a while so a second ``stop`` still
-answers 200 (stop is idempotent).
+Stopped sessions stay as small tombstones for a while so a second ``stop`` still
+answers 200 (stop is idempotent): the renderer, the publisher (its LiveKit room and
+encoders) and queued speech go at stop, and at most ``avatar_max_stopped_sessions``
+tombstones are kept. Sessions created but not started are capped
+(``avatar_max_pending_sessions``, then 429) and dropped after
+``avatar_unstarted_seconds``: a flapping client cannot pile them up.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,7 +47,6 @@ from broadcaster.roles import InvalidInput, Role, check_room, mint_token
 AGENT_IDENTITY = "liveavatar-agent"
 CLIENT_IDENTITY = "liveavatar-user"
 ROOM_PREFIX = "liveavatar-"
-UNSTARTED_TTL = 300.0
 TOMBSTONE_TTL = 3600.0
 REAP_INTERVAL = 0.25
 LOST_GRACE = 10.0
@@ -55,6 +59,10 @@ class SessionState(StrEnum):
     STARTING = "starting"
     STARTED = "started"
     STOPPED = "stopped"
+
+
+class CapacityError(RuntimeError):
+    """Too many sessions waiting to start (HTTP 429)."""
 
 
 class StartError(RuntimeError):
@@ -178,8 +186,12 @@ class SessionRegistry:
             empty_grace if empty_grace is not None else settings.avatar_empty_room_grace_seconds
         )
         self._clock = clock
+        self.max_pending = settings.avatar_max_pending_sessions
+        self.max_stopped = settings.avatar_max_stopped_sessions
+        self.unstarted_ttl = settings.avatar_unstarted_seconds
         self._sessions: dict[str, Session] = {}
         self._by_token: dict[str, Session] = {}
+        self._stopped: deque[Session] = deque()  # tombstones, oldest first
         self._lkapi: api.LiveKitAPI | None = None
         self._reaper: asyncio.Task[None] | None = None
 
@@ -198,8 +210,17 @@ class SessionRegistry:
         return sum(1 for s in self._sessions.values() if s.live)
 
     # ---------------------------------------------------------------- create
+    @property
+    def pending_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.state is SessionState.CREATED)
+
     def create(self, request: SessionRequest) -> Session:
-        """A new session (not started): what ``/sessions/token`` hands out."""
+        """A new session (not started): what ``/sessions/token`` hands out. Raises
+        CapacityError when ``max_pending`` sessions already wait to be started."""
+        if self.pending_count >= self.max_pending:
+            raise CapacityError(
+                f"{self.max_pending} avatar sessions are already waiting to be started; "
+                "start or stop one first")
         s = self.settings
         ceiling = s.avatar_max_session_seconds
         duration = min(request.max_session_duration or ceiling, ceiling)
@@ -356,8 +377,14 @@ class SessionRegistry:
                 pass
         session.ws = None
         session.runtime.set_sink(None)
-        if session.publisher is not None:
-            await session.publisher.stop()
+        publisher, session.publisher = session.publisher, None
+        if publisher is not None:
+            await publisher.stop()
+            publisher.renderer = None  # type: ignore[assignment]  # frame buffers: now
+        session.runtime.speech.flush()  # up to minutes of queued speech
+        while not session.outbox.empty():
+            session.outbox.get_nowait()
+        self._remember_stopped(session)
         if not session.direct and session.room and was is not SessionState.CREATED:
             try:
                 await asyncio.wait_for(
@@ -367,6 +394,18 @@ class SessionRegistry:
                 logger.debug("deleting room {}: {}", session.room, exc)
         if was is not SessionState.CREATED:
             logger.info("avatar session {} stopped: {}", session.id, reason)
+
+    def _remember_stopped(self, session: Session) -> None:
+        """Keep ``session`` as a tombstone; forget the oldest past ``max_stopped``."""
+        self._stopped.append(session)
+        while len(self._stopped) > self.max_stopped:
+            self._forget(self._stopped.popleft())
+
+    def _forget(self, session: Session) -> None:
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+        if self._by_token.get(session.token) is session:
+            del self._by_token[session.token]
 
     async def stop_all(self, reason: str) -> None:
         await asyncio.gather(
@@ -378,7 +417,7 @@ class SessionRegistry:
     def why_reap(self, session: Session, now: float) -> str | None:
         """The reason to stop ``session`` now, or None to keep it."""
         if session.state is SessionState.CREATED:
-            return "never started" if now - session.created_at > UNSTARTED_TTL else None
+            return "never started" if now - session.created_at > self.unstarted_ttl else None
         if session.state is not SessionState.STARTED:
             return None
         if now >= session.started_at + session.max_duration:
@@ -410,8 +449,7 @@ class SessionRegistry:
         for session in self.sessions():
             if session.state is SessionState.STOPPED:
                 if now - session.stopped_at > TOMBSTONE_TTL:
-                    self._sessions.pop(session.id, None)
-                    self._by_token.pop(session.token, None)
+                    self._forget(session)
                 continue
             reason = self.why_reap(session, now)
             if reason is not None:
