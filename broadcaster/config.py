@@ -14,6 +14,7 @@ state directory, so nothing secret is committed and restarts keep working.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 HEYGEN_API_URL = "https://api.liveavatar.com/v1"
 HEYGEN_SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
 LOCAL_AVATAR_ID = "local-presenter"
@@ -80,11 +82,39 @@ class Settings:
     viewers_hidden: bool = True
     """Viewer tokens are ``hidden``: no participant events fan out per viewer."""
     audience_cache_seconds: float = 2.0
-    identity_claim_seconds: int = 30
-    """How long an issued identity stays reserved before its holder has joined."""
+    identity_claim_seconds: int = 4 * 3600
+    """An identity belongs to whoever holds its claim (a secret handed out at join) until
+    this long after they were last seen (joined, or connected at a reconciliation); then
+    the claim is purged and the identity is free. At least ``token_ttl_seconds``, so no
+    live token's identity is handed to someone else. The speaker's claim never expires
+    while they hold the floor."""
     max_question_chars: int = 500
     questions_per_minute: int = 3
     """How many questions one participant may send in any minute (then HTTP 429)."""
+    trusted_proxies: str = ""
+    """Reverse proxies (addresses or networks, comma-separated, e.g. "127.0.0.1, ::1" for a
+    proxy on this host) whose ``X-Forwarded-For`` names the client. Empty: the header is
+    ignored and every limit counts the connection's own address."""
+    join_burst: int = 60
+    """Joins one source address may make at once (token bucket): an office of 50 behind
+    one NAT joining at the start gets in; a script minting identities does not."""
+    join_rate_per_minute: float = 30.0
+    """How fast an address's join allowance refills (per minute)."""
+    question_burst: int = 20
+    """Questions one source address may send at once, whatever identities it uses."""
+    question_rate_per_minute: float = 60.0
+    """How fast an address's question allowance refills (per minute)."""
+    floor_reconcile_seconds: float = 2.0
+    """How often the web app makes LiveKit's view match its store (who may publish, who
+    was removed, ended webinars), also at start; webhooks can be lost. 0: never."""
+    webhook_dedupe_seconds: float = 600.0
+    """A webhook event id seen this recently is not acted on again (a replay). LiveKit's
+    webhook signatures are valid for 5 minutes."""
+    http_idle_timeout_seconds: float = 15.0
+    """The web app and the avatar service close a connection that sends no complete
+    request for this long (idle keep-alive, or headers trickling in)."""
+    http_body_timeout_seconds: float = 10.0
+    """A request body that has not fully arrived this long after its headers: HTTP 408."""
     floor_guard: bool = True
     """livekit-server sends its webhooks (participant joined, track published) to the web
     app, which takes publishing away from anyone but the speaker: a token minted before
@@ -120,6 +150,14 @@ class Settings:
     """A started avatar session whose control socket stays closed this long is stopped."""
     avatar_empty_room_grace_seconds: float = 30.0
     """An avatar alone in its own room this long is stopped."""
+    avatar_max_pending_sessions: int = 8
+    """Avatar sessions created (``/sessions/token``) but not started that the service
+    keeps at once; more get HTTP 429 (a flapping client cannot pile them up)."""
+    avatar_unstarted_seconds: float = 60.0
+    """A created session not started this long is dropped (pipecat starts at once)."""
+    avatar_max_stopped_sessions: int = 64
+    """Stopped sessions remembered (a small record each, so a repeated stop still answers
+    200); the oldest are forgotten first. Their renderer and publisher go at stop."""
     video_width: int = 1280
     video_height: int = 720
     video_fps: int = 25
@@ -233,6 +271,18 @@ class Settings:
         return self.heygen_api_key if self.use_heygen else self.avatar_api_key
 
     @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """``trusted_proxies`` parsed (ValueError names a bad entry)."""
+        nets = []
+        for item in self.trusted_proxies.split(","):
+            if item.strip():
+                try:
+                    nets.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    raise ValueError(f"{item.strip()!r} is not an address or network") from None
+        return tuple(nets)
+
+    @property
     def db_path(self) -> Path:
         return Path(self.state_dir) / "broadcaster.db"
 
@@ -340,6 +390,27 @@ class Settings:
         if not 1 <= self.questions_per_minute <= 600:
             raise ConfigError(
                 f"questions_per_minute={self.questions_per_minute} must be between 1 and 600")
+        if self.identity_claim_seconds < self.token_ttl_seconds:
+            raise ConfigError(
+                f"identity_claim_seconds={self.identity_claim_seconds} must be at least "
+                f"token_ttl_seconds={self.token_ttl_seconds}: an identity must not go to "
+                "someone else while a token for it still works")
+        for name in ("join_burst", "question_burst", "avatar_max_pending_sessions",
+                     "avatar_max_stopped_sessions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
+        for name in ("join_rate_per_minute", "question_rate_per_minute",
+                     "http_idle_timeout_seconds", "http_body_timeout_seconds",
+                     "avatar_unstarted_seconds", "webhook_dedupe_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be more than 0")
+        if self.floor_reconcile_seconds < 0:
+            raise ConfigError(
+                f"floor_reconcile_seconds={self.floor_reconcile_seconds} must be 0 (off) or more")
+        try:
+            _ = self.trusted_proxy_networks
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies={self.trusted_proxies!r}: {exc}") from None
         if self.stt_provider not in STT_PROVIDERS:
             raise ConfigError(
                 f"stt_provider={self.stt_provider!r} must be one of {', '.join(STT_PROVIDERS)}"

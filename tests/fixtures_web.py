@@ -25,8 +25,7 @@ from loguru import logger
 from broadcaster.config import Settings
 from broadcaster.netutil import wait_http_ok
 from broadcaster.roles import Role, mint_token
-from broadcaster.web.access_log import AccessLogger
-from broadcaster.web.app import create_app
+from broadcaster.web.app import create_app, make_runner
 from broadcaster.web.bot_control import BotLauncher
 from broadcaster.web.keys import STORE
 from broadcaster.web.store import Store
@@ -129,9 +128,10 @@ class WebClient:
         assert reply.status == 201, reply.text
         return reply.data
 
-    async def join(self, room: str, identity: str, role: str = "viewer", **extra: Any) -> Reply:
+    async def join(self, room: str, identity: str, role: str = "viewer", *,
+                   headers: dict[str, str] | None = None, **extra: Any) -> Reply:
         return await self.call("POST", f"/api/webinars/{room}/join",
-                               {"identity": identity, "role": role, **extra})
+                               {"identity": identity, "role": role, **extra}, headers=headers)
 
 
 @contextlib.asynccontextmanager
@@ -144,7 +144,7 @@ async def serving(settings: Settings, http: aiohttp.ClientSession | None = None,
     """
     bots = BotLauncher(settings, command=fake_bot_command, stop_timeout=2.0)
     app = create_app(settings, bots=bots)
-    runner = aioweb.AppRunner(app, access_log_class=AccessLogger)
+    runner = make_runner(app, settings)
     await runner.setup()
     await aioweb.TCPSite(runner, "127.0.0.1", settings.web_port).start()
     url = f"http://127.0.0.1:{settings.web_port}"
@@ -168,19 +168,30 @@ def loguru_lines() -> list[str]:
     return lines
 
 
+def session_app_settings(livekit: Settings) -> Settings:
+    """The session app's settings: every test joins and asks from 127.0.0.1, so the
+    per-address limits are out of the way (tests/test_security_limits.py runs apps with
+    the defaults), and there is no reconciliation, so a test can have a non-speaker
+    publish on purpose (the bot's own gate must hold; tests/test_reconcile.py runs apps
+    with it)."""
+    return livekit.replace(join_burst=100_000, question_burst=100_000,
+                           floor_reconcile_seconds=0.0)
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def web_server(livekit: Settings, loguru_lines: list[str]) -> AsyncIterator[WebServer]:
     """The app on settings.web_port, talking to the session's livekit-server."""
-    bots = BotLauncher(livekit, command=fake_bot_command, stop_timeout=2.0)
-    app = create_app(livekit, bots=bots)
-    runner = aioweb.AppRunner(app, access_log_class=AccessLogger)
+    settings = session_app_settings(livekit)
+    bots = BotLauncher(settings, command=fake_bot_command, stop_timeout=2.0)
+    app = create_app(settings, bots=bots)
+    runner = make_runner(app, settings)
     await runner.setup()
-    site = aioweb.TCPSite(runner, "127.0.0.1", livekit.web_port)
+    site = aioweb.TCPSite(runner, "127.0.0.1", settings.web_port)
     await site.start()
-    url = f"http://127.0.0.1:{livekit.web_port}"
+    url = f"http://127.0.0.1:{settings.web_port}"
     await wait_http_ok(url + "/healthz", timeout=10)
     try:
-        yield WebServer(url, app, livekit)
+        yield WebServer(url, app, settings)
     finally:
         await runner.cleanup()
 
@@ -197,9 +208,9 @@ def web_app(web_server: WebServer) -> aioweb.Application:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def web_client(web: str, livekit: Settings) -> AsyncIterator[WebClient]:
+async def web_client(web_server: WebServer) -> AsyncIterator[WebClient]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
-        yield WebClient(web, http, livekit)
+        yield WebClient(web_server.url, http, web_server.settings, app=web_server.app)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

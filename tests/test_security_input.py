@@ -147,3 +147,45 @@ async def test_finding4_the_avatar_service_refuses_bad_input_without_a_5xx(
         assert await sessions() == count
     log = avatar_log.read_bytes()[mark:].decode(errors="replace")
     assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+
+
+async def raw_status(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as is (bytes no client library would send); status and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(next((line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), b"0"))
+        body = await asyncio.wait_for(reader.readexactly(length), 10)
+        return int(head.split(b" ", 2)[1]), body
+    finally:
+        writer.close()
+
+
+async def test_finding4_undecodable_header_bytes_are_refused_not_crashed_on(
+    web_client: WebClient, avatar_service: str, avatar_settings: Settings, avatar_log: Path,
+    loguru_lines: list[str],
+) -> None:
+    """Header values arrive with undecodable bytes as lone surrogates; comparing them with
+    a secret must not raise (constant-time compare of bytes, not of str)."""
+    web_port = web_client.settings.web_port
+    avatar_port = int(avatar_service.split(":")[2].split("/")[0])
+    mark, amark = len(loguru_lines), len(avatar_log.read_bytes())
+    junk = b"Bearer \xff\xfe\x80caf\xe9"
+    cases = [
+        (web_port, b"GET /api/host/webinars HTTP/1.1\r\nHost: x\r\nAuthorization: " + junk),
+        (web_port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: " + junk),
+        (avatar_port, b"GET /v1/sessions HTTP/1.1\r\nHost: x\r\nX-API-KEY: \xff\xfe"),
+        (avatar_port, b"POST /v1/sessions/stop HTTP/1.1\r\nHost: x\r\nAuthorization: " + junk
+         + b"\r\nX-API-KEY: \xe9"),
+        (avatar_port, b"GET /v1/ws/some-session?token=%FF%FE%C3%A9 HTTP/1.1\r\nHost: x"),
+    ]
+    for port, head in cases:
+        status, body = await raw_status(port, head + b"\r\nContent-Length: 0\r\n\r\n")
+        assert 400 <= status < 500, (head, status, body[:200])
+        assert isinstance(json.loads(body), dict)
+    assert not [x for x in loguru_lines[mark:] if "Traceback" in x or " ERROR " in x]
+    log = avatar_log.read_bytes()[amark:].decode(errors="replace")
+    assert "Traceback" not in log and "| ERROR" not in log, log[-2000:]

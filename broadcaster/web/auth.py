@@ -1,4 +1,5 @@
-"""Who is calling: the host (host key) or a participant (their LiveKit token).
+"""Who is calling: the host (host key), a participant (their LiveKit token), or a
+scraper on this machine (``/metrics``).
 
 Every path under ``/api/host/`` needs the host key, enforced by one middleware
 so no host route can forget it.
@@ -7,6 +8,8 @@ so no host route can forget it.
 from __future__ import annotations
 
 import hmac
+import ipaddress
+from collections.abc import Mapping
 
 from aiohttp import web
 from livekit import api
@@ -30,7 +33,14 @@ def is_host(request: web.Request) -> bool:
     """Constant-time comparison of the presented bearer with the configured host key."""
     token = bearer(request)
     key = request.app[SETTINGS].host_key
-    return bool(token and key) and hmac.compare_digest(token.encode(), key.encode())
+    return bool(token and key) and same_secret(token, key)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of any text a client sent (header values arrive with
+    undecodable bytes as lone surrogates) with a secret."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
 
 
 @web.middleware
@@ -56,5 +66,42 @@ def participant(request: web.Request, room: str) -> api.access_token.Claims:
     return claims
 
 
-def role_of(claims: api.access_token.Claims) -> str:
-    return (claims.attributes or {}).get("role", "")
+LOCAL_NAMES = frozenset({"localhost", "localhost."})
+
+
+def _host_name(host: str) -> str:
+    """``Host`` without its port (``[::1]:8080`` → ``::1``), lowercased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_local_host_header(host: str | None, configured: str = "") -> bool:
+    """The request names this machine: a loopback address, ``localhost`` or the configured
+    ``web_host``. A DNS-rebinding page's requests name the attacker's domain instead."""
+    name = _host_name(host or "")
+    if not name:
+        return False
+    if name in LOCAL_NAMES or (configured and name == configured.lower()):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_local_request(request: web.BaseRequest, headers: Mapping[str, str] | None = None) -> bool:
+    """A direct loopback connection (a reverse proxy adds X-Forwarded-For / Forwarded) that
+    names this machine in ``Host`` (a browser tricked by DNS rebinding names another)."""
+    headers = request.headers if headers is None else headers
+    remote = request.remote
+    if not remote or "X-Forwarded-For" in headers or "Forwarded" in headers:
+        return False
+    try:
+        loopback = ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        loopback = remote == "unix"
+    if not loopback:
+        return False
+    return is_local_host_header(headers.get("Host"), request.app[SETTINGS].web_host)
