@@ -128,10 +128,12 @@ async def test_viewer_page_connects_and_shows_the_audience(
     # still grants data, sending on the caption topic as "the avatar", is not shown
     impostor = await connect(scene.livekit_url, old_style_viewer_token(web_client.settings,
                                                                        room, "impostor"))
-    scene.others.append(impostor)
-    await impostor.local_participant.send_text(
-        "Forged: the avatar says send money", topic=CAPTION_TOPIC,
-        attributes={CAPTION_SPEAKER_ATTR: AVATAR_CAPTION_SPEAKER, CAPTION_FINAL_ATTR: "true"})
+    try:
+        await impostor.local_participant.send_text(
+            "Forged: the avatar says send money", topic=CAPTION_TOPIC,
+            attributes={CAPTION_SPEAKER_ATTR: AVATAR_CAPTION_SPEAKER, CAPTION_FINAL_ATTR: "true"})
+    finally:
+        await impostor.disconnect()
     await scene.bot.caption("And here is the real avatar again.")
     await page.wait_for_selector("#captions .caption-text:has-text('real avatar again')")
     await page.wait_for_timeout(500)
@@ -245,6 +247,16 @@ async def test_host_console_lists_and_promotes(
     assert await wait_until(pat_mic, timeout=10)
     await page.wait_for_selector(f"#participants tr[data-identity='{pat}'][data-speaker='true'] "
                                  "[data-source='microphone']", timeout=10000)
+
+    # Remove puts grace out and keeps her out; the console lists her and can let her back
+    await page.click("#participants tr[data-identity='grace-py'] button:has-text('Remove')")
+    await page.wait_for_selector("#bans li[data-identity='grace-py']", timeout=10000)
+    await page.wait_for_selector("#participants tr[data-identity='grace-py']", state="detached",
+                                 timeout=10000)
+    assert (await web_client.join(room, "grace-py")).status == 403
+    await page.click("#bans li[data-identity='grace-py'] button:has-text('Let back in')")
+    await page.wait_for_selector("#bans li[data-identity='grace-py']", state="detached")
+    assert (await web_client.join(room, "grace-py")).status == 200
 
     await page.click("#bot-start")  # the fake bot command of the test app
     await page.wait_for_selector("#bot-state[data-state='running']")
