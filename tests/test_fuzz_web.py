@@ -168,19 +168,14 @@ async def test_bans(target: Target, identity: str, method: str) -> None:
 
 @FUZZ
 @given(raw=bodies(["event", "id", "room", "participant", "track", "createdAt"]),
-       auth=st.one_of(st.none(), st.text(max_size=60),
+       auth=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=255,
+                                                       exclude_characters="\x7f"),
+                                         max_size=60),
                       st.just("Bearer eyJhbGciOiJub25lIn0.e30.")))
 async def test_webhook(target: Target, raw: bytes, auth: str | None) -> None:
-    headers = {}
-    if auth is not None:
-        try:
-            auth.encode("latin-1")
-        except UnicodeEncodeError:
-            auth = auth.encode("utf-8", "replace").decode("latin-1")
-        if "\n" not in auth and "\r" not in auth:
-            headers["Authorization"] = auth
+    headers = {"Authorization": auth} if auth is not None else {}
     status = await refused_changes_nothing(target, "POST", WEBHOOK_PATH, raw, headers)
-    assert status in (400, 401, 413, 422), status  # nothing unsigned is ever accepted
+    assert status in (400, 401, 408, 413, 422), status  # nothing unsigned is ever accepted
 
 
 @FUZZ
