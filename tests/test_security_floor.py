@@ -212,3 +212,21 @@ async def test_the_stacks_identities_cannot_be_removed_or_demoted(
     finally:
         await asyncio.gather(bot.disconnect(), h.disconnect())
 
+
+
+async def test_a_new_presenter_code_locks_the_old_link_out(web_client: WebClient) -> None:
+    """A removed presenter still has the invite link: the host replaces the code."""
+    c = web_client
+    w = await c.new_webinar("New link")
+    room = w["room"]
+    reply = await c.host("POST", f"/api/host/webinars/{room}/presenter-code")
+    assert reply.status == 200, reply.text
+    fresh = reply.data
+    assert fresh["presenter_code"] != w["presenter_code"]
+    assert fresh["presenter_url"].endswith(f"code={fresh['presenter_code']}")
+    old = await c.join(room, "pam", "presenter", code=w["presenter_code"])
+    assert old.status == 403, old.text
+    new = await c.join(room, "pam", "presenter", code=fresh["presenter_code"])
+    assert new.status == 200, new.text
+    # viewers never see the code
+    assert fresh["presenter_code"] not in (await c.call("GET", f"/api/webinars/{room}")).text
