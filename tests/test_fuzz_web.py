@@ -189,6 +189,14 @@ async def test_metrics_headers(target: Target, hosthdr: str, forwarded: str | No
     await send(target, "GET", "/metrics", None, headers)
 
 
+@FUZZ
+@given(segment=SEGMENTS, where=st.sampled_from(["/static/{}", "/static/js/{}", "/w/{}",
+                                                 "/w/{}/present", "/api/webinars/{}",
+                                                 "/api/host/webinars/{}", "/{}"]))
+async def test_pages_and_static_paths(target: Target, segment: str, where: str) -> None:
+    await send(target, "GET", where.format(seg(segment)), headers=host(target))
+
+
 async def test_after_all_that_the_app_answers_and_logged_no_traceback(
     target: Target, loguru_lines: list[str],
 ) -> None:

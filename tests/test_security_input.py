@@ -189,3 +189,20 @@ async def test_finding4_undecodable_header_bytes_are_refused_not_crashed_on(
     assert not [x for x in loguru_lines[mark:] if "Traceback" in x or " ERROR " in x]
     log = avatar_log.read_bytes()[amark:].decode(errors="replace")
     assert "Traceback" not in log and "| ERROR" not in log, log[-2000:]
+
+
+async def test_finding4_odd_paths_are_404s_and_write_no_line_of_their_own(
+    web_client: WebClient, loguru_lines: list[str],
+) -> None:
+    """A NUL or an overlong name under /static/ (500 before), and a path whose decoded
+    %0a would start a forged line in the (access) log."""
+    mark = len(loguru_lines)
+    for path in ("/static/%00", "/static/a%00b.js", "/static/" + "a" * 5000,
+                 "/nope%0a2026-01-01 INFO forged: the host key is hunter2",
+                 "/static/x%0d%0aFORGED"):
+        reply = await web_client.call("GET", path)
+        assert reply.status == 404 and reply.data and reply.data["error"], (path, reply.text)
+    logged = loguru_lines[mark:]
+    assert not [x for x in logged if "Traceback" in x or " ERROR " in x], logged
+    assert not [x for x in logged if "\nFORGED" in x or "\n2026-01-01 INFO forged" in x
+                or "\r" in x], logged

@@ -57,7 +57,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except BadBody as exc:
         return json_error(exc.status, str(exc))
     except Exception as exc:  # (CancelledError is not an Exception)
-        logger.error("{} {} failed: {}", request.method, request.path, type(exc).__name__)
+        path = request.rel_url.raw_path[:200]  # as sent: a decoded %0a could forge a line
+        logger.error("{} {} failed: {}", request.method, path, type(exc).__name__)
         return json_error(500, "internal error")
 
 

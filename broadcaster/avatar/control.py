@@ -121,7 +121,7 @@ def handle_text(session: Session, data: str) -> Event | None:
     except CommandError as exc:
         return _error(exc.code, str(exc), event_id=raw_id, command=kind)
     except Exception as exc:  # never let one command end the session (one log line)
-        logger.error("avatar session {}: {} failed: {}", session.id, kind[:64],
+        logger.error("avatar session {}: {!r} failed: {}", session.id, kind[:64],
                      type(exc).__name__)
         return _error("internal_error", f"{kind} failed: {type(exc).__name__}",
                       event_id=raw_id, command=kind)
@@ -172,7 +172,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             else:
                 continue
             if reply is not None:
-                logger.debug("avatar session {}: {} ({})", session.id, reply["code"],
+                logger.debug("avatar session {}: {} ({!r})", session.id, reply["code"],
                              reply.get("command", ""))
                 session.emit(reply)
     finally:

@@ -20,7 +20,7 @@ from broadcaster.web import (
     routes_pages,
     routes_public,
 )
-from broadcaster.web.access_log import AccessLogger
+from broadcaster.web.access_log import AccessLogger, log_path
 from broadcaster.web.auth import host_guard
 from broadcaster.web.bot_control import BotLauncher
 from broadcaster.web.errors import ApiError, json_error
@@ -102,12 +102,12 @@ async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamR
             raise
         return json_error(exc.status, exc.reason.lower())
     except LiveKitError as exc:
-        logger.warning("{} {}: {}", request.method, request.path, exc)
+        logger.warning("{} {}: {}", request.method, log_path(request), exc)
         return json_error(502, str(exc))
     except Exception as exc:  # (CancelledError is not an Exception: cancellation passes)
         # A bug, not bad input (that is a 4xx above). One line, no traceback with local
         # variables: a log must not grow by a hundred lines per request anyone can send.
-        logger.error("{} {} failed: {} at {}", request.method, request.path,
+        logger.error("{} {} failed: {} at {}", request.method, log_path(request),
                      type(exc).__name__, _where(exc))
         return json_error(500, "internal error")
 

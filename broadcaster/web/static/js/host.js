@@ -135,7 +135,7 @@ function row(p) {
       : action('Promote', 'primary', async () => { await hostApi('POST', `${base}/promote`); toast(`${p.name} has the floor`); }),
     action('Remove', 'ghost danger-text', async () => {
       await hostApi('POST', `${base}/remove`);
-      toast(`${p.name} was removed and cannot rejoin`);
+      toast(`${p.name} was removed and cannot come back as ${p.identity}`);
       await refreshBans();
     }),
   ];
