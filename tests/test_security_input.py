@@ -206,3 +206,16 @@ async def test_finding4_odd_paths_are_404s_and_write_no_line_of_their_own(
     assert not [x for x in logged if "Traceback" in x or " ERROR " in x], logged
     assert not [x for x in logged if "\nFORGED" in x or "\n2026-01-01 INFO forged" in x
                 or "\r" in x], logged
+
+
+async def test_finding4_forged_webhooks_cannot_flood_the_log(
+    web_client: WebClient, loguru_lines: list[str],
+) -> None:
+    """Anyone can post a forged webhook; the refusal is logged once per 10 s, not each."""
+    mark = len(loguru_lines)
+    for i in range(100):
+        reply = await web_client.call("POST", WEBHOOK_PATH, data=b'{"event": "x"}',
+                                      headers={"Authorization": f"Bearer forged.{i}.sig"})
+        assert reply.status == 401
+    refused = [x for x in loguru_lines[mark:] if "webhook refused" in x]
+    assert len(refused) <= 1, refused[:5]

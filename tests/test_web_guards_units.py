@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broadcaster.web.client_address import client_key, parse_ip
-from broadcaster.web.rate_limit import RecentIds, TokenBuckets
+from broadcaster.web.rate_limit import LogThrottle, RecentIds, TokenBuckets
 from broadcaster.web.text import clean_text
 
 PROXIES = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
@@ -64,6 +64,13 @@ def test_recent_ids_forget_after_their_time() -> None:
     for i, name in enumerate("bcd"):
         ids.seen(name, now=12.0 + i)
     assert len(ids._seen) <= 3  # noqa: SLF001
+
+
+def test_log_throttle_lets_one_line_through_per_interval() -> None:
+    t = LogThrottle(10.0)
+    assert t.allow(now=0.0) == 0
+    assert [t.allow(now=x) for x in (1.0, 2.0, 9.9)] == [None, None, None]
+    assert t.allow(now=10.5) == 3  # the next line says how many were left out
 
 
 def test_clean_text_drops_controls_and_bidi_keeps_words() -> None:

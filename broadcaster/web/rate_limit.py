@@ -83,3 +83,23 @@ class RecentIds:
             return True
         self._seen[event_id] = now
         return False
+
+
+class LogThrottle:
+    """At most one log line per ``interval`` for something anyone can trigger (a forged
+    webhook): the rest are counted and reported with the next line."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last = -interval
+        self.suppressed = 0
+
+    def allow(self, now: float | None = None) -> int | None:
+        """The number of lines suppressed since the last one, when a line may be logged
+        now; None when this one is to be suppressed."""
+        now = time.monotonic() if now is None else now
+        if now - self._last < self.interval:
+            self.suppressed += 1
+            return None
+        self._last, skipped, self.suppressed = now, self.suppressed, 0
+        return skipped

@@ -20,11 +20,13 @@ from broadcaster.config import WEBHOOK_PATH
 from broadcaster.web.body import read_raw
 from broadcaster.web.errors import bad_request, unauthorized
 from broadcaster.web.keys import FLOOR, SETTINGS, WEBHOOK_IDS, WEBINARS
+from broadcaster.web.rate_limit import LogThrottle
 
 routes = web.RouteTableDef()
 
 #: events after which someone may hold rights they should not have
 POLICED_EVENTS = frozenset({"participant_joined", "track_published"})
+_REFUSALS = LogThrottle(10.0)
 
 
 @routes.post(WEBHOOK_PATH)
@@ -43,7 +45,10 @@ async def livekit_webhook(request: web.Request) -> web.Response:
     try:
         event = receiver.receive(body, auth)
     except Exception as exc:  # livekit-api raises plain Exceptions (bad JWT, hash mismatch)
-        logger.warning("webhook refused: {}", type(exc).__name__)
+        skipped = _REFUSALS.allow()
+        if skipped is not None:  # anyone can send these: one line per 10 s at most
+            logger.warning("webhook refused: {}{}", type(exc).__name__,
+                           f" ({skipped} more refused since the last line)" if skipped else "")
         raise unauthorized("webhook signature is not valid") from None
     if event.id and request.app[WEBHOOK_IDS].seen(event.id):
         logger.info("webhook {} ({}) seen before: not acted on again", event.id, event.event)
