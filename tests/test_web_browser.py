@@ -254,9 +254,6 @@ async def test_host_console_lists_and_promotes(
     await page.wait_for_selector("#participants tr[data-identity='grace-py']", state="detached",
                                  timeout=10000)
     assert (await web_client.join(room, "grace-py")).status == 403
-    await page.click("#bans li[data-identity='grace-py'] button:has-text('Let back in')")
-    await page.wait_for_selector("#bans li[data-identity='grace-py']", state="detached")
-    assert (await web_client.join(room, "grace-py")).status == 200
 
     await page.click("#bot-start")  # the fake bot command of the test app
     await page.wait_for_selector("#bot-state[data-state='running']")
@@ -265,6 +262,9 @@ async def test_host_console_lists_and_promotes(
     await page.mouse.move(0, 0)
     await page.wait_for_selector("#toast", state="hidden", timeout=10000)
     await page.screenshot(path=str(docs_dir() / "host.png"), full_page=True)
+    await page.click("#bans li[data-identity='grace-py'] button:has-text('Let back in')")
+    await page.wait_for_selector("#bans li[data-identity='grace-py']", state="detached")
+    assert (await web_client.join(room, "grace-py")).status == 200
     await page.click("#bot-stop")
     await page.wait_for_selector("#bot-state[data-state='stopped']")
     text = await page.content()
