@@ -1,6 +1,7 @@
 """Settings: precedence, clear errors naming the bad value, secrets kept out of sight."""
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_heygen_key_with_local_url_keeps_local_service(tmp_path):
     assert not s.use_heygen and s.liveavatar_key == s.avatar_api_key
 
 
-def test_trusted_proxies_parse_addresses_and_networks(tmp_path):
+def test_trusted_proxies_parse_addresses_and_networks(tmp_path: Path) -> None:
     s = Settings.load(env={"BROADCASTER_TRUSTED_PROXIES": " 127.0.0.1, ::1 ,10.1.2.0/24,"},
                       state_dir=str(tmp_path))
     assert [str(n) for n in s.trusted_proxy_networks] == ["127.0.0.1/32", "::1/128",

@@ -40,7 +40,7 @@ class Target:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def target(web_client: WebClient, web_app, loguru_lines: list[str]) -> Target:
+async def target(web_client: WebClient, web_app: Any, loguru_lines: list[str]) -> Target:
     w = await web_client.new_webinar("Fuzzed")
     room = w["room"]
     viewer = (await web_client.join(room, "fuzz-viewer")).data["token"]

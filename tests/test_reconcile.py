@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from livekit import api, rtc
@@ -27,7 +28,7 @@ from tests.test_web_livekit import joined, server_view, tracks_of
 WITHIN = 5.0
 
 
-async def _until(check, timeout: float = WITHIN) -> float:
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = WITHIN) -> float:
     """Seconds until ``check()`` held; fails after ``timeout``."""
     t0 = time.monotonic()
     while not await check():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from broadcaster.config import WEBHOOK_PATH, Settings
 from broadcaster.web.keys import STORE
@@ -47,7 +48,7 @@ def new_lines(lines: list[str], since: int) -> list[str]:
 
 
 async def test_finding4_the_web_app_refuses_bad_input_without_a_5xx_or_a_traceback(
-    web_client: WebClient, web_app, loguru_lines: list[str],
+    web_client: WebClient, web_app: web.Application, loguru_lines: list[str],
 ) -> None:
     c = web_client
     w = await c.new_webinar("Hostile input")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from broadcaster.config import WEBHOOK_PATH, Settings
 from broadcaster.netutil import free_port, wait_http_ok
@@ -113,7 +114,7 @@ async def test_finding5_claims_expire_and_are_purged(
 
 # ------------------------------------------------------------------ finding 9
 async def test_finding9_files_with_codes_questions_or_captions_are_private(
-    web_client: WebClient, web_app, livekit: Settings, tmp_path: Path,
+    web_client: WebClient, web_app: web.Application, livekit: Settings, tmp_path: Path,
 ) -> None:
     from broadcaster.bot.captions import CaptionPublisher
 
@@ -175,7 +176,7 @@ async def test_finding9_metrics_check_the_host_header(web_client: WebClient) -> 
 
 
 async def test_finding9_questions_lose_control_and_bidi_characters(
-    web_client: WebClient, web_app,
+    web_client: WebClient, web_app: web.Application,
 ) -> None:
     room = (await web_client.new_webinar("Clean text"))["room"]
     viewer = (await web_client.join(room, "bidi")).data
