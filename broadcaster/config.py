@@ -188,8 +188,13 @@ class Settings:
 
     # --- Bot -----------------------------------------------------------------------------
     bot_identity: str = "avatar-bot"
-    avatar_stall_restart_seconds: float = 15.0
-    """No avatar frames this long: the bot restarts to open a fresh avatar session."""
+    avatar_frame_timeout_seconds: float = 1.5
+    """A live avatar whose frames stop this long is dead: the bot shows the slate and
+    reopens its session in place (a closed control socket or an avatar that left its
+    room is noticed at once)."""
+    avatar_stall_restart_seconds: float = 120.0
+    """No live avatar this long despite in-place session restarts: the bot exits and the
+    launcher starts a fresh one (the last resort)."""
     bot_autostart: bool = True
     faq_path: str = str(DATA_DIR / "sample-agenda.md")
     """The host's notes (docs/notes.md): what the avatar answers from, with or without an

@@ -1,0 +1,129 @@
+"""The avatar service dies under a watching viewer; the bot reopens its session in place.
+
+A real stack: the session's livekit-server and web app, the real bot process
+(``running_bot``), and a local avatar service of this module's own (so killing it
+leaves the session's one alone). The avatar service is killed with SIGKILL and
+started again after 1 s, as the supervisor of ``broadcaster up`` does after a
+first crash. A viewer that joined through the web app stays on the stage and
+times what it sees (probes/stage_watch.py): the slate within 2 s, the live avatar
+back within 5 s (issue 15's goals), and the bot process the same one throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from loguru import logger
+
+from broadcaster.config import PROJECT_ROOT, Settings
+from broadcaster.netutil import free_port, wait_http_ok
+from probes.stage_watch import StageWatcher
+from tests.fixtures_bot import BotStage, running_bot
+from tests.fixtures_web import WebClient
+
+pytestmark = [pytest.mark.timeout(150)]
+
+SUPERVISOR_DELAY = 1.0  # broadcaster.supervisor restarts a crashed child after 1 s first
+
+
+class AvatarProcess:
+    """A local avatar service we may kill and start again, on a port of its own."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = Path(settings.state_dir) / f"avatar-{settings.avatar_port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        env = {**os.environ, **s.child_env(), "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "broadcaster.avatar"],
+                                         cwd=PROJECT_ROOT, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        proc = self.proc
+        await wait_http_ok(f"http://{s.avatar_host}:{s.avatar_port}/healthz", timeout=30,
+                           proc_alive=lambda: proc.poll() is None)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stage(web_client: WebClient, avatar_settings: Settings
+                ) -> AsyncIterator[tuple[BotStage, AvatarProcess]]:
+    settings = avatar_settings.replace(avatar_port=free_port())
+    avatar = AvatarProcess(settings)
+    await avatar.start()
+    try:
+        webinar = await web_client.new_webinar("Recovery drill")
+        async with running_bot(settings, webinar) as bot:
+            yield bot, avatar
+    finally:
+        avatar.stop()
+
+
+async def watch(bot: BotStage, web: WebClient, identity: str) -> StageWatcher:
+    joined = await web.join(bot.room, identity, name=identity.title())
+    assert joined.status == 200, joined.text
+    watcher = StageWatcher(bot.settings.bot_identity)
+    await watcher.join(joined.data["url"], joined.data["token"])
+    deadline = time.monotonic() + 15
+    while not watcher.live_now():
+        assert time.monotonic() < deadline, f"no live avatar at the viewer:\n{bot.tail()}"
+        await asyncio.sleep(0.2)
+    return watcher
+
+
+async def restarts(bot: BotStage) -> int:
+    m = re.search(r"broadcaster_avatar_session_restarts_total\{[^}]*\} (\S+)",
+                  await bot.metrics())
+    return int(float(m.group(1))) if m else -1
+
+
+async def test_avatar_service_killed_the_bot_reopens_its_session_in_place(
+        stage: tuple[BotStage, AvatarProcess], web_client: WebClient) -> None:
+    bot, avatar = stage
+    viewer = await watch(bot, web_client, "vera")
+    pid = bot.proc.pid
+    try:
+        for round_ in range(2):  # twice: the second restart must work as the first did
+            before = await restarts(bot)
+            t0 = time.monotonic()
+            avatar.kill()
+            await asyncio.sleep(SUPERVISOR_DELAY)
+            await avatar.start()
+            deadline = t0 + 20
+            while viewer.live_after(t0) is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            slate, live = viewer.slate_after(t0), viewer.live_after(t0)
+            logger.info(f"avatar service killed (round {round_}): slate after {slate}, "
+                        f"live after {live}")
+            assert slate is not None and slate <= 2.0, f"slate after {slate}:\n{bot.tail()}"
+            assert live is not None and live <= 5.0, f"live after {live}:\n{bot.tail()}"
+            assert bot.alive() and bot.proc.pid == pid, "the bot process survives"
+            assert await restarts(bot) > before, "reopened in place (the keeper's counter)"
+            await asyncio.sleep(1.0)
+    finally:
+        await viewer.leave()
