@@ -195,6 +195,9 @@ class Settings:
     avatar_stall_restart_seconds: float = 120.0
     """No live avatar this long despite in-place session restarts: the bot exits and the
     launcher starts a fresh one (the last resort)."""
+    phrase_cache: bool = True
+    """Keep the notes' answers as synthesized audio in ``state_dir/phrases`` so a
+    restarted bot speaks at once instead of re-synthesizing them (~10 s of CPU)."""
     bot_autostart: bool = True
     faq_path: str = str(DATA_DIR / "sample-agenda.md")
     """The host's notes (docs/notes.md): what the avatar answers from, with or without an

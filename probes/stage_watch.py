@@ -28,6 +28,8 @@ class Seen(NamedTuple):
     slate: bool
     key: int
     """Tells pictures apart (a hash of a sparse sample of the luma plane)."""
+    track: int
+    """Which subscribed track (0, 1, ...: a restarted bot publishes new ones)."""
 
 
 def is_slate(y: np.ndarray) -> bool:
@@ -42,15 +44,21 @@ class StageWatcher(RoomViewer):
     def __init__(self, bot: str) -> None:
         super().__init__(from_identity=bot, want_audio=False)
         self.seen: list[Seen] = []
+        self._tracks = 0
 
-    def on_video(self, event: rtc.VideoFrameEvent) -> None:
+    async def _video(self, stream: rtc.VideoStream) -> None:
+        track, self._tracks = self._tracks, self._tracks + 1
+        async for event in stream:
+            self.classify(event, track)
+
+    def classify(self, event: rtc.VideoFrameEvent, track: int = 0) -> None:
         """Classify the frame as it arrives."""
         f = event.frame
         if f.type != rtc.VideoBufferType.I420:
             f = f.convert(rtc.VideoBufferType.I420)
         y = np.frombuffer(f.data, np.uint8, count=f.width * f.height).reshape(f.height, f.width)
         key = hash(y[:: 9, :: 7].tobytes())
-        self.seen.append(Seen(time.monotonic(), is_slate(y), key))
+        self.seen.append(Seen(time.monotonic(), is_slate(y), key, track))
 
     def live_now(self, window: float = 1.0) -> bool:
         """Whether the last ``window`` seconds showed the avatar (frames, none a slate)."""
@@ -63,19 +71,24 @@ class StageWatcher(RoomViewer):
         return next((s.t - t0 for s in self.seen if s.t >= t0 and s.slate), None)
 
     def live_after(self, t0: float) -> float | None:
-        """Seconds from ``t0`` to the avatar's first frame after the slate that followed it.
+        """Return the seconds from ``t0`` to the avatar's return.
 
-        The avatar counts as back once frames that are not the slate keep coming for
-        half a second (a single stray frame does not).
+        That is its first frame after a slate that followed ``t0``, or on a track that
+        appeared after ``t0`` (a new bot).
+
+        The avatar counts as back once frames that are not the slate keep coming on
+        that track for half a second (a single stray frame does not).
         """
-        slate = self.slate_after(t0)
-        if slate is None:
-            return None
-        after = [s for s in self.seen if s.t >= t0 + slate]
+        after = [s for s in self.seen if s.t >= t0]
+        old_tracks = {s.track for s in self.seen if s.t < t0}
+        slate_seen = False
         for i, s in enumerate(after):
             if s.slate:
+                slate_seen = True
                 continue
-            run = [x for x in after[i:] if x.t <= s.t + 0.5]
+            if not slate_seen and s.track in old_tracks:
+                continue
+            run = [x for x in after[i:] if x.track == s.track and x.t <= s.t + 0.5]
             if not any(x.slate for x in run) and after[-1].t >= s.t + 0.5:
                 return s.t - t0
         return None

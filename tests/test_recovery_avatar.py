@@ -127,3 +127,37 @@ async def test_avatar_service_killed_the_bot_reopens_its_session_in_place(
             await asyncio.sleep(1.0)
     finally:
         await viewer.leave()
+
+
+LAUNCHER_BACKOFF = 1.0  # broadcaster.web.bot_control restarts an exited bot after 1 s
+
+
+async def test_bot_killed_a_new_bot_is_live_at_once_from_the_phrase_cache(
+        stage: tuple[BotStage, AvatarProcess], web_client: WebClient) -> None:
+    """SIGKILL the bot; a new one (as the launcher starts it) reads the answers' audio
+    from disk instead of synthesizing them, and the viewer sees the live avatar soon."""
+    bot, _ = stage
+    phrases = Path(bot.settings.state_dir) / "phrases"
+    deadline = time.monotonic() + 60
+    while not list(phrases.glob("*.phrases")):  # the first bot saved the answers' audio
+        assert time.monotonic() < deadline, f"no phrase file:\n{bot.tail()}"
+        await asyncio.sleep(0.5)
+    viewer = await watch(bot, web_client, "kim")
+    try:
+        t0 = time.monotonic()
+        bot.proc.kill()
+        await asyncio.to_thread(bot.proc.wait)
+        await asyncio.sleep(LAUNCHER_BACKOFF)
+        async with running_bot(bot.settings, bot.webinar) as again:
+            deadline = t0 + 30
+            while viewer.live_after(t0) is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            live = viewer.live_after(t0)
+            logger.info(f"bot killed: slate after {viewer.slate_after(t0)}, live after {live}; "
+                        f"{len([x for x in viewer.seen if x.t > t0])} frames since, "
+                        f"{len(viewer.tasks)} tracks, {viewer.room.connection_state}, "
+                        f"{[p.identity for p in viewer.room.remote_participants.values()]}")
+            assert again.grep(r"answer sentences read from disk, 0 synthesized"), again.tail()
+            assert live is not None and live <= 8.0, f"live after {live}:\n{again.tail()}"
+    finally:
+        await viewer.leave()

@@ -27,6 +27,9 @@ from broadcaster.config import Settings
 from broadcaster.metrics import BotMetrics, bot_metrics_server
 from broadcaster.sdk_internals import transport_room
 
+#: the bot's participant attribute the pages read: "live" or "restarting" (stage_status.js)
+AVATAR_ATTRIBUTE = "avatar"
+
 #: exit code that asks the launcher for a restart (EX_TEMPFAIL)
 RESTART_EXIT_CODE = 75
 
@@ -66,8 +69,13 @@ async def serve(settings: Settings, room: str) -> None:
                 p.identity for p in stage_room[0].remote_participants.values()}
 
         def avatar_state(state: str) -> None:
+            """Tell the pages (the bot's ``avatar`` attribute) and the metrics."""
             if presence is not None:
                 presence.state = "live" if state == "live" else "stalled"
+            elif stage_room and stage_room[0].isconnected():
+                task = asyncio.ensure_future(stage_room[0].local_participant.set_attributes(
+                    {AVATAR_ATTRIBUTE: state}))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
         republisher = parts.republisher
         keeper = AvatarKeeper(
