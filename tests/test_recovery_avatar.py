@@ -135,7 +135,8 @@ LAUNCHER_BACKOFF = 1.0  # broadcaster.web.bot_control restarts an exited bot aft
 async def test_bot_killed_a_new_bot_is_live_at_once_from_the_phrase_cache(
         stage: tuple[BotStage, AvatarProcess], web_client: WebClient) -> None:
     """SIGKILL the bot; a new one (as the launcher starts it) reads the answers' audio
-    from disk instead of synthesizing them, and the viewer sees the live avatar soon."""
+    from disk instead of synthesizing them, and the viewer sees the live avatar soon.
+    Then SIGTERM: the new bot exits 0 and closes its avatar session itself."""
     bot, _ = stage
     phrases = Path(bot.settings.state_dir) / "phrases"
     deadline = time.monotonic() + 60
@@ -159,5 +160,24 @@ async def test_bot_killed_a_new_bot_is_live_at_once_from_the_phrase_cache(
                         f"{[p.identity for p in viewer.room.remote_participants.values()]}")
             assert again.grep(r"answer sentences read from disk, 0 synthesized"), again.tail()
             assert live is not None and live <= 8.0, f"live after {live}:\n{again.tail()}"
+            await sigterm_stops_cleanly(again, stage[1])
     finally:
         await viewer.leave()
+
+
+async def sigterm_stops_cleanly(bot: BotStage, avatar: AvatarProcess) -> None:
+    """A SIGTERMed bot exits 0, promptly, and stops its avatar session itself (the
+    service is told, not left to reap it)."""
+    started = re.findall(r"avatar session (\S+) started", avatar.log.read_text())
+    assert started, "the avatar service ran sessions"
+    t0 = time.monotonic()
+    bot.proc.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(bot.proc.wait, 20)
+    assert code == 0, bot.tail()
+    assert time.monotonic() - t0 < 10, "a prompt shutdown"
+    deadline = time.monotonic() + 5
+    pattern = rf"avatar session {re.escape(started[-1])} stopped: stopped by client"
+    while not re.search(pattern, avatar.log.read_text()):
+        assert time.monotonic() < deadline, avatar.log.read_text()[-3000:]
+        await asyncio.sleep(0.2)
+
