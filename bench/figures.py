@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -44,7 +45,36 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+#: the packages whose versions a figure depends on (recorded with every result)
+PACKAGES = ("livekit", "livekit-api", "pipecat-ai", "aiohttp", "numpy", "av")
+
+
+def provenance() -> dict[str, Any]:
+    """The commit (``+dirty`` when the measured code had local edits) and versions run on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+
+    def pkg(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    dirty = bool(git("status", "--porcelain", "--", "broadcaster", "bench", "probes"))
+    server = ROOT / ".tools" / "bin" / "livekit-server.version"
+    return {"commit": (git("rev-parse", "--short", "HEAD") or "unknown")
+            + ("+dirty" if dirty else ""),
+            "packages": {p: pkg(p) for p in PACKAGES},
+            "livekit_server": server.read_text().strip() if server.exists() else None}
+
+
 def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json``, stamped with what it ran on (``provenance``)."""
+    for key, value in provenance().items():
+        result.setdefault(key, value)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
