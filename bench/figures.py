@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import bench.process_env  # noqa: F401
+from bench.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -43,32 +43,6 @@ def machine() -> dict[str, Any]:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-#: the packages whose versions a figure depends on (recorded with every result)
-PACKAGES = ("livekit", "livekit-api", "pipecat-ai", "aiohttp", "numpy", "av")
-
-
-def provenance() -> dict[str, Any]:
-    """The commit (``+dirty`` when the measured code had local edits) and versions run on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-
-    def pkg(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    dirty = bool(git("status", "--porcelain", "--", "broadcaster", "bench", "probes"))
-    server = ROOT / ".tools" / "bin" / "livekit-server.version"
-    return {"commit": (git("rev-parse", "--short", "HEAD") or "unknown")
-            + ("+dirty" if dirty else ""),
-            "packages": {p: pkg(p) for p in PACKAGES},
-            "livekit_server": server.read_text().strip() if server.exists() else None}
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:
