@@ -163,6 +163,12 @@ class Settings:
     (LiveAvatar ``livekit_config``; no relay hop; needs ``livekit_public_url`` reachable
     by the avatar service). See docs/modes.md."""
     avatar_max_session_seconds: int = 4 * 3600
+    avatar_emulate_limits: bool = False
+    """The local avatar service ends sessions as HeyGen does: sandbox sessions after
+    ``avatar_sandbox_session_seconds``, idle ones after ``avatar_idle_timeout_seconds``
+    without a keep-alive or speech (docs/recovery.md). Off by default."""
+    avatar_sandbox_session_seconds: float = 60.0
+    avatar_idle_timeout_seconds: float = 300.0
     avatar_max_sessions: int = 4
     """Avatar sessions the local service runs at once (each encodes its own video)."""
     avatar_ws_grace_seconds: float = 15.0
