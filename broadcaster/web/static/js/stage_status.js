@@ -45,18 +45,22 @@ export class StageStatus {
 
   #slateElements() {
     const holder = $('.stage-placeholder', this.root);
-    const title = h('p', { class: 'slate-title' });
-    holder.prepend(title);
+    let title = $('.slate-title', holder);   // a page may watch the stage again
+    if (!title) { title = h('p', { class: 'slate-title' }); holder.prepend(title); }
     return { holder, title, message: $('#stage-message', this.root) };
   }
 
   #banner() {
+    const old = $('.reconnect-banner', this.root);
+    if (old) return old;
     const el = h('div', { class: 'reconnect-banner', role: 'status', hidden: true }, 'Reconnecting…');
     this.root.append(el);
     return el;
   }
 
   #qualityDot() {
+    const old = document.querySelector('.quality-dot');
+    if (old) { old.dataset.quality = 'unknown'; return old; }
     const el = h('span', { class: 'quality-dot', dataset: { quality: 'unknown' }, title: 'connection quality' });
     const conn = document.getElementById('conn-state');
     if (conn) conn.after(el); else $('.stage-top', this.root)?.append(el);
