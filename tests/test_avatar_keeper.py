@@ -133,3 +133,34 @@ async def test_the_keeper_gives_up_when_the_avatar_never_comes_back() -> None:
     avatar.client._connected = False
     await run_keeper(keeper, frames, lambda: bool(reasons))
     assert "no live avatar for" in reasons[0]
+
+
+async def test_a_session_that_ends_by_design_is_rolled_over_ahead_at_a_pause() -> None:
+    """Sessions of 1 s (HeyGen's sandbox minute, accelerated): each is replaced before
+    its end, while the avatar is quiet, without the slate; none dies on its own."""
+    avatar, frames = Avatar(), [0, 0]
+    speaking = [True]
+    keeper, slates = keeper_for(avatar, frames, session_lifetime=1.0, speaking=lambda: speaking[0])
+    keeper.rollover_lead, keeper.quiet_for = 0.6, 0.1
+    t0 = asyncio.get_running_loop().time()
+
+    def story() -> bool:  # the avatar talks for the first 0.55 s of the session, then pauses
+        speaking[0] = asyncio.get_running_loop().time() - t0 < 0.55
+        return avatar.opened >= 4
+
+    await run_keeper(keeper, frames, story, timeout=6.0)
+    assert slates == [], "a planned rollover shows no slate"
+    assert keeper.rollovers == keeper.restarts == 3
+    took = asyncio.get_running_loop().time() - t0
+    assert took < 3 * 1.0, "each session was replaced before its end"
+
+
+async def test_a_rollover_waits_for_the_pause_but_not_past_the_end() -> None:
+    avatar, frames = Avatar(), [0, 0]
+    keeper, slates = keeper_for(avatar, frames, session_lifetime=3.0, speaking=lambda: True)
+    keeper.rollover_lead = 2.5
+    t0 = asyncio.get_running_loop().time()
+    await run_keeper(keeper, frames, lambda: avatar.opened == 2)
+    took = asyncio.get_running_loop().time() - t0
+    assert 0.9 <= took <= 1.3, f"never quiet: forced 2 s before the end ({took:.2f} s)"
+    assert slates == []

@@ -13,6 +13,12 @@ the republisher shows its slate at once, :meth:`restart_session` closes the old
 session and opens a new one, and the keeper waits for the new avatar's frames.
 Only when no live avatar came back for ``give_up_after`` seconds does it call
 ``on_give_up`` (the bot then exits for a fresh one, as before).
+
+Sessions that end by design (HeyGen's sandbox minute, ``max_session_duration``) are
+rolled over before they end: within ``rollover_lead`` seconds of the end, at the first
+moment the avatar has been quiet for ``quiet_for`` seconds (a pause between sentences),
+the keeper reopens the session without the slate; the republisher holds the last
+frame meanwhile (it shows the slate only after 2 s without frames).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from typing import Protocol
 from loguru import logger
 
 from broadcaster.sdk_internals import heygen_session_health
+
+#: the reason _watch gives for a planned session change (no slate)
+ROLLOVER = "rollover"
 
 
 class _Avatar(Protocol):
@@ -48,6 +57,8 @@ class AvatarKeeper:
         media: whether the client joins a room to receive the avatar (relay mode).
         on_state: told "live", "restarting" as the state changes.
         on_give_up: called once when no live avatar came back for ``give_up_after``.
+        session_lifetime: seconds a session lasts by design (None: unbounded); it is
+            rolled over ``rollover_lead`` seconds ahead, at a pause in ``speaking``.
     """
 
     def __init__(self, avatar: _Avatar, *, frames: Callable[[], int] | None = None,
@@ -57,7 +68,9 @@ class AvatarKeeper:
                  first_frame_timeout: float = 10.0, retry_min: float = 0.2,
                  retry_max: float = 0.5, give_up_after: float = 300.0,
                  on_state: Callable[[str], None] | None = None,
-                 on_give_up: Callable[[str], None] | None = None) -> None:
+                 on_give_up: Callable[[str], None] | None = None,
+                 session_lifetime: float | None = None, rollover_lead: float = 15.0,
+                 speaking: Callable[[], bool] | None = None, quiet_for: float = 0.6) -> None:
         self.avatar = avatar
         self.frames = frames
         self.present = present
@@ -70,6 +83,12 @@ class AvatarKeeper:
         self.give_up_after = give_up_after
         self.on_state = on_state
         self.on_give_up = on_give_up
+        self.session_lifetime = session_lifetime
+        self.rollover_lead = rollover_lead
+        self.speaking = speaking or (lambda: False)
+        self.quiet_for = quiet_for
+        self.rollovers = 0
+        """Planned rollovers so far (counted in ``restarts`` too)."""
         self.state = "starting"
         self.restarts = 0
         """Sessions reopened in place so far."""
@@ -96,26 +115,38 @@ class AvatarKeeper:
         while True:
             reason = await self._watch(opened_at)
             self.last_reason = reason
-            logger.warning(f"avatar session dead ({reason}): slate, reopening it in place")
-            if self.show_slate is not None:
-                self.show_slate()
-            self._set("restarting")
-            if self.down_since is None:
-                self.down_since = time.monotonic()
+            if reason == ROLLOVER:
+                self.rollovers += 1
+                logger.info("avatar session near its end: rolling over at a pause")
+            else:
+                logger.warning(f"avatar session dead ({reason}): slate, reopening it in place")
+                if self.show_slate is not None:
+                    self.show_slate()
+                self._set("restarting")
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+            opened_at = time.monotonic()  # the session's lifetime counts from its opening
             await self._reopen()
-            opened_at = time.monotonic()
 
     async def _watch(self, opened_at: float) -> str:
         """Return once the session is dead, with the reason."""
         count = self.frames() if self.frames else 0
         last_frame = opened_at
         live = False
+        last_spoke = opened_at
         while True:
             await asyncio.sleep(self.poll)
             now = time.monotonic()
             health = self.health()
             if health != "open":
                 return health
+            if self.speaking():
+                last_spoke = now
+            if self.session_lifetime is not None and live:
+                left = opened_at + self.session_lifetime - now
+                quiet = now - last_spoke >= self.quiet_for
+                if left <= self.rollover_lead and (quiet or left <= 2.0):
+                    return ROLLOVER
             if self.present is not None:
                 if self.present():
                     live = True

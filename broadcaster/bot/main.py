@@ -38,6 +38,18 @@ class RestartRequested(Exception):
     """The avatar or the LiveKit connection is gone; a fresh bot should take over."""
 
 
+def session_lifetime(settings: Settings) -> float:
+    """Return how long an avatar session lasts by design.
+
+    HeyGen's sandbox minute (real, or emulated by the local service), else the
+    session's ``max_session_duration``.
+    """
+    sandbox = settings.avatar_sandbox and (settings.use_heygen or settings.avatar_emulate_limits)
+    if sandbox:
+        return min(settings.avatar_sandbox_session_seconds, settings.avatar_max_session_seconds)
+    return float(settings.avatar_max_session_seconds)
+
+
 async def serve(settings: Settings, room: str) -> None:
     """Run the bot in ``room``; raise RestartRequested when it cannot recover in place."""
     metrics = BotMetrics(room)
@@ -87,6 +99,9 @@ async def serve(settings: Settings, room: str) -> None:
             frame_timeout=settings.avatar_frame_timeout_seconds,
             give_up_after=settings.avatar_stall_restart_seconds,
             on_state=avatar_state, on_give_up=fail,
+            session_lifetime=session_lifetime(settings),
+            rollover_lead=settings.avatar_rollover_lead_seconds,
+            speaking=(lambda: republisher.speaking) if republisher is not None else None,
         )
         metrics.watch_keeper(keeper)
 

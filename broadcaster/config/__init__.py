@@ -198,6 +198,9 @@ class Settings:
     """A live avatar whose frames stop this long is dead: the bot shows the slate and
     reopens its session in place (a closed control socket or an avatar that left its
     room is noticed at once)."""
+    avatar_rollover_lead_seconds: float = 15.0
+    """An avatar session that ends by design (HeyGen's sandbox minute,
+    ``max_session_duration``) is replaced this long before its end, at a pause."""
     avatar_stall_restart_seconds: float = 120.0
     """No live avatar this long despite in-place session restarts: the bot exits and the
     launcher starts a fresh one (the last resort)."""

@@ -209,6 +209,11 @@ class AudioOut:
             if signal is not None:
                 await self._signal(signal)
 
+    @property
+    def speaking(self) -> bool:
+        """Whether what is published now is the avatar's speech."""
+        return self._speaking
+
     def _speaking_signal(self, pcm: bytes) -> type[Frame] | None:
         """Pipecat's output-transport bot-speaking signals, from what we publish."""
         now = time.monotonic()
