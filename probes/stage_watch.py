@@ -98,6 +98,18 @@ class StageWatcher(RoomViewer):
         ts = [t0, *(s.t for s in self.seen if t0 <= s.t <= t1), t1]
         return max(b - a for a, b in zip(ts, ts[1:], strict=False))
 
+    def longest_freeze(self, t0: float, t1: float) -> float:
+        """Return the longest time the picture did not change in [t0, t1] (held frames)."""
+        seen = [s for s in self.seen if t0 <= s.t <= t1]
+        longest, since = 0.0, seen[0] if seen else None
+        for prev, s in zip(seen, seen[1:], strict=False):
+            if since is not None and s.key != prev.key:
+                longest = max(longest, prev.t - since.t)
+                since = s
+        if since is not None and seen:
+            longest = max(longest, seen[-1].t - since.t)
+        return longest
+
     def slate_frames(self, t0: float, t1: float) -> int:
         """Slate frames received in [t0, t1]."""
         return sum(1 for s in self.seen if t0 <= s.t <= t1 and s.slate)
