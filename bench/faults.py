@@ -9,6 +9,11 @@ live avatar at the viewer (or ``timeout``) and records "slate shown after" and "
 avatar back after". When LiveKit drops the viewer for good (a restarted server lost
 the room) it rejoins through the join API with its claim, as the pages do.
 
+Rounds run back to back, so the restart backoffs of the supervisor (1, 2, 4… s per
+crash in 2 min) and of the bot launcher (1 s × 2^restarts in 2 min; a livekit-server
+restart also restarts the bot) lengthen the later rounds: the first round of each part
+is what a single crash costs.
+
 Also sampled, once a second for the whole run: RSS, open files and threads of every
 process of the stack (a short soak; growth per hour is extrapolated by a fit).
 
@@ -158,7 +163,7 @@ async def bench(rounds: int, timeout: float, settle: float) -> dict[str, Any]:
         sampling = asyncio.create_task(sampler())
         try:
             await wait_live(viewer, 120)
-            for part in ("avatar", "bot", "livekit"):
+            for part in ("avatar", "livekit", "bot"):
                 runs = []
                 for _ in range(rounds):
                     await wait_live(viewer, 60)
