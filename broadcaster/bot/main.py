@@ -38,6 +38,11 @@ class RestartRequested(Exception):
     """The avatar or the LiveKit connection is gone; a fresh bot should take over."""
 
 
+def _warn_if_failed(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning(f"could not tell the pages the avatar's state: {task.exception()}")
+
+
 def session_lifetime(settings: Settings) -> float:
     """Return how long an avatar session lasts by design.
 
@@ -87,7 +92,7 @@ async def serve(settings: Settings, room: str) -> None:
             elif stage_room and stage_room[0].isconnected():
                 task = asyncio.ensure_future(stage_room[0].local_participant.set_attributes(
                     {AVATAR_ATTRIBUTE: state}))
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                task.add_done_callback(_warn_if_failed)
 
         republisher = parts.republisher
         keeper = AvatarKeeper(
