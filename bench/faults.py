@@ -232,7 +232,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def run(quick: bool = False) -> dict[str, Any]:
     rounds = 2 if quick else 5
     result = asyncio.run(bench(rounds, timeout=30.0, settle=3.0))
-    result.update(bench="faults", when=now_iso(), machine=machine())  # + provenance
+    result.update(
+        bench="faults", when=now_iso(), machine=machine(), quick=quick,  # + provenance
+        what=(f"`broadcaster up`; each part SIGKILLed {rounds} times back to back under one "
+              "viewer that joined through the web app; the bot's slate and the live avatar "
+              "told apart frame by frame at the viewer (probes/stage_watch.py); left plot: "
+              "each kill, right: RSS of each process meanwhile"))
     result["pass"] = all(f["never_live"] == 0 and (f["live_after"].get("p95") or 99) <= GOALS[p]
                          for p, f in result["faults"].items())
     write_result("faults", result)

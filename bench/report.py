@@ -217,10 +217,11 @@ def faults(d: dict[str, Any]) -> list[Row]:
                      f.get("never_live") == 0
                      and (live.get("p95") or 99) <= f.get("goal_live_s", 0)))
     for name, s in (d.get("soak") or {}).items():
-        rss = s.get("rss_mb") or [0]
-        rows.append((f"soak: {name} RSS over {_f((s.get('t') or [0])[-1], '.0f')} s of faults",
-                     "≤ 5 MB/hour", f"{_f(rss[0], '.0f')} → {_f(rss[-1], '.0f')} MB "
-                     f"(fit {_f(s.get('rss_mb_per_hour_fit'), '.0f')} MB/h)",
+        rss, span = s.get("rss_mb") or [0], (s.get("t") or [0])[-1]
+        fit = (f"fit {_f(s.get('rss_mb_per_hour_fit'), '.0f')} MB/h" if span >= 600
+               else "too short (and across kills) for a growth figure")
+        rows.append((f"{name}: RSS over {_f(span, '.0f')} s of faults (not a soak)",
+                     "≤ 5 MB/hour", f"{_f(rss[0], '.0f')} → {_f(rss[-1], '.0f')} MB ({fit})",
                      f"threads {_f((s.get('threads') or [0])[-1], '.0f')}, open files "
                      f"{_f((s.get('files') or [0])[-1], '.0f')}", None))
     return rows
