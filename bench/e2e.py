@@ -346,7 +346,7 @@ async def record(quick: bool) -> StackRun:
         joins = await measure_joins(stack, http, base, avatar_room, n_joins, bar)
 
         # long-lived viewers + the presenter
-        stage = Receiver("stage", from_identity=s.bot_identity, mouth_box=box)
+        stage = Receiver("stage", from_identity=s.bot_identity, mouth_box=box, keep_pcm=True)
         direct = Receiver("direct", from_identity=AVATAR_IDENTITY, mouth_box=box)
         v = await web_join(http, base, s.demo_room, "bench-viewer")
         await stage.join(v["url"], v["token"])
@@ -468,7 +468,8 @@ def save_raw(run: StackRun, path: Path) -> None:
     """Dump the recorded series (for re-analysis without a re-run)."""
     def recs(rx: Receiver) -> dict[str, Any]:
         return {"video": [(f.recv_us, f.mouth, f.width, f.height) for f in rx.video],
-                "audio": [(a.recv_us, a.rms) for a in rx.audio]}
+                "audio": [(a.recv_us, a.rms) for a in rx.audio],
+                "captions": [c.__dict__ for c in rx.captions]}
     path.write_text(json.dumps({
         "joins": [j.__dict__ for j in run.joins], "turns": [t.__dict__ for t in run.turns],
         "bot_turns": run.bot_turns, "stage": recs(run.stage), "direct": recs(run.direct),
@@ -479,7 +480,7 @@ def save_raw(run: StackRun, path: Path) -> None:
 
 def load_raw(path: Path) -> StackRun:
     """A session dumped by :func:`save_raw` (re-analyse without re-running)."""
-    from bench.receiver import AudioRecord, VideoRecord
+    from bench.receiver import AudioRecord, CaptionRecord, VideoRecord
 
     d = json.loads(path.read_text())
 
@@ -488,6 +489,7 @@ def load_raw(path: Path) -> StackRun:
         r.video = [VideoRecord(int(t), 0, 0, int(w), int(h), float(m))
                    for t, m, w, h in data["video"]]
         r.audio = [AudioRecord(int(t), float(v)) for t, v in data["audio"]]
+        r.captions = [CaptionRecord(**c) for c in data.get("captions", [])]
         return r
 
     joins = [Join(**{**j, "first_size": tuple(j["first_size"]) if j["first_size"] else None})

@@ -20,6 +20,7 @@ from broadcaster.web import (
     routes_metrics,
     routes_pages,
     routes_public,
+    routes_recordings,
 )
 from broadcaster.web.access_log import AccessLogger, log_path
 from broadcaster.web.auth import host_guard
@@ -76,7 +77,7 @@ def _security_headers(csp: str) -> Middleware:
         h["X-Frame-Options"] = "DENY"
         h["Cross-Origin-Opener-Policy"] = "same-origin"
         h["Permissions-Policy"] = "microphone=(self), camera=(), geolocation=()"
-        if request.path.startswith("/api/") or request.path == "/healthz":
+        if request.path.startswith("/api/") or request.path in ("/healthz", "/readyz"):
             h["Cache-Control"] = "no-store"
         return response
 
@@ -160,6 +161,7 @@ def create_app(
     app.cleanup_ctx.append(_services)
     app.add_routes(routes_public.routes)
     app.add_routes(routes_host.routes)
+    app.add_routes(routes_recordings.routes)
     app.add_routes(routes_bans.routes)
     app.add_routes(routes_pages.routes)
     app.add_routes(routes_metrics.routes)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from broadcaster.config import Settings
+from broadcaster.logs import child_line
 
 BotCommand = Callable[[str], Sequence[str]]
 
@@ -55,6 +56,7 @@ class BotLauncher:
         restart_backoff: float = 1.0,
     ) -> None:
         self._env = {**os.environ, **settings.child_env()}
+        self._log_format = settings.log_format
         self._command = command
         self._stop_timeout = stop_timeout
         self._backoff = restart_backoff
@@ -91,17 +93,22 @@ class BotLauncher:
         )
         bot = _Bot(room, proc, restarts=restarts)
         bot.watcher = asyncio.create_task(self._watch(bot), name=f"bot-watch-{room}")
-        bot.pump = asyncio.create_task(self._pump(bot), name=f"bot-output-{room}")
+        bot.pump = asyncio.create_task(self._pump(bot, self._log_format),
+                                       name=f"bot-output-{room}")
         logger.info("bot for room {} started (pid {})", room, proc.pid)
         return bot
 
     @staticmethod
-    async def _pump(bot: _Bot) -> None:
+    async def _pump(bot: _Bot, log_format: str = "text") -> None:
         """Forward the bot's output, each line marked with its room (bots are many)."""
         assert bot.proc.stdout is not None
-        prefix = f"bot[{bot.room}] "
+        name = f"bot[{bot.room}]"
         while line := await bot.proc.stdout.readline():
-            sys.stdout.write(prefix + line.decode(errors="replace"))
+            text = line.decode(errors="replace").rstrip("\n")
+            if log_format == "text":
+                sys.stdout.write(f"{name} {text}\n")
+            else:
+                sys.stdout.write(child_line(name, text, log_format))
             sys.stdout.flush()
 
     async def _watch(self, bot: _Bot) -> None:

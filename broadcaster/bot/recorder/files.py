@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from broadcaster.bot.recorder.writer import RecordingOptions
+from broadcaster.recordings import recording_dir, safe_name
 
-
-def safe_name(room: str) -> str:
-    """``room`` as one path component."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", room).strip("._") or "room"
-
-
-def recording_dir(recordings_dir: str | Path, room: str) -> Path:
-    """Where the recordings of ``room`` go: ``<recordings_dir>/<room>/``."""
-    return Path(recordings_dir) / safe_name(room)
+__all__ = ["RecordingFile", "new_recording_path", "recording_dir", "safe_name"]
 
 
 def new_recording_path(directory: Path, started: datetime) -> Path:
