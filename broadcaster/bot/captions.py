@@ -153,6 +153,7 @@ class CaptionProcessor(FrameProcessor):
         self._voiced: tuple[float, float] | None = None
         self._arrived: float | None = None
         self._unanchored: deque[ReplyClock] = deque()
+        self._latency: float | None = None  # the last reply's measured TTS → voice latency
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         """Caption the words in transcripts or TTS text; pass every frame on."""
@@ -215,6 +216,8 @@ class CaptionProcessor(FrameProcessor):
     def _reply(self) -> ReplyClock:
         if self._clock is None:
             self._clock = ReplyClock(self._segment, self._generation)
+            if self._latency is not None:  # until this reply's own signal: the last one's
+                self._clock.fallback_latency = self._latency
         return self._clock
 
     def _on_audio(self, frame: TTSAudioRawFrame) -> None:
@@ -288,6 +291,7 @@ class CaptionProcessor(FrameProcessor):
             stale = clock.first_audio is None or now - clock.first_audio > ANCHOR_WAIT_SECS
             if clock.generation == self._generation and not stale and clock.anchor is None:
                 clock.anchor = now
+                self._latency = clock.latency()
                 self._wake.set()
                 return
 
