@@ -203,6 +203,8 @@ def versions() -> dict[str, str]:
 
 def plot(result: dict[str, Any], path: Path) -> None:
     plt = pyplot()
+    if plt is None:
+        return
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
     pairs = result["_pairs"]
     off = [(s - h) / 1e3 for s, _, h in pairs]
@@ -246,6 +248,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "machine": machine(),
         "when": now_iso(),
     }
+    print({k: result[k] for k in ("offset_ms", "words_shown", "words_matched",
+                                  "unspoken_words_shown", "pass")}, flush=True)
     plot(result, RESULTS / f"{NAME}.png")
     result.pop("_pairs")
     write_result(NAME, result)

@@ -410,6 +410,7 @@ def parse_metrics(text: str) -> dict[str, float]:
 _CACHE: dict[bool, StackRun] = {}
 #: the last recorded session; ``python bench/lipsync.py --raw <this>`` re-analyses it
 RAW = RESULTS / "logs" / "e2e_session.json"
+PCM = RESULTS / "logs" / "e2e_stage_pcm.npz"
 
 
 def session(quick: bool = False) -> StackRun:
@@ -418,6 +419,10 @@ def session(quick: bool = False) -> StackRun:
         _CACHE[quick] = asyncio.run(record(quick))
         RAW.parent.mkdir(parents=True, exist_ok=True)
         save_raw(_CACHE[quick], RAW)
+        stage = _CACHE[quick].stage
+        if stage.pcm:  # the stage viewer's audio itself (caption_sync transcribes it)
+            np.savez(PCM, pcm=np.concatenate(stage.pcm),
+                     lengths=np.array([p.size for p in stage.pcm]))
     return _CACHE[quick]
 
 
@@ -492,9 +497,14 @@ def load_raw(path: Path) -> StackRun:
         r.captions = [CaptionRecord(**c) for c in data.get("captions", [])]
         return r
 
+    stage = rx("stage", d["stage"])
+    pcm_file = path.with_name(PCM.name)
+    if pcm_file.exists():
+        saved = np.load(pcm_file)
+        stage.pcm = np.split(saved["pcm"], np.cumsum(saved["lengths"])[:-1])
     joins = [Join(**{**j, "first_size": tuple(j["first_size"]) if j["first_size"] else None})
              for j in d["joins"]]
-    return StackRun(joins, [AskedTurn(**t) for t in d["turns"]], rx("stage", d["stage"]),
+    return StackRun(joins, [AskedTurn(**t) for t in d["turns"]], stage,
                     rx("direct", d["direct"]), d["bot_turns"], tuple(d["mouth_box"]),
                     d["avatar_room"], d.get("bot_metrics", {}),
                     [BargeIn(**b) for b in d.get("barge_ins", [])])
