@@ -34,6 +34,7 @@ from broadcaster.bot.captions import (
 from broadcaster.protocol import (
     AVATAR_CAPTION_SPEAKER,
     CAPTION_FINAL_ATTR,
+    CAPTION_SEQ_ATTR,
     CAPTION_SPEAKER_ATTR,
     CAPTION_TOPIC,
 )
@@ -67,9 +68,16 @@ async def test_viewers_receive_captions_and_the_session_keeps_them(livekit):
     viewer, bot = rtc.Room(), rtc.Room()
     received: list[tuple[float, str, dict[str, str], str]] = []
 
+    newest: dict[str, int] = {}
+
     async def read(reader: rtc.TextStreamReader, sender: str) -> None:
+        # as the protocol says: per segment, a line older than one shown is not shown
         text = await reader.read_all()
-        received.append((time.monotonic(), text, dict(reader.info.attributes), sender))
+        attrs = dict(reader.info.attributes)
+        segment, seq = attrs[SEGMENT_ATTR], int(attrs[CAPTION_SEQ_ATTR])
+        if seq > newest.get(segment, 0):
+            newest[segment] = seq
+            received.append((time.monotonic(), text, attrs, sender))
 
     tasks: set[asyncio.Task] = set()
 
@@ -116,10 +124,12 @@ async def test_viewers_receive_captions_and_the_session_keeps_them(livekit):
         ]
 
     alice, avatar = lines_of("alice"), lines_of(AVATAR_CAPTION_SPEAKER)
-    assert [(text, final) for _, text, final, _ in alice] == [
-        ("what is on the", "false"),
-        ("What is on the agenda today?", "true"),
-    ]
+    # the interim line and its final were sent back to back: the interim may complete
+    # after the final at this viewer, and is then not shown
+    assert [(text, final) for _, text, final, _ in alice] in (
+        [("what is on the", "false"), ("What is on the agenda today?", "true")],
+        [("What is on the agenda today?", "true")],
+    )
     full = "Today's agenda has five parts. First."
     # the avatar's line grows word by word, then its final replaces it
     texts = [text for _, text, _, _ in avatar]
@@ -131,7 +141,7 @@ async def test_viewers_receive_captions_and_the_session_keeps_them(livekit):
     assert texts[0] == "Today's"
     assert {sender for *_, sender in received} == {s.bot_identity}
     # an interim line and its final share a segment id; a new utterance gets a new one
-    assert alice[0][3] == alice[1][3] != avatar[0][3]
+    assert alice[0][3] == alice[-1][3] != avatar[0][3]
     assert {seg for *_, seg in avatar} == {avatar[0][3]}
     # "First." shows when its audio starts, 0.6 s into the answer
     first = next(t for t, text, _, _ in avatar if text.endswith("First."))
