@@ -22,9 +22,10 @@ function link(room, file, label, key, onError) {
   return h('button', {
     class: 'btn small ghost', type: 'button', dataset: { file },
     onclick: async (ev) => {
-      ev.currentTarget.disabled = true;
+      const button = ev.currentTarget; // null once the handler awaits
+      button.disabled = true;
       try { await download(room, file, key); } catch (err) { onError(err); }
-      ev.currentTarget.disabled = false;
+      button.disabled = false;
     },
   }, label);
 }
