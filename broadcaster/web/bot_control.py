@@ -28,6 +28,11 @@ def default_command(room: str) -> list[str]:
     return [sys.executable, "-m", "broadcaster.bot", "--room", room]
 
 
+def rehearsal_command(room: str) -> list[str]:
+    """The presenter's 1:1 rehearsal with the avatar (broadcaster/bot/rehearsal.py)."""
+    return [sys.executable, "-m", "broadcaster.cli", "serve", "rehearsal", "--room", room]
+
+
 #: a bot that exits on its own is restarted (it asks for that with exit code 75 when
 #: its avatar or LiveKit connection died), at most this often per RESTART_WINDOW
 MAX_RESTARTS = 5

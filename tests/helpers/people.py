@@ -96,6 +96,11 @@ class Mic:
 
     async def join(self, url: str, token: str) -> Mic:
         await asyncio.wait_for(self.room.connect(url, token), 15)
+        return await self.speak_in(self.room)
+
+    async def speak_in(self, room: rtc.Room) -> Mic:
+        """Publish this microphone in an already connected ``room`` (one that also listens)."""
+        self.room = room
         await self.publish()
         self._task = asyncio.create_task(self._loop())
         return self
