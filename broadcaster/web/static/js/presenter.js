@@ -3,6 +3,7 @@
 import { Track } from '/static/vendor/livekit-client.esm.mjs';
 import { $, api, ApiError, every, identityFor, openWebinar, renderQuestion, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
+import { setupRehearsal } from '/static/js/rehearsal.js';
 
 const room = roomFromPath();
 const code = new URLSearchParams(location.search).get('code') || '';
@@ -158,6 +159,7 @@ async function join(name) {
   await stage.connect(answer.url, answer.token);
   await stage.preferSound();
   showFloor();
+  setupRehearsal(room, () => joined?.token);
   every(2000, pollQuestions);
 }
 
