@@ -58,11 +58,11 @@ async def test_the_presenter_rehearses_with_the_avatar(avatar_service: str,
             await asyncio.sleep(1.0)
             said = await mic.say("What is on the agenda today?")
             deadline = time.monotonic() + 20
-            while listener.first_loud(said.off) is None and time.monotonic() < deadline:
+            while listener.first_loud(said.voice_off) is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            answered = listener.first_loud(said.off)
+            answered = listener.first_loud(said.voice_off)
             assert answered is not None, "the avatar never answered in the rehearsal room"
-            print(f"REHEARSAL answer audible {answered - said.off:.2f} s after the question")
+            print(f"REHEARSAL answer audible {answered - said.voice_off:.2f} s after the question")
             await asyncio.sleep(1.5)
             assert listener.loud_between(answered, answered + 1.5), "no sustained answer"
             async with api.LiveKitAPI(s.livekit_http_url, s.livekit_api_key,
