@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from livekit import api
@@ -21,6 +22,7 @@ from broadcaster.protocol import AVATAR_IDENTITY
 from broadcaster.rehearsal_room import rehearsal_file
 from broadcaster.web.keys import REHEARSALS
 from tests.fixtures_web import serving
+from tests.helpers.browser import chromium, needs_chromium, open_page, screenshot_dir
 from tests.helpers.people import Mic, Viewer
 
 pytestmark = pytest.mark.timeout(240)
@@ -78,3 +80,36 @@ async def test_the_presenter_rehearses_with_the_avatar(avatar_service: str,
             await asyncio.sleep(0.2)
         assert launcher.status(room)["state"] == "exited"
         assert not rehearsal_file(s, room).exists()
+
+
+@pytest.mark.browser
+@needs_chromium
+async def test_the_presenter_page_rehearses_in_chromium(avatar_service: str,
+                                                        avatar_settings: Settings,
+                                                        tmp_path: Path) -> None:
+    s = avatar_settings.replace(web_port=free_port())
+    async with serving(s) as c:
+        w = await c.new_webinar("Rehearsed in the browser")
+        problems: list[str] = []
+        async with chromium(tmp_path / "profile") as browser:
+            page = await open_page(browser, w["presenter_url"].replace(
+                s.effective_public_url, c.base), problems)
+            await page.fill("#join-name", "Pat Presenter")
+            await page.click("#join-button")
+            await page.wait_for_selector("#rehearsal-card:not([hidden])", timeout=15000)
+            await page.click("#rehearse")
+            await page.wait_for_selector("#rehearsal-card[data-state='on']", timeout=60000)
+            # the avatar's picture plays in the card
+            await page.wait_for_function(
+                "() => document.querySelector('#rehearsal-video').videoWidth >= 640",
+                timeout=20000)
+            await page.locator("#rehearsal-card").screenshot(
+                path=str(screenshot_dir() / "presenter-rehearsal.png"))
+            await page.click("#rehearse-end")
+            await page.wait_for_selector("#rehearsal-card[data-state='off']", timeout=10000)
+        launcher = c.app[REHEARSALS]
+        deadline = time.monotonic() + 20
+        while launcher.status(w["room"])["state"] == "running" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert launcher.status(w["room"])["state"] != "running"
+    assert not problems, problems
