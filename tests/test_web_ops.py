@@ -12,8 +12,8 @@ import pytest
 from loguru import logger
 
 from broadcaster.config import Settings
-from broadcaster.config_checks import validate
-from broadcaster.config_sources import ConfigError
+from broadcaster.config.checks import validate
+from broadcaster.config.sources import ConfigError
 from broadcaster.logs import child_line, configure_logging
 from broadcaster.netutil import free_port
 from tests.fixtures_web import serving

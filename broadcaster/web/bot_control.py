@@ -30,7 +30,7 @@ def default_command(room: str) -> list[str]:
 
 
 def rehearsal_command(room: str) -> list[str]:
-    """The presenter's 1:1 rehearsal with the avatar (broadcaster/bot/rehearsal.py)."""
+    """Return the command of the presenter's 1:1 rehearsal (broadcaster/bot/rehearsal.py)."""
     return [sys.executable, "-m", "broadcaster.cli", "serve", "rehearsal", "--room", room]
 
 

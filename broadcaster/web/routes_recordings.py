@@ -71,7 +71,7 @@ def scan(folder: Path) -> list[dict[str, Any]]:
 
 @routes.get("/api/host/webinars/{room}/recordings")
 async def list_recordings(request: web.Request) -> web.Response:
-    """The webinar's recordings (the file being written included) and their captions."""
+    """List the webinar's recordings (the one being written too) and their captions."""
     room, folder = _folder(request)
     return web.json_response({"room": room, "recordings": await asyncio.to_thread(scan, folder)})
 
