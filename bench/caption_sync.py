@@ -24,7 +24,6 @@ Run: ``.venv/bin/python -m bench caption_sync [--quick]``.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,18 +188,6 @@ def analyse(run: e2e.StackRun) -> dict[str, Any]:
     }
 
 
-def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    out = {p: version(p) for p in ("pipecat-ai", "livekit", "faster-whisper")}
-    try:
-        out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                       capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        out["commit"] = "unknown"
-    return out
-
-
 def plot(result: dict[str, Any], path: Path) -> None:
     plt = pyplot()
     if plt is None:
@@ -244,7 +231,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         "quick": quick,
         "target_ms": TARGET_MS,
         **res,
-        "versions": versions(),
         "machine": machine(),
         "when": now_iso(),
     }
