@@ -156,10 +156,10 @@ async function join(name) {
     onMetadata: showMeta, onState: setPageState, onPermissions: showFloor,
   });
   $('#join-form').hidden = true;
+  setupRehearsal(room, () => joined?.token); // before the stage plays: it may have no avatar yet
   await stage.connect(answer.url, answer.token);
   await stage.preferSound();
   showFloor();
-  setupRehearsal(room, () => joined?.token);
   every(2000, pollQuestions);
 }
 
