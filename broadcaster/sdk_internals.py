@@ -114,13 +114,15 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
                 "frames are dropped until the output is ready: heygen_client_wants_video()"),
     PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_video_frame_callback", "instance",
                 "set once the service captures the avatar's video"),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_connected", "instance",
-                "False once the control socket's receive loop ended: heygen_session_health()"),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_heyGen_session", "instance", "None: refused"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_connected", "instance", "socket open"),
     PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_livekit_room", "instance", "the avatar's room"),
-    PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_teardown", "class",
-                "ends the session and the send task: HeyGenVideoServiceHooks.restart_session"),
+    PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_teardown", "class", "restart_session"),
     PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_create_send_task", "class", "the same"),
+    PrivateName("pipecat.transports.heygen.transport.HeyGenTransport", "_client", "instance",
+                "the rehearsal room's session: heygen_transport_session()"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_heyGen_session", "instance",
+                "the user's LiveKit URL and token (pipecat only logs them): "
+                "heygen_transport_session(); None: the session was refused"),
 )
 
 #: pipecat's subclass API that is private by name only: every pipecat processor and
@@ -326,20 +328,14 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
         """Run pipecat's setup, keeping ``setup`` so a session can be reopened in place."""
         self.__dict__["_hooks_setup"] = setup
         await super().setup(setup)
-        self._set_up_event().set()
-
-    def _set_up_event(self) -> asyncio.Event:
-        return self.__dict__.setdefault("_hooks_set_up", asyncio.Event())
+        self.__dict__.setdefault("_hooks_set_up", asyncio.Event()).set()
 
     async def wait_set_up(self) -> None:
         """Return once pipecat's setup (the first session's opening) has finished."""
-        await self._set_up_event().wait()
+        await self.__dict__.setdefault("_hooks_set_up", asyncio.Event()).wait()
 
     async def restart_session(self) -> bool:
-        """Close the avatar session and open a fresh one with pipecat's own setup.
-
-        Returns whether the new session opened (pipecat swallows a refusal: retry).
-        """
+        """Reopen the avatar session with pipecat's own setup; False: refused (retry)."""
         if (setup := self.__dict__.get("_hooks_setup")) is None:
             return False
         old = self._client
@@ -350,8 +346,7 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
             await old.cleanup()
         self._client = None
         await HeyGenVideoService.setup(self, setup)  # a new client, a new session
-        client = self._client
-        if client is None or heygen_session_health(client, media=False) != "open":
+        if (client := self._client) is None or heygen_session_health(client, media=False) != "open":
             return False
         if ready:
             client.transport_ready()
@@ -369,18 +364,13 @@ def skip_media_join(client: HeyGenClient) -> None:
     """Make this client's LiveKit join a no-op (it then receives no avatar media)."""
 
     async def skip() -> None:
-        logger.info("direct mode: the avatar publishes into the stage room itself; "
-                    "not joining a room to receive its media")
+        logger.info("direct mode: the avatar publishes into the stage room; no media join")
 
     client._livekit_connect = skip  # type: ignore[method-assign]
 
 
 def heygen_session_health(client: HeyGenClient, *, media: bool = True) -> str:
-    """Tell what the client's own state says of its session, without asking the service.
-
-    "none" (never opened, or refused), "socket closed" (its receive loop ended), "room
-    lost", "avatar left" (its LiveKit room), "open"; ``media=False``: no room to check.
-    """
+    """Tell "none", "socket closed", "room lost", "avatar left" or "open" (media: the room)."""
     if client._heyGen_session is None:
         return "none"
     if not client._connected:
@@ -398,3 +388,13 @@ def heygen_session_health(client: HeyGenClient, *, media: bool = True) -> str:
 def heygen_client_wants_video(client: HeyGenClient) -> bool:
     """Whether the client would pass a frame on now (output ready, video captured)."""
     return bool(client._transport_ready and client._video_frame_callback)
+
+
+def heygen_transport_session(transport: Any) -> tuple[str, str]:
+    """(LiveKit URL, the user's token) of a started ``HeyGenTransport``'s avatar room.
+
+    pipecat keeps them on its client (and logs them as a meet.livekit.io link); the
+    rehearsal room hands them to the presenter's page instead.
+    """
+    session = transport._client._heyGen_session
+    return str(session.livekit_url), str(session.access_token)

@@ -138,7 +138,7 @@ class KeeperCollector(Collector):
         """Report the restarts so far."""
         family = CounterMetricFamily(
             "broadcaster_avatar_session_restarts",
-            "Attempts to reopen the avatar session in place after one died or ended (docs/recovery.md)",
+            "Attempts to reopen the avatar session in place after one died or ended",
             labels=["room"])
         family.add_metric([self.room], self.keeper.restarts)
         yield family

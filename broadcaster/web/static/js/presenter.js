@@ -4,6 +4,7 @@ import { Track } from '/static/vendor/livekit-client.esm.mjs';
 import { $, api, ApiError, every, identityFor, openWebinar, renderQuestion, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 import { StageStatus } from '/static/js/stage_status.js';
+import { setupRehearsal } from '/static/js/rehearsal.js';
 
 const room = roomFromPath();
 const code = new URLSearchParams(location.search).get('code') || '';
@@ -157,6 +158,7 @@ async function join(name) {
   });
   $('#join-form').hidden = true;
   watchStage(name, body);
+  setupRehearsal(room, () => joined?.token); // before the stage plays: it may have no avatar yet
   await stage.connect(answer.url, answer.token);
   await stage.preferSound();
   showFloor();
