@@ -168,9 +168,8 @@ class Settings:
     by the avatar service). See docs/modes.md."""
     avatar_max_session_seconds: int = 4 * 3600
     avatar_emulate_limits: bool = False
-    """The local avatar service ends sessions as HeyGen does: sandbox sessions after
-    ``avatar_sandbox_session_seconds``, idle ones after ``avatar_idle_timeout_seconds``
-    without a keep-alive or speech (docs/recovery.md). Off by default."""
+    """The local avatar service ends sandbox and idle sessions as HeyGen does (below;
+    docs/recovery.md). Off by default."""
     avatar_sandbox_session_seconds: float = 60.0
     avatar_idle_timeout_seconds: float = 300.0
     avatar_max_sessions: int = 4
@@ -199,12 +198,9 @@ class Settings:
     # --- Bot -----------------------------------------------------------------------------
     bot_identity: str = "avatar-bot"
     avatar_frame_timeout_seconds: float = 1.5
-    """A live avatar whose frames stop this long is dead: the bot shows the slate and
-    reopens its session in place (a closed control socket or an avatar that left its
-    room is noticed at once)."""
+    """A live avatar whose frames stop this long is dead: slate, session reopened in place."""
     avatar_rollover_lead_seconds: float = 15.0
-    """An avatar session that ends by design (HeyGen's sandbox minute,
-    ``max_session_duration``) is replaced this long before its end, at a pause."""
+    """A session that ends by design is replaced this long before its end, at a pause."""
     avatar_stall_restart_seconds: float = 120.0
     """No live avatar this long despite in-place session restarts: the bot exits and the
     launcher starts a fresh one (the last resort)."""
