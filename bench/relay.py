@@ -196,10 +196,29 @@ async def relay_session(seconds: float, *, simulcast: bool | None = None,
             await rep.leave()
             await stop_process(relay)
             await stop_process(source)
+        log = state / "relay.log"
+        if not out.exists():
+            raise RuntimeError(f"the relay wrote no results (exit {relay.returncode}); "
+                               f"{log}:\n{_tail(log)}")
         data = json.loads(out.read_text())
         entries = {int(e): (int(ts), int(fid)) for e, ts, fid in data["entries"]}
+        if not entries:
+            # nothing ties republished frames to source frames: every figure built on
+            # them would be empty, so stop here rather than report n=0
+            raise RuntimeError(
+                f"the relay recorded no (entry stamp, source frame) pairs although it "
+                f"published {data['stats'].get('frames_published')} frames: did pipeline "
+                f"frames bypass LiveKitRepublisher.offer_video? {log}:\n{_tail(log)}")
         return RelayRun(direct, rep, entries, data["stats"], data["encoding"], seconds, started,
                         ended, loads)
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    """The end of a child's log, for an error message."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(unreadable: {e})"
 
 
 # ------------------------------------------------------------------------ CLI for children
