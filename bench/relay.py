@@ -87,6 +87,8 @@ async def run_relay(url: str, src_token: str, dst_token: str, seconds: float,
     entries: list[tuple[int, int, int]] = []  # (republisher entry wall µs, src ts, src id)
 
     class StampRepublisher(LiveKitRepublisher):
+        # every pipeline frame enters through offer_video (tests/test_republisher.py
+        # checks it): right after it, the pacer's pending or last real item is this frame
         def offer_video(self, frame: Any) -> None:
             super().offer_video(frame)
             item = self.pacer.pending or self.pacer.last_real
