@@ -106,7 +106,7 @@ async def serve(settings: Settings, room: str) -> None:
             on_state=avatar_state, on_give_up=fail,
             session_lifetime=session_lifetime(settings),
             rollover_lead=settings.avatar_rollover_lead_seconds,
-            speaking=(lambda: republisher.speaking) if republisher is not None else None,
+            speaking=(lambda: republisher.stats.speaking) if republisher is not None else None,
         )
         metrics.watch_keeper(keeper)
 

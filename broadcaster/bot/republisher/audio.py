@@ -209,23 +209,18 @@ class AudioOut:
             if signal is not None:
                 await self._signal(signal)
 
-    @property
-    def speaking(self) -> bool:
-        """Whether what is published now is the avatar's speech."""
-        return self._speaking
-
     def _speaking_signal(self, pcm: bytes) -> type[Frame] | None:
         """Pipecat's output-transport bot-speaking signals, from what we publish."""
         now = time.monotonic()
         if not is_silence(pcm):
             self._speech_last = now
             if not self._speaking:
-                self._speaking = True
+                self._speaking = self.stats.speaking = True
                 return BotStartedSpeakingFrame
             if now - self._speaking_frame_at >= BOT_SPEAKING_PERIOD:
                 self._speaking_frame_at = now
                 return BotSpeakingFrame
         elif self._speaking and now - self._speech_last > BOT_VAD_STOP_SECS:
-            self._speaking = False
+            self._speaking = self.stats.speaking = False
             return BotStoppedSpeakingFrame
         return None

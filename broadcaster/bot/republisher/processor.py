@@ -193,11 +193,6 @@ class LiveKitRepublisher(FrameProcessor):
         self._video.start(video_source, slate_first=False)
         self._running = True
 
-    @property
-    def speaking(self) -> bool:
-        """Whether the avatar's published audio is speech right now (not silence)."""
-        return self._audio.speaking
-
     def show_slate(self) -> None:
         """Show the slate at once (the avatar session is known dead; fires on_video_stalled)."""
         self._video.source_gone()
