@@ -14,6 +14,7 @@ from broadcaster.config import Settings, http_url
 from broadcaster.netutil import server_limits
 from broadcaster.roles import InvalidInput
 from broadcaster.web import (
+    routes_audience,
     routes_bans,
     routes_host,
     routes_livekit,
@@ -22,11 +23,13 @@ from broadcaster.web import (
     routes_public,
 )
 from broadcaster.web.access_log import AccessLogger, log_path
+from broadcaster.web.audience import Audience
 from broadcaster.web.auth import host_guard
 from broadcaster.web.bot_control import BotLauncher
 from broadcaster.web.errors import ApiError, json_error
 from broadcaster.web.floor import FloorGuard
 from broadcaster.web.keys import (
+    AUDIENCE,
     BOTS,
     FLOOR,
     LIVEKIT,
@@ -129,6 +132,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     admin = LiveKitAdmin(app[SETTINGS])
     app[LIVEKIT] = admin
     webinars = app[WEBINARS] = Webinars(app[SETTINGS], app[STORE], admin)
+    app[AUDIENCE] = Audience(webinars)
     guard = app[FLOOR] = FloorGuard(webinars)
     guard.start()
     try:
@@ -161,6 +165,7 @@ def create_app(
     app.add_routes(routes_public.routes)
     app.add_routes(routes_host.routes)
     app.add_routes(routes_bans.routes)
+    app.add_routes(routes_audience.routes)
     app.add_routes(routes_pages.routes)
     app.add_routes(routes_metrics.routes)
     app.add_routes(routes_livekit.routes)

@@ -93,5 +93,13 @@ class LiveKitAdmin:
         )
         return resp is not None
 
+    async def send_data(self, room: str, data: bytes, *, topic: str,
+                        identities: list[str]) -> None:
+        """Send ``data`` (reliable) from the server to ``identities`` only: what a
+        participant receives with no sender (server SDK) carries the server's trust."""
+        await self._call("send_data", api.SendDataRequest(
+            room=room, data=data, kind=api.DataPacket.Kind.RELIABLE, topic=topic,
+            destination_identities=identities))
+
     async def delete_room(self, room: str) -> None:
         await self._call("delete_room", api.DeleteRoomRequest(room=room))
