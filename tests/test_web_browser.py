@@ -148,7 +148,7 @@ async def test_viewer_page_connects_and_shows_the_audience(
     question = "Can the avatar answer questions from the chat live?"
     await page.fill("#question-text", question)
     await page.click("#question-send")
-    await page.wait_for_selector("#my-questions li")
+    await page.wait_for_selector("#qa-list li .q-yours")
     stored = (await web_client.host("GET", f"/api/webinars/{room}/questions")).data["questions"]
     assert [q["text"] for q in stored] == [question]
     assert stored[0]["name"] == "Ada Lovelace"

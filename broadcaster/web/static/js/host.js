@@ -1,14 +1,14 @@
 // Host console: sign in with the host key, create and pick webinars, hand the floor,
 // read questions, run the avatar bot, end the session.
-import { $, api, ApiError, every, h, renderQuestion, timeOf } from '/static/js/common.js';
+import { $, api, ApiError, every, h, timeOf } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
+import { hostAudience } from '/static/js/host-audience.js';
 
 const KEY_STORE = 'broadcaster:host-key';
 const ROOM_STORE = 'broadcaster:host-room';
 let key = null;
 let current = null;       // the selected webinar
 let webinars = [];
-let lastQuestion = 0;
 let stage = null;
 let endArmed = null;
 
@@ -94,15 +94,16 @@ function showWebinar(w) {
 async function select(room) {
   if (current?.room !== room) {
     stopWatching();
-    lastQuestion = 0;
     $('#host-questions').replaceChildren();
+    $('#hands').replaceChildren();
   }
   sessionStorage.setItem(ROOM_STORE, room);
   showWebinar(await hostApi('GET', `/api/host/webinars/${room}`));
   for (const li of document.querySelectorAll('#webinars .w-item')) {
     li.classList.toggle('active', li.dataset.room === room);
   }
-  await Promise.allSettled([refreshParticipants(), refreshQuestions(), refreshBot(), refreshBans()]);
+  await Promise.allSettled([refreshParticipants(), audience.refreshQuestions(),
+    audience.refreshHands(), refreshBot(), refreshBans()]);
 }
 
 // --- participants --------------------------------------------------------------------
@@ -187,20 +188,11 @@ async function refreshBans() {
   $('#bans-empty').hidden = data.bans.length > 0;
 }
 
-// --- questions -----------------------------------------------------------------------
-async function refreshQuestions() {
-  if (!current) return;
-  const room = current.room;
-  const data = await hostApi('GET', `/api/webinars/${room}/questions?after=${lastQuestion}`);
-  if (current?.room !== room) return;
-  for (const q of data.questions) {
-    $('#host-questions').append(renderQuestion(q));
-    lastQuestion = Math.max(lastQuestion, q.id);
-  }
-  const total = $('#host-questions').children.length;
-  $('#host-question-total').textContent = String(total);
-  $('#host-questions-empty').hidden = total > 0;
-}
+// --- hands and questions (host-audience.js) -----------------------------------------
+const audience = hostAudience({
+  key: () => key, room: () => current?.room, toast, fail,
+  after: () => refreshParticipants(),
+});
 
 // --- bot -----------------------------------------------------------------------------
 function showBot(s) {
@@ -309,7 +301,8 @@ function main() {
   });
 
   every(2000, async () => { if (key && current) await refreshParticipants(); });
-  every(2000, async () => { if (key && current) await refreshQuestions(); });
+  every(2000, async () => { if (key && current) await audience.refreshQuestions(); });
+  every(2000, async () => { if (key && current) await audience.refreshHands(); });
   every(5000, async () => { if (key && current) await refreshBans(); });
   every(4000, async () => { if (key && current) await refreshBot(); });
 

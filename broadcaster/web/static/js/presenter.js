@@ -1,8 +1,9 @@
 // Presenter page: join with the invite code, publish the microphone, see the audience's
 // questions, and know whether you hold the floor right now.
 import { Track } from '/static/vendor/livekit-client.esm.mjs';
-import { $, api, ApiError, every, identityFor, openWebinar, renderQuestion, roomFromPath, session } from '/static/js/common.js';
+import { $, api, ApiError, every, h, identityFor, openWebinar, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
+import { questionItem, sortTabs } from '/static/js/qa.js';
 
 const room = roomFromPath();
 const code = new URLSearchParams(location.search).get('code') || '';
@@ -11,7 +12,7 @@ let joined = null;
 let stage = null;
 let wantMic = true;   // the presenter wants to talk whenever they hold the floor
 let meter = null;
-let lastQuestion = 0;
+let qaSort = () => 'top';
 
 const CONN_TEXT = {
   idle: 'not connected', connecting: 'connecting…', live: 'connected',
@@ -119,14 +120,24 @@ function stopMeter() {
 }
 
 async function pollQuestions() {
-  // who may read the questions is decided on the live floor (the server checks too)
+  // asking the avatar is for whoever holds the floor (the server checks too)
   if (!joined || !holdsFloor()) return;
-  const data = await api('GET', `/api/webinars/${room}/questions?after=${lastQuestion}`, { token: joined.token });
-  for (const q of data.questions) {
-    $('#questions').append(renderQuestion(q));
-    lastQuestion = Math.max(lastQuestion, q.id);
-  }
-  const total = $('#questions').children.length;
+  const data = await api('GET', `/api/webinars/${room}/qa?sort=${qaSort()}`, { token: joined.token });
+  $('#questions').replaceChildren(...data.questions.map((q) => questionItem(q, {
+    extra: q.state === 'answered' ? [h('span', { class: 'badge tiny votes-badge' }, `▲ ${q.votes}`)] : [
+      h('span', { class: 'badge tiny votes-badge' }, `▲ ${q.votes}`),
+      h('button', {
+        class: 'btn small primary', type: 'button', title: 'The avatar reads it out and answers',
+        onclick: async (ev) => {
+          ev.currentTarget.disabled = true;
+          try {
+            await api('POST', `/api/webinars/${room}/questions/${q.id}/ask`, { token: joined.token });
+          } catch (err) { $('#speaker-line').textContent = err.message; }
+          await pollQuestions();
+        },
+      }, 'Ask avatar')],
+  })));
+  const total = data.questions.length;
   $('#question-total').textContent = String(total);
   $('#questions-empty').hidden = total > 0;
 }
@@ -158,6 +169,7 @@ async function join(name) {
   await stage.connect(answer.url, answer.token);
   await stage.preferSound();
   showFloor();
+  qaSort = sortTabs($('#presenter-qa-tabs'), () => pollQuestions().catch(() => {}));
   every(2000, pollQuestions);
 }
 
