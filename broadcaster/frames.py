@@ -75,12 +75,12 @@ class AudienceQuestionFrame(DataFrame):
 
     Parameters:
         question_id: the web app's id of the question.
-        name: who asked (the avatar says it).
+        asker: who asked (the avatar says it; ``name`` is pipecat's frame name).
         text: the question.
     """
 
     question_id: int = 0
-    name: str = ""
+    asker: str = ""
     text: str = ""
 
 

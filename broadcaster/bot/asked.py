@@ -44,7 +44,7 @@ def parse_ask(data: bytes) -> AudienceQuestionFrame | None:
     name, text = name.strip()[:MAX_NAME_CHARS], " ".join(text.split())[:MAX_TEXT_CHARS]
     if not name or not text:
         return None
-    return AudienceQuestionFrame(question_id=qid, name=name, text=text)
+    return AudienceQuestionFrame(question_id=qid, asker=name, text=text)
 
 
 class AskedQuestions(FrameProcessor):
@@ -88,7 +88,7 @@ class AskedQuestions(FrameProcessor):
             return
         self._seen = [*self._seen[-(SEEN_IDS - 1):], frame.question_id]
         self.received += 1
-        logger.info(f"{self}: {frame.name} asks (question {frame.question_id})")
+        logger.info(f"{self}: {frame.asker} asks (question {frame.question_id})")
         task = asyncio.get_running_loop().create_task(self.queue_frame(frame))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -229,7 +229,7 @@ class Responder(FrameProcessor):
 def asked(frame: AudienceQuestionFrame) -> str:
     """What the avatar says before answering an audience question: who asked, and what."""
     text = frame.text.strip()
-    return f"{frame.name} asks: {text}{'' if text[-1:] in '.?!' else '?'}"
+    return f"{frame.asker} asks: {text}{'' if text[-1:] in '.?!' else '?'}"
 
 
 # --- assembling the slot between STT and TTS ---------------------------------------------------
