@@ -145,3 +145,60 @@ async def test_raise_hand_qa_and_ask_the_avatar_in_the_pages(
         for p in (page, pres, host):
             await p.close()
         await priya_room.disconnect()
+
+
+async def test_presenter_picks_a_microphone_pushes_to_talk_and_sees_mute(
+        browser, web: str, web_client: WebClient, lkapi: api.LiveKitAPI) -> None:
+    w = await web_client.new_webinar("Presenter controls")
+    room = w["room"]
+    problems: list[str] = []
+    page = await open_page(browser, w["presenter_url"], problems)
+    await page.evaluate("localStorage.removeItem('broadcaster:push-to-talk')")
+    await page.fill("#join-name", "Pat Presenter")
+    await page.click("#join-button")
+    await page.wait_for_selector("#mic-banner[data-state='live']", timeout=15000)
+    identity = await page.evaluate(
+        f"JSON.parse(sessionStorage.getItem('broadcaster:presenter:{room}')).identity")
+    # the picker lists Chromium's (fake) microphones by name once the mic is on
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('#mic-device option')].some(o => o.value && "
+        "o.textContent.trim())", timeout=10000)
+
+    async def server_muted() -> bool | None:
+        info = await lkapi.room.get_participant(
+            api.RoomParticipantIdentity(room=room, identity=identity))
+        mics = [t for t in info.tracks if t.source == api.TrackSource.MICROPHONE]
+        return mics[0].muted if mics else None
+
+    async def muted_is(want: bool) -> bool:
+        return await server_muted() is want
+
+    assert await wait_until(lambda: muted_is(False), timeout=10)
+    # push to talk: muted for everyone (LiveKit's view) until Space is held
+    await page.check("#opt-ptt")
+    await page.wait_for_selector("#mic-banner[data-state='ptt']")
+    assert await wait_until(lambda: muted_is(True))
+    assert await page.locator("#mute-badge").is_visible()
+    await page.click("#stage")  # focus out of the checkbox: Space is for talking
+    await page.keyboard.down("Space")
+    await page.wait_for_selector("#mic-banner[data-state='live']")
+    assert await wait_until(lambda: muted_is(False))
+    await page.keyboard.up("Space")
+    await page.wait_for_selector("#mic-banner[data-state='ptt']")
+    assert await wait_until(lambda: muted_is(True))
+    await page.mouse.move(0, 0)
+    await page.screenshot(path=str(screenshot_dir() / "presenter-controls.png"))
+    # the choice is remembered
+    assert await page.evaluate("localStorage.getItem('broadcaster:push-to-talk')") == "1"
+    await page.uncheck("#opt-ptt")
+    await page.wait_for_selector("#mic-banner[data-state='live']")
+    assert await wait_until(lambda: muted_is(False))
+    # the plain mute button: the banner and the stage say so
+    await page.click("#mic-toggle")
+    await page.wait_for_selector("#mic-banner[data-state='muted'], "
+                                 "#mic-banner[data-state='off']")
+    assert await page.locator("#mute-badge").is_visible()
+    assert "nobody hears you" in (await page.locator("#mic-banner").text_content() or "") or \
+        await page.locator("#mic-banner[data-state='off']").count() == 1
+    assert not bad(problems), problems
+    await page.close()

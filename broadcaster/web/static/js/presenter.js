@@ -4,6 +4,7 @@ import { Track } from '/static/vendor/livekit-client.esm.mjs';
 import { $, api, ApiError, every, h, identityFor, openWebinar, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 import { questionItem, sortTabs } from '/static/js/qa.js';
+import { presenterControls } from '/static/js/presenter-controls.js';
 
 const room = roomFromPath();
 const code = new URLSearchParams(location.search).get('code') || '';
@@ -48,7 +49,7 @@ function showFloor() {
   }
   document.body.dataset.floor = floor ? 'yes' : 'no';
   $('#mic-toggle').disabled = !floor;
-  if (floor && wantMic && !micOn()) startMic().catch(showMicError);
+  if (floor && wantMic && !micOn() && !controls.idle()) startMic().catch(showMicError);
   if (!floor) stopMeter();
   renderMic();
 }
@@ -61,9 +62,12 @@ function showMeta(meta) {
 }
 
 const micOn = () => Boolean(stage?.room.localParticipant.isMicrophoneEnabled);
+const micPublished = () => Boolean(stage?.room.localParticipant.getTrackPublication(Track.Source.Microphone));
+const controls = presenterControls({ stage: () => stage, changed: () => renderMic() });
 
 function renderMic() {
   const on = micOn();
+  controls.render({ floor: holdsFloor(), published: micPublished(), on });
   $('#mic-state').textContent = on ? 'live' : 'off';
   $('#mic-state').dataset.state = on ? 'on' : 'off';
   $('#mic-toggle').textContent = on ? 'Mute microphone' : 'Start microphone';
@@ -81,9 +85,11 @@ async function startMic() {
     echoCancellation: $('#opt-echo').checked,
     noiseSuppression: $('#opt-noise').checked,
     autoGainControl: $('#opt-agc').checked,
+    deviceId: controls.deviceId(),
   });
   const track = lp.getTrackPublication(Track.Source.Microphone)?.track;
   if (track) startMeter(track.mediaStreamTrack);
+  await controls.started();
   renderMic();
 }
 
@@ -167,10 +173,11 @@ async function join(name) {
   });
   $('#join-form').hidden = true;
   await stage.connect(answer.url, answer.token);
-  await stage.preferSound();
-  showFloor();
+  // (before preferSound: a stage with no avatar yet may hold that promise)
   qaSort = sortTabs($('#presenter-qa-tabs'), () => pollQuestions().catch(() => {}));
   every(2000, pollQuestions);
+  await stage.preferSound();
+  showFloor();
 }
 
 async function main() {

@@ -80,13 +80,14 @@ async function join(name) {
   });
   $('#join-form').hidden = true;
   await stage.connect(answer.url, answer.token);
+  // (before preferSound: a stage with no avatar yet may hold that promise)
+  hands = startHands({ room, token: answer.token, card: $('#hand-card') });
+  $('#qa-card').hidden = false;
+  board = startBoard({ room, token: answer.token, ...qaElements() });
   await stage.preferSound();
   $('#question-text').disabled = false;
   $('#question-send').disabled = false;
   $('#stage-message').textContent = 'Waiting for the stage…';
-  hands = startHands({ room, token: answer.token, card: $('#hand-card') });
-  $('#qa-card').hidden = false;
-  board = startBoard({ room, token: answer.token, ...qaElements() });
   updateFloor();
 }
 
