@@ -202,3 +202,48 @@ async def test_presenter_picks_a_microphone_pushes_to_talk_and_sees_mute(
         await page.locator("#mic-banner[data-state='off']").count() == 1
     assert not bad(problems), problems
     await page.close()
+
+
+async def test_viewer_captions_toggle_size_and_fullscreen(
+        browser, web: str, web_client: WebClient, livekit) -> None:
+    w = await web_client.new_webinar("Viewer controls")
+    room = w["room"]
+    problems: list[str] = []
+    async with FakeBot(livekit, room) as bot:
+        page = await open_page(browser, f"{web}/w/{room}", problems)
+        await page.evaluate("localStorage.removeItem('broadcaster:captions');"
+                            "localStorage.removeItem('broadcaster:caption-size')")
+        await page.fill("#join-name", "Lin")
+        await page.click("#join-button")
+        await page.wait_for_selector("#stage[data-video='on']", timeout=15000)
+        await bot.caption("Captions are on by default.")
+        first = page.locator("#captions .caption-text:has-text('on by default')")
+        await first.wait_for()
+        medium = await first.evaluate("e => parseFloat(getComputedStyle(e.parentElement).fontSize)")
+        await page.click("#cc-bigger")
+        await page.click("#cc-bigger")
+        await page.wait_for_selector("#stage[data-caption-size='huge']")
+        huge = await first.evaluate("e => parseFloat(getComputedStyle(e.parentElement).fontSize)")
+        assert huge > medium * 1.3, (medium, huge)
+        await page.screenshot(path=str(screenshot_dir() / "viewer-controls.png"))
+        # off: a caption sent now is not shown; the choice survives a reload
+        await page.click("#cc-toggle")
+        await page.wait_for_selector("#stage[data-captions='off']")
+        await bot.caption("This one stays hidden.")
+        await page.wait_for_timeout(500)
+        assert not await page.locator("#captions").is_visible()
+        await page.reload()
+        await page.wait_for_selector("body[data-state='live']", timeout=15000)
+        assert await page.get_attribute("#stage", "data-captions") == "off"
+        assert await page.get_attribute("#stage", "data-caption-size") == "huge"
+        await page.click("#cc-toggle")
+        await bot.caption("Back on, and still huge.")
+        await page.wait_for_selector("#captions .caption-text:has-text('still huge')")
+        # fullscreen: the stage (video and captions) fills the screen
+        await page.click("#fullscreen")
+        await page.wait_for_function("() => document.fullscreenElement?.id === 'stage'")
+        await page.wait_for_selector("#stage[data-fullscreen='on']")
+        await page.click("#fullscreen")
+        await page.wait_for_function("() => !document.fullscreenElement")
+        assert not bad(problems), problems
+        await page.close()

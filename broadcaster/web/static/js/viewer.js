@@ -3,6 +3,7 @@ import { $, api, ApiError, identityFor, openWebinar, roomFromPath, session } fro
 import { Stage } from '/static/js/stage.js';
 import { startHands } from '/static/js/hands.js';
 import { qaElements, startBoard } from '/static/js/qa.js';
+import { viewerControls } from '/static/js/viewer-controls.js';
 
 const room = roomFromPath();
 const ROLE = 'viewer';
@@ -105,6 +106,7 @@ async function toggleFloorMic() {
 
 async function main() {
   if (!room) return;
+  viewerControls($('#stage'));
   $('#join-name').value = localStorage.getItem('broadcaster:name') || '';
   if (!await openWebinar(room, { showMeta, setPageState })) return;
 
