@@ -14,6 +14,11 @@ from livekit import api
 
 from broadcaster.config import Settings
 
+#: LiveKit closes a room whose participants are all agents (the bot's token is of kind
+#: ``agent``) after its empty / departure timeout; a webinar's room lives until the host
+#: ends it (then the web app deletes it), so these are long
+ROOM_IDLE_SECONDS = 12 * 3600
+
 
 class LiveKitError(RuntimeError):
     """LiveKit's server API failed; the message is safe to show (no credentials)."""
@@ -54,7 +59,9 @@ class LiveKitAdmin:
         metadata, so every join re-asserts both.
         """
         text = json.dumps(metadata)
-        await self._call("create_room", api.CreateRoomRequest(name=room, metadata=text))
+        await self._call("create_room", api.CreateRoomRequest(
+            name=room, metadata=text, empty_timeout=ROOM_IDLE_SECONDS,
+            departure_timeout=ROOM_IDLE_SECONDS))
         await self._call("update_room_metadata",
                          api.UpdateRoomMetadataRequest(room=room, metadata=text))
 

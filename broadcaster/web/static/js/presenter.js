@@ -5,6 +5,7 @@ import { $, api, ApiError, every, h, identityFor, openWebinar, roomFromPath, ses
 import { Stage } from '/static/js/stage.js';
 import { questionItem, sortTabs } from '/static/js/qa.js';
 import { presenterControls } from '/static/js/presenter-controls.js';
+import { followAudience } from '/static/js/audience-count.js';
 
 const room = roomFromPath();
 const code = new URLSearchParams(location.search).get('code') || '';
@@ -173,6 +174,7 @@ async function join(name) {
   });
   $('#join-form').hidden = true;
   await stage.connect(answer.url, answer.token);
+  followAudience(stage.room);
   // (before preferSound: a stage with no avatar yet may hold that promise)
   qaSort = sortTabs($('#presenter-qa-tabs'), () => pollQuestions().catch(() => {}));
   every(2000, pollQuestions);

@@ -4,6 +4,7 @@ import { Stage } from '/static/js/stage.js';
 import { startHands } from '/static/js/hands.js';
 import { qaElements, startBoard } from '/static/js/qa.js';
 import { viewerControls } from '/static/js/viewer-controls.js';
+import { followAudience } from '/static/js/audience-count.js';
 
 const room = roomFromPath();
 const ROLE = 'viewer';
@@ -81,6 +82,7 @@ async function join(name) {
   });
   $('#join-form').hidden = true;
   await stage.connect(answer.url, answer.token);
+  followAudience(stage.room);
   // (before preferSound: a stage with no avatar yet may hold that promise)
   hands = startHands({ room, token: answer.token, card: $('#hand-card') });
   $('#qa-card').hidden = false;
