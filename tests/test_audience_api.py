@@ -255,3 +255,36 @@ async def test_fuzz_audience_paths(fuzz_room: dict[str, Any], web_client: WebCli
         await never_5xx(web_client, "GET", f"/api/webinars/{seg}/qa?sort={q}", None, viewer)
         await never_5xx(web_client, "GET", f"/api/host/webinars/{room}/qa?sort={q}", None, host)
         await never_5xx(web_client, "GET", f"/api/webinars/{seg}/hand", None, viewer)
+        for name in ("q", "offset", "limit"):
+            await never_5xx(web_client, "GET",
+                            f"/api/host/webinars/{room}/participants?{name}={q}", None, host)
+
+
+async def test_the_participant_list_pages_searches_and_counts_roles(
+        web_client: WebClient, livekit: Any) -> None:
+    c = web_client
+    w = await c.new_webinar("Crowd")
+    room = w["room"]
+    names = ["zoe", "yan", "xia", "wes", "val"]
+    people = [await joined(c, room, n, name=n.title()) for n in names]
+    rooms = [await connect(p["url"], p["token"]) for p in people]
+    try:
+        async with FakeBot(livekit, room):
+            path = f"/api/host/webinars/{room}/participants"
+            first = (await c.host("GET", f"{path}?limit=2")).data
+            assert first["total"] == 6 and first["matching"] == 6
+            assert first["counts"] == {"viewer": 5, "bot": 1}
+            assert len(first["participants"]) == 2
+            rest = (await c.host("GET", f"{path}?limit=2&offset=2")).data["participants"]
+            last = (await c.host("GET", f"{path}?limit=2&offset=4")).data["participants"]
+            seen = [p["identity"] for p in first["participants"] + rest + last]
+            assert sorted(seen) == sorted([*names, c.settings.bot_identity])
+            found = (await c.host("GET", f"{path}?q=XI")).data
+            assert [p["identity"] for p in found["participants"]] == ["xia"]
+            assert found["matching"] == 1 and found["counts"]["viewer"] == 5
+            for bad_query in ("limit=0", "limit=201", "offset=-1", "offset=x", "limit=1e3",
+                              "q=" + "a" * 65, "q=%00"):
+                r = await c.host("GET", f"{path}?{bad_query}")
+                assert r.status == 422 and "query" in r.data["error"], (bad_query, r.text)
+    finally:
+        await asyncio.gather(*(r.disconnect() for r in rooms))

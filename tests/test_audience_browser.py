@@ -96,6 +96,16 @@ async def test_raise_hand_qa_and_ask_the_avatar_in_the_pages(
         ada = await page.evaluate(
             f"JSON.parse(sessionStorage.getItem('broadcaster:viewer:{room}')).identity")
         await host.wait_for_selector(f"#hands li[data-identity='{ada}']", timeout=10000)
+        # the participant list: counts per role, and a search finds one person
+        await host.wait_for_selector("#role-counts [data-role='viewer'][data-count='2']",
+                                     timeout=10000)
+        await host.fill("#participant-search", "priy")
+        await host.wait_for_function(
+            "() => [...document.querySelectorAll('#participants tr')].map(r => "
+            "r.dataset.identity).join() === 'priya'", timeout=10000)
+        assert "1 matching" in await host.locator("#participants-range").text_content()
+        await host.fill("#participant-search", "")
+        await host.wait_for_selector(f"#participants tr[data-identity='{ada}']")
         discount = [q for q in (await c.host("GET", f"/api/host/webinars/{room}/qa")).data[
             "questions"] if "discount" in q["text"]][0]
         # hide one: it vanishes for the viewer

@@ -7,6 +7,7 @@ from aiohttp import web
 from broadcaster.roles import check_identity
 from broadcaster.web.body import opt_str, read_object, req_str
 from broadcaster.web.keys import BOTS, WEBINARS
+from broadcaster.web.participant_pages import page_of
 
 routes = web.RouteTableDef()
 
@@ -41,9 +42,9 @@ async def get_webinar(request: web.Request) -> web.Response:
 async def participants(request: web.Request) -> web.Response:
     svc = request.app[WEBINARS]
     room = request.match_info["room"]
-    people = await svc.participants(room)
+    people = await svc.participants(room)  # ?q= &offset= &limit= (participant_pages.py)
     return web.json_response({"room": room, "speaker": svc.get(room).speaker,
-                              "participants": people})
+                              **page_of(people, request.query)})
 
 
 def _target(request: web.Request) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 import { $, api, ApiError, every, h, timeOf } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 import { hostAudience } from '/static/js/host-audience.js';
+import { peopleControls, peopleQuery, resetPeople, showPeopleMeta } from '/static/js/host-people.js';
 
 const KEY_STORE = 'broadcaster:host-key';
 const ROOM_STORE = 'broadcaster:host-room';
@@ -94,6 +95,7 @@ function showWebinar(w) {
 async function select(room) {
   if (current?.room !== room) {
     stopWatching();
+    resetPeople();
     $('#host-questions').replaceChildren();
     $('#hands').replaceChildren();
   }
@@ -155,11 +157,12 @@ async function refreshParticipants() {
     $('#participants-empty').hidden = false;
     return;
   }
-  const data = await hostApi('GET', `/api/host/webinars/${current.room}/participants`);
+  const data = await hostApi('GET', `/api/host/webinars/${current.room}/participants${peopleQuery()}`);
   $('#participants').replaceChildren(...data.participants.map(row));
   $('#participants-empty').hidden = data.participants.length > 0;
-  $('#participant-total').textContent = String(data.participants.length);
-  $('#d-viewers').textContent = String(data.participants.filter((p) => p.role === 'viewer').length);
+  $('#participant-total').textContent = String(data.total);
+  $('#d-viewers').textContent = String(data.counts.viewer || 0);
+  showPeopleMeta(data);
   current.speaker = data.speaker;
   $('#d-speaker').textContent = data.speaker
     ? (data.participants.find((p) => p.identity === data.speaker)?.name || data.speaker) : 'none';
@@ -300,6 +303,7 @@ function main() {
     try { showBot(await hostApi('POST', `/api/host/webinars/${current.room}/bot/stop`)); } catch (err) { fail(err); }
   });
 
+  peopleControls(() => refreshParticipants().catch(fail));
   every(2000, async () => { if (key && current) await refreshParticipants(); });
   every(2000, async () => { if (key && current) await audience.refreshQuestions(); });
   every(2000, async () => { if (key && current) await audience.refreshHands(); });
