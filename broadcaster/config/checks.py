@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broadcaster.config_sources import ConfigError
+from broadcaster.config.sources import ConfigError
 
 if TYPE_CHECKING:
     from broadcaster.config import Settings
