@@ -25,6 +25,8 @@ WEBINARS: web.AppKey[Webinars] = web.AppKey("webinars")
 #: raised hands and the moderated Q&A (web/audience.py)
 AUDIENCE: web.AppKey[Audience] = web.AppKey("audience")
 BOTS: web.AppKey[BotLauncher] = web.AppKey("bots")
+#: rehearsal processes (broadcaster/bot/rehearsal.py), one per webinar at most
+REHEARSALS: web.AppKey[BotLauncher] = web.AppKey("rehearsals")
 FLOOR: web.AppKey[FloorGuard] = web.AppKey("floor")
 #: webhook event ids already acted on (a replay is answered, not acted on)
 WEBHOOK_IDS = web.AppKey("webhook_ids", RecentIds)

@@ -202,6 +202,10 @@ class Store:
         """The connection, for the modules that own tables of their own (web/audience.py)."""
         return self._db
 
+    def ping(self) -> None:
+        """Raise ``sqlite3.Error`` unless the database answers a read (``/readyz``)."""
+        self._db.execute("SELECT count(*) FROM webinars").fetchone()
+
     # --- webinars ----------------------------------------------------------------------
     def create_webinar(self, room: str, title: str, presenter_code: str) -> Webinar:
         """Insert a new webinar; raises sqlite3.IntegrityError when the room exists."""

@@ -4,6 +4,7 @@ import { $, api, ApiError, every, h, timeOf } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 import { hostAudience } from '/static/js/host-audience.js';
 import { peopleControls, peopleQuery, resetPeople, showPeopleMeta } from '/static/js/host-people.js';
+import { refreshRecordings } from '/static/js/host_recordings.js';
 
 const KEY_STORE = 'broadcaster:host-key';
 const ROOM_STORE = 'broadcaster:host-room';
@@ -105,7 +106,7 @@ async function select(room) {
     li.classList.toggle('active', li.dataset.room === room);
   }
   await Promise.allSettled([refreshParticipants(), audience.refreshQuestions(),
-    audience.refreshHands(), refreshBot(), refreshBans()]);
+    audience.refreshHands(), refreshBot(), refreshBans(), refreshRecordings(room, hostApi, key, fail)]);
 }
 
 // --- participants --------------------------------------------------------------------

@@ -6,6 +6,7 @@ import { Stage } from '/static/js/stage.js';
 import { questionItem, sortTabs } from '/static/js/qa.js';
 import { presenterControls } from '/static/js/presenter-controls.js';
 import { followAudience } from '/static/js/audience-count.js';
+import { setupRehearsal } from '/static/js/rehearsal.js';
 
 const room = roomFromPath();
 const code = new URLSearchParams(location.search).get('code') || '';
@@ -173,6 +174,7 @@ async function join(name) {
     onMetadata: showMeta, onState: setPageState, onPermissions: showFloor,
   });
   $('#join-form').hidden = true;
+  setupRehearsal(room, () => joined?.token); // before the stage plays: it may have no avatar yet
   await stage.connect(answer.url, answer.token);
   followAudience(stage.room);
   // (before preferSound: a stage with no avatar yet may hold that promise)
