@@ -49,7 +49,7 @@ from broadcaster.answers.answerer import (
 from broadcaster.answers.llm import GroundedLLM, build_llm
 from broadcaster.answers.notes import load_notes
 from broadcaster.config import Settings
-from broadcaster.frames import SpeakerChangedFrame
+from broadcaster.frames import AudienceQuestionFrame, SpeakerChangedFrame
 
 #: Piper's en_US-joe-medium speaks about 14 characters a second: where an interrupted
 #: answer stopped is estimated from how long the avatar had been talking
@@ -123,6 +123,8 @@ class Responder(FrameProcessor):
             if self._pending:
                 await self._cancel_hold()
                 self._hold_task = self.create_task(self._hold_then_respond())
+        elif isinstance(frame, AudienceQuestionFrame):
+            await self._answer(frame.text, preface=asked(frame))
         elif isinstance(frame, SpeakerChangedFrame):
             if self._pending:
                 logger.info(f"{self}: speaker changed; dropping unanswered {frame.previous!r}")
@@ -166,17 +168,23 @@ class Responder(FrameProcessor):
         await self._cancel_hold()
         question = " ".join(f.text.strip() for f in self._pending)
         self._pending.clear()
+        await self._answer(question)
+
+    async def _answer(self, question: str, preface: str = "") -> None:
+        """Answer ``question``; ``preface`` is said first (who asked, for the audience's)."""
         reply = self.answerer.reply(question, self.dialogue)
         logger.info(f"{self}: {question!r} -> [{reply.source}] ({reply.score:.2f})")
         if self.llm is not None and reply.for_llm:
             await self._cancel_llm()
+            if preface:
+                await self._say(preface)
             self._llm_task = self.create_task(self._generate(question, reply))
             return
         self.answers.append(reply)
         if reply.source != CONVERSATION:
             self.dialogue.said(reply.text, reply.question)
             self._answering = True
-        await self._say(reply.text)
+        await self._say(f"{preface} {reply.text}".strip())
 
     async def _say(self, text: str) -> None:
         await self.push_frame(LLMFullResponseStartFrame())
@@ -216,6 +224,12 @@ class Responder(FrameProcessor):
         self.answers.append(reply)
         self.dialogue.said(text, keyless.question)
         self._llm_task = None
+
+
+def asked(frame: AudienceQuestionFrame) -> str:
+    """What the avatar says before answering an audience question: who asked, and what."""
+    text = frame.text.strip()
+    return f"{frame.asker} asks: {text}{'' if text[-1:] in '.?!' else '?'}"
 
 
 # --- assembling the slot between STT and TTS ---------------------------------------------------

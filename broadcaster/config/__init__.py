@@ -123,6 +123,12 @@ class Settings:
     """Questions one source address may send at once, whatever identities it uses."""
     question_rate_per_minute: float = 60.0
     """How fast an address's question allowance refills (per minute)."""
+    audience_actions_per_minute: int = 30
+    """Hand raises/lowers and question votes one participant may make in any minute."""
+    audience_action_burst: int = 120
+    """Hand and vote actions one source address may make at once (token bucket)."""
+    audience_action_rate_per_minute: float = 240.0
+    """How fast an address's hand and vote allowance refills (per minute)."""
     floor_reconcile_seconds: float = 2.0
     """How often the web app makes LiveKit's view match its store (who may publish, who
     was removed, ended webinars), also at start; webhooks can be lost. 0: never."""
