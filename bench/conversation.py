@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
+from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
 
 NAME = "conversation"
 DATA = ROOT / "bench" / "data" / "conversation"
