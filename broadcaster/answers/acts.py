@@ -34,6 +34,7 @@ DEFAULT_REPLIES: dict[str, str] = {
     "repeat": "Sorry, I haven't said anything yet. What would you like to know?",
     "repeat_intro": "Of course.",
     "remark": "I see. What would you like to ask me?",
+    "ready": "Ready when you are. What would you like to know?",
 }
 
 #: the acts of the evaluation format (bench/conversation.py); finer acts map onto "other"
@@ -41,17 +42,21 @@ EVAL_ACTS = ("greeting", "thanks", "hearing_check", "hold_on", "go_on", "goodbye
 
 _ALL = r"(?: there| everyone| everybody| all| folks| guys| avatar| again| team| y all| you all)*"
 _POLITE = (r"(?:(?:okay|ok|alright|right|yes|yeah|yep|sure|so|well|oh|and|but|sorry|please|"
-           r"(?:can|could|would|will) you(?: please)?)\s)*")
+           r"avatar|hey avatar|(?:can|could|would|will) you(?: please)?)\s)*")
+_OKAY = r"(?: okay| ok| alright| all right| well| clearly| now| fine| there)*"
+_SIDE = r"(?: (?:on|at|from) (?:your|the other) (?:side|end))?"
 
 #: act → patterns that match a whole phrase (on normalized text)
 PATTERNS: dict[str, tuple[str, ...]] = {
     "hearing_check": (
         r"(?:hello |hi )?(?:can|could|do|did) (?:you|everyone|everybody|you all|you guys|"
-        r"people|anyone|anybody) (?:still )?(?:hear|see) (?:me|us)(?: okay| ok| alright| all right"
-        r"| well| clearly| now| fine)?",
+        r"people|anyone|anybody) (?:still )?(?:hear|see) (?:me|us)" + _OKAY + _SIDE,
+        r"(?:are you|is everyone|is everybody|is anyone|are you all|are you guys) (?:still )?"
+        r"able to (?:hear|see) (?:me|us)" + _OKAY + _SIDE,
         r"(?:you|everyone) (?:hear|hearing) me(?: okay| ok)?",
-        r"(?:is|are) (?:my |the )?(?:mic|microphone|audio|sound|camera|mike)s? (?:working|on|ok"
-        r"|okay|coming through)(?: now)?",
+        r"(?:is|are) (?:my |the )?(?:mic|microphone|audio|sound|camera|mike|voice|video)s? "
+        r"(?:still )?(?:working|on|ok|okay|alright|all right|fine|good|clear|loud enough|"
+        r"coming through|coming across|getting through)" + _SIDE + r"(?: now)?",
         r"am i (?:audible|on|live|coming through|muted|on mute)(?: now)?",
         r"is (?:this|it) (?:thing )?(?:on|working)",
         r"(?:hello )?(?:are you|is anyone|is anybody|anyone|anybody) (?:still )?(?:there|here|"
@@ -73,9 +78,15 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:pause|stop talking|be quiet|quiet please|not so fast|slow down)",
         r"actually(?: wait)?",
     ),
+    "ready": (
+        r"(?:are you|are we|is everyone|is everybody) (?:all )?(?:ready|set|good to go|live|on air)"
+        r"(?: to (?:go|start|begin|get started))?(?: now)?",
+        r"(?:ready when you are|shall we (?:start|begin|get started)|let us (?:start|begin|"
+        r"get started|do this|go)|are we (?:starting|on))",
+    ),
     "go_on": (
         r"(?:please |you can |you may )?(?:go on|go ahead|carry on|continue|keep going|proceed"
-        r"|resume)(?: please)?(?: then)?",
+        r"|resume)(?: please)?(?: then| now)*",
         r"(?:as )?you were saying",
         r"(?:please )?(?:finish|complete) (?:what you were saying|your (?:answer|point|sentence|"
         r"thought))",
@@ -85,11 +96,14 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     ),
     "goodbye": (
         r"(?:bye|goodbye|good bye|bye bye|farewell|cheerio)" + _ALL,
-        r"see (?:you|ya|y all)(?: all| everyone| later| soon| next time| around| then)*",
+        r"see (?:you|ya|y all)(?: all| everyone| later| soon| next time| around| then)*"
+        r"(?: (?:next|on|this|tomorrow)(?: (?:week|time|session|class|month|monday|tuesday|"
+        r"wednesday|thursday|friday|saturday|sunday|morning|evening))?)?",
         r"take care" + _ALL,
         r"have a (?:good|great|nice|lovely) (?:day|evening|night|one|weekend|afternoon)" + _ALL,
         r"good ?night" + _ALL,
-        r"that (?:is )?(?:all|it)(?: (?:from me|for (?:me|now|today)))?",
+        r"that (?:is )?(?:all|it|everything)(?: (?:from (?:me|us|my side|my end|our side)|"
+        r"for (?:me|us|now|today)))?",
         r"(?:i|we) (?:am|are|have) (?:done|finished|all set)(?: for (?:today|now))?",
         r"(?:i am|i will be|we are|we will be) (?:signing off|logging off|heading out|off)",
         r"catch you later",
@@ -98,11 +112,14 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     "thanks": (
         r"(?:thank you|thanks|thank u|thx|cheers|many thanks|much appreciated|appreciate it|"
         r"i appreciate (?:it|that))(?: (?:so|very|really|a lot|a bunch|again|much|for that|"
-        r"for (?:the|your) (?:answer|help|explanation|info|information)|everyone|avatar))*",
+        r"for (?:the|your) (?:answer|help|explanation|info|information)|everyone|everybody|all"
+        r"|guys|folks|you all|y all|avatar))*",
     ),
     "greeting": (
         r"(?:hi|hello|hey|hiya|howdy|yo|greetings|good (?:morning|afternoon|evening|day)|morning"
         r"|afternoon|evening)" + _ALL,
+        # "hi lena avatar": a name before "avatar"
+        r"(?:hi|hello|hey|good (?:morning|afternoon|evening)) [a-z]+ avatar",
         r"how (?:are|re) (?:you|ya|things)(?: doing| going)?(?: today| this (?:morning|afternoon|"
         r"evening))?",
         r"how it going|what up|how do you do",
@@ -124,14 +141,23 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"it is|such a|very|so|really|pretty|super|quite) )*(?:a )?"
         r"(?:great|good|nice|cool|brilliant|excellent|helpful|clear|amazing|awesome|impressive|"
         r"fantastic|interesting|perfect|wonderful|neat|fascinating|useful|smart|clever|lovely|"
-        r"incredible|beautiful|fun)(?: (?:answer|point|explanation|demo|stuff|one|job|work|"
-        r"thanks|thank you))?",
+        r"incredible|beautiful|fun)(?: (?:answer|point|explanation|demo|stuff|one|job|work))?",
+        r"(?:you|it|this|that|the avatar|your voice) (?:sound|sounds|look|looks|seem|seems|are|is"
+        r"|feel|feels)(?: (?:so|very|really|pretty|super|quite|incredibly|totally))* (?:natural|"
+        r"real|realistic|human|lifelike|great|good|amazing|awesome|impressive|clear|smart|"
+        r"helpful|cool|fantastic|brilliant)",
+        r"you (?:are|re) doing (?:great|well|fine|amazing|brilliantly|a (?:great|good|fantastic|"
+        r"nice) job)",
+        r"you explain(?: things| it| this| that)? (?:really |very |so |super )?(?:well|clearly)",
+        r"(?:it is )?(?:so |really )?(?:nice|great|good|exciting|cool|amazing|awesome) to "
+        r"(?:finally )?(?:see|have|hear) (?:this|that|it|you)(?: [a-z]+){0,3}",
         r"(?:wow|oh wow|whoa)",
         r"(?:i|we) (?:love|like) (?:it|that|this)",
         r"(?:good|great|nice) (?:job|work|one)",
     ),
     "apology": (
         r"(?:sorry|my bad|apologies|oops|excuse me)(?: about that| for that| everyone)?",
+        r"i (?:was|am) (?:on mute|muted)",
         r"never mind|nevermind|forget it|no worries",
     ),
     "acknowledgement": (
@@ -141,6 +167,8 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"that makes sense|understood|fair enough|sounds good|noted|mhm|uh huh|gotcha|"
         r"i understand|that answers it|that answers my question|okay then|no|nope|cool|"
         r"perfect|great|good|nice|excellent)",
+        r"that (?:really |totally |definitely )?(?:helped|helps|helped a lot|helps a lot|clears "
+        r"(?:it|that|things) up|cleared (?:it|that|things) up|answers (?:it|that|my question))",
     ),
 }
 
@@ -157,8 +185,8 @@ _LEADIN = (
 )
 
 #: order in which a turn with several acts is answered for (the most specific first)
-PRIORITY = ("repeat", "hearing_check", "hold_on", "go_on", "goodbye", "thanks", "greeting",
-            "apology", "praise", "acknowledgement")
+PRIORITY = ("repeat", "hearing_check", "ready", "hold_on", "go_on", "goodbye", "thanks",
+            "greeting", "apology", "praise", "acknowledgement")
 
 _COMPILED = {
     act: re.compile(r"(?:" + "|".join(f"(?:{p})" for p in pats) + r")")
@@ -224,12 +252,19 @@ _QUESTION_START = re.compile(
     r"|we (?:would like|want|need))\b")
 
 
+#: a question asked inside a sentence ("I might be away, can I get an extension")
+_ASKED_INSIDE = re.compile(
+    r"\b(?:what|when|where|who|which|why|how)\b|\b(?:can|could|do|does|did|will|would|should"
+    r"|is|are|am|may|shall) (?:i|we|you|they|it|there|he|she|this|that|my|our)\b")
+
+
 def question_like(turn: Turn, raw: str) -> bool:
     """Whether what is left of a turn is asked (a question or a request: it deserves the
     fallback when the notes lack it) rather than said in passing ("one second, my dog
     is barking")."""
     return ("?" in raw or turn.asked or bool(_QUESTION_START.match(turn.question))
-            or bool(_QUESTION_START.match(normalize(raw))))
+            or bool(_QUESTION_START.match(normalize(raw)))
+            or bool(_ASKED_INSIDE.search(turn.question)))
 
 
 def _first_head(text: str) -> tuple[str, int] | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from broadcaster.answers.acts import DEFAULT_REPLIES, EVAL_ACTS, question_like, split_turn
 from broadcaster.answers.notes import Notes, Topic, load_notes
 from broadcaster.answers.retrieval import Hit, Retriever, Weights
-from broadcaster.answers.text import normalize
+from broadcaster.answers.text import normalize, words
 from broadcaster.config import Settings
 
 FALLBACK = "fallback"
@@ -42,6 +42,7 @@ class Reply:
     """The topic's heading, "fallback", "conversation" or "llm"."""
     topic: Topic | None = None
     score: float = 0.0
+    """How sure the responder is that the notes answer the question (0-1)."""
     act: str | None = None
     """The conversational act replied to (finer than :data:`EVAL_ACTS`)."""
     question: str = ""
@@ -116,21 +117,23 @@ class Answerer:
     def reply(self, text: str, dialogue: Dialogue | None = None) -> Reply:
         """What to say to ``text`` (a transcript), given what was said before."""
         turn = split_turn(normalize(text))
-        if not turn.question.strip():
+        if not turn.question.strip() or (turn.act is not None and not words(turn.question)):
+            # nothing left, or only words that carry nothing ("perfect, thanks so much")
             if turn.act is None:
                 return Reply(self.notes.fallback, FALLBACK)
             return self._social(turn.act, dialogue)
-        hits = tuple(self.retriever.rank(turn.question)[:3])
-        best = hits[0] if hits else None
-        if best is None or best.score < self.weights.min_score:
+        match = self.retriever.match(turn.question)
+        hits, best = match.hits[:3], match.best
+        if best is None or match.confidence < self.weights.min_confidence:
             if not question_like(turn, text):
                 # a remark the notes don't cover, not a question ("one second, my dog is
                 # barking", "I'll let you go"): "that's a good question" would be wrong
                 return self._social(turn.act or "remark", dialogue)
-            return Reply(self.notes.fallback, FALLBACK, score=best.score if best else 0.0,
+            return Reply(self.notes.fallback, FALLBACK, score=match.confidence,
                          question=turn.question, hits=hits)
         return Reply(_clip(best.topic.answer, self.max_chars), best.topic.title,
-                     topic=best.topic, score=best.score, question=turn.question, hits=hits)
+                     topic=best.topic, score=match.confidence, question=turn.question,
+                     hits=hits)
 
     def known_answers(self) -> list[str]:
         """Every fixed text :meth:`reply` can say: the TTS synthesizes them ahead."""
@@ -172,4 +175,4 @@ def _clip(text: str, max_chars: int) -> str:
 def build_answerer(settings: Settings, notes_path: str | None = None) -> Answerer:
     """The bot's Answerer for ``settings`` (the one construction path, bot and CLI)."""
     notes = load_notes(notes_path or settings.faq_path)
-    return Answerer(notes, Weights(min_score=settings.answer_threshold))
+    return Answerer(notes, Weights(min_confidence=settings.answer_threshold))

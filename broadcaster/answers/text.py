@@ -99,6 +99,8 @@ _BARE = {"whats": "what", "whos": "who", "hows": "how", "wheres": "where", "when
          "cannot": "can not", "gonna": "going to", "wanna": "want to", "gotta": "got to"}
 _BARE_CONTRACTIONS = re.compile(r"\b(?:" + "|".join(_BARE) + r")\b")
 
+_SPELLED = re.compile(r"\b[a-z](?: [a-z]\b)+")
+
 _stemmer = Stemmer.Stemmer("english")
 
 
@@ -115,6 +117,8 @@ def normalize(text: str) -> str:
     text = re.sub(r"\bq\s*(?:&|and|n)\s*a\b", "questions", text)  # "q and a", "q&a"
     text = re.sub(r"[^a-z0-9 ]+", " ", text)
     text = _FILLERS.sub(" ", text)
+    # speech recognition spells acronyms out: "a p i", "i o s", "t a s" -> api, ios, tas
+    text = _SPELLED.sub(lambda m: m.group(0).replace(" ", ""), text)
     return " ".join(text.split())
 
 
