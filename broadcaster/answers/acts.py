@@ -116,10 +116,10 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"|guys|folks|you all|y all|avatar))*",
     ),
     "greeting": (
+        # "hi lena avatar": a name before "avatar" (first: alternatives match in order)
+        r"(?:hi|hello|hey|good (?:morning|afternoon|evening)) [a-z]+ avatar",
         r"(?:hi|hello|hey|hiya|howdy|yo|greetings|good (?:morning|afternoon|evening|day)|morning"
         r"|afternoon|evening)" + _ALL,
-        # "hi lena avatar": a name before "avatar"
-        r"(?:hi|hello|hey|good (?:morning|afternoon|evening)) [a-z]+ avatar",
         r"how (?:are|re) (?:you|ya|things)(?: doing| going)?(?: today| this (?:morning|afternoon|"
         r"evening))?",
         r"how it going|what up|how do you do",

@@ -76,6 +76,8 @@ class WordSignals:
     heading: np.ndarray
     bm25: np.ndarray
     unknown: float
+    unknown_words: tuple[str, ...] = ()
+    """The question's words that no topic has (no stem, synonym or acronym)."""
 
 
 class LexicalIndex:
@@ -121,7 +123,7 @@ class LexicalIndex:
         words of a question, :func:`broadcaster.answers.text.words`)."""
         n = self.n
         if not said:
-            return WordSignals(np.zeros(n), np.zeros(n), np.zeros(n), 0.0)
+            return WordSignals(np.zeros(n), np.zeros(n), np.zeros(n), 0.0, ())
         doc_credit = np.zeros((len(said), n))
         title_credit = np.zeros((len(said), n))
         weight = np.zeros(len(said))
@@ -148,4 +150,6 @@ class LexicalIndex:
         top = float(bm25.max()) if bm25.size and bm25.max() > 0 else 1.0
         return WordSignals(coverage=(weight @ doc_credit) / total,
                            heading=(weight @ title_credit) / total, bm25=bm25 / top,
-                           unknown=float(weight @ unknown / total))
+                           unknown=float(weight @ unknown / total),
+                           unknown_words=tuple(dict.fromkeys(
+                               w for w, u in zip(said, unknown, strict=True) if u > 0)))

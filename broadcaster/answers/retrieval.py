@@ -43,21 +43,23 @@ sentence; word coverage of the topic, of its heading; BM25; answer type (+1 / 0 
 1 for the notes' introduction."""
 
 ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "coverage", "answer_type",
-                   "intro", "unknown", "length")
+                   "intro", "unknown", "offtopic", "length")
 """Per question, of its best topic: the ranking score and its lead over the second,
-that topic's signals, the share of the question's words no topic has, and the number
-of content words (capped at 8, over 8)."""
+that topic's signals, the share of the question's words no topic has, how much such a
+word is what the question is about rather than what the topic is about (``offtopic``:
+"can I pay with *paypal*" against a pricing topic), and the number of content words
+(capped at 8, over 8)."""
 
 
 def _default_rank() -> dict[str, float]:
-    return {"title": 0.365, "body": 1.013, "sentence": 0.709, "coverage": 0.28,
-            "heading": 0.184, "bm25": 0.115, "answer_type": 0.348, "intro": -0.22}
+    return {"title": 0.37, "body": 1.074, "sentence": 0.734, "coverage": 0.306, "heading": 0.187,
+            "bm25": 0.085, "answer_type": 0.347, "intro": -0.226}
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 1.048, "margin": 3.682, "title": 2.679, "body": 2.489, "sentence": -0.486,
-            "coverage": 2.293, "answer_type": -0.321, "intro": -4.051, "unknown": -0.37,
-            "length": -0.175}
+    return {"score": 0.717, "margin": 3.978, "title": 3.411, "body": 1.298, "sentence": -0.976,
+            "coverage": 1.892, "answer_type": -0.35, "intro": 0.0, "unknown": 0.28,
+            "offtopic": -2.959, "length": -0.446}
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -2.992
+    accept_bias: float = -1.521
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
@@ -150,11 +152,23 @@ class Retriever:
         best = ranked[0]
         second = ranked[1].score if len(ranked) > 1 else 0.0
         a = {"score": best.score, "margin": best.score - second, "unknown": lex.unknown,
+             "offtopic": self._offtopic(question, lex.unknown_words, order[0]),
              "length": min(len(said), 8) / 8}
         a.update({k: best.features[k] for k in ("title", "body", "sentence", "coverage",
                                                 "answer_type", "intro")})
         z = w.accept_bias + sum(w.accept[k] * a[k] for k in ACCEPT_FEATURES)
         return Match(ranked, 1.0 / (1.0 + math.exp(-z)), a)
+
+    def _offtopic(self, question: str, unknown: tuple[str, ...], best: int) -> float:
+        """The most a word the notes lack is about the question and not about the best
+        topic: its similarity to the question minus its similarity to the topic. "hipaa"
+        in "is plover hipaa compliant" is the question; "hook" in "can I hook it up to
+        my calendar" is not."""
+        if not unknown:
+            return 0.0
+        encoder = sentence_encoder()
+        q = encoder.encode_one(question)
+        return max(float(encoder.encode_one(u) @ (q - self._bodies[best])) for u in unknown)
 
     def _semantic(self, question: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.topics)
