@@ -139,9 +139,9 @@ def _baseline(notes_path: Path) -> Any:
 # ------------------------------------------------------------------------ measuring
 def _answerers(weights: Any = None) -> tuple[dict[str, Any], list[float]]:
     from broadcaster.answers.answerer import Answerer
-    from broadcaster.answers.notes import load_notes
     from broadcaster.answers.encoder import sentence_encoder
     from broadcaster.answers.lexical import word_model
+    from broadcaster.answers.notes import load_notes
 
     loads = []
     answerers = {}

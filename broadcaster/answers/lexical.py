@@ -34,7 +34,7 @@ from broadcaster.answers.text import STOPWORDS, SYNONYMS, stem, terms, words
 
 @lru_cache(maxsize=1)
 def word_model() -> Any:
-    """The WordLlama model in its wheel (its loader looks in the wrong folder by default)."""
+    """Load the WordLlama model in its wheel (its loader looks in the wrong folder)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     import wordllama
@@ -55,7 +55,7 @@ _GLUE = frozenset({"the", "a", "an", "and", "or", "of", "to", "is", "are", "be",
 
 
 def acronyms(text: str) -> dict[str, set[str]]:
-    """Initials of 2-4 consecutive content words → their stems ("sso" → single sign on)."""
+    """Map initials of 2-4 consecutive content words to their stems ("sso")."""
     tokens = [t for t in re.split(r"[^a-z0-9]+", text.lower()) if t]
     out: dict[str, set[str]] = {}
     for n in (2, 3, 4):
@@ -110,7 +110,7 @@ class LexicalIndex:
             dtype=float).reshape(self.n, len(surface))
 
     def alternatives(self, word: str) -> set[str]:
-        """Stems that count as ``word``: its own, its synonyms', an acronym's words."""
+        """List the stems that count as ``word``: its own, its synonyms', an acronym's."""
         alts = {stem(word), *(stem(s) for s in SYNONYMS.get(word, ()))}
         if stem(word) not in self.idf:
             alts |= self._acronyms.get(word, set())
@@ -119,8 +119,11 @@ class LexicalIndex:
         return alts
 
     def signals(self, said: list[str]) -> WordSignals:
-        """Coverage, heading coverage, BM25 and the unknown share for ``said`` (content
-        words of a question, :func:`broadcaster.answers.text.words`)."""
+        """Score every topic for ``said``, a question's content words.
+
+        ``said`` comes from :func:`broadcaster.answers.text.words`; the result has the
+        coverage, heading coverage, BM25 and the unknown share.
+        """
         n = self.n
         if not said:
             return WordSignals(np.zeros(n), np.zeros(n), np.zeros(n), 0.0, ())

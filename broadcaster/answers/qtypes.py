@@ -58,10 +58,10 @@ EVIDENCE: dict[str, re.Pattern[str]] = {
 
 
 def question_types(normalized: str) -> set[str]:
-    """The answer types ``normalized`` (a normalized question) asks for."""
+    """List the answer types ``normalized`` (a normalized question) asks for."""
     return {t for t, rx in QUESTION.items() if rx.search(normalized)}
 
 
 def evidence_types(text: str) -> set[str]:
-    """The answer types ``text`` (a topic's heading and answer, as written) can give."""
+    """List the answer types ``text`` (a topic's heading and answer, as written) gives."""
     return {t for t, rx in EVIDENCE.items() if rx.search(text)}

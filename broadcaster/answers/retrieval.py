@@ -94,12 +94,12 @@ class Match:
 
     @property
     def best(self) -> Hit | None:
-        """The best topic, if the notes have any."""
+        """Return the best topic, if the notes have any."""
         return self.hits[0] if self.hits else None
 
 
 def sentences(text: str) -> list[str]:
-    """A topic's answer cut into its sentences."""
+    """Cut a topic's answer into its sentences."""
     parts = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
     return parts or [text]
 
@@ -127,11 +127,11 @@ class Retriever:
         self.load_seconds = time.perf_counter() - started
 
     def rank(self, question: str) -> list[Hit]:
-        """Every topic scored for ``question``, best first (ties: file order)."""
+        """Score every topic for ``question``, best first (ties: file order)."""
         return list(self.match(question).hits)
 
     def match(self, question: str) -> Match:
-        """The ranked topics for ``question`` and the confidence that the best answers it."""
+        """Rank the topics for ``question``; say how sure we are the best one answers it."""
         w = self.weights
         said = words(question)
         lex = self.lexical.signals(said)
@@ -160,10 +160,12 @@ class Retriever:
         return Match(ranked, 1.0 / (1.0 + math.exp(-z)), a)
 
     def _offtopic(self, question: str, unknown: tuple[str, ...], best: int) -> float:
-        """The most a word the notes lack is about the question and not about the best
-        topic: its similarity to the question minus its similarity to the topic. "hipaa"
-        in "is plover hipaa compliant" is the question; "hook" in "can I hook it up to
-        my calendar" is not."""
+        """Measure how much a word the notes lack is the question's subject.
+
+        For each such word: its similarity to the question minus its similarity to the
+        best topic; the largest. "hipaa" in "is plover hipaa compliant" is what the
+        question is about; "hook" in "can I hook it up to my calendar" is not.
+        """
         if not unknown:
             return 0.0
         encoder = sentence_encoder()

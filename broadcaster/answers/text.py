@@ -110,6 +110,7 @@ def normalize(text: str) -> str:
 
 @lru_cache(maxsize=4096)
 def stem(word: str) -> str:
+    """Snowball-stem one word (cached: the same few hundred words come back)."""
     return _stemmer.stemWord(word)
 
 
