@@ -1,7 +1,7 @@
 """broadcaster.answers: notes, conversational acts, retrieval on unseen phrasing, `ask`.
 
-The accuracy figures belong to bench/conversation.py; here a slice of the tune set
-must stay above a floor, so a change that breaks the responder fails CI.
+The accuracy figures belong to bench/conversation.py; here slices of the sets must
+stay above a floor, so a change that breaks the responder fails CI.
 """
 
 from __future__ import annotations
@@ -18,19 +18,23 @@ from hypothesis import strategies as st
 
 from broadcaster.answers import Answerer, Dialogue, load_notes, parse_notes
 from broadcaster.answers.acts import split_turn
+from broadcaster.answers.qtypes import question_types
 from broadcaster.answers.text import normalize, words
 from broadcaster.config import DATA_DIR, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = DATA_DIR / "sample-agenda.md"
 LAUNCH = ROOT / "docs" / "examples" / "product-launch.md"
-TUNE = ROOT / "bench" / "data" / "conversation" / "tune.jsonl"
+SETS = ROOT / "bench" / "data" / "conversation"
+TUNE = SETS / "tune.jsonl"
+COURSE = ROOT / "docs" / "examples" / "course-intro.md"
 
 
 @pytest.fixture(scope="module")
 def answerers() -> dict[str, Answerer]:
     return {"sample-agenda": Answerer(load_notes(SAMPLE)),
-            "product-launch": Answerer(load_notes(LAUNCH))}
+            "product-launch": Answerer(load_notes(LAUNCH)),
+            "course-intro": Answerer(load_notes(COURSE))}
 
 
 def test_speech_recognition_style_text_is_normalized():
@@ -38,6 +42,15 @@ def test_speech_recognition_style_text_is_normalized():
     assert normalize("whats the plan for today") == "what the plan for today"
     assert normalize("I can't hear Tomás") == "i can not hear tomas"
     assert words("will my plover one projects carry over") == ["plover", "1", "projects", "carry"]
+    # speech recognition spells acronyms out
+    assert normalize("is there an a p i") == "is there an api"
+    assert normalize("who are the T A's") == "who are the ta"
+
+
+def test_who_asks_for_a_person_only_as_the_question_word():
+    assert question_types("who is hosting today") == {"person"}
+    assert question_types("can you tell me who is presenting") == {"person"}
+    assert question_types("is there a transcript for people who are hard of hearing") == set()
 
 
 @pytest.mark.parametrize(("turn", "act", "question"), [
@@ -99,14 +112,39 @@ def test_unreadable_notes_name_the_file(tmp_path):
         load_notes(binary)
 
 
-def test_a_slice_of_the_tune_set_stays_above_a_floor(answerers):
-    """Every fourth tune turn; bench/conversation.py reports the real figures."""
-    rows = [json.loads(line) for line in TUNE.read_text().splitlines()][::4]
+@pytest.mark.parametrize(("name", "step", "floor"), [
+    ("tune", 4, 0.85),  # fitted on (with dev and heldout-v1)
+    ("heldout-v1", 3, 0.72),  # written blind by someone else; fitted on since round 2
+    ("course", 2, 0.65),  # course-intro turns, not fitted on
+])
+def test_slices_of_the_sets_stay_above_a_floor(answerers, name, step, floor):
+    """Every step-th turn; bench/conversation.py reports the real figures."""
+    rows = [json.loads(line) for line in (SETS / f"{name}.jsonl").read_text().splitlines()]
+    rows = rows[::step]
     right = 0
     for r in rows:
         source = answerers[r["notes"]].reply(r["turn"], Dialogue()).source
         right += source == r["expect"] or source in r.get("also", [])
-    assert right / len(rows) >= 0.85, f"{right}/{len(rows)}"
+    assert right / len(rows) >= floor, f"{right}/{len(rows)}"
+
+
+@pytest.mark.parametrize("turn", [
+    "are you able to hear me okay", "avatar can you hear me now",
+    "is my audio coming through on your side", "hi are you ready to go",
+    "perfect thanks so much", "you sound very natural", "you're doing great",
+    "that's everything from my side, thanks all", "see you all next wednesday",
+    "thanks, that clears it up", "sorry I was on mute",
+])
+def test_conversational_turns_get_a_conversational_reply(answerers, turn):
+    for a in answerers.values():
+        assert a.reply(turn, Dialogue()).source == "conversation", turn
+
+
+def test_a_detail_the_notes_lack_gets_the_fallback(answerers):
+    launch = answerers["product-launch"]
+    assert launch.reply("how much is the team plan", Dialogue()).source == "Pricing and plans"
+    # the notes have prices, not payment methods: "paypal" is what this question is about
+    assert launch.reply("can I pay with paypal", Dialogue()).source == "fallback"
 
 
 @settings(max_examples=150, deadline=None,
@@ -142,7 +180,7 @@ def test_ask_uses_the_bots_settings():
     r = _ask("will there be a recording", BROADCASTER_FAQ_PATH=str(SAMPLE))
     assert json.loads(r.stdout)["source"] == "Will the recording be available afterwards?"
     r = _ask("will there be a recording", BROADCASTER_FAQ_PATH=str(SAMPLE),
-             BROADCASTER_ANSWER_THRESHOLD="0.99")
+             BROADCASTER_ANSWER_THRESHOLD="1.0")
     assert json.loads(r.stdout)["source"] == "fallback"
 
 
@@ -175,6 +213,7 @@ def test_ask_refuses_notes_with_nothing_to_answer(tmp_path):
     ("I'll let you go", "conversation"),  # a remark, not a question
     ("who won the football last night", "fallback"),  # a question the notes lack
     ("I'd like a refund for my ticket", "fallback"),  # a request the notes lack
+    ("I might be away next week, can I get a refund", "fallback"),  # asked mid-sentence
 ])
 def test_remarks_are_not_answered_as_questions(answerers, turn, source):
     assert answerers["sample-agenda"].reply(turn, Dialogue()).source == source
