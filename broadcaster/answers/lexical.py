@@ -78,6 +78,10 @@ class WordSignals:
     unknown: float
     unknown_words: tuple[str, ...] = ()
     """The question's words that no topic has (no stem, synonym or acronym)."""
+    words: tuple[str, ...] = ()
+    """The question's content words, in order (the rows of ``credit``)."""
+    credit: np.ndarray | None = None
+    """(words, topics): how much each topic has each word (1: itself or a synonym)."""
 
 
 class LexicalIndex:
@@ -126,7 +130,7 @@ class LexicalIndex:
         """
         n = self.n
         if not said:
-            return WordSignals(np.zeros(n), np.zeros(n), np.zeros(n), 0.0, ())
+            return WordSignals(np.zeros(n), np.zeros(n), np.zeros(n), 0.0)
         doc_credit = np.zeros((len(said), n))
         title_credit = np.zeros((len(said), n))
         weight = np.zeros(len(said))
@@ -155,4 +159,5 @@ class LexicalIndex:
                            heading=(weight @ title_credit) / total, bm25=bm25 / top,
                            unknown=float(weight @ unknown / total),
                            unknown_words=tuple(dict.fromkeys(
-                               w for w, u in zip(said, unknown, strict=True) if u > 0)))
+                               w for w, u in zip(said, unknown, strict=True) if u > 0)),
+                           words=tuple(said), credit=doc_credit)

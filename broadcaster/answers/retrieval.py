@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from broadcaster.answers.encoder import sentence_encoder
-from broadcaster.answers.lexical import LexicalIndex
+from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
 from broadcaster.answers.qtypes import evidence_types, question_types
 from broadcaster.answers.text import normalize, words
@@ -98,6 +98,19 @@ class Match:
         return self.hits[0] if self.hits else None
 
 
+def _missing(lex: WordSignals, topic: int) -> tuple[str, ...]:
+    """List the question's words that ``topic`` does not have (not even a near word)."""
+    if lex.credit is None:
+        return ()
+    return tuple(dict.fromkeys(w for w, c in zip(lex.words, lex.credit[:, topic], strict=True)
+                               if c < MISSING_BELOW))
+
+
+MISSING_BELOW = 0.5
+"""A word a topic has less than this much of (near words earn their similarity) is one
+the topic lacks."""
+
+
 def sentences(text: str) -> list[str]:
     """Cut a topic's answer into its sentences."""
     parts = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
@@ -152,7 +165,7 @@ class Retriever:
         best = ranked[0]
         second = ranked[1].score if len(ranked) > 1 else 0.0
         a = {"score": best.score, "margin": best.score - second, "unknown": lex.unknown,
-             "offtopic": self._offtopic(question, lex.unknown_words, order[0]),
+             "offtopic": self._offtopic(question, _missing(lex, order[0]), order[0]),
              "length": min(len(said), 8) / 8}
         a.update({k: best.features[k] for k in ("title", "body", "sentence", "coverage",
                                                 "answer_type", "intro")})
