@@ -38,8 +38,8 @@ def answerers() -> dict[str, Answerer]:
 
 
 def test_speech_recognition_style_text_is_normalized():
-    assert normalize("What's the PLAN, um, for today?") == "what the plan for today"
-    assert normalize("whats the plan for today") == "what the plan for today"
+    assert normalize("What's the PLAN, um, for today?") == "what is the plan for today"
+    assert normalize("whats the plan for today") == "what is the plan for today"
     assert normalize("I can't hear Tomás") == "i can not hear tomas"
     assert words("will my plover one projects carry over") == ["plover", "1", "projects", "carry"]
     # speech recognition spells acronyms out

@@ -122,7 +122,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"|afternoon|evening)" + _ALL,
         r"how (?:are|re) (?:you|ya|things)(?: doing| going)?(?: today| this (?:morning|afternoon|"
         r"evening))?",
-        r"how it going|what up|how do you do",
+        r"how (?:is )?it going|what (?:is )?up|how do you do",
         r"(?:(?:it is|it s) )?(?:nice|good|great|lovely|glad) to (?:meet|see|hear|be here with)"
         r" (?:you|everyone|everybody|you all|all of you|y all)" + _ALL,
         r"(?:(?:it is|it s) )?(?:nice|good|great|lovely|glad) to be (?:here|with you)" + _ALL,

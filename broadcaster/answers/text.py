@@ -75,8 +75,9 @@ for _group in SYNONYM_GROUPS:
 
 _CONTRACTED = {"re": "are", "ve": "have", "ll": "will", "d": "would", "m": "am"}
 #: contractions as speech recognition often writes them, without the apostrophe
-_BARE = {"whats": "what", "whos": "who", "hows": "how", "wheres": "where", "whens": "when",
-         "thats": "that", "theres": "there", "heres": "here", "its": "it", "im": "i am",
+_BARE = {"whats": "what is", "whos": "who is", "hows": "how is", "wheres": "where is",
+         "whens": "when is", "thats": "that is", "theres": "there is", "heres": "here is",
+         "its": "it", "im": "i am",
          "ive": "i have", "youre": "you are", "theyre": "they are", "dont": "do not",
          "doesnt": "does not", "didnt": "did not", "isnt": "is not", "arent": "are not",
          "cant": "can not", "wont": "will not", "wouldnt": "would not", "couldnt": "could not",
@@ -98,7 +99,9 @@ def normalize(text: str) -> str:
                   text)
     text = re.sub(r"n't\b", " not", text)
     text = re.sub(r"'(re|ve|ll|d|m)\b", lambda m: " " + _CONTRACTED[m.group(1)], text)
-    text = re.sub(r"'s\b", "", text)  # what's, Plover's: the "is" / possessive carries nothing
+    # what's -> what is (the sentence encoder reads it); Plover's -> Plover
+    text = re.sub(r"\b(what|that|it|there|here|who|where|how|when)'s\b", r"\1 is", text)
+    text = re.sub(r"'s\b", "", text)
     text = _BARE_CONTRACTIONS.sub(lambda m: _BARE[m.group(0)], text)
     text = re.sub(r"\bq\s*(?:&|and|n)\s*a\b", "questions", text)  # "q and a", "q&a"
     text = re.sub(r"[^a-z0-9 ]+", " ", text)
