@@ -128,6 +128,10 @@ class SentenceEncoder:
             self._recent.move_to_end(text)
         return vec
 
+    def forget_recent(self) -> None:
+        """Drop the remembered question vectors (benchmarks time the real work)."""
+        self._recent.clear()
+
     def encode_cached(self, texts: list[str]) -> np.ndarray:
         """Encode ``texts`` as :meth:`encode` does, kept on disk by content.
 

@@ -52,14 +52,14 @@ word is what the question is about rather than what the topic is about (``offtop
 
 
 def _default_rank() -> dict[str, float]:
-    return {"title": 0.375, "body": 1.05, "sentence": 0.742, "coverage": 0.342, "heading": 0.174,
-            "bm25": 0.051, "answer_type": 0.173, "intro": -0.399}
+    return {"title": 0.375, "body": 1.064, "sentence": 0.748, "coverage": 0.339, "heading": 0.178,
+            "bm25": 0.049, "answer_type": 0.173, "intro": -0.398}
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.708, "margin": 3.166, "title": 2.721, "body": 0.982, "sentence": 0.294,
-            "coverage": 1.854, "answer_type": -0.161, "intro": 0.0, "unknown": 0.039,
-            "offtopic": -2.286, "length": -0.315}
+    return {"score": 0.621, "margin": 3.185, "title": 2.891, "body": 0.605, "sentence": 0.301,
+            "coverage": 1.331, "answer_type": -0.161, "intro": 0.0, "unknown": -0.295,
+            "offtopic": -3.533, "length": -0.373}
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -1.526
+    accept_bias: float = -0.533
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
