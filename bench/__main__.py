@@ -37,13 +37,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "frame_delivery": ("frame_delivery",),
     "stt_speculation": ("stt_speculation",),
     "e2e": ("speech_latency", "join_latency", "lipsync", "barge_in"),
+    "reconcile_storm": ("reconcile_storm",),
+    "avatar_sessions": ("avatar_sessions",),
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
 #: rough minutes per group (quick, full), for the progress bar's weights
 MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0.2, 0.5),
            "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
-           "stt_speculation": (1, 1.7), "e2e": (3.5, 6)}
+           "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "reconcile_storm": (1.5, 6.5),
+           "avatar_sessions": (1, 4)}
 
 
 def _child_code(benches: tuple[str, ...], quick: bool) -> str:

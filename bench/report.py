@@ -181,6 +181,37 @@ def llm_answer(d: dict[str, Any]) -> list[Row]:
              None)]
 
 
+def reconcile_storm(d: dict[str, Any]) -> list[Row]:
+    m = d.get("modes", {})
+    rec, both, base = (m.get(k, {}) for k in ("reconcile_only", "webhooks_and_reconcile",
+                                              "baseline"))
+    return [(f"demoted presenter's stale token can publish while {d.get('viewers')} viewers "
+             "join: webhooks off, max (p50)", "≤ 5 s",
+             f"{_f(_g(rec, 'offender_publish_seconds', 'max'), '.2f', ' s')} "
+             f"({_f(_g(rec, 'offender_publish_seconds', 'p50'), '.2f', ' s')}; "
+             f"{_g(rec, 'offender_publish_seconds', 'n')} tries)",
+             f"no guard: never demoted ({base.get('offenders_never_demoted')} of "
+             f"{len(base.get('probes', []))} tries, gave up after {d.get('probe_timeout_s')} s)",
+             d.get("pass")),
+            ("… with webhooks and reconciliation (default), p50 (max)", "",
+             f"{_f(1e3 * (_g(both, 'offender_publish_seconds', 'p50') or 0), '.0f', ' ms')} "
+             f"({_f(1e3 * (_g(both, 'offender_publish_seconds', 'max') or 0), '.0f', ' ms')})",
+             f"webhooks lost: {both.get('webhooks_lost_lines')}", None)]
+
+
+def avatar_sessions(d: dict[str, Any]) -> list[Row]:
+    after, before = d.get("after") or {}, d.get("before") or {}
+    per = d.get("sessions_per_round")
+    return [(f"avatar service RSS after rounds of {per} sessions (started, stopped)",
+             "flat after the first round (≤ 20 MB)",
+             " → ".join(_f(v, ".0f") for v in [after.get("idle_rss_mb"),
+                                               *after.get("rss_mb", [])]) + " MB",
+             (f"{d.get('compare')}: " + " → ".join(
+                 _f(v, ".0f") for v in [before.get("idle_rss_mb"), *before.get("rss_mb", [])])
+              + " MB") if before else "idle: " + _f(after.get("idle_rss_mb"), ".0f", " MB"),
+             d.get("pass"))]
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "conversation": ("Answers and conversation (keyless)", conversation),
     "llm_answer": ("LLM path: time to first answer audio", llm_answer),
@@ -194,6 +225,8 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "join_latency": ("Viewer join → first frame", join_latency),
     "lipsync": ("Lip sync", lipsync),
     "barge_in": ("Barge-in", barge_in),
+    "reconcile_storm": ("Floor guard under a join storm", reconcile_storm),
+    "avatar_sessions": ("Avatar session memory", avatar_sessions),
 }
 
 
@@ -256,6 +289,20 @@ def _details(name: str, d: dict[str, Any]) -> list[str]:
         rs = d.get("relay_stats", {})
         out.append(f"- republisher: {rs.get('frames_published')} published, "
                    f"{rs.get('frames_repeated')} repeats, {rs.get('frames_dropped')} dropped")
+    elif name == "reconcile_storm":
+        for r in d.get("modes", {}).values():
+            o = r.get("offender_publish_seconds", {})
+            out.append(f"- {r.get('label')}: {r.get('viewers')} viewers connected in "
+                       f"{_f(r.get('storm_seconds'))} s (join API p50 "
+                       f"{_f(_g(r, 'join_api_ms', 'p50'))} ms, LiveKit connect p50 "
+                       f"{_f(_g(r, 'connect_ms', 'p50'), '.0f')} ms on the loaded box); "
+                       f"stale token publishing p50 {_f(o.get('p50'), '.3f')} s, max "
+                       f"{_f(o.get('max'), '.3f')} s over {o.get('n', 0)} tries, never "
+                       f"demoted {r.get('offenders_never_demoted')}; webhooks lost "
+                       f"{r.get('webhooks_lost_lines')}; web app CPU "
+                       f"{_f(r.get('web_app_cpu_seconds'), '.2f')} s")
+        out.append(f"- commit {d.get('commit')}, packages {d.get('packages')}, livekit-server "
+                   f"{d.get('livekit_server')}")
     elif name == "republish_latency":
         a = d.get("added_ms", {})
         out.append(f"- added latency: p50 {_f(a.get('p50'))}, p95 {_f(a.get('p95'))}, max "

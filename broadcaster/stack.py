@@ -63,11 +63,14 @@ async def open_demo(settings: Settings, start_bot: bool) -> None:
                 if r.status >= 300:
                     logger.warning(f"could not start the demo bot: HTTP {r.status}")
     public = settings.effective_public_url
+    # The presenter link carries the invite code: shown on a terminal, once, outside the
+    # log; when the output goes to a file or a log collector, the host console has it.
+    presenter = webinar.get("presenter_url") if sys.stdout.isatty() else None
     lines = [
         "",
         "broadcaster is up. Open:",
         f"  viewer page     {webinar.get('viewer_url', f'{public}/w/{room}')}",
-        f"  presenter page  {webinar.get('presenter_url', '(see the host console)')}",
+        f"  presenter page  {presenter or '(in the host console: Presenter invite)'}",
         f"  host console    {public}/host#key=<host key>",
         f"  host key        {_host_key_source(settings)}",
         "Ctrl-C stops everything.",

@@ -221,3 +221,18 @@ async def test_bot_metrics_port_taken_falls_back(tmp_path) -> None:
     async with bot_metrics_server(metrics, "127.0.0.1", port, tmp_path) as first, \
             bot_metrics_server(BotMetrics("busy"), "127.0.0.1", port, tmp_path) as second:
         assert first == port and second not in (None, port)
+
+
+async def test_bot_metrics_refuse_a_dns_rebinding_host(tmp_path) -> None:
+    """A page from evil.example resolved to 127.0.0.1 names evil.example in Host."""
+    port = free_port()
+    async with bot_metrics_server(BotMetrics("rebind"), "127.0.0.1", port, tmp_path), \
+            aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{port}/metrics"
+        async with http.get(url, headers={"Host": f"evil.example:{port}"}) as r:
+            assert r.status == 421
+            assert "rebind" not in await r.text()
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            async with http.get(url, headers={"Host": host}) as r:
+                assert r.status == 200, host
+                assert 'room="rebind"' in await r.text()

@@ -340,6 +340,8 @@ async def test_sidecars(scenario: Scenario) -> None:
     vtt = path.with_suffix(".vtt").read_text()
     assert vtt.startswith("WEBVTT") and "presenter: hello there" in vtt
     assert "00:00:01.0" in vtt or "00:00:00.9" in vtt
+    for f in (path, path.with_suffix(".json"), path.with_suffix(".vtt")):
+        assert f.stat().st_mode & 0o777 == 0o600, f"{f.name} is readable by others"
 
 
 # ------------------------------------------------------------------------ timing logic

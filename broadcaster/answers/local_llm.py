@@ -61,9 +61,12 @@ async def running(port: int, log: Path, *,
                   ready_within: float = 60.0) -> AsyncIterator[str]:
     """Run the server on ``port`` until the block ends; yields its ``/v1`` base URL."""
     fh = await asyncio.to_thread(open, log, "wb")  # closed below, after the child ends
+    # not the glibc malloc tuning of the video processes (tests and benches set it): with
+    # it, llama.cpp's generation ran ~17x slower (a short answer took 17 s, not 1 s)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     proc = await asyncio.to_thread(
         lambda: subprocess.Popen(command(port), stdout=fh, stderr=subprocess.STDOUT,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+                                 env={**env, "PYTHONUNBUFFERED": "1"}))
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + ready_within

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -135,7 +136,12 @@ class CaptionPublisher:
             "text": text,
         }
         try:
-            with self.log_path.open("a", encoding="utf-8") as fh:
+            # what was said in a webinar is private: the file is 0600 (and made so if an
+            # older version created it 0644)
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if os.fstat(fd).st_mode & 0o777 != 0o600:
+                os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         except OSError as exc:
             logger.warning(f"captions: cannot append to {self.log_path}: {exc}")

@@ -23,7 +23,6 @@ from prometheus_client import disable_created_metrics
 disable_created_metrics()  # no *_created series: they only add noise to every scrape
 
 from broadcaster.metrics.bot import STAGES, BotMetrics  # noqa: E402
-from broadcaster.metrics.local_request import is_local_request  # noqa: E402
 from broadcaster.metrics.server import bot_metrics_server, metrics_port_file, render  # noqa: E402
 from broadcaster.metrics.web import WebMetrics  # noqa: E402
 
@@ -32,7 +31,6 @@ __all__ = [
     "BotMetrics",
     "WebMetrics",
     "bot_metrics_server",
-    "is_local_request",
     "metrics_port_file",
     "render",
 ]

@@ -13,6 +13,7 @@ from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from broadcaster.metrics.bot import BotMetrics
+from broadcaster.netutil import is_local_host_header
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
@@ -55,6 +56,10 @@ async def bot_metrics_server(metrics: BotMetrics, host: str, port: int,
     from aiohttp import web
 
     async def handler(request: web.Request) -> web.Response:
+        # loopback only, and only when Host names this machine: a page a browser was
+        # tricked into loading from a DNS-rebinding domain names that domain instead
+        if not is_local_host_header(request.headers.get("Host"), host):
+            return web.json_response({"error": "Host must name this machine"}, status=421)
         body, ctype = render(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": ctype})
 

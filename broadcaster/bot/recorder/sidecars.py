@@ -7,6 +7,7 @@ captions within the recording, as WebVTT subtitles.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,10 +51,9 @@ def write_sidecars(rec: RecordingFile, duration: float, stats: RecorderStats,
         cues = caption_cues(rec.captions_path, start, duration)
         if cues:
             vtt = rec.path.with_suffix(".vtt")
-            vtt.write_text(webvtt(cues, duration), encoding="utf-8")
+            _write_private(vtt, webvtt(cues, duration))
             info["subtitles"] = vtt.name
-        rec.path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n",
-                                                 encoding="utf-8")
+        _write_private(rec.path.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
     except Exception as e:
         logger.warning(f"{owner}: could not write the sidecar files: {e}")
 
@@ -88,3 +88,11 @@ def webvtt(cues: list[Cue], duration: float, hold: float = 5.0) -> str:
         end = min(at + hold, cues[i + 1].at if i + 1 < len(cues) else duration)
         out += [f"{vtt_time(at)} --> {vtt_time(max(end, at + 0.5))}", text, ""]
     return "\n".join(out)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (captions quote people)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

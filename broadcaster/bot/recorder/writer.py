@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,10 +44,13 @@ class Writer:
         self.options = options
         self.stats = stats
         self.width, self.height = width & ~1, height & ~1
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         container_options = {}
         if options.fragmented:
             container_options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+        # the broadcast's voices and faces are the host's, nobody else's: the file exists
+        # (owner-only) before FFmpeg opens it, and keeps that mode when renamed
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         self.container = av.open(str(path), "w", format="mp4", options=container_options)
         for key, value in metadata.items():
             self.container.metadata[key] = value

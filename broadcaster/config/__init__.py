@@ -14,13 +14,25 @@ state directory, so nothing secret is committed and restarts keep working.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broadcaster.config_sources import ConfigError, env_name, read_values, stored_secret
+from broadcaster.config.checks import (  # noqa: F401 (the names' home is config.checks)
+    AVATAR_MODES,
+    STT_PROVIDERS,
+    TTS_PROVIDERS,
+    validate,
+)
+from broadcaster.config.sources import (  # noqa: F401 (ConfigError is used through here)
+    ConfigError,
+    env_name,
+    read_values,
+    stored_secret,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
@@ -39,13 +51,11 @@ def _project_root() -> Path:
 
 
 PROJECT_ROOT = _project_root()
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 HEYGEN_API_URL = "https://api.liveavatar.com/v1"
 HEYGEN_SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
 LOCAL_AVATAR_ID = "local-presenter"
 #: speech providers (broadcaster.speech); the first of each needs no key and no network
-STT_PROVIDERS = ("whisper", "openai", "deepgram")
-TTS_PROVIDERS = ("piper", "openai", "cartesia", "deepgram", "elevenlabs")
-AVATAR_MODES = ("relay", "direct")
 WEBHOOK_PATH = "/api/livekit/webhook"  # the web app's endpoint for livekit-server's events
 
 
@@ -91,11 +101,39 @@ class Settings:
     viewers_hidden: bool = True
     """Viewer tokens are ``hidden``: no participant events fan out per viewer."""
     audience_cache_seconds: float = 2.0
-    identity_claim_seconds: int = 30
-    """How long an issued identity stays reserved before its holder has joined."""
+    identity_claim_seconds: int = 4 * 3600
+    """An identity belongs to whoever holds its claim (a secret handed out at join) until
+    this long after they were last seen (joined, or connected at a reconciliation); then
+    the claim is purged and the identity is free. At least ``token_ttl_seconds``, so no
+    live token's identity is handed to someone else. The speaker's claim never expires
+    while they hold the floor."""
     max_question_chars: int = 500
     questions_per_minute: int = 3
     """How many questions one participant may send in any minute (then HTTP 429)."""
+    trusted_proxies: str = ""
+    """Reverse proxies (addresses or networks, comma-separated, e.g. "127.0.0.1, ::1" for a
+    proxy on this host) whose ``X-Forwarded-For`` names the client. Empty: the header is
+    ignored and every limit counts the connection's own address."""
+    join_burst: int = 60
+    """Joins one source address may make at once (token bucket): an office of 50 behind
+    one NAT joining at the start gets in; a script minting identities does not."""
+    join_rate_per_minute: float = 30.0
+    """How fast an address's join allowance refills (per minute)."""
+    question_burst: int = 20
+    """Questions one source address may send at once, whatever identities it uses."""
+    question_rate_per_minute: float = 60.0
+    """How fast an address's question allowance refills (per minute)."""
+    floor_reconcile_seconds: float = 2.0
+    """How often the web app makes LiveKit's view match its store (who may publish, who
+    was removed, ended webinars), also at start; webhooks can be lost. 0: never."""
+    webhook_dedupe_seconds: float = 600.0
+    """A webhook event id seen this recently is not acted on again (a replay). LiveKit's
+    webhook signatures are valid for 5 minutes."""
+    http_idle_timeout_seconds: float = 15.0
+    """The web app and the avatar service close a connection that sends no complete
+    request for this long (idle keep-alive, or headers trickling in)."""
+    http_body_timeout_seconds: float = 10.0
+    """A request body that has not fully arrived this long after its headers: HTTP 408."""
     floor_guard: bool = True
     """livekit-server sends its webhooks (participant joined, track published) to the web
     app, which takes publishing away from anyone but the speaker: a token minted before
@@ -131,6 +169,14 @@ class Settings:
     """A started avatar session whose control socket stays closed this long is stopped."""
     avatar_empty_room_grace_seconds: float = 30.0
     """An avatar alone in its own room this long is stopped."""
+    avatar_max_pending_sessions: int = 8
+    """Avatar sessions created (``/sessions/token``) but not started that the service
+    keeps at once; more get HTTP 429 (a flapping client cannot pile them up)."""
+    avatar_unstarted_seconds: float = 60.0
+    """A created session not started this long is dropped (pipecat starts at once)."""
+    avatar_max_stopped_sessions: int = 64
+    """Stopped sessions remembered (a small record each, so a repeated stop still answers
+    200); the oldest are forgotten first. Their renderer and publisher go at stop."""
     video_width: int = 1280
     video_height: int = 720
     video_fps: int = 25
@@ -260,6 +306,18 @@ class Settings:
         return self.heygen_api_key if self.use_heygen else self.avatar_api_key
 
     @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """``trusted_proxies`` parsed (ValueError names a bad entry)."""
+        nets = []
+        for item in self.trusted_proxies.split(","):
+            if item.strip():
+                try:
+                    nets.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    raise ValueError(f"{item.strip()!r} is not an address or network") from None
+        return tuple(nets)
+
+    @property
     def db_path(self) -> Path:
         """The web app's SQLite database."""
         return Path(self.state_dir) / "broadcaster.db"
@@ -308,71 +366,10 @@ class Settings:
         path = config_file or env.get("BROADCASTER_CONFIG")
         values = read_values(dataclasses.fields(cls), path, env, overrides)
         settings = cls(**values)
-        settings._validate()
+        validate(settings)
         if generate_secrets:
             settings = settings._with_local_secrets()
         return settings
-
-    def _validate(self) -> None:
-        for name in ("livekit_port", "livekit_rtc_tcp_port", "livekit_rtc_udp_port",
-                     "web_port", "avatar_port", "bot_metrics_port"):
-            port = getattr(self, name)
-            if not 0 <= port <= 65535:
-                raise ConfigError(f"{name}={port} is not a TCP/UDP port (0-65535)")
-        if self.livekit_url and not self.livekit_url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"LIVEKIT_URL={self.livekit_url!r} must start with ws:// or wss://")
-        if self.livekit_public_url and not self.livekit_public_url.startswith(
-                ("ws://", "wss://")):
-            raise ConfigError(f"livekit_public_url={self.livekit_public_url!r} must start "
-                              "with ws:// or wss://")
-        if self.avatar_mode not in AVATAR_MODES:
-            raise ConfigError(f"avatar_mode={self.avatar_mode!r} must be one of "
-                              f"{', '.join(AVATAR_MODES)}")
-        if self.avatar_mode == "direct" and self.record:
-            raise ConfigError("record=true needs avatar_mode=relay: in direct mode the "
-                              "avatar's media never passes through the bot")
-        if self.livekit_url and not self.livekit_api_secret:
-            raise ConfigError("LIVEKIT_URL is set, so LIVEKIT_API_SECRET must be set too")
-        if not 60 <= self.token_ttl_seconds <= self.max_token_ttl_seconds:
-            raise ConfigError(
-                f"token_ttl_seconds={self.token_ttl_seconds} must be between 60 and "
-                f"max_token_ttl_seconds={self.max_token_ttl_seconds}"
-            )
-        if self.video_codec.upper() not in ("VP8", "H264"):
-            raise ConfigError(f"video_codec={self.video_codec!r} must be VP8 or H264")
-        if self.video_width % 2 or self.video_height % 2 or self.video_width <= 0:
-            raise ConfigError(
-                f"video size {self.video_width}x{self.video_height} must be positive and even"
-            )
-        if not 1 <= self.video_fps <= 60:
-            raise ConfigError(f"video_fps={self.video_fps} must be between 1 and 60")
-        if not 1 <= self.questions_per_minute <= 600:
-            raise ConfigError(
-                f"questions_per_minute={self.questions_per_minute} must be between 1 and 600")
-        if self.stt_provider not in STT_PROVIDERS:
-            raise ConfigError(
-                f"stt_provider={self.stt_provider!r} must be one of {', '.join(STT_PROVIDERS)}"
-            )
-        if self.tts_provider not in TTS_PROVIDERS:
-            raise ConfigError(
-                f"tts_provider={self.tts_provider!r} must be one of {', '.join(TTS_PROVIDERS)}"
-            )
-        if not 1 <= self.stt_beam_size <= 10:
-            raise ConfigError(f"stt_beam_size={self.stt_beam_size} must be between 1 and 10")
-        if not 0.02 <= self.vad_start_secs <= 1.0:
-            raise ConfigError(f"vad_start_secs={self.vad_start_secs} must be between 0.02 and 1")
-        if not 0.0 <= self.vad_min_volume <= 1.0:
-            raise ConfigError(f"vad_min_volume={self.vad_min_volume} must be between 0 and 1")
-        if not 0.0 <= self.answer_threshold <= 1.0:
-            raise ConfigError(
-                f"answer_threshold={self.answer_threshold} must be between 0 and 1")
-        if not 1 <= self.llm_context_topics <= 20:
-            raise ConfigError(
-                f"llm_context_topics={self.llm_context_topics} must be between 1 and 20")
-        if not 16 <= self.llm_max_tokens <= 4096:
-            raise ConfigError(f"llm_max_tokens={self.llm_max_tokens} must be between 16 and 4096")
-        if not 0.05 <= self.vad_stop_secs <= 3.0:
-            raise ConfigError(f"vad_stop_secs={self.vad_stop_secs} must be between 0.05 and 3")
 
     def _with_local_secrets(self) -> Settings:
         """Fill unset secrets from (or into) the state directory."""
