@@ -32,14 +32,15 @@ def _features(rows: list[dict[str, Any]], answerers: dict[str, Any]) -> list[dic
 
     from broadcaster.answers.acts import question_like, split_turn
     from broadcaster.answers.retrieval import RANK_FEATURES
-    from broadcaster.answers.text import normalize, words
+    from broadcaster.answers.text import normalize
 
     out = []
     for r in rows:
         turn = split_turn(normalize(r["turn"]))
         item: dict[str, Any] = {"row": r}
-        if not turn.question or (turn.act is not None and not words(turn.question)):
-            item["fixed"] = "conversation" if turn.act else "fallback"
+        direct = answerers[r["notes"]].without_notes(turn, r["turn"])
+        if direct is not None:
+            item["fixed"] = direct.source
         else:
             ret = answerers[r["notes"]].retriever
             m = ret.match(turn.question)

@@ -33,6 +33,10 @@ DEFAULT_REPLIES: dict[str, str] = {
     "apology": "No problem at all.",
     "repeat": "Sorry, I haven't said anything yet. What would you like to know?",
     "repeat_intro": "Of course.",
+    "connection": "Sorry, the connection must have dropped for a moment. I'm here now: "
+                  "what would you like to know?",
+    "connection_intro": "Sorry about that. Here it is again.",
+    "invite": "Of course, go ahead.",
     "remark": "I see. What would you like to ask me?",
     "ready": "Ready when you are. What would you like to know?",
 }
@@ -77,6 +81,16 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"let me (?:think|check|see|look)(?: (?:for a (?:sec|second|moment)|about it|that))?",
         r"(?:pause|stop talking|be quiet|quiet please|not so fast|slow down)",
         r"actually(?: wait)?",
+        r"(?:can|could|may) i (?:jump|cut|chip|butt|come) in(?: here| there| for a (?:sec|second|"
+        r"moment))?",
+    ),
+    "connection": (
+        r"(?:you|the (?:audio|sound|video|stream|line|connection)) (?:are |is )?(?:breaking up|"
+        r"cutting out|cut out|dropped out|dropping out|glitching|lagging|freezing|frozen|choppy)"
+        r"(?: a bit| a little| there| again| for a (?:sec|second|moment|bit)| on me)*",
+        r"i (?:lost|missed) (?:you|the (?:audio|sound|end|last (?:bit|part)))(?: there| again|"
+        r" for a (?:sec|second|moment|bit))*",
+        r"(?:the )?(?:connection|line|audio|sound) (?:is )?(?:bad|choppy|terrible|not great)",
     ),
     "ready": (
         r"(?:are you|are we|is everyone|is everybody) (?:all )?(?:ready|set|good to go|live|on air)"
@@ -108,6 +122,9 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:i am|i will be|we are|we will be) (?:signing off|logging off|heading out|off)",
         r"catch you later",
         r"until next time",
+        r"i will (?:leave it there|let you go|stop there)(?: then| for (?:now|today))*",
+        r"(?:that will be all|nothing else|no more questions)(?: (?:from me|for (?:me|now|"
+        r"today)))*",
     ),
     "thanks": (
         r"(?:thank you|thanks|thank u|thx|cheers|many thanks|much appreciated|appreciate it|"
@@ -174,8 +191,10 @@ PATTERNS: dict[str, tuple[str, ...]] = {
 
 #: phrases that introduce a question; dropped with the social phrases around it
 _LEADIN = (
-    r"(?:i (?:have|have got|got) a (?:quick )?question(?: for you)?|(?:a |one )?quick (?:question|"
-    r"one)|(?:another|one more|a|my|next|other|last|follow up|followup) question(?: is)?|"
+    r"(?:i (?:have|have got|got) (?:a|another|one more|one other|two|a couple of|a few) (?:quick "
+    r"|small |last |more |follow up )?(?:question|one|thing)s?(?: for you)?(?: actually)?|"
+    r"(?:a |one )?quick (?:question|one)|"
+    r"(?:another|one more|a|my|next|other|last|follow up|followup) question(?: is)?|"
     r"i was wondering|i wonder|i would like to know|i want to know|so|and|also|now|then|"
     r"anyway|next|my question is|the question is|question|"
     # "can i ask ..." is a lead-in only before a question ("can i ask the avatar" is one)
@@ -185,8 +204,8 @@ _LEADIN = (
 )
 
 #: order in which a turn with several acts is answered for (the most specific first)
-PRIORITY = ("repeat", "hearing_check", "ready", "hold_on", "go_on", "goodbye", "thanks",
-            "greeting", "apology", "praise", "acknowledgement")
+PRIORITY = ("repeat", "connection", "hearing_check", "ready", "hold_on", "go_on", "goodbye",
+            "thanks", "greeting", "apology", "praise", "acknowledgement")
 
 _COMPILED = {
     act: re.compile(r"(?:" + "|".join(f"(?:{p})" for p in pats) + r")")
@@ -267,6 +286,44 @@ def question_like(turn: Turn, raw: str) -> bool:
     return ("?" in raw or turn.asked or bool(_QUESTION_START.match(turn.question))
             or bool(_QUESTION_START.match(normalize(raw)))
             or bool(_ASKED_INSIDE.search(turn.question)))
+
+
+#: words of a problem report ("sorry, there's no sound", "hi, my video is stuck")
+_TROUBLE = re.compile(
+    r"\b(?:no|not|never|cannot|nothing|nobody|stuck|froze|frozen|freezes|freezing|broken|"
+    r"missing|black|blank|silent|muted|error|problem|issue|trouble|wrong|fail|fails|failed|"
+    r"failing|crash|crashed|crashes|crashing|keeps|anymore)\b")
+
+
+def said_in_passing(turn: Turn, raw: str) -> bool:
+    """Tell a social phrase followed by a remark from one followed by a question.
+
+    "One sec, my cat is on the keyboard", "brilliant, cheers Priya", "hang on, let me
+    find my bill": the social phrase is what to reply to, and the rest is not looked up
+    in the notes (it matched a topic by its words: "bill", a host's name). A question,
+    or a problem report ("sorry, there's no sound"), is still answered.
+    """
+    return (turn.act is not None and not question_like(turn, raw)
+            and not _TROUBLE.search(turn.question))
+
+
+#: asking the avatar for an opinion or a taste: notes hold facts, so never from a topic
+_OPINION = re.compile(
+    r"\b(?:what (?:do|did|would) you (?:personally |honestly |really )?(?:think|reckon|feel|"
+    r"make) (?:about|of)|(?:what is|how is) your (?:personal |honest )?(?:opinion|view|take|"
+    r"feeling)|your (?:personal |honest )?(?:opinion|view|take|thoughts) (?:on|about|of)|"
+    r"your (?:all time )?favou?rite|do you (?:personally |honestly |really )?(?:like|love|"
+    r"prefer|enjoy|hate|believe in)|are you a fan of|in your opinion)\b")
+
+
+def asks_opinion(question: str) -> bool:
+    """Tell a question about the avatar's own opinion or taste.
+
+    "What do you think of ...", "your favourite ...", "do you like ...": the notes hold
+    no opinions, and a topic that shares a word with the question ("what do you think
+    about AI" / a roadmap's "AI summaries") would answer a different one: the fallback.
+    """
+    return bool(_OPINION.search(question))
 
 
 def _first_head(text: str) -> tuple[str, int] | None:

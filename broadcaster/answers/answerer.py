@@ -18,7 +18,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from broadcaster.answers.acts import DEFAULT_REPLIES, EVAL_ACTS, question_like, split_turn
+from broadcaster.answers.acts import (
+    DEFAULT_REPLIES,
+    EVAL_ACTS,
+    Turn,
+    asks_opinion,
+    question_like,
+    said_in_passing,
+    split_turn,
+)
 from broadcaster.answers.notes import Notes, Topic, load_notes
 from broadcaster.answers.retrieval import Hit, Retriever, Weights
 from broadcaster.answers.text import normalize, words
@@ -122,11 +130,9 @@ class Answerer:
     def reply(self, text: str, dialogue: Dialogue | None = None) -> Reply:
         """Decide what to say to ``text`` (a transcript), given what was said before."""
         turn = split_turn(normalize(text))
-        if not turn.question.strip() or (turn.act is not None and not words(turn.question)):
-            # nothing left, or only words that carry nothing ("perfect, thanks so much")
-            if turn.act is None:
-                return Reply(self.notes.fallback, FALLBACK)
-            return self._social(turn.act, dialogue)
+        direct = self.without_notes(turn, text, dialogue)
+        if direct is not None:
+            return direct
         match = self.retriever.match(turn.question)
         hits, best = match.hits[:3], match.best
         if best is None or match.confidence < self.weights.min_confidence:
@@ -139,6 +145,27 @@ class Answerer:
         return Reply(_clip(best.topic.answer, self.max_chars), best.topic.title,
                      topic=best.topic, score=match.confidence, question=turn.question,
                      hits=hits)
+
+    def without_notes(self, turn: Turn, text: str,
+                      dialogue: Dialogue | None = None) -> Reply | None:
+        """Reply to a turn that is not looked up in the notes, else None.
+
+        Social turns, a lead-in alone ("one more question"), a social phrase followed by
+        a remark, and a question for the avatar's opinion (bench/conversation_fit.py
+        fits the retrieval models on the other turns, through this same decision).
+        """
+        if not turn.question.strip() or (turn.act is not None and not words(turn.question)):
+            # nothing left, or only words that carry nothing ("perfect, thanks so much")
+            if turn.act is not None:
+                return self._social(turn.act, dialogue)
+            if turn.asked:  # "one more question", "I've got another one": invite it
+                return self._social("invite", dialogue)
+            return Reply(self.notes.fallback, FALLBACK)
+        if said_in_passing(turn, text):
+            return self._social(turn.act or "remark", dialogue)
+        if asks_opinion(turn.question):
+            return Reply(self.notes.fallback, FALLBACK, question=turn.question)
+        return None
 
     def known_answers(self) -> list[str]:
         """Every fixed text :meth:`reply` can say: the TTS synthesizes them ahead."""
@@ -162,6 +189,9 @@ class Answerer:
         if act == "go_on" and dialogue is not None and dialogue.unsaid:
             rest = dialogue.unsaid
             return Reply(f"{self._say('resume')} {rest}", CONVERSATION, act="resume")
+        if act == "connection" and dialogue is not None and dialogue.last:
+            return Reply(f"{self._say('connection_intro')} {dialogue.last}", CONVERSATION,
+                         act="connection")
         if act == "repeat" and dialogue is not None and dialogue.last:
             return Reply(f"{self._say('repeat_intro')} {dialogue.last}", CONVERSATION,
                          act="repeat")

@@ -16,9 +16,10 @@ are weak:
    ``Weights.min_confidence`` (setting ``answer_threshold``) the fallback is said.
 
 Both are fitted by ``python -m bench.conversation --fit`` on every turn of
-bench/data/conversation (three sets, two notes files; the fit also reports how it
+bench/data/conversation (four sets, three notes files; the fit also reports how it
 does on sets and notes files it was not fitted on) and kept as :class:`Weights`'
-defaults.
+defaults. Turns the answerer replies to without the notes
+(:meth:`broadcaster.answers.answerer.Answerer.without_notes`) are not fitted on.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def _default_rank() -> dict[str, float]:
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.621, "margin": 3.185, "title": 2.891, "body": 0.605, "sentence": 0.301,
-            "coverage": 1.331, "answer_type": -0.161, "intro": 0.0, "unknown": -0.295,
-            "offtopic": -3.533, "length": -0.373}
+    return {"score": 0.616, "margin": 3.087, "title": 3.117, "body": 0.547, "sentence": 0.097,
+            "coverage": 1.309, "answer_type": -0.21, "intro": 0.0, "unknown": -0.298,
+            "offtopic": -3.517, "length": -0.571}
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -0.533
+    accept_bias: float = -0.346
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
