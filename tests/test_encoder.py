@@ -56,6 +56,10 @@ def test_vectors_are_unit_length_and_independent_of_the_batch(texts):
     assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
     alone = np.stack([enc.encode([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-4)  # padding changes nothing
+    enc.forget_recent()
+    remembered = enc.encode_many([*texts, *texts])  # repeats, then from memory
+    assert np.allclose(remembered, np.concatenate([alone, alone]), atol=1e-4)
+    assert np.allclose(enc.encode_many(texts), alone, atol=1e-4)
 
 
 def test_long_inputs_are_cut_not_refused(enc):

@@ -128,6 +128,17 @@ class SentenceEncoder:
             self._recent.move_to_end(text)
         return vec
 
+    def encode_many(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` as :meth:`encode_one` does, the new ones in one batch."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._recent]
+        for text, vec in zip(new, self.encode(new), strict=True):
+            vec.setflags(write=False)
+            self._recent[text] = vec
+        out = np.stack([self._recent[t] for t in texts]) if texts else np.zeros((0, self.dim))
+        while len(self._recent) > 256:
+            self._recent.popitem(last=False)
+        return out
+
     def forget_recent(self) -> None:
         """Drop the remembered question vectors (benchmarks time the real work)."""
         self._recent.clear()

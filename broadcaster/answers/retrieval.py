@@ -184,7 +184,7 @@ class Retriever:
             return 0.0
         encoder = sentence_encoder()
         q = encoder.encode_one(question)
-        return max(float(encoder.encode_one(u) @ (q - self._bodies[best])) for u in unknown)
+        return float((encoder.encode_many(list(unknown)) @ (q - self._bodies[best])).max())
 
     def _semantic(self, question: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.topics)
