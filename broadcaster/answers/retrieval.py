@@ -138,6 +138,10 @@ class Retriever:
         n = len(self.topics)
         self._titles, self._bodies, self._sents = vecs[:n], vecs[n:2 * n], vecs[2 * n:]
         self._sent_owner = np.array([i for i, _ in sents], dtype=int)
+        # one question's whole path now, not on the presenter's first question: with the
+        # embeddings read from the disk cache the encoder has not run yet (its weights'
+        # pages, BLAS's threads: up to a second on a busy machine)
+        self.match("will this be recorded")
         self.load_seconds = time.perf_counter() - started
 
     def rank(self, question: str) -> list[Hit]:
