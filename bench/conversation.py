@@ -191,7 +191,7 @@ def _plot(result: dict[str, Any]) -> None:
     if plt is None:
         return
     sets = list(result["sets"])
-    fig, (ax, cv) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, cv) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / (len(sets) * 2)
     for i, name in enumerate(sets):
         for j, who in enumerate(("baseline", "ours")):
@@ -207,9 +207,11 @@ def _plot(result: dict[str, Any]) -> None:
     ax.set_ylabel("turns answered right (%)")
     ax.set_ylim(0, 105)
     ms = result["latency"]["reply_ms"]
-    ax.set_title(f"Fitted-on sets; per turn p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms; "
-                 f"load {result['latency']['load_s'][0]:.2f} s", fontsize=9)
-    ax.legend(fontsize=6, loc="lower right", ncol=2)
+    unfitted = ", ".join(n for n, d in result["sets"].items() if not d.get("fitted")) or "none"
+    ax.set_title(f"Per set (not fitted on: {unfitted}); per turn p50 {ms['p50']:.1f} ms, "
+                 f"p95 {ms['p95']:.1f} ms; load {result['latency']['load_s'][0]:.2f} s",
+                 fontsize=9)
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=5)
     held = {k.removeprefix("fit without ").split(",")[0]: float(v.split("= ")[1].split()[0])
             for k, v in result.get("cross_validation", {}).items()
             if k.startswith("fit without")}
