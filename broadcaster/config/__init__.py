@@ -34,7 +34,7 @@ from broadcaster.config.sources import (  # noqa: F401 (ConfigError is used thro
     stored_secret,
 )
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # broadcaster/, not broadcaster/config/
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # broadcaster/
 DATA_DIR = PACKAGE_DIR / "data"
 """Runtime data shipped inside the package, so a plain ``pip install .`` has it too."""
 
