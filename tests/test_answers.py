@@ -28,13 +28,15 @@ LAUNCH = ROOT / "docs" / "examples" / "product-launch.md"
 SETS = ROOT / "bench" / "data" / "conversation"
 TUNE = SETS / "tune.jsonl"
 COURSE = ROOT / "docs" / "examples" / "course-intro.md"
+ENERGY = ROOT / "docs" / "examples" / "home-energy.md"
 
 
 @pytest.fixture(scope="module")
 def answerers() -> dict[str, Answerer]:
     return {"sample-agenda": Answerer(load_notes(SAMPLE)),
             "product-launch": Answerer(load_notes(LAUNCH)),
-            "course-intro": Answerer(load_notes(COURSE))}
+            "course-intro": Answerer(load_notes(COURSE)),
+            "home-energy": Answerer(load_notes(ENERGY))}
 
 
 def test_speech_recognition_style_text_is_normalized():
@@ -116,6 +118,7 @@ def test_unreadable_notes_name_the_file(tmp_path):
     ("tune", 4, 0.85),  # fitted on (with dev and heldout-v1)
     ("heldout-v1", 3, 0.72),  # written blind by someone else; fitted on since round 2
     ("course", 2, 0.65),  # course-intro turns, fitted on since round 2
+    ("heldout-r2", 2, 0.75),  # a notes file and turns never fitted on (87.5 % in the bench)
 ])
 def test_slices_of_the_sets_stay_above_a_floor(answerers, name, step, floor):
     """Every step-th turn; bench/conversation.py reports the real figures."""
