@@ -194,7 +194,13 @@ class LiveKitRepublisher(FrameProcessor):
         self._running = True
 
     def offer_video(self, frame: OutputImageRawFrame) -> None:
-        """Hand a frame to the pacer; captured right away unless over the frame rate."""
+        """Hand a frame to the pacer; captured right away unless over the frame rate.
+
+        Every video frame enters here, the pipeline's included, so a subclass that
+        overrides it sees each one as it enters (bench/relay.py ties republished
+        frames to their source frames this way: ``pacer.pending or pacer.last_real``
+        is then this frame, whose ``entered_wall_us`` becomes its ``user_timestamp``).
+        """
         self._video.offer(frame)
 
     # ---------------------------------------------------------------- lifecycle
@@ -349,7 +355,7 @@ class LiveKitRepublisher(FrameProcessor):
             return
         if direction is FrameDirection.DOWNSTREAM:
             if isinstance(frame, OutputImageRawFrame):
-                self._video.offer(frame)
+                self.offer_video(frame)  # the one entry point: subclasses observe it
                 if self._forward:
                     await self.push_frame(frame, direction)
                 return
