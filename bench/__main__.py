@@ -39,6 +39,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "e2e": ("speech_latency", "join_latency", "lipsync", "barge_in", "caption_sync"),
     "reconcile_storm": ("reconcile_storm",),
     "avatar_sessions": ("avatar_sessions",),
+    "faults": ("faults",),
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
 #: rough minutes per group (quick, full), for the progress bar's weights
@@ -46,7 +47,7 @@ MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0
            "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
            "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "reconcile_storm": (1.5, 6.5),
-           "avatar_sessions": (1, 4)}
+           "avatar_sessions": (1, 4), "faults": (3, 6)}
 
 
 def _child_code(benches: tuple[str, ...], quick: bool) -> str:

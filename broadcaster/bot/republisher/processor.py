@@ -193,6 +193,10 @@ class LiveKitRepublisher(FrameProcessor):
         self._video.start(video_source, slate_first=False)
         self._running = True
 
+    def show_slate(self) -> None:
+        """Show the slate at once (the avatar session is known dead; fires on_video_stalled)."""
+        self._video.source_gone()
+
     def offer_video(self, frame: OutputImageRawFrame) -> None:
         """Hand a frame to the pacer; captured right away unless over the frame rate.
 
