@@ -87,10 +87,11 @@ class Responder(FrameProcessor):
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Responder:
+        """Build a keyless Responder from a notes file (tests, tools)."""
         return cls(Answerer(load_notes(path)), **kwargs)
 
     def answer(self, question: str) -> Reply:
-        """What the keyless responder says to ``question`` (no dialogue state)."""
+        """Decide what the keyless responder says to ``question`` (no dialogue state)."""
         return self.answerer.reply(question)
 
     def known_answers(self) -> list[str]:
@@ -98,6 +99,7 @@ class Responder(FrameProcessor):
         return self.answerer.known_answers()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Answer final transcripts; follow the speaker, the avatar's speech and barge-in."""
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
         if isinstance(frame, BotStartedSpeakingFrame):
@@ -132,6 +134,7 @@ class Responder(FrameProcessor):
             await self._cancel_hold()
 
     async def cleanup(self) -> None:
+        """Stop a held answer and an LLM generation; close the LLM client."""
         await self._cancel_hold()
         await self._cancel_llm()
         if self.llm is not None:
@@ -139,7 +142,7 @@ class Responder(FrameProcessor):
         await super().cleanup()
 
     async def _interrupted(self) -> None:
-        """The speaker talks: stop generating, and note where the answer was cut."""
+        """Stop generating when the speaker talks, and note where the answer was cut."""
         await self._cancel_llm()
         if self._answering and self._bot_since is not None:
             spoken = (time.monotonic() - self._bot_since) * CHARS_PER_SECOND
@@ -252,7 +255,7 @@ class ResponderChain:
 
 
 def make_responder(settings: Settings, *, turns: bool = True) -> ResponderChain:
-    """The processors that turn transcripts into the words the TTS speaks.
+    """Build the processors that turn transcripts into the words the TTS speaks.
 
     The same construction path as ``broadcaster ask``: :func:`build_answerer` and
     :func:`build_llm` on the same settings.

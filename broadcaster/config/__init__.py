@@ -217,10 +217,10 @@ class Settings:
     faq_path: str = str(DATA_DIR / "sample-agenda.md")
     """The host's notes (docs/notes.md): what the avatar answers from, with or without an
     LLM."""
-    answer_threshold: float = 0.26
+    answer_threshold: float = 0.5
     """How sure the keyless responder must be that a question is in the notes before it
-    answers from them (0-1); below, it says the notes' fallback. Higher: fewer wrong
-    answers, more "not in my notes" (calibrated by bench/conversation.py)."""
+    answers from them (a probability, 0-1); below, it says the notes' fallback. Higher:
+    fewer wrong answers, more "not in my notes" (calibrated by bench/conversation.py)."""
     llm_base_url: str = ""
     llm_api_key: str = field(default="", metadata=_env("BROADCASTER_LLM_API_KEY", secret=True))
     llm_model: str = "gpt-4o-mini"
