@@ -35,12 +35,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "frame_delivery": ("frame_delivery",),
     "stt_speculation": ("stt_speculation",),
     "e2e": ("speech_latency", "join_latency", "lipsync", "barge_in"),
+    "capacity": ("capacity",),
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
 #: rough minutes per group (quick, full), for the progress bar's weights
 MINUTES = {"render_cost": (0.2, 0.5), "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
-           "stt_speculation": (1, 1.7), "e2e": (3.5, 6)}
+           "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "capacity": (4, 10)}
 
 
 def _child_code(benches: tuple[str, ...], quick: bool) -> str:

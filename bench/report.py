@@ -142,6 +142,20 @@ def barge_in(d: dict[str, Any]) -> list[Row]:
              f"{_f(_g(d, 'direct_ms', 'p50'), '.0f', ' ms')}", d.get("pass"))]
 
 
+def capacity(d: dict[str, Any]) -> list[Row]:
+    a, b = d.get("avatar", {}), d.get("baseline", {})
+    return [("receive-only viewers at ≥ 24 fps and ≤ 1 % loss on one 2-core box; "
+             "viewers per SFU core (marginal SFU CPU per viewer)",
+             "measured (issue 14)",
+             f"{a.get('max_viewers_ok')} viewers; {_f(a.get('viewers_per_sfu_core'), '.0f')} "
+             f"per SFU core ({_f(a.get('sfu_millicores_per_viewer'), '.2f')} mcore/viewer); "
+             f"bot {_f(a.get('publisher_cores_mean'), '.2f')} core",
+             f"plain publisher: {b.get('max_viewers_ok')} viewers, "
+             f"{_f(b.get('viewers_per_sfu_core'), '.0f')} per SFU core "
+             f"({_f(b.get('sfu_millicores_per_viewer'), '.2f')} mcore/viewer); ratio "
+             f"{_f(d.get('ratio_viewers_per_core_vs_baseline'), '.2f')}", None)]
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "render_cost": ("Avatar renderer CPU", render_cost),
     "republish_hop": ("Republish hop CPU", republish_hop),
@@ -153,6 +167,7 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "join_latency": ("Viewer join → first frame", join_latency),
     "lipsync": ("Lip sync", lipsync),
     "barge_in": ("Barge-in", barge_in),
+    "capacity": ("Viewer capacity", capacity),
 }
 
 
@@ -215,6 +230,28 @@ def _details(name: str, d: dict[str, Any]) -> list[str]:
         rs = d.get("relay_stats", {})
         out.append(f"- republisher: {rs.get('frames_published')} published, "
                    f"{rs.get('frames_repeated')} repeats, {rs.get('frames_dropped')} dropped")
+    elif name == "capacity":
+        out.append("| phase | viewers | fps q5 / p50 | loss q95 | video kbps | SFU cores | "
+                   "publisher cores | load client cores | box cores |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for phase, pub in (("avatar", "bot"), ("baseline", "publisher")):
+            for st in _g(d, phase, "steps") or []:
+                c = st.get("cpu_cores", {})
+                out.append(
+                    f"| {phase} | {st['viewers']}{' (saturated)' if st.get('saturated') else ''}"
+                    f" | {_f(st['fps_at_quantile'], '.1f')} / "
+                    f"{_f(_g(st, 'fps', 'p50'), '.1f')} | "
+                    f"{_f(100 * st['loss_at_quantile'], '.2f', ' %')} | "
+                    f"{_f(_g(st, 'kbps', 'p50'), '.0f')} | {_f(c.get('sfu'), '.2f')} | "
+                    f"{_f(c.get(pub), '.2f')} | {_f(c.get('loadviewers'), '.2f')} | "
+                    f"{_f(st.get('box_cores'), '.2f')} |")
+        out.append(f"\nStopped: avatar — {_g(d, 'avatar', 'stopped') or 'cap reached'}; "
+                   f"baseline — {_g(d, 'baseline', 'stopped') or 'cap reached'}. Avatar "
+                   f"service (HeyGen's stand-in, not on a production box): "
+                   f"{_f(_g(d, 'avatar', 'avatar_service_cores_mean'), '.2f')} core. "
+                   f"Commit {d.get('commit')}, livekit-server "
+                   f"{_g(d, 'versions', 'livekit-server')}, server-sdk-go "
+                   f"{_g(d, 'versions', 'server-sdk-go')}.")
     elif name == "republish_latency":
         a = d.get("added_ms", {})
         out.append(f"- added latency: p50 {_f(a.get('p50'))}, p95 {_f(a.get('p95'))}, max "

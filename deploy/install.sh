@@ -3,8 +3,9 @@
 # itself when its result is already there.
 #
 #   deploy/install.sh            python env + livekit-server + livekit-client
-#   deploy/install.sh --test     ... plus Debian chromium and flite (browser and speech tests)
-#   deploy/install.sh --bench    ... plus the benchmark extras
+#   deploy/install.sh --test     ... plus Debian chromium, flite and redis-server (browser,
+#                                speech and multi-node LiveKit tests)
+#   deploy/install.sh --bench    ... plus the benchmark extras (and the Go load viewers)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,18 +26,20 @@ done
 say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 mkdir -p "$TOOLS/bin"
 
-# 1. Debian packages (only for tests: chromium for the browser tests, flite for test speech)
+# 1. Debian packages (only for tests: chromium for the browser tests, flite for test speech,
+#    redis-server for the multi-node LiveKit cluster)
 if [ "$WANT_TEST" = 1 ] || [ "$WANT_BENCH" = 1 ]; then  # the benches speak with flite too
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v flite >/dev/null || missing+=(flite)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   if [ "${#missing[@]}" -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     say "apt: installing ${missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    say "apt: chromium and flite already installed"
+    say "apt: chromium, flite and redis-server already installed"
   fi
 fi
 
@@ -81,5 +84,9 @@ else
   say "livekit-client: npm install livekit-client@$LIVEKIT_CLIENT_VERSION into .tools/npm"
   mkdir -p "$TOOLS/npm"
   npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" "livekit-client@$LIVEKIT_CLIENT_VERSION" >/dev/null
+fi
+# 5. the Go load viewers for the capacity benchmarks (cached in .tools/bin)
+if [ "$WANT_BENCH" = 1 ]; then
+  bash "$ROOT/bench/loadviewers/build.sh"
 fi
 say "done"

@@ -1,0 +1,298 @@
+package main
+
+// Receive-side RTP accounting for one track, without decoding: frames are counted by
+// RTP timestamp (one timestamp = one frame; the marker bit closes it), loss by gaps in
+// the (SFU-rewritten, contiguous) sequence numbers, the picture size from VP8/VP9
+// keyframe headers.
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// trackStats is updated by the track's reader goroutine and sampled by the controller.
+type trackStats struct {
+	mu sync.Mutex
+
+	kind  string // "video" | "audio"
+	codec string // mime type
+
+	packets  uint64
+	bytes    uint64 // RTP payload + header bytes
+	frames   uint64 // distinct RTP timestamps (video)
+	markers  uint64 // packets with the marker bit (video: complete frame ends)
+	started  bool
+	firstSeq uint64 // extended
+	highSeq  uint64 // extended highest sequence number seen
+	lastTS   uint32
+	haveTS   bool
+
+	firstFrameAt time.Time
+	lastFrameAt  time.Time
+	maxGap       time.Duration // longest time between two new frames since the last sample
+
+	width, height int // from the latest keyframe
+	keyframes     uint64
+	sizes         []sizeChange
+}
+
+type sizeChange struct {
+	At     float64 `json:"t"` // seconds since the run started
+	Width  int     `json:"width"`
+	Height int     `json:"height"`
+}
+
+// sample is a snapshot of the counters; two snapshots give a window.
+type sample struct {
+	at       time.Time
+	packets  uint64
+	bytes    uint64
+	frames   uint64
+	markers  uint64
+	expected uint64
+	maxGap   time.Duration
+	width    int
+	height   int
+}
+
+func (s *trackStats) onPacket(p *rtp.Packet, size int, now time.Time, runStart time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.packets++
+	s.bytes += uint64(size)
+	seq := uint64(p.SequenceNumber)
+	if !s.started {
+		s.started = true
+		s.firstSeq = seq
+		s.highSeq = seq
+	} else {
+		// extend the 16-bit sequence number around the highest seen so far
+		cycle := s.highSeq &^ 0xffff
+		ext := cycle | seq
+		if ext+0x8000 < s.highSeq {
+			ext += 0x10000
+		} else if ext > s.highSeq+0x8000 && ext >= 0x10000 {
+			ext -= 0x10000
+		}
+		if ext > s.highSeq {
+			s.highSeq = ext
+		}
+		if ext < s.firstSeq { // a reordered packet from before the first one
+			s.firstSeq = ext
+		}
+	}
+	if s.kind != "video" {
+		return
+	}
+	if p.Marker {
+		s.markers++
+	}
+	if !s.haveTS || int32(p.Timestamp-s.lastTS) > 0 {
+		if s.haveTS {
+			if gap := now.Sub(s.lastFrameAt); gap > s.maxGap {
+				s.maxGap = gap
+			}
+		} else {
+			s.firstFrameAt = now
+		}
+		s.haveTS = true
+		s.lastTS = p.Timestamp
+		s.lastFrameAt = now
+		s.frames++
+	}
+	if w, h, ok := keyframeSize(s.codec, p.Payload); ok {
+		s.keyframes++
+		if w != s.width || h != s.height {
+			s.width, s.height = w, h
+			s.sizes = append(s.sizes, sizeChange{now.Sub(runStart).Seconds(), w, h})
+		}
+	}
+}
+
+// take returns the counters and restarts the longest-gap measure for the next window.
+func (s *trackStats) take(now time.Time) sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gap := s.maxGap
+	if s.haveTS {
+		if open := now.Sub(s.lastFrameAt); open > gap { // a stall still going on
+			gap = open
+		}
+	}
+	s.maxGap = 0
+	var expected uint64
+	if s.started {
+		expected = s.highSeq - s.firstSeq + 1
+	}
+	return sample{now, s.packets, s.bytes, s.frames, s.markers, expected, gap, s.width, s.height}
+}
+
+// window describes what happened between two samples.
+type window struct {
+	Seconds  float64 `json:"seconds"`
+	FPS      float64 `json:"fps"`
+	Complete float64 `json:"complete_fps"` // marker bits per second
+	Loss     float64 `json:"loss"`         // fraction of expected packets not received
+	Kbps     float64 `json:"kbps"`
+	Packets  uint64  `json:"packets"`
+	MaxGapMS float64 `json:"max_gap_ms"`
+	Width    int     `json:"width,omitempty"`
+	Height   int     `json:"height,omitempty"`
+	Layer    string  `json:"layer,omitempty"`
+}
+
+func diff(a, b sample, fullHeight int) window {
+	secs := b.at.Sub(a.at).Seconds()
+	if secs <= 0 {
+		secs = 1e-9
+	}
+	w := window{Seconds: secs, Packets: b.packets - a.packets,
+		FPS:      float64(b.frames-a.frames) / secs,
+		Complete: float64(b.markers-a.markers) / secs,
+		Kbps:     float64(b.bytes-a.bytes) * 8 / secs / 1000,
+		MaxGapMS: float64(b.maxGap.Microseconds()) / 1000,
+		Width:    b.width, Height: b.height, Layer: layerName(b.height, fullHeight)}
+	exp := b.expected - a.expected
+	got := b.packets - a.packets
+	if exp > 0 && exp > got {
+		w.Loss = float64(exp-got) / float64(exp)
+	}
+	return w
+}
+
+// layerName: LiveKit's simulcast qualities for a full-size height (high/medium/low).
+func layerName(h, full int) string {
+	switch {
+	case h == 0:
+		return ""
+	case full <= 0:
+		return ""
+	case h*10 >= full*9:
+		return "high"
+	case h*10 >= full*4:
+		return "medium"
+	default:
+		return "low"
+	}
+}
+
+// keyframeSize reads the picture size of a keyframe's first packet (VP8 / VP9), or !ok.
+func keyframeSize(codec string, payload []byte) (int, int, bool) {
+	switch codec {
+	case "video/VP8", "video/vp8":
+		return vp8KeyframeSize(payload)
+	case "video/VP9", "video/vp9":
+		return vp9KeyframeSize(payload)
+	}
+	return 0, 0, false
+}
+
+// vp8KeyframeSize: RFC 7741 payload descriptor, then the VP8 frame tag and keyframe
+// header (start code 9d 01 2a, 14-bit width and height).
+func vp8KeyframeSize(b []byte) (int, int, bool) {
+	if len(b) < 1 {
+		return 0, 0, false
+	}
+	x := b[0]&0x80 != 0
+	s := b[0]&0x10 != 0
+	pid := b[0] & 0x07
+	if !s || pid != 0 {
+		return 0, 0, false
+	}
+	i := 1
+	if x {
+		if len(b) < 2 {
+			return 0, 0, false
+		}
+		ext := b[1]
+		i = 2
+		if ext&0x80 != 0 { // I: picture id
+			if len(b) <= i {
+				return 0, 0, false
+			}
+			if b[i]&0x80 != 0 {
+				i += 2
+			} else {
+				i++
+			}
+		}
+		if ext&0x40 != 0 { // L: TL0PICIDX
+			i++
+		}
+		if ext&0x30 != 0 { // T or K: TID/Y/KEYIDX
+			i++
+		}
+	}
+	p := b[i:]
+	if len(p) < 10 || p[0]&0x01 != 0 { // P bit 0 = keyframe
+		return 0, 0, false
+	}
+	if p[3] != 0x9d || p[4] != 0x01 || p[5] != 0x2a {
+		return 0, 0, false
+	}
+	w := int(binary.LittleEndian.Uint16(p[6:8]) & 0x3fff)
+	h := int(binary.LittleEndian.Uint16(p[8:10]) & 0x3fff)
+	return w, h, true
+}
+
+// vp9KeyframeSize reads the scalability structure (SS) that VP9 keyframes carry in the
+// payload descriptor (RFC 9628); with SVC it lists every spatial layer: the largest one
+// forwarded is not known from it, so the size of the top layer present is returned only
+// for non-flexible single-layer streams.
+func vp9KeyframeSize(b []byte) (int, int, bool) {
+	if len(b) < 1 {
+		return 0, 0, false
+	}
+	iBit := b[0]&0x80 != 0
+	pBit := b[0]&0x40 != 0
+	lBit := b[0]&0x20 != 0
+	fBit := b[0]&0x10 != 0
+	bBit := b[0]&0x08 != 0
+	vBit := b[0]&0x02 != 0
+	if pBit || !bBit || !vBit {
+		return 0, 0, false
+	}
+	i := 1
+	if iBit {
+		if len(b) <= i {
+			return 0, 0, false
+		}
+		if b[i]&0x80 != 0 {
+			i += 2
+		} else {
+			i++
+		}
+	}
+	if lBit {
+		i++
+		if !fBit {
+			i++ // TL0PICIDX
+		}
+	}
+	if fBit { // P_DIFF list (none on keyframes, P=0)
+		// nothing
+	}
+	if len(b) <= i {
+		return 0, 0, false
+	}
+	ss := b[i]
+	n := int(ss>>5) + 1
+	y := ss&0x10 != 0
+	i++
+	if !y {
+		return 0, 0, false
+	}
+	w, h := 0, 0
+	for k := 0; k < n; k++ {
+		if len(b) < i+4 {
+			return 0, 0, false
+		}
+		w = int(binary.BigEndian.Uint16(b[i : i+2]))
+		h = int(binary.BigEndian.Uint16(b[i+2 : i+4]))
+		i += 4
+	}
+	return w, h, true
+}
