@@ -8,6 +8,12 @@ loop: no avatar session, no decode, no pipeline. The pictures are the avatar
 renderer's own (idle by default, so the encoder sees the same content and reaches the
 same bitrate as the idle avatar the bot relays). Frames are rendered once into a pool
 and then cycled, so the process's CPU is the SDK's capture + encode, as for the bot.
+
+Audio: ``--audio hiss`` (default) sends a faint noise (-50 dBFS) so Opus codes every
+20 ms frame, as the bot's relayed avatar audio does even when the avatar is quiet
+(its "silence" is decoded Opus, not digital zero: ~30 kbit/s and 50 packets/s per
+viewer, measured); ``--audio silence`` sends digital zero, which Opus DTX all but
+suppresses (~1.5 kbit/s).
 """
 
 from __future__ import annotations
@@ -43,8 +49,9 @@ def render_pool(width: int, height: int, fps: int, state: str) -> list[bytearray
 
 async def publish(url: str, token: str, seconds: float, simulcast: bool, state: str,
                   codec: str | None, scalability_mode: str | None,
-                  max_bitrate: int | None = None) -> None:
+                  max_bitrate: int | None = None, audio: str = "hiss") -> None:
     from livekit import rtc
+    from livekit.rtc._proto.video_frame_pb2 import FrameMetadata
 
     from broadcaster.bot.republisher import RepublishEncoding, audio_options
     from broadcaster.config import Settings
@@ -75,18 +82,28 @@ async def publish(url: str, token: str, seconds: float, simulcast: bool, state: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    silence = rtc.AudioFrame(bytes(960), 48_000, 1, 480)
+    if audio == "hiss":
+        rng = np.random.default_rng(2)
+        hiss = [rtc.AudioFrame((rng.normal(0, 100, 480)).astype(np.int16).tobytes(), 48_000, 1,
+                               480) for _ in range(50)]
+    else:
+        hiss = [rtc.AudioFrame(bytes(960), 48_000, 1, 480)]
+    meta = FrameMetadata()
     t0 = time.monotonic()
     i = 0
     next_audio = t0
+    k = 0
     while not stop.is_set() and (seconds <= 0 or time.monotonic() - t0 < seconds):
         frame = rtc.VideoFrame(w, h, rtc.VideoBufferType.I420, pool[i % len(pool)])
-        vsrc.capture_frame(frame, timestamp_us=int((time.monotonic() - t0) * 1e6))
         i += 1
+        meta.frame_id = i  # viewers count stamped frames, not callbacks
+        meta.user_timestamp = time.time_ns() // 1000
+        vsrc.capture_frame(frame, timestamp_us=int((time.monotonic() - t0) * 1e6), metadata=meta)
         deadline = t0 + i / fps
-        while next_audio < deadline:  # 10 ms of silence at a time, as a microphone
-            await asyncio.wait_for(asrc.capture_frame(silence), 1.0)
+        while next_audio < deadline:  # 10 ms at a time, as a microphone
+            await asyncio.wait_for(asrc.capture_frame(hiss[k % len(hiss)]), 1.0)
             next_audio += 0.01
+            k += 1
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
     print(f"sent {i} frames", flush=True)
     await room.disconnect()
@@ -101,6 +118,8 @@ def main() -> None:
     ap.add_argument("--state", default="idle", choices=("idle", "speaking", "listening"))
     ap.add_argument("--codec", help="VP8 (default, as the bot), VP9, AV1, H264")
     ap.add_argument("--scalability-mode", help="SVC mode for VP9/AV1, e.g. L3T3_KEY")
+    ap.add_argument("--audio", choices=("hiss", "silence"), default="hiss",
+                    help="faint noise Opus must code (as the bot's) or digital zero (DTX)")
     ap.add_argument("--max-bitrate", type=int,
                     help="video bits/s (default: the bot's, video_max_bitrate)")
     args = ap.parse_args()
@@ -108,7 +127,7 @@ def main() -> None:
 
     tune_malloc()
     asyncio.run(publish(args.url, args.token, args.seconds, args.simulcast, args.state,
-                        args.codec, args.scalability_mode, args.max_bitrate))
+                        args.codec, args.scalability_mode, args.max_bitrate, args.audio))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN="$ROOT/.tools/bin/loadviewers"
-hash="$(cat "$HERE"/*.go "$HERE/go.mod" "$HERE/go.sum" | sha256sum | cut -c1-16)"
+hash="$(find "$HERE" -maxdepth 1 \( -name '*.go' ! -name '*_test.go' -o -name go.mod -o -name go.sum \) \
+  | sort | xargs cat | sha256sum | cut -c1-16)"
 if [ -x "$BIN" ] && [ "$(cat "$BIN.hash" 2>/dev/null)" = "$hash" ]; then
   printf '\033[1m[install]\033[0m loadviewers (Go load client) already built\n'
   exit 0

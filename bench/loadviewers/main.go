@@ -53,6 +53,7 @@ type config struct {
 	sources     []string
 	out         string
 	quiet       bool
+	quality     string
 }
 
 func parseFlags() (*config, error) {
@@ -81,6 +82,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&sources, "source-addrs", "", "local addresses for the join requests, round-robin: 127.0.1.1-127.0.1.40,127.0.2.1")
 	flag.StringVar(&c.out, "out", "", "also write the final JSON report to this file")
 	flag.BoolVar(&c.quiet, "quiet", true, "silence the SDK's logs")
+	flag.StringVar(&c.quality, "quality", "", "ask the SFU for this simulcast layer: low, medium or high (default: the SFU decides)")
 	flag.Parse()
 	if c.hold == 0 {
 		c.hold = duration
@@ -118,6 +120,9 @@ func parseFlags() (*config, error) {
 	}
 	if (c.token != "" || c.tokens != nil) && c.livekitURL == "" {
 		return nil, fmt.Errorf("-token/-tokens need -livekit-url")
+	}
+	if c.quality != "" && c.quality != "low" && c.quality != "medium" && c.quality != "high" {
+		return nil, fmt.Errorf("-quality must be low, medium or high, not %q", c.quality)
 	}
 	if c.ramp <= 0 || c.concurrency <= 0 {
 		return nil, fmt.Errorf("-ramp and -concurrency must be positive")

@@ -1,8 +1,10 @@
 package main
 
-// Receive-side RTP accounting for one track, without decoding: frames are counted by
-// RTP timestamp (one timestamp = one frame; the marker bit closes it), loss by gaps in
-// the (SFU-rewritten, contiguous) sequence numbers, the picture size from VP8/VP9
+// Receive-side RTP accounting for one track, without decoding: a frame is one RTP
+// timestamp, and it counts as received (decodable) when its first packet (VP8 S bit with
+// partition 0, VP9 B bit), its last packet (marker bit) and every sequence number in
+// between arrived, retransmissions included. Loss is counted from gaps in the
+// (SFU-rewritten, contiguous) sequence numbers; the picture size comes from VP8/VP9
 // keyframe headers.
 
 import (
@@ -22,8 +24,10 @@ type trackStats struct {
 
 	packets  uint64
 	bytes    uint64 // RTP payload + header bytes
-	frames   uint64 // distinct RTP timestamps (video)
-	markers  uint64 // packets with the marker bit (video: complete frame ends)
+	frames   uint64 // complete frames (video)
+	seen     uint64 // distinct RTP timestamps, complete or not (video)
+	markers  uint64 // packets with the marker bit (video)
+	pending  map[uint32]*frameAcc
 	started  bool
 	firstSeq uint64 // extended
 	highSeq  uint64 // extended highest sequence number seen
@@ -39,6 +43,14 @@ type trackStats struct {
 	sizes         []sizeChange
 }
 
+// frameAcc collects the packets of one frame until it is complete.
+type frameAcc struct {
+	first            time.Time
+	startSeq, endSeq uint64
+	hasStart, hasEnd bool
+	got              map[uint64]struct{}
+}
+
 type sizeChange struct {
 	At     float64 `json:"t"` // seconds since the run started
 	Width  int     `json:"width"`
@@ -51,6 +63,7 @@ type sample struct {
 	packets  uint64
 	bytes    uint64
 	frames   uint64
+	seen     uint64
 	markers  uint64
 	expected uint64
 	maxGap   time.Duration
@@ -69,14 +82,7 @@ func (s *trackStats) onPacket(p *rtp.Packet, size int, now time.Time, runStart t
 		s.firstSeq = seq
 		s.highSeq = seq
 	} else {
-		// extend the 16-bit sequence number around the highest seen so far
-		cycle := s.highSeq &^ 0xffff
-		ext := cycle | seq
-		if ext+0x8000 < s.highSeq {
-			ext += 0x10000
-		} else if ext > s.highSeq+0x8000 && ext >= 0x10000 {
-			ext -= 0x10000
-		}
+		ext := s.extSeq(seq)
 		if ext > s.highSeq {
 			s.highSeq = ext
 		}
@@ -91,18 +97,11 @@ func (s *trackStats) onPacket(p *rtp.Packet, size int, now time.Time, runStart t
 		s.markers++
 	}
 	if !s.haveTS || int32(p.Timestamp-s.lastTS) > 0 {
-		if s.haveTS {
-			if gap := now.Sub(s.lastFrameAt); gap > s.maxGap {
-				s.maxGap = gap
-			}
-		} else {
-			s.firstFrameAt = now
-		}
 		s.haveTS = true
 		s.lastTS = p.Timestamp
-		s.lastFrameAt = now
-		s.frames++
+		s.seen++
 	}
+	s.track(p, s.extSeq(seq), now)
 	if w, h, ok := keyframeSize(s.codec, p.Payload); ok {
 		s.keyframes++
 		if w != s.width || h != s.height {
@@ -110,6 +109,68 @@ func (s *trackStats) onPacket(p *rtp.Packet, size int, now time.Time, runStart t
 			s.sizes = append(s.sizes, sizeChange{now.Sub(runStart).Seconds(), w, h})
 		}
 	}
+}
+
+// extSeq: the extended form of a 16-bit sequence number, nearest the highest seen.
+func (s *trackStats) extSeq(seq uint64) uint64 {
+	ext := (s.highSeq &^ 0xffff) | seq
+	if ext > s.highSeq+0x8000 && ext >= 0x10000 {
+		ext -= 0x10000
+	} else if ext+0x8000 < s.highSeq {
+		ext += 0x10000
+	}
+	return ext
+}
+
+// track adds a packet to its frame and counts the frame when it is complete.
+func (s *trackStats) track(p *rtp.Packet, seq uint64, now time.Time) {
+	if s.pending == nil {
+		s.pending = map[uint32]*frameAcc{}
+	}
+	f := s.pending[p.Timestamp]
+	if f == nil {
+		f = &frameAcc{first: now, got: map[uint64]struct{}{}}
+		s.pending[p.Timestamp] = f
+	}
+	f.got[seq] = struct{}{}
+	if isFrameStart(s.codec, p.Payload) {
+		f.hasStart, f.startSeq = true, seq
+	}
+	if p.Marker {
+		f.hasEnd, f.endSeq = true, seq
+	}
+	if f.hasStart && f.hasEnd && f.endSeq >= f.startSeq && uint64(len(f.got)) >= f.endSeq-f.startSeq+1 {
+		delete(s.pending, p.Timestamp)
+		s.frames++
+		if s.frames == 1 {
+			s.firstFrameAt = now
+		} else if gap := now.Sub(s.lastFrameAt); gap > s.maxGap {
+			s.maxGap = gap
+		}
+		s.lastFrameAt = now
+	}
+	if len(s.pending) > 64 { // frames that will never complete
+		for ts, g := range s.pending {
+			if now.Sub(g.first) > time.Second {
+				delete(s.pending, ts)
+			}
+		}
+	}
+}
+
+// isFrameStart: the packet carries the beginning of a frame (VP8: S bit and partition 0;
+// VP9: B bit; other codecs: unknown, so every packet may start one).
+func isFrameStart(codec string, b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	switch codec {
+	case "video/VP8", "video/vp8":
+		return b[0]&0x10 != 0 && b[0]&0x07 == 0
+	case "video/VP9", "video/vp9":
+		return b[0]&0x08 != 0
+	}
+	return true
 }
 
 // take returns the counters and restarts the longest-gap measure for the next window.
@@ -127,15 +188,17 @@ func (s *trackStats) take(now time.Time) sample {
 	if s.started {
 		expected = s.highSeq - s.firstSeq + 1
 	}
-	return sample{now, s.packets, s.bytes, s.frames, s.markers, expected, gap, s.width, s.height}
+	return sample{now, s.packets, s.bytes, s.frames, s.seen, s.markers, expected, gap, s.width,
+		s.height}
 }
 
 // window describes what happened between two samples.
 type window struct {
 	Seconds  float64 `json:"seconds"`
-	FPS      float64 `json:"fps"`
-	Complete float64 `json:"complete_fps"` // marker bits per second
-	Loss     float64 `json:"loss"`         // fraction of expected packets not received
+	FPS      float64 `json:"fps"`        // complete frames per second
+	Seen     float64 `json:"seen_fps"`   // frames with at least one packet, per second
+	Complete float64 `json:"marker_fps"` // marker bits per second
+	Loss     float64 `json:"loss"`       // fraction of expected packets not received
 	Kbps     float64 `json:"kbps"`
 	Packets  uint64  `json:"packets"`
 	MaxGapMS float64 `json:"max_gap_ms"`
@@ -151,6 +214,7 @@ func diff(a, b sample, fullHeight int) window {
 	}
 	w := window{Seconds: secs, Packets: b.packets - a.packets,
 		FPS:      float64(b.frames-a.frames) / secs,
+		Seen:     float64(b.seen-a.seen) / secs,
 		Complete: float64(b.markers-a.markers) / secs,
 		Kbps:     float64(b.bytes-a.bytes) * 8 / secs / 1000,
 		MaxGapMS: float64(b.maxGap.Microseconds()) / 1000,

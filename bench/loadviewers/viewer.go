@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -111,6 +112,13 @@ func (v *viewer) join(ctx context.Context, cfg *config, client *http.Client, run
 			v.audio = st
 		}
 		v.mu.Unlock()
+		if st.kind == "video" && cfg.quality != "" {
+			q := map[string]livekit.VideoQuality{"low": livekit.VideoQuality_LOW,
+				"medium": livekit.VideoQuality_MEDIUM, "high": livekit.VideoQuality_HIGH}[cfg.quality]
+			if err := pub.SetVideoQuality(q); err != nil {
+				v.fail("set quality: " + err.Error())
+			}
+		}
 		go read(track, st, runStart)
 	}
 	cb.OnDisconnected = func() { v.fail("disconnected") }
@@ -261,7 +269,7 @@ func (v *viewer) report(now time.Time, fullHeight int, withSizes bool) viewerRep
 			}
 			st.mu.Unlock()
 		} else {
-			w.FPS, w.Complete, w.MaxGapMS, w.Layer = 0, 0, 0, ""
+			w.FPS, w.Seen, w.Complete, w.MaxGapMS, w.Layer = 0, 0, 0, 0, ""
 			r.Audio = &w
 		}
 	}
