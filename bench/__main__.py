@@ -36,12 +36,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "stt_speculation": ("stt_speculation",),
     "e2e": ("speech_latency", "join_latency", "lipsync", "barge_in"),
     "capacity": ("capacity",),
+    "layer_cost": ("layer_cost",),
+    "weak_link": ("weak_link",),
+    "encode_once": ("encode_once",),
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
 #: rough minutes per group (quick, full), for the progress bar's weights
 MINUTES = {"render_cost": (0.2, 0.5), "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
-           "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "capacity": (4, 10)}
+           "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "capacity": (6, 15),
+           "layer_cost": (1.5, 5), "weak_link": (1.5, 2.5), "encode_once": (1.5, 4)}
 
 
 def _child_code(benches: tuple[str, ...], quick: bool) -> str:

@@ -10,9 +10,12 @@ the bot, the avatar service, the web app and the load client from /proc over the
 window.
 
 Baseline, same run, same server: the bot is stopped and a plain LiveKit publisher
-(bench/plain_publisher.py: the same 1280x720 25 fps VP8 encoding and an audio track,
-the avatar renderer's idle pictures, no avatar session, no pipeline) takes its place in
-the room under the bot's identity; the same ramp follows.
+(bench/plain_publisher.py: the same 1280x720 25 fps VP8 encoding at the bitrate the
+avatar reached, an audio track that Opus codes continuously as the bot's does, the
+avatar renderer's idle pictures, no avatar session, no pipeline) takes its place in
+the room under the bot's identity; the same ramp follows. A third ramp
+(``baseline_svc``) repeats it with the publisher sending VP9 with three spatial layers
+(L3T1, the weak-link bench's pick) at the same total bitrate: what layers cost the SFU.
 
 Everything shares one 2-core machine, so the ramp ends when the *box* is full (SFU +
 load client + bot), not the SFU alone: the figure that carries over to a real node is
@@ -42,6 +45,8 @@ STEPS = (50, 100, 150, 200, 250, 300, 350, 400)
 QUICK_STEPS = (25, 50, 100)
 HOLD_S, SETTLE_S, RAMP_PER_S = 15, 5, 25
 MIN_FPS, MAX_LOSS, QUANTILE = 24.0, 0.01, 0.05
+#: the layered encoding the weak-link bench found to keep weak viewers at >= 15 fps
+SVC_ARGS = ["--codec", "VP9", "--scalability-mode", "L3T1"]
 
 
 async def _host(http: aiohttp.ClientSession, base: str, key: str, path: str) -> Any:
@@ -78,6 +83,7 @@ async def ramp(name: str, web: str, room: str, publisher: str, parts: dict[str, 
                                                          else ""), flush=True)
 
     lv = LoadViewers(["-web", web, "-room", room, "-from", publisher, "-prefix", f"cap-{name}",
+                      "-quality", "high",  # as a page showing the video at 720p
                       "-steps", ",".join(map(str, steps)), "-ramp", str(RAMP_PER_S),
                       "-settle", f"{SETTLE_S}s", "-hold", f"{HOLD_S}s",
                       "-stop-fps", str(MIN_FPS), "-stop-loss", str(MAX_LOSS),
@@ -136,7 +142,6 @@ def summarize(steps: list[dict[str, Any]], final: dict[str, Any]) -> dict[str, A
 
 async def session(quick: bool) -> dict[str, Any]:
     from bench.e2e import wait_bot_live
-    from broadcaster.roles import Role, mint_token
 
     steps = QUICK_STEPS if quick else STEPS
     async with up_stack(start_bot=True) as stack, aiohttp.ClientSession() as http:
@@ -158,28 +163,38 @@ async def session(quick: bool) -> dict[str, Any]:
         while procstat.cpu_seconds(parts["bot"]) is not None and time.monotonic() < gone:
             await asyncio.sleep(0.2)
         await asyncio.sleep(3)  # the avatar session ends with the bot
-        token = mint_token(s, Role.BOT, s.demo_room, s.bot_identity)
         # the same video bitrate as the avatar's at the viewers (the idle pictures alone
         # would reach ~1.4 Mbps: no first-generation encode to smooth them)
         kbps = avatar["steps"][0]["kbps"]["p50"]
         bitrate = int(round(kbps, -1) * 1000)
-        log = open(state / "plain_publisher.log", "wb")  # noqa: SIM115 - closed below
-        pub = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.plain_publisher",
-            "--url", s.effective_livekit_url, "--token", token, "--max-bitrate", str(bitrate),
-            cwd=str(Path(__file__).resolve().parents[1]), stdout=log, stderr=log,
-            env={**os.environ, **s.child_env()})
-        try:
-            await asyncio.sleep(6)
-            base_parts = {"sfu": parts["sfu"], "publisher": pub.pid, "web": parts["web"],
-                          "avatar": parts["avatar"]}
-            baseline = await ramp("baseline", web, s.demo_room, s.bot_identity, base_parts,
-                                  steps, state)
-        finally:
-            await stop_process(pub)
-            log.close()
-    return {"avatar": avatar, "baseline": baseline, "steps_planned": list(steps),
-            "baseline_max_bitrate": bitrate}
+        phases = {"avatar": avatar}
+        for name, extra in (("baseline", []), ("baseline_svc", SVC_ARGS)):
+            phases[name] = await plain_ramp(name, s, web, parts, steps, state, bitrate, extra)
+    return {**phases, "steps_planned": list(steps), "baseline_max_bitrate": bitrate}
+
+
+async def plain_ramp(name: str, s: Any, web: str, parts: dict[str, int],
+                     steps: tuple[int, ...], state: Path, bitrate: int,
+                     extra: list[str]) -> dict[str, Any]:
+    """The ramp again with the plain publisher in the bot's place (same room, identity)."""
+    from broadcaster.roles import Role, mint_token
+
+    token = mint_token(s, Role.BOT, s.demo_room, s.bot_identity)
+    log = open(state / f"{name}_publisher.log", "wb")  # noqa: SIM115 - closed below
+    pub = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.plain_publisher", "--url", s.effective_livekit_url,
+        "--token", token, "--max-bitrate", str(bitrate), *extra,
+        cwd=str(Path(__file__).resolve().parents[1]), stdout=log, stderr=log,
+        env={**os.environ, **s.child_env()})
+    try:
+        await asyncio.sleep(6)
+        base_parts = {"sfu": parts["sfu"], "publisher": pub.pid, "web": parts["web"],
+                      "avatar": parts["avatar"]}
+        return await ramp(name, web, s.demo_room, s.bot_identity, base_parts, steps, state)
+    finally:
+        await stop_process(pub)
+        log.close()
+        await asyncio.sleep(2)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -200,6 +215,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                      "hold_s": HOLD_S, "settle_s": SETTLE_S, "ramp_per_s": RAMP_PER_S},
         **res,
         "ratio_viewers_per_core_vs_baseline": ratio,
+        "ratio_mcore_per_viewer_vs_baseline": round(
+            a["sfu_millicores_per_viewer"] / b["sfu_millicores_per_viewer"], 3)
+        if a["sfu_millicores_per_viewer"] and b["sfu_millicores_per_viewer"] else None,
         "machine": machine(),
         **provenance(),
     }
@@ -213,7 +231,10 @@ def plot(result: dict[str, Any]) -> None:
     if plt is None:
         return
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for key, color in (("avatar", "tab:blue"), ("baseline", "tab:gray")):
+    for key, color in (("avatar", "tab:blue"), ("baseline", "tab:gray"),
+                       ("baseline_svc", "tab:green")):
+        if key not in result:
+            continue
         steps = result[key]["steps"]
         n = [s["viewers"] for s in steps]
         ax1.plot(n, [s["fps_at_quantile"] for s in steps], "o-", color=color,

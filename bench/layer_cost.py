@@ -52,7 +52,9 @@ MODES: dict[str, list[str]] = {
     "vp8_single": [],
     "vp8_simulcast": ["--simulcast"],
     "vp9_svc": ["--codec", "VP9", "--scalability-mode", "L3T3_KEY"],
+    "vp9_svc_l3t1": ["--codec", "VP9", "--scalability-mode", "L3T1"],
     "av1_svc": ["--codec", "AV1", "--scalability-mode", "L3T3_KEY"],
+    "h264_simulcast": ["--codec", "H264", "--simulcast"],
 }
 WARMUP_S, WINDOW_S, ROUNDS = 6.0, 12.0, 3
 LAYERS = ((1280, 720), (640, 360), (320, 180))

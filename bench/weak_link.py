@@ -7,7 +7,8 @@ like a browser, so livekit-server's default congestion control sizes their strea
 a normal one on the host, and a weak one inside a network namespace whose veth carries
 ``tc tbf rate 500kbit`` (bench/netns.py). livekit-server listens on the veth's host
 address and offers only that as its ICE candidate, so the weak viewer's media really
-crosses the limit. Per mode (one layer, VP8 simulcast, VP9 SVC) the viewers settle for
+crosses the limit. Per mode (one layer, VP8 simulcast, VP9 SVC with and without
+temporal layers) the viewers settle for
 ``SETTLE_S`` and then count distinct decoded frames for ``HOLD_S``, with the picture
 size they get (the layer the SFU picked for them).
 
@@ -44,6 +45,8 @@ MODES: dict[str, list[str]] = {
     "vp8_single": [],
     "vp8_simulcast": ["--simulcast"],
     "vp9_svc": ["--codec", "VP9", "--scalability-mode", "L3T3_KEY"],
+    "vp9_svc_l3t1": ["--codec", "VP9", "--scalability-mode", "L3T1"],
+    "h264_simulcast": ["--codec", "H264", "--simulcast"],
 }
 RATE_KBIT = 500
 SETTLE_S, HOLD_S = 15.0, 15.0

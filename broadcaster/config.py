@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import tomllib
 import types
@@ -126,8 +127,12 @@ class Settings:
     video_codec: str = "VP8"
     video_max_bitrate: int = 1_700_000
     video_simulcast: bool = False
-    """Republish 720p/360p/180p layers so the SFU can serve weak links (costs ~25% CPU;
-    new viewers start on a low layer). Off: one full-size layer, see docs/republisher.md."""
+    """Republish 720p/360p/180p VP8 simulcast layers (costs ~25% CPU; new viewers start on
+    a low layer; a 500 kbit/s viewer still got ~5 fps: see docs/republisher.md)."""
+    video_svc: str = ""
+    """Republish VP9 with this SVC scalability mode (e.g. "L3T1": 720p/360p/180p spatial
+    layers in one stream, each at full frame rate) so the SFU forwards to each viewer the
+    layers its link carries. Empty: one ``video_codec`` layer. See docs/republisher.md."""
 
     # --- Bot -----------------------------------------------------------------------------
     bot_identity: str = "avatar-bot"
@@ -331,6 +336,12 @@ class Settings:
             )
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError(f"video_codec={self.video_codec!r} must be VP8 or H264")
+        if self.video_svc and not re.fullmatch(r"L[1-3]T[1-3](_KEY)?", self.video_svc):
+            raise ConfigError(f"video_svc={self.video_svc!r} must be empty or an SVC mode "
+                              "such as L3T1, L3T3 or L3T3_KEY")
+        if self.video_svc and self.video_simulcast:
+            raise ConfigError("video_svc and video_simulcast exclude each other (SVC layers "
+                              "are one stream; simulcast is several)")
         if self.video_width % 2 or self.video_height % 2 or self.video_width <= 0:
             raise ConfigError(
                 f"video size {self.video_width}x{self.video_height} must be positive and even"

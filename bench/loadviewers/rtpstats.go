@@ -38,7 +38,10 @@ type trackStats struct {
 	lastFrameAt  time.Time
 	maxGap       time.Duration // longest time between two new frames since the last sample
 
-	width, height int // from the latest keyframe
+	width, height int // from the latest keyframe (VP9: the highest spatial layer received)
+	vp9Sizes      [][2]int
+	vp9TS         uint32
+	vp9MaxSID     int
 	keyframes     uint64
 	sizes         []sizeChange
 }
@@ -102,12 +105,41 @@ func (s *trackStats) onPacket(p *rtp.Packet, size int, now time.Time, runStart t
 		s.seen++
 	}
 	s.track(p, s.extSeq(seq), now)
+	if s.codec == "video/VP9" || s.codec == "video/vp9" {
+		s.vp9(p, now, runStart)
+	}
 	if w, h, ok := keyframeSize(s.codec, p.Payload); ok {
 		s.keyframes++
 		if w != s.width || h != s.height {
 			s.width, s.height = w, h
 			s.sizes = append(s.sizes, sizeChange{now.Sub(runStart).Seconds(), w, h})
 		}
+	}
+}
+
+// vp9 follows the spatial layers forwarded: the size is that of the highest spatial
+// id of the last complete picture, from the scalability structure of the keyframes.
+func (s *trackStats) vp9(p *rtp.Packet, now, runStart time.Time) {
+	sid, sizes, ok := vp9Info(p.Payload)
+	if !ok {
+		return
+	}
+	if len(sizes) > 0 {
+		s.vp9Sizes = sizes
+		s.keyframes++
+	}
+	if p.Timestamp != s.vp9TS {
+		s.vp9TS, s.vp9MaxSID = p.Timestamp, sid
+	} else if sid > s.vp9MaxSID {
+		s.vp9MaxSID = sid
+	}
+	if !p.Marker || s.vp9MaxSID >= len(s.vp9Sizes) {
+		return
+	}
+	sz := s.vp9Sizes[s.vp9MaxSID]
+	if sz[0] != s.width || sz[1] != s.height {
+		s.width, s.height = sz[0], sz[1]
+		s.sizes = append(s.sizes, sizeChange{now.Sub(runStart).Seconds(), sz[0], sz[1]})
 	}
 }
 
@@ -248,8 +280,6 @@ func keyframeSize(codec string, payload []byte) (int, int, bool) {
 	switch codec {
 	case "video/VP8", "video/vp8":
 		return vp8KeyframeSize(payload)
-	case "video/VP9", "video/vp9":
-		return vp9KeyframeSize(payload)
 	}
 	return 0, 0, false
 }
@@ -302,27 +332,20 @@ func vp8KeyframeSize(b []byte) (int, int, bool) {
 	return w, h, true
 }
 
-// vp9KeyframeSize reads the scalability structure (SS) that VP9 keyframes carry in the
-// payload descriptor (RFC 9628); with SVC it lists every spatial layer: the largest one
-// forwarded is not known from it, so the size of the top layer present is returned only
-// for non-flexible single-layer streams.
-func vp9KeyframeSize(b []byte) (int, int, bool) {
+// vp9Info reads a VP9 payload descriptor (RFC 9628): the packet's spatial layer id and,
+// when the packet carries a scalability structure (keyframes), the size of every
+// spatial layer. With SVC the SFU forwards layers 0..k of a frame, so the size a
+// viewer gets is that of the highest spatial id in the frame.
+func vp9Info(b []byte) (sid int, sizes [][2]int, ok bool) {
 	if len(b) < 1 {
-		return 0, 0, false
+		return 0, nil, false
 	}
-	iBit := b[0]&0x80 != 0
-	pBit := b[0]&0x40 != 0
-	lBit := b[0]&0x20 != 0
-	fBit := b[0]&0x10 != 0
-	bBit := b[0]&0x08 != 0
+	iBit, lBit, fBit := b[0]&0x80 != 0, b[0]&0x20 != 0, b[0]&0x10 != 0
 	vBit := b[0]&0x02 != 0
-	if pBit || !bBit || !vBit {
-		return 0, 0, false
-	}
 	i := 1
 	if iBit {
 		if len(b) <= i {
-			return 0, 0, false
+			return 0, nil, false
 		}
 		if b[i]&0x80 != 0 {
 			i += 2
@@ -331,32 +354,43 @@ func vp9KeyframeSize(b []byte) (int, int, bool) {
 		}
 	}
 	if lBit {
+		if len(b) <= i {
+			return 0, nil, false
+		}
+		sid = int(b[i]>>1) & 0x07
 		i++
 		if !fBit {
 			i++ // TL0PICIDX
 		}
 	}
-	if fBit { // P_DIFF list (none on keyframes, P=0)
-		// nothing
+	if fBit && b[0]&0x40 != 0 { // P_DIFF entries of a flexible-mode inter frame
+		for len(b) > i {
+			more := b[i]&0x01 != 0
+			i++
+			if !more {
+				break
+			}
+		}
+	}
+	if !vBit {
+		return sid, nil, true
 	}
 	if len(b) <= i {
-		return 0, 0, false
+		return sid, nil, true
 	}
 	ss := b[i]
 	n := int(ss>>5) + 1
-	y := ss&0x10 != 0
 	i++
-	if !y {
-		return 0, 0, false
+	if ss&0x10 == 0 { // no resolutions in it
+		return sid, nil, true
 	}
-	w, h := 0, 0
 	for k := 0; k < n; k++ {
 		if len(b) < i+4 {
-			return 0, 0, false
+			return sid, nil, true
 		}
-		w = int(binary.BigEndian.Uint16(b[i : i+2]))
-		h = int(binary.BigEndian.Uint16(b[i+2 : i+4]))
+		sizes = append(sizes, [2]int{int(binary.BigEndian.Uint16(b[i : i+2])),
+			int(binary.BigEndian.Uint16(b[i+2 : i+4]))})
 		i += 4
 	}
-	return w, h, true
+	return sid, sizes, true
 }

@@ -54,3 +54,25 @@ func TestFramesCountOnlyWhenComplete(t *testing.T) {
 		t.Fatalf("frames %d after the retransmission, want 3", s.frames)
 	}
 }
+
+func TestVP9SpatialLayerSize(t *testing.T) {
+	key := []byte{0xAA, 0x80, 0x01, 0x04, 0x00, 0x50,
+		0x01, 0x40, 0x00, 0xb4, 0x02, 0x80, 0x01, 0x68, 0x05, 0x00, 0x02, 0xd0}
+	sid, sizes, ok := vp9Info(key)
+	if !ok || sid != 2 || len(sizes) != 3 || sizes[1] != [2]int{640, 360} {
+		t.Fatalf("sid %d sizes %v ok %v", sid, sizes, ok)
+	}
+	st := &trackStats{kind: "video", codec: "video/VP9"}
+	now := time.Now()
+	st.onPacket(&rtp.Packet{Header: rtp.Header{SequenceNumber: 1, Timestamp: 90, Marker: true},
+		Payload: key}, 100, now, now)
+	// next picture: only spatial layers 0 and 1 forwarded (a weaker link)
+	for i, sid := range []byte{0, 1} {
+		st.onPacket(&rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(2 + i), Timestamp: 3690,
+			Marker: sid == 1}, Payload: []byte{0xA0 | 0x08*byte(1-i), 0x80, 0x02, sid << 1, 0x00}},
+			100, now, now)
+	}
+	if st.width != 640 || st.height != 360 {
+		t.Fatalf("size %dx%d, want 640x360", st.width, st.height)
+	}
+}

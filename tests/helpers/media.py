@@ -40,12 +40,16 @@ class FramePublisher:
 
     async def _run(self, source: rtc.VideoSource) -> None:
         w, h = self.width, self.height
-        rng = np.random.default_rng(0)
-        noise = rng.integers(0, 255, w * h * 3 // 2, dtype=np.uint8)
+        base = np.full(w * h * 3 // 2, 128, np.uint8)
+        base[: w * h] = np.tile((np.arange(w) * 255 // max(w - 1, 1)).astype(np.uint8), h)
+        bar = max(4, w // 16)
         t0 = time.monotonic()
         meta = FrameMetadata()
         while True:
-            buf = np.roll(noise, self.sent * 97)  # moving content, so every frame costs bits
+            # a ramp with a moving bar: every frame differs, and cheaply encodes
+            buf = base.copy()
+            x = (self.sent * 7) % (w - bar)
+            buf[: w * h].reshape(h, w)[:, x : x + bar] = 235
             self.sent += 1
             meta.frame_id = self.sent
             source.capture_frame(rtc.VideoFrame(w, h, rtc.VideoBufferType.I420, buf.tobytes()),
