@@ -73,13 +73,17 @@ async def ramp(name: str, web: str, room: str, publisher: str, parts: dict[str, 
             box = procstat.box_cores(marks["box"], procstat.box_busy())
             pv = ev.pop("per_viewer", [])
             layers = [v["video"]["height"] for v in pv if v.get("video")]
+            ours = sum(v for v in cores.values() if v is not None)
             out.append({**ev, "cpu_cores": cores, "box_cores": box,
+                        "other_cores": round(max(box - ours, 0.0), 3),  # not ours: the box's
+                        # other work (other people's jobs skew a step; see docs/scaling.md)
                         "heights": sorted(set(layers)),
                         "fps_per_viewer": [round(v["video"]["fps"], 2) if v.get("video") else 0
                                            for v in pv]})
             print(f"{name}: {ev['viewers']} viewers fps q5 {ev['fps_at_quantile']:.2f} "
                   f"loss q95 {100 * ev['loss_at_quantile']:.2f} % "
-                  f"sfu {cores.get('sfu')} box {box}" + (" SATURATED" if ev["saturated"]
+                  f"sfu {cores.get('sfu')} box {box} others {max(box - ours, 0):.2f}"
+                  + (" SATURATED" if ev["saturated"]
                                                          else ""), flush=True)
 
     lv = LoadViewers(["-web", web, "-room", room, "-from", publisher, "-prefix", f"cap-{name}",
