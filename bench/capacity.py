@@ -39,6 +39,7 @@ import numpy as np
 from bench import procstat
 from bench.harness import RESULTS, machine, now_iso, pyplot, stop_process, up_stack, write_result
 from bench.loadtool import LoadViewers, source_addrs
+from bench.ports import with_fresh_ports
 from bench.provenance import provenance
 
 STEPS = (50, 100, 150, 200, 250, 300, 350, 400)
@@ -202,7 +203,7 @@ async def plain_ramp(name: str, s: Any, web: str, parts: dict[str, int],
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    res = asyncio.run(session(quick))
+    res = asyncio.run(with_fresh_ports(lambda: session(quick)))
     a, b = res["avatar"], res["baseline"]
     ratio = None
     if a["viewers_per_sfu_core"] and b["viewers_per_sfu_core"]:

@@ -48,6 +48,7 @@ from bench.harness import (  # noqa: E402
     write_result,
 )
 from bench.loadtool import LoadViewers  # noqa: E402
+from bench.ports import recent_server_logs, with_fresh_ports  # noqa: E402
 from bench.provenance import provenance  # noqa: E402
 
 FPS = 25
@@ -213,7 +214,7 @@ def _slope(rows: list[dict[str, Any]]) -> float | None:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    modes = asyncio.run(session(quick))
+    modes = asyncio.run(with_fresh_ports(lambda: session(quick), logs=recent_server_logs))
     result = {
         "bench": "encode_once",
         "what": "720p25 avatar pictures published into K rooms: encoded per room vs once "

@@ -44,6 +44,7 @@ from bench.harness import (
     write_result,
 )
 from bench.loadtool import LoadViewers
+from bench.ports import recent_server_logs, with_fresh_ports
 from bench.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +158,7 @@ async def session(quick: bool) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    res = asyncio.run(session(quick))
+    res = asyncio.run(with_fresh_ports(lambda: session(quick), logs=recent_server_logs))
     modes: dict[str, Any] = {}
     for mode, runs in res["runs"].items():
         cores = [r["cores"] for r in runs if r["cores"] is not None]

@@ -37,6 +37,7 @@ from bench.harness import (
     stop_process,
     write_result,
 )
+from bench.ports import recent_server_logs, with_fresh_ports
 from bench.provenance import provenance
 from broadcaster import livekit_server as lks
 
@@ -147,7 +148,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         result["skipped"] = reason
         print(f"weak_link skipped: {reason}")
     else:
-        result.update(asyncio.run(session(quick)))
+        result.update(asyncio.run(with_fresh_ports(lambda: session(quick),
+                                                       logs=recent_server_logs)))
     write_result("weak_link", result)
     if not reason:
         plot(result)
