@@ -178,6 +178,7 @@ def plot(result: dict[str, Any]) -> None:
                  label=n)
     ax1.axhline(MIN_WEAK_FPS, color="red", lw=0.8, ls="--")
     ax1.set_xticks(list(x), names)
+    ax1.tick_params(axis="x", labelsize=7, rotation=12)
     ax1.set(ylabel="fps (label: height received)", title="Frames per second")
     ax1.legend(fontsize=8)
     ax2.set(xlabel="seconds since the weak viewer's first frame", ylabel="height received",
