@@ -28,6 +28,8 @@ from bench.report import write_report  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 #: group -> benches, in run order (each group is one child process)
 GROUPS: dict[str, tuple[str, ...]] = {
+    "conversation": ("conversation",),
+    "llm_answer": ("llm_answer",),
     "render_cost": ("render_cost",),
     "republish_hop": ("republish_hop",),
     "republish_cpu": ("republish_cpu",),
@@ -39,13 +41,18 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "layer_cost": ("layer_cost",),
     "weak_link": ("weak_link",),
     "encode_once": ("encode_once",),
+    "reconcile_storm": ("reconcile_storm",),
+    "avatar_sessions": ("avatar_sessions",),
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
 #: rough minutes per group (quick, full), for the progress bar's weights
-MINUTES = {"render_cost": (0.2, 0.5), "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
+MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0.2, 0.5),
+           "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
            "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "capacity": (6, 15),
-           "layer_cost": (1.5, 5), "weak_link": (1.5, 2.5), "encode_once": (1.5, 4)}
+           "layer_cost": (1.5, 5), "weak_link": (1.5, 2.5), "encode_once": (1.5, 4),
+           "reconcile_storm": (1.5, 6.5),
+           "avatar_sessions": (1, 4)}
 
 
 def _child_code(benches: tuple[str, ...], quick: bool) -> str:

@@ -29,15 +29,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import e2e  # noqa: E402
-from bench.harness import (  # noqa: E402
-    RESULTS,
-    Receiver,
-    machine,
-    now_iso,
-    pyplot,
-    summary,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
+from bench.receiver import Receiver  # noqa: E402
 
 NAME = "barge_in"
 TARGET_MS = 300.0

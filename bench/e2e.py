@@ -33,16 +33,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.harness import (
-    AUDIO_RATE,
-    CHUNK,
-    RESULTS,
-    Receiver,
-    Stack,
-    flite_speech,
-    progress,
-    up_stack,
-)
+from bench.figures import RESULTS, progress
+from bench.receiver import AUDIO_RATE, CHUNK, Receiver
+from bench.servers import Stack, up_stack
+from probes.speech import flite
 
 QUESTIONS = (
     "Will the recording be available afterwards?",
@@ -308,14 +302,14 @@ def _phrase_started(rx: Receiver, now_us: int, pause_us: int = 150_000,
 
 async def barge_in(presenter: Presenter, stage: Receiver) -> BargeIn | None:
     """Ask for the agenda (a long answer), then talk over it as a phrase begins."""
-    _, end = await presenter.say(flite_speech(WARMUP_QUESTION))
+    _, end = await presenter.say(flite(WARMUP_QUESTION, AUDIO_RATE, voice="slt", trim=True))
     if not await _wait(lambda: audio_onset(stage, end) is not None, ANSWER_CAP_S, 0.02):
         return None
     onset = audio_onset(stage, end)
     await asyncio.sleep(2.0)  # into the answer
     if not await _wait(lambda: _phrase_started(stage, time.time_ns() // 1000), 8.0, 0.01):
         return None
-    start, stop = await presenter.say(flite_speech(BARGE_IN))
+    start, stop = await presenter.say(flite(BARGE_IN, AUDIO_RATE, voice="slt", trim=True))
     await _wait(lambda: _answer_over(stage, stop), ANSWER_CAP_S, step=0.1)
     await asyncio.sleep(0.8)
     return BargeIn(onset or 0, start, stop)
@@ -372,7 +366,8 @@ async def record(quick: bool) -> StackRun:
                                             for i in range(n_turns)]
         try:
             for question, warm in plan:
-                start, end = await presenter.say(flite_speech(question))
+                clip = flite(question, AUDIO_RATE, voice="slt", trim=True)
+                start, end = await presenter.say(clip)
                 turn = AskedTurn(question, start, end, warmup=warm)
                 turns.append(turn)
                 await _wait(lambda t=turn: _answer_over(stage, t.speech_end_us), ANSWER_CAP_S,
@@ -484,7 +479,7 @@ def save_raw(run: StackRun, path: Path) -> None:
 
 def load_raw(path: Path) -> StackRun:
     """A session dumped by :func:`save_raw` (re-analyse without re-running)."""
-    from bench.harness import AudioRecord, VideoRecord
+    from bench.receiver import AudioRecord, VideoRecord
 
     d = json.loads(path.read_text())
 

@@ -33,17 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (  # noqa: E402
-    FPS,
-    RESULTS,
-    RelayRun,
-    VideoRecord,
-    machine,
-    now_iso,
-    pyplot,
-    relay_session,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, write_result  # noqa: E402
+from bench.receiver import FPS, VideoRecord  # noqa: E402
+from bench.relay import RelayRun, relay_session  # noqa: E402
 
 NAME = "frame_delivery"
 TARGET_RATIO = 0.999

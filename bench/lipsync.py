@@ -32,15 +32,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import e2e  # noqa: E402
-from bench.harness import (  # noqa: E402
-    RESULTS,
-    Receiver,
-    machine,
-    now_iso,
-    pyplot,
-    summary,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
+from bench.receiver import Receiver  # noqa: E402
 
 NAME = "lipsync"
 TARGET_LEAD_MS = 45.0   # sound ahead of picture
@@ -54,7 +47,7 @@ def mouth_table() -> tuple[np.ndarray, np.ndarray]:
     """(dark-pixel share, opening) of the renderer's mouth levels, on undistorted frames."""
     from livekit import rtc
 
-    from bench.harness import mouth_openness
+    from bench.receiver import mouth_openness
     from broadcaster.avatar.renderer import MOUTH_LEVELS, FaceRenderer
 
     r = FaceRenderer(1280, 720, seed=0)

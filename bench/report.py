@@ -199,7 +199,71 @@ def encode_once(d: dict[str, Any]) -> list[Row]:
              (_g(m, "once", "cores_per_extra_room") or 1) <= 0.05)]
 
 
+def conversation(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for name, res in d.get("sets", {}).items():
+        ours, base = res["ours"], res["baseline"]
+        kinds = ", ".join(f"{k.replace('_', ' ')} {v['right']}/{v['n']}"
+                          for k, v in ours.get("by_kind", {}).items())
+        fitted = " (fitted on)" if name == "tune" else " (not fitted on)"
+        rows.append((f"keyless responder, turns right: {name} set{fitted}",
+                     f"≥ {100 * d.get('target_accuracy', 0.9):.0f} % unseen",
+                     f"{_f(100 * ours['accuracy'], '.1f', ' %')} ({kinds})",
+                     f"TF-IDF responder: {_f(100 * base['accuracy'], '.1f', ' %')}",
+                     None if name == "tune" else ours["accuracy"] >= d.get("target_accuracy", 0.9)))
+    lat = d.get("latency", {})
+    p50, p95 = _g(lat, "reply_ms", "p50"), _g(lat, "reply_ms", "p95")
+    load = (lat.get("load_s") or [None])[0]
+    rows.append(("keyless responder latency per turn, p50 / p95 (load)", "milliseconds",
+                 f"{_f(p50, '.2f')} / {_f(p95, '.2f')} ms (load {_f(load, '.2f', ' s')})",
+                 "–", None))
+    return rows
+
+
+def llm_answer(d: dict[str, Any]) -> list[Row]:
+    return [("final transcript → first answer audio, real LLM (SmolLM2-135M, llama.cpp), p50",
+             "measured (no target)",
+             f"{_f(_g(d, 'llm', 'first_audio_ms', 'p50'), '.0f', ' ms')} (first token "
+             f"{_f(_g(d, 'llm', 'first_text_ms', 'p50'), '.0f', ' ms')}, whole answer "
+             f"{_f(_g(d, 'llm', 'last_text_ms', 'p50'), '.0f', ' ms')})",
+             f"keyless notes: {_f(_g(d, 'keyless', 'first_audio_ms', 'p50'), '.0f', ' ms')}",
+             None)]
+
+
+def reconcile_storm(d: dict[str, Any]) -> list[Row]:
+    m = d.get("modes", {})
+    rec, both, base = (m.get(k, {}) for k in ("reconcile_only", "webhooks_and_reconcile",
+                                              "baseline"))
+    return [(f"demoted presenter's stale token can publish while {d.get('viewers')} viewers "
+             "join: webhooks off, max (p50)", "≤ 5 s",
+             f"{_f(_g(rec, 'offender_publish_seconds', 'max'), '.2f', ' s')} "
+             f"({_f(_g(rec, 'offender_publish_seconds', 'p50'), '.2f', ' s')}; "
+             f"{_g(rec, 'offender_publish_seconds', 'n')} tries)",
+             f"no guard: never demoted ({base.get('offenders_never_demoted')} of "
+             f"{len(base.get('probes', []))} tries, gave up after {d.get('probe_timeout_s')} s)",
+             d.get("pass")),
+            ("… with webhooks and reconciliation (default), p50 (max)", "",
+             f"{_f(1e3 * (_g(both, 'offender_publish_seconds', 'p50') or 0), '.0f', ' ms')} "
+             f"({_f(1e3 * (_g(both, 'offender_publish_seconds', 'max') or 0), '.0f', ' ms')})",
+             f"webhooks lost: {both.get('webhooks_lost_lines')}", None)]
+
+
+def avatar_sessions(d: dict[str, Any]) -> list[Row]:
+    after, before = d.get("after") or {}, d.get("before") or {}
+    per = d.get("sessions_per_round")
+    return [(f"avatar service RSS after rounds of {per} sessions (started, stopped)",
+             "flat after the first round (≤ 20 MB)",
+             " → ".join(_f(v, ".0f") for v in [after.get("idle_rss_mb"),
+                                               *after.get("rss_mb", [])]) + " MB",
+             (f"{d.get('compare')}: " + " → ".join(
+                 _f(v, ".0f") for v in [before.get("idle_rss_mb"), *before.get("rss_mb", [])])
+              + " MB") if before else "idle: " + _f(after.get("idle_rss_mb"), ".0f", " MB"),
+             d.get("pass"))]
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
+    "conversation": ("Answers and conversation (keyless)", conversation),
+    "llm_answer": ("LLM path: time to first answer audio", llm_answer),
     "render_cost": ("Avatar renderer CPU", render_cost),
     "republish_hop": ("Republish hop CPU", republish_hop),
     "republish_cpu": ("Republisher total CPU", republish_cpu),
@@ -214,6 +278,8 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "layer_cost": ("Layer encode cost", layer_cost),
     "weak_link": ("Viewer on a weak link", weak_link),
     "encode_once": ("Encode once for several rooms", encode_once),
+    "reconcile_storm": ("Floor guard under a join storm", reconcile_storm),
+    "avatar_sessions": ("Avatar session memory", avatar_sessions),
 }
 
 
@@ -331,6 +397,20 @@ def _details(name: str, d: dict[str, Any]) -> list[str]:
             for r in x.get("runs", []):
                 out.append(f"| {mode} | {r['k']} | {_f(r.get('cores'), '.3f')} | "
                            f"{_f(r.get('viewer_fps'), '.1f')} | {r.get('viewer_height')}p |")
+    elif name == "reconcile_storm":
+        for r in d.get("modes", {}).values():
+            o = r.get("offender_publish_seconds", {})
+            out.append(f"- {r.get('label')}: {r.get('viewers')} viewers connected in "
+                       f"{_f(r.get('storm_seconds'))} s (join API p50 "
+                       f"{_f(_g(r, 'join_api_ms', 'p50'))} ms, LiveKit connect p50 "
+                       f"{_f(_g(r, 'connect_ms', 'p50'), '.0f')} ms on the loaded box); "
+                       f"stale token publishing p50 {_f(o.get('p50'), '.3f')} s, max "
+                       f"{_f(o.get('max'), '.3f')} s over {o.get('n', 0)} tries, never "
+                       f"demoted {r.get('offenders_never_demoted')}; webhooks lost "
+                       f"{r.get('webhooks_lost_lines')}; web app CPU "
+                       f"{_f(r.get('web_app_cpu_seconds'), '.2f')} s")
+        out.append(f"- commit {d.get('commit')}, packages {d.get('packages')}, livekit-server "
+                   f"{d.get('livekit_server')}")
     elif name == "republish_latency":
         a = d.get("added_ms", {})
         out.append(f"- added latency: p50 {_f(a.get('p50'))}, p95 {_f(a.get('p95'))}, max "

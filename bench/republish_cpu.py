@@ -93,8 +93,8 @@ def _bare_sink_class() -> type:
     from pipecat.frames.frames import Frame, SpeechOutputAudioRawFrame, StartFrame
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import audio_options
+    from broadcaster.frames import I420AvatarFrame
 
     class BareSink(FrameProcessor):
         """The least a pipeline element can do: capture each frame as it comes."""
@@ -155,7 +155,6 @@ def _BareSink(url: str, token: str, encoding: Any) -> Any:  # noqa: N802
 async def _publish(mode: str, simulcast: bool, url: str, token: str, seconds: float
                    ) -> dict[str, Any]:
     from livekit import rtc
-    from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
     from pipecat.frames.frames import (
         ImageRawFrame,
         OutputImageRawFrame,
@@ -166,13 +165,13 @@ async def _publish(mode: str, simulcast: bool, url: str, token: str, seconds: fl
     from pipecat.pipeline.worker import PipelineWorker
     from pipecat.workers.runner import WorkerRunner
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import (
         LiveKitRepublisher,
         RepublishEncoding,
         audio_options,
         tune_malloc,
     )
+    from broadcaster.frames import I420AvatarFrame
 
     tune_malloc()  # both modes: the comparison is republisher logic, not malloc
     encoding = RepublishEncoding(W, H, FPS, "VP8", 1_700_000, simulcast=simulcast)
@@ -222,14 +221,14 @@ async def _publish(mode: str, simulcast: bool, url: str, token: str, seconds: fl
             await asyncio.sleep(0.01)
 
     async def video(k: int) -> None:
-        decoded = rtc.VideoFrame(W, H, VideoBufferType.I420, pool[k % POOL])
+        decoded = rtc.VideoFrame(W, H, rtc.VideoBufferType.I420, pool[k % POOL])
         if mode == "bare":
             assert video_source is not None
             video_source.capture_frame(decoded)
         elif mode in ("republisher", "pipeline_bare"):
             await feeder.emit(I420AvatarFrame.wrap(decoded))
         else:  # what pipecat's HeyGen client + service do, then its output transport
-            rgb = decoded.convert(VideoBufferType.RGB24)
+            rgb = decoded.convert(rtc.VideoBufferType.RGB24)
             img = ImageRawFrame(image=bytes(rgb.data), size=(W, H), format="RGB")
             await feeder.emit(
                 OutputImageRawFrame(image=img.image, size=img.size, format=img.format)

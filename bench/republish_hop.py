@@ -7,7 +7,8 @@ hits both alike:
     ``rtc.VideoFrame`` to RGB24 and copies it into ``bytes`` (``ImageRawFrame``), the
     service rebuilds an ``OutputImageRawFrame``, the output transport's media sender
     runs its resize check in an executor (no resize: sizes match) and
-    ``LiveKitOutputTransport._convert_pipecat_video_to_livekit`` wraps it as an RGB24
+    ``LiveKitOutputTransport._convert_pipecat_video_to_livekit`` (through
+    ``broadcaster.sdk_internals``) wraps it as an RGB24
     ``rtc.VideoFrame`` that ``VideoSource.capture_frame`` converts back to I420.
 (b) ours: ``I420AvatarFrame.wrap(decoded)`` then ``LiveKitRepublisher.offer_video``
     (pacing, frame metadata stamp, ``capture_frame`` of the I420 frame as is).
@@ -47,7 +48,6 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,12 +65,11 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "16777216", "MALLOC_TRIM_THRESHOLD_": "6
 async def _measure(frames: int, config: str) -> dict[str, Any]:
     import numpy as np
     from livekit import rtc
-    from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
     from pipecat.frames.frames import ImageRawFrame, OutputImageRawFrame
-    from pipecat.transports.livekit.transport import LiveKitOutputTransport
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding, tune_malloc
+    from broadcaster.frames import I420AvatarFrame
+    from broadcaster.sdk_internals import pipecat_livekit_video_frame
 
     if config == "mallopt":
         tune_malloc()
@@ -80,9 +79,8 @@ async def _measure(frames: int, config: str) -> dict[str, Any]:
     pool = []
     for _ in range(8):  # a few distinct "decoded" pictures, like a decoder's output
         buf = rng.integers(16, 235, W * H * 3 // 2, dtype=np.uint8)
-        pool.append(rtc.VideoFrame(W, H, VideoBufferType.I420, bytearray(buf.data)))
+        pool.append(rtc.VideoFrame(W, H, rtc.VideoBufferType.I420, bytearray(buf.data)))
 
-    out_self = SimpleNamespace(_unsupported_video_formats=set())
     pipecat_source = rtc.VideoSource(W, H)
     ours_source = rtc.VideoSource(W, H)
     rep = LiveKitRepublisher(
@@ -96,7 +94,7 @@ async def _measure(frames: int, config: str) -> dict[str, Any]:
 
     async def pipecat_hop(decoded: rtc.VideoFrame) -> None:
         t0 = time.process_time_ns()
-        rgb = decoded.convert(VideoBufferType.RGB24)  # HeyGenClient._process_video_frames
+        rgb = decoded.convert(rtc.VideoBufferType.RGB24)  # HeyGenClient._process_video_frames
         t1 = time.process_time_ns()
         image = ImageRawFrame(image=bytes(rgb.data), size=(W, H), format="RGB")
         t2 = time.process_time_ns()
@@ -104,7 +102,7 @@ async def _measure(frames: int, config: str) -> dict[str, Any]:
         t3 = time.process_time_ns()
         frame = await loop.run_in_executor(executor, no_resize, frame)
         t4 = time.process_time_ns()
-        lk = LiveKitOutputTransport._convert_pipecat_video_to_livekit(out_self, frame)  # type: ignore[arg-type]
+        lk = pipecat_livekit_video_frame(frame)
         pipecat_source.capture_frame(lk)  # LiveKitTransportClient.publish_video
         t5 = time.process_time_ns()
         steps["convert_rgb"] += t1 - t0
@@ -196,7 +194,6 @@ async def _live_publish(url: str, token: str, seconds: float) -> None:
     """Publish a moving 720p25 I420 picture, VP8 1.7 Mbps, one layer."""
     import numpy as np
     from livekit import rtc
-    from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
 
     from broadcaster.bot.republisher import RepublishEncoding
 
@@ -215,7 +212,7 @@ async def _live_publish(url: str, token: str, seconds: float) -> None:
         y[:] = ramp
         x = (i * 8) % (W - 40)
         y[:, x : x + 40] = 250
-        source.capture_frame(rtc.VideoFrame(W, H, VideoBufferType.I420, bytearray(yuv.data)))
+        source.capture_frame(rtc.VideoFrame(W, H, rtc.VideoBufferType.I420, bytearray(yuv.data)))
         i += 1
         await asyncio.sleep(max(0.0, t0 + i / 25 - time.monotonic()))
     await room.local_participant.unpublish_track(track.sid)
@@ -231,12 +228,11 @@ async def _live_receive(url: str, token: str, path: str, malloc: str, seconds: f
     allocation history, so paths sharing a process would change each other's faults.
     """
     from livekit import rtc
-    from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
     from pipecat.frames.frames import ImageRawFrame, OutputImageRawFrame
-    from pipecat.transports.livekit.transport import LiveKitOutputTransport
 
-    from broadcaster.bot.avatar_frames import I420AvatarFrame
     from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding, tune_malloc
+    from broadcaster.frames import I420AvatarFrame
+    from broadcaster.sdk_internals import pipecat_livekit_video_frame
 
     if malloc == "mallopt":
         tune_malloc()
@@ -250,13 +246,12 @@ async def _live_receive(url: str, token: str, path: str, malloc: str, seconds: f
     rep = LiveKitRepublisher(room=lambda: None, encoding=RepublishEncoding(W, H, 25),
                              malloc_tuning=False)
     rep.bind_sources(rtc.VideoSource(W, H))
-    out_self = SimpleNamespace(_unsupported_video_formats=set())
 
     def pipecat(decoded: rtc.VideoFrame, _ts: int) -> None:
-        rgb = decoded.convert(VideoBufferType.RGB24)
+        rgb = decoded.convert(rtc.VideoBufferType.RGB24)
         image = ImageRawFrame(image=bytes(rgb.data), size=(W, H), format="RGB")
         frame = OutputImageRawFrame(image=image.image, size=image.size, format="RGB")
-        lk = LiveKitOutputTransport._convert_pipecat_video_to_livekit(out_self, frame)  # type: ignore[arg-type]
+        lk = pipecat_livekit_video_frame(frame)
         sink.capture_frame(lk)
 
     def ours(decoded: rtc.VideoFrame, ts: int) -> None:

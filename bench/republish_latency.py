@@ -1,7 +1,7 @@
 """Latency the republisher adds, at a real receiving client, vs subscribing directly
 to the avatar's source room.
 
-Set-up (bench/harness.py ``relay_session``), all on one livekit-server on loopback:
+Set-up (bench/relay.py ``relay_session``), all on one livekit-server on loopback:
 
     source (avatar renderer, 720p25, 1 VP8 layer) ──► room "source" ──► direct viewer
                                                         │
@@ -37,16 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (  # noqa: E402
-    RESULTS,
-    RelayRun,
-    machine,
-    now_iso,
-    pyplot,
-    relay_session,
-    summary,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
+from bench.relay import RelayRun, relay_session  # noqa: E402
 
 NAME = "republish_latency"
 TARGET_P50_MS = 40.0

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import e2e  # noqa: E402
-from bench.harness import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
+from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
 from broadcaster.metrics import STAGES  # noqa: E402
 
 NAME = "speech_latency"

@@ -30,16 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (  # noqa: E402
-    RESULTS,
-    flite_speech,
-    machine,
-    now_iso,
-    progress,
-    pyplot,
-    summary,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, progress, pyplot, summary, write_result  # noqa: E402
+from probes.speech import flite  # noqa: E402
 
 NAME = "stt_speculation"
 RATE = 16_000
@@ -84,9 +76,9 @@ async def _measure(rounds: int) -> list[dict[str, Any]]:
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
     from pipecat.workers.runner import WorkerRunner
 
-    from broadcaster.bot.vad import SpeakerVADProcessor
     from broadcaster.config import Settings
     from broadcaster.speech import make_stt, make_vad
+    from broadcaster.speech.vad import SpeakerVADProcessor
 
     class Sink(FrameProcessor):
         def __init__(self) -> None:
@@ -109,7 +101,7 @@ async def _measure(rounds: int) -> list[dict[str, Any]]:
         Pipeline([SpeakerVADProcessor(vad_analyzer=make_vad(settings)), stt, sink]),
         params=PipelineParams(audio_in_sample_rate=RATE), cancel_on_idle_timeout=False,
     )
-    clips = {q: flite_speech(q, RATE) for q in QUESTIONS}
+    clips = {q: flite(q, RATE, voice="slt", trim=True) for q in QUESTIONS}
     plan = [(QUESTIONS[0], True, True)]  # warm-up: Whisper's first run is slow
     for r in range(rounds):
         for i, q in enumerate(QUESTIONS):

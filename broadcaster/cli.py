@@ -1,4 +1,4 @@
-"""`broadcaster` command line: up | serve | token | doctor.
+"""`broadcaster` command line: up | serve | token | doctor | ask.
 
 `up` is the main job: it runs every part under one supervisor. `serve` runs
 one part in the foreground (what `up` and the deployment files start).
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +16,7 @@ from typing import Any
 from loguru import logger
 
 from broadcaster.config import ConfigError, Settings
+from broadcaster.logs import configure_logging
 from broadcaster.roles import InvalidInput, Role, mint_token
 
 PARTS = ("web", "avatar", "bot")
@@ -42,6 +41,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``broadcaster`` command."""
     parser = argparse.ArgumentParser(
         prog="broadcaster", description="An AI avatar webinar on a self-hosted LiveKit server."
     )
@@ -66,14 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check this machine and say what is missing")
     _add_setting_flags(doctor)
+
+    ask = sub.add_parser(
+        "ask", help="what the avatar answers: one JSON line per question (stdin if none)",
+        description="Answer each QUESTION (or each line of standard input) exactly as the "
+        "bot would, with the same settings, and print one JSON object per line: "
+        '{"question", "answer", "source"}, where source is the notes\' heading, '
+        '"fallback", "conversation" or "llm".')
+    ask.add_argument("--notes", help="the notes file (default: the faq_path setting)")
+    ask.add_argument("--config", help="TOML settings file (also $BROADCASTER_CONFIG)")
+    ask.add_argument("question", nargs="*", help="questions (default: one per stdin line)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``broadcaster`` command; return its exit code."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "token":
             return _cmd_token(args)
+        if args.command == "ask":
+            from broadcaster.answers.ask import run_ask
+
+            return run_ask(args.question, notes=args.notes, config=args.config)
         if args.command == "doctor":
             from broadcaster.doctor import run_doctor
 
@@ -105,7 +120,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _configure_logging(settings)
+    configure_logging(settings)
     serve: Callable[[], Awaitable[Any]]
     if args.part == "web":
         from broadcaster.web.app import serve as serve_web
@@ -145,29 +160,6 @@ def run_until_signal(factory: Callable[[], Awaitable[Any]]) -> int:
         return 0
 
     return asyncio.run(runner())
-
-
-def _configure_logging(settings: Settings) -> None:
-    """loguru to stderr with secrets scrubbed, whatever a library logs."""
-    from broadcaster.supervisor import make_scrubber
-
-    scrub = make_scrubber(settings.secret_values())
-    logger.remove()
-    logger.add(
-        lambda msg: sys.stderr.write(scrub(str(msg))),
-        level="INFO",
-        format="{time:HH:mm:ss.SSS} {level: <7} {name}: {message}",
-        colorize=False,
-    )
-
-
-def settings_summary(settings: Settings) -> str:
-    """The settings as JSON with secrets masked (for `doctor`)."""
-    data = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        data[f.name] = "***" if f.metadata.get("secret") and value else value
-    return json.dumps(data, indent=2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,34 +14,54 @@ state directory, so nothing secret is committed and restarts keep working.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
-import re
-import secrets
-import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from broadcaster.config_checks import (  # noqa: F401 (the names' home is config_checks)
+    AVATAR_MODES,
+    STT_PROVIDERS,
+    TTS_PROVIDERS,
+    validate,
+)
+from broadcaster.config_sources import (  # noqa: F401 (ConfigError is used through here)
+    ConfigError,
+    env_name,
+    read_values,
+    stored_secret,
+)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / "data"
+"""Runtime data shipped inside the package, so a plain ``pip install .`` has it too."""
+
+
+def _project_root() -> Path:
+    """Return the checkout this package runs from, else the working directory.
+
+    A checkout keeps its tools (``.tools``: livekit-server, livekit-client), state
+    (``.state``) and recordings beside the code; an installed package keeps them
+    where it is run from (the container image's ``/app``).
+    """
+    checkout = PACKAGE_DIR.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 HEYGEN_API_URL = "https://api.liveavatar.com/v1"
 HEYGEN_SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
 LOCAL_AVATAR_ID = "local-presenter"
 #: speech providers (broadcaster.speech); the first of each needs no key and no network
-STT_PROVIDERS = ("whisper", "openai", "deepgram")
-TTS_PROVIDERS = ("piper", "openai", "cartesia", "deepgram", "elevenlabs")
-AVATAR_MODES = ("relay", "direct")
 WEBHOOK_PATH = "/api/livekit/webhook"  # the web app's endpoint for livekit-server's events
 
 
 def http_url(ws_url: str) -> str:
-    """A LiveKit ``ws(s)://`` URL as the same server's ``http(s)://`` URL."""
+    """Turn a LiveKit ``ws(s)://`` URL into the same server's ``http(s)://`` URL."""
     return ws_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or malformed; the message names it."""
 
 
 def _env(name: str, *, secret: bool = False) -> dict[str, Any]:
@@ -64,7 +84,7 @@ class Settings:
     livekit_rtc_udp_port: int = 7882
     livekit_server_bin: str = ""
     """Empty: the project-local build in .tools/bin, else livekit-server on PATH."""
-    livekit_config_template: str = str(PROJECT_ROOT / "deploy" / "livekit.local.yaml")
+    livekit_config_template: str = str(DATA_DIR / "livekit.local.yaml")
     livekit_public_url: str = ""
     """The LiveKit URL browsers (and HeyGen, in direct mode) connect to, when it is not
     the one broadcaster's processes use (e.g. wss://live.example.com behind a TLS
@@ -81,11 +101,39 @@ class Settings:
     viewers_hidden: bool = True
     """Viewer tokens are ``hidden``: no participant events fan out per viewer."""
     audience_cache_seconds: float = 2.0
-    identity_claim_seconds: int = 30
-    """How long an issued identity stays reserved before its holder has joined."""
+    identity_claim_seconds: int = 4 * 3600
+    """An identity belongs to whoever holds its claim (a secret handed out at join) until
+    this long after they were last seen (joined, or connected at a reconciliation); then
+    the claim is purged and the identity is free. At least ``token_ttl_seconds``, so no
+    live token's identity is handed to someone else. The speaker's claim never expires
+    while they hold the floor."""
     max_question_chars: int = 500
     questions_per_minute: int = 3
     """How many questions one participant may send in any minute (then HTTP 429)."""
+    trusted_proxies: str = ""
+    """Reverse proxies (addresses or networks, comma-separated, e.g. "127.0.0.1, ::1" for a
+    proxy on this host) whose ``X-Forwarded-For`` names the client. Empty: the header is
+    ignored and every limit counts the connection's own address."""
+    join_burst: int = 60
+    """Joins one source address may make at once (token bucket): an office of 50 behind
+    one NAT joining at the start gets in; a script minting identities does not."""
+    join_rate_per_minute: float = 30.0
+    """How fast an address's join allowance refills (per minute)."""
+    question_burst: int = 20
+    """Questions one source address may send at once, whatever identities it uses."""
+    question_rate_per_minute: float = 60.0
+    """How fast an address's question allowance refills (per minute)."""
+    floor_reconcile_seconds: float = 2.0
+    """How often the web app makes LiveKit's view match its store (who may publish, who
+    was removed, ended webinars), also at start; webhooks can be lost. 0: never."""
+    webhook_dedupe_seconds: float = 600.0
+    """A webhook event id seen this recently is not acted on again (a replay). LiveKit's
+    webhook signatures are valid for 5 minutes."""
+    http_idle_timeout_seconds: float = 15.0
+    """The web app and the avatar service close a connection that sends no complete
+    request for this long (idle keep-alive, or headers trickling in)."""
+    http_body_timeout_seconds: float = 10.0
+    """A request body that has not fully arrived this long after its headers: HTTP 408."""
     floor_guard: bool = True
     """livekit-server sends its webhooks (participant joined, track published) to the web
     app, which takes publishing away from anyone but the speaker: a token minted before
@@ -121,6 +169,14 @@ class Settings:
     """A started avatar session whose control socket stays closed this long is stopped."""
     avatar_empty_room_grace_seconds: float = 30.0
     """An avatar alone in its own room this long is stopped."""
+    avatar_max_pending_sessions: int = 8
+    """Avatar sessions created (``/sessions/token``) but not started that the service
+    keeps at once; more get HTTP 429 (a flapping client cannot pile them up)."""
+    avatar_unstarted_seconds: float = 60.0
+    """A created session not started this long is dropped (pipecat starts at once)."""
+    avatar_max_stopped_sessions: int = 64
+    """Stopped sessions remembered (a small record each, so a repeated stop still answers
+    200); the oldest are forgotten first. Their renderer and publisher go at stop."""
     video_width: int = 1280
     video_height: int = 720
     video_fps: int = 25
@@ -139,10 +195,22 @@ class Settings:
     avatar_stall_restart_seconds: float = 15.0
     """No avatar frames this long: the bot restarts to open a fresh avatar session."""
     bot_autostart: bool = True
-    faq_path: str = str(PROJECT_ROOT / "docs" / "sample-agenda.md")
+    faq_path: str = str(DATA_DIR / "sample-agenda.md")
+    """The host's notes (docs/notes.md): what the avatar answers from, with or without an
+    LLM."""
+    answer_threshold: float = 0.26
+    """How sure the keyless responder must be that a question is in the notes before it
+    answers from them (0-1); below, it says the notes' fallback. Higher: fewer wrong
+    answers, more "not in my notes" (calibrated by bench/conversation.py)."""
     llm_base_url: str = ""
     llm_api_key: str = field(default="", metadata=_env("BROADCASTER_LLM_API_KEY", secret=True))
     llm_model: str = "gpt-4o-mini"
+    llm_context_topics: int = 1
+    """How many of the notes' best-matching topics ground each LLM answer. One suits the
+    small local model (SmolLM2-135M mixed topics up when given two or three); raise it for
+    a larger model."""
+    llm_max_tokens: int = 120
+    """An LLM answer's length bound (spoken answers are short)."""
     record: bool = False
     recordings_dir: str = str(PROJECT_ROOT / "recordings")
     bot_metrics_host: str = "127.0.0.1"
@@ -189,6 +257,7 @@ class Settings:
 
     @property
     def effective_livekit_url(self) -> str:
+        """The LiveKit URL broadcaster's own processes connect to."""
         return self.livekit_url or f"ws://127.0.0.1:{self.livekit_port}"
 
     @property
@@ -203,6 +272,7 @@ class Settings:
 
     @property
     def effective_public_url(self) -> str:
+        """The base URL of shared links."""
         return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
@@ -220,6 +290,7 @@ class Settings:
 
     @property
     def effective_liveavatar_api_url(self) -> str:
+        """The LiveAvatar API the bot talks to: configured, HeyGen's, or the local service."""
         if self.liveavatar_api_url:
             return self.liveavatar_api_url.rstrip("/")
         if self.use_heygen:
@@ -228,6 +299,7 @@ class Settings:
 
     @property
     def effective_avatar_id(self) -> str:
+        """The avatar the bot asks for."""
         if self.avatar_id:
             return self.avatar_id
         return HEYGEN_SANDBOX_AVATAR_ID if self.use_heygen else LOCAL_AVATAR_ID
@@ -238,7 +310,20 @@ class Settings:
         return self.heygen_api_key if self.use_heygen else self.avatar_api_key
 
     @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """``trusted_proxies`` parsed (ValueError names a bad entry)."""
+        nets = []
+        for item in self.trusted_proxies.split(","):
+            if item.strip():
+                try:
+                    nets.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    raise ValueError(f"{item.strip()!r} is not an address or network") from None
+        return tuple(nets)
+
+    @property
     def db_path(self) -> Path:
+        """The web app's SQLite database."""
         return Path(self.state_dir) / "broadcaster.db"
 
     def secret_values(self) -> list[str]:
@@ -250,6 +335,7 @@ class Settings:
         ]
 
     def __repr__(self) -> str:
+        """Show every setting, secrets masked."""
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -266,6 +352,7 @@ class Settings:
         return env
 
     def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes``."""
         return dataclasses.replace(self, **changes)
 
     # -------------------------------------------------------------------------------------
@@ -280,93 +367,13 @@ class Settings:
     ) -> Settings:
         """Defaults < TOML file < environment < ``overrides``; then fill local secrets."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
         path = config_file or env.get("BROADCASTER_CONFIG")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        if path:
-            try:
-                data = tomllib.loads(Path(path).read_text())
-            except FileNotFoundError as exc:
-                raise ConfigError(f"config file {path!s} does not exist") from exc
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"config file {path!s} is not valid TOML: {exc}") from exc
-            for key, raw in data.items():
-                if key not in known:
-                    raise ConfigError(f"unknown setting {key!r} in {path!s}")
-                values[key] = _coerce(known[key], raw, source=f"{path!s}")
-        for name, f in known.items():
-            var = env_name(f)
-            if var in env and env[var] != "":
-                values[name] = _coerce(f, env[var], source=f"${var}")
-        for key, raw in overrides.items():
-            if key not in known:
-                raise ConfigError(f"unknown setting {key!r}")
-            if raw is not None:
-                values[key] = _coerce(known[key], raw, source=f"--{key.replace('_', '-')}")
+        values = read_values(dataclasses.fields(cls), path, env, overrides)
         settings = cls(**values)
-        settings._validate()
+        validate(settings)
         if generate_secrets:
             settings = settings._with_local_secrets()
         return settings
-
-    def _validate(self) -> None:
-        for name in ("livekit_port", "livekit_rtc_tcp_port", "livekit_rtc_udp_port",
-                     "web_port", "avatar_port", "bot_metrics_port"):
-            port = getattr(self, name)
-            if not 0 <= port <= 65535:
-                raise ConfigError(f"{name}={port} is not a TCP/UDP port (0-65535)")
-        if self.livekit_url and not self.livekit_url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"LIVEKIT_URL={self.livekit_url!r} must start with ws:// or wss://")
-        if self.livekit_public_url and not self.livekit_public_url.startswith(
-                ("ws://", "wss://")):
-            raise ConfigError(f"livekit_public_url={self.livekit_public_url!r} must start "
-                              "with ws:// or wss://")
-        if self.avatar_mode not in AVATAR_MODES:
-            raise ConfigError(f"avatar_mode={self.avatar_mode!r} must be one of "
-                              f"{', '.join(AVATAR_MODES)}")
-        if self.avatar_mode == "direct" and self.record:
-            raise ConfigError("record=true needs avatar_mode=relay: in direct mode the "
-                              "avatar's media never passes through the bot")
-        if self.livekit_url and not self.livekit_api_secret:
-            raise ConfigError("LIVEKIT_URL is set, so LIVEKIT_API_SECRET must be set too")
-        if not 60 <= self.token_ttl_seconds <= self.max_token_ttl_seconds:
-            raise ConfigError(
-                f"token_ttl_seconds={self.token_ttl_seconds} must be between 60 and "
-                f"max_token_ttl_seconds={self.max_token_ttl_seconds}"
-            )
-        if self.video_codec.upper() not in ("VP8", "H264"):
-            raise ConfigError(f"video_codec={self.video_codec!r} must be VP8 or H264")
-        if self.video_svc and not re.fullmatch(r"L[1-3]T[1-3](_KEY)?", self.video_svc):
-            raise ConfigError(f"video_svc={self.video_svc!r} must be empty or an SVC mode "
-                              "such as L3T1, L3T3 or L3T3_KEY")
-        if self.video_svc and self.video_simulcast:
-            raise ConfigError("video_svc and video_simulcast exclude each other (SVC layers "
-                              "are one stream; simulcast is several)")
-        if self.video_width % 2 or self.video_height % 2 or self.video_width <= 0:
-            raise ConfigError(
-                f"video size {self.video_width}x{self.video_height} must be positive and even"
-            )
-        if not 1 <= self.video_fps <= 60:
-            raise ConfigError(f"video_fps={self.video_fps} must be between 1 and 60")
-        if not 1 <= self.questions_per_minute <= 600:
-            raise ConfigError(
-                f"questions_per_minute={self.questions_per_minute} must be between 1 and 600")
-        if self.stt_provider not in STT_PROVIDERS:
-            raise ConfigError(
-                f"stt_provider={self.stt_provider!r} must be one of {', '.join(STT_PROVIDERS)}"
-            )
-        if self.tts_provider not in TTS_PROVIDERS:
-            raise ConfigError(
-                f"tts_provider={self.tts_provider!r} must be one of {', '.join(TTS_PROVIDERS)}"
-            )
-        if not 1 <= self.stt_beam_size <= 10:
-            raise ConfigError(f"stt_beam_size={self.stt_beam_size} must be between 1 and 10")
-        if not 0.02 <= self.vad_start_secs <= 1.0:
-            raise ConfigError(f"vad_start_secs={self.vad_start_secs} must be between 0.02 and 1")
-        if not 0.0 <= self.vad_min_volume <= 1.0:
-            raise ConfigError(f"vad_min_volume={self.vad_min_volume} must be between 0 and 1")
-        if not 0.05 <= self.vad_stop_secs <= 3.0:
-            raise ConfigError(f"vad_stop_secs={self.vad_stop_secs} must be between 0.05 and 3")
 
     def _with_local_secrets(self) -> Settings:
         """Fill unset secrets from (or into) the state directory."""
@@ -376,60 +383,5 @@ class Settings:
             wanted["livekit_api_secret"] = 32  # livekit-server needs >= 32 characters
         for name, nbytes in wanted.items():
             if not getattr(self, name):
-                changes[name] = _stored_secret(Path(self.state_dir), name, nbytes)
+                changes[name] = stored_secret(Path(self.state_dir), name, nbytes)
         return self.replace(**changes) if changes else self
-
-
-def env_name(f: dataclasses.Field[Any]) -> str:
-    return f.metadata.get("env") or f"BROADCASTER_{f.name.upper()}"
-
-
-def _coerce(f: dataclasses.Field[Any], raw: Any, *, source: str) -> Any:
-    kind = f.type if isinstance(f.type, type) else _resolve(f.type)
-    try:
-        if kind is bool:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true/false")
-        if kind is int:
-            if isinstance(raw, bool):
-                raise ValueError("expected an integer")
-            return int(str(raw).replace("_", ""))
-        if kind is float:
-            return float(raw)
-        return str(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{source}={raw!r} is not a valid {kind.__name__}: {exc}") from exc
-
-
-def _resolve(annotation: Any) -> type:
-    names = {"str": str, "int": int, "bool": bool, "float": float}
-    if isinstance(annotation, str):
-        return names.get(annotation, str)
-    if isinstance(annotation, types.UnionType):
-        return str
-    return annotation
-
-
-def _stored_secret(state_dir: Path, name: str, nbytes: int) -> str:
-    path = state_dir / "secrets" / name
-    try:
-        value = path.read_text().strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_urlsafe(nbytes)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    return value

@@ -25,6 +25,8 @@ LIVEKIT_CLIENT_ESM = (
 
 @dataclass
 class Check:
+    """One thing ``doctor`` checks, and what it found."""
+
     name: str
     ok: bool
     detail: str
@@ -94,6 +96,7 @@ def _livekit(settings: Settings) -> list[Check]:
 
 
 def collect(settings: Settings) -> list[Check]:
+    """Run every check against ``settings``."""
     checks = [Check("python", sys.version_info >= (3, 11), sys.version.split()[0],
                     "install Python 3.11 or newer")]
     for name, dist in [("pipecat", "pipecat-ai"), ("livekit.rtc", "livekit"),

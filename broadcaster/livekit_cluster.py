@@ -54,14 +54,17 @@ class Node:
 
     @property
     def url(self) -> str:
+        """The node's signalling URL (ws://127.0.0.1:port)."""
         return self.settings.effective_livekit_url
 
     @property
     def http_url(self) -> str:
+        """The node's HTTP (API and health) URL."""
         return self.settings.livekit_http_url
 
     @property
     def alive(self) -> bool:
+        """Whether the process still runs."""
         return self.proc.poll() is None
 
     def kill(self) -> None:
@@ -73,12 +76,15 @@ class Node:
 
 @dataclass
 class Cluster:
+    """Redis and the nodes sharing it."""
+
     redis_port: int
     redis: subprocess.Popen[bytes]
     nodes: list[Node] = field(default_factory=list)
 
     @property
     def redis_address(self) -> str:
+        """host:port for livekit.yaml's ``redis.address``."""
         return f"127.0.0.1:{self.redis_port}"
 
     async def redis_cmd(self, *args: str) -> str:
@@ -92,11 +98,12 @@ class Cluster:
         return out.decode().strip()
 
     async def room_node(self, room: str) -> Node | None:
-        """The node Redis says hosts ``room`` (None: no node assigned yet)."""
+        """Return the node Redis says hosts ``room`` (None: no node assigned yet)."""
         node_id = await self.redis_cmd("HGET", "room_node_map", room)
         return next((n for n in self.nodes if n.node_id == node_id), None)
 
     def node_by_id(self, node_id: str) -> Node | None:
+        """Return the node with this LiveKit node ID, if it is one of ours."""
         return next((n for n in self.nodes if n.node_id == node_id), None)
 
     async def restart(self, node: Node) -> None:
@@ -104,10 +111,14 @@ class Cluster:
         if node.alive:
             await _stop(node.proc)
         node.node_id = ""
-        offset = node.log_path.stat().st_size if node.log_path.exists() else 0
+        offset = await asyncio.to_thread(_size, node.log_path)
         node.proc = _spawn(node.settings, node.log_path.with_suffix(".yaml"), node.log_path)
         await wait_http_ok(node.http_url, timeout=30, proc_alive=lambda: node.alive)
         node.node_id = await _wait_node_id(node, offset=offset)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def _redis_cli() -> str:
@@ -115,6 +126,7 @@ def _redis_cli() -> str:
 
 
 def find_redis() -> str:
+    """Return the redis-server binary, or raise MissingRedis saying how to install it."""
     path = shutil.which("redis-server") or (
         "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None)
     if path is None:
@@ -124,7 +136,7 @@ def find_redis() -> str:
 
 
 def node_settings(base: Settings, state: Path) -> Settings:
-    """``base`` on fresh free ports (one HTTP, one RTC TCP, one RTC UDP port)."""
+    """Copy ``base`` onto fresh free ports (one HTTP, one RTC TCP, one RTC UDP port)."""
     return dataclasses.replace(
         base, state_dir=str(state), livekit_url="",
         livekit_port=free_port(), livekit_rtc_tcp_port=free_port(),
@@ -143,11 +155,7 @@ def node_extra(redis_address: str, extra: Mapping[str, Any] | None = None) -> di
 
 async def _start_redis(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
     port = free_port()
-    log = open(workdir / "redis.log", "wb")  # noqa: SIM115 - the child owns it
-    proc = subprocess.Popen(
-        [find_redis(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes"],
-        stdout=log, stderr=log)
+    proc = await asyncio.to_thread(_spawn_redis, port, workdir)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -161,13 +169,25 @@ async def _start_redis(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
     raise TimeoutError("redis-server did not answer PING in 15 s")
 
 
-async def _wait_node_id(node: Node, timeout: float = 15, offset: int = 0) -> str:
-    deadline = time.monotonic() + timeout
+def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    with open(workdir / "redis.log", "wb") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [find_redis(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes"],
+            stdout=log, stderr=log)
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode(errors="replace")
+
+
+async def _wait_node_id(node: Node, within: float = 15, offset: int = 0) -> str:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
-            with open(node.log_path, "rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode(errors="replace")
+            text = await asyncio.to_thread(_read_from, node.log_path, offset)
             m = NODE_ID_RE.search(text)
             if m:
                 return m.group(1)
@@ -186,12 +206,12 @@ async def _ready(node: Node) -> None:
     node.node_id = await _wait_node_id(node)
 
 
-async def _stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+async def _stop(proc: subprocess.Popen[bytes], grace: float = 10) -> None:
     if proc.poll() is not None:
         return
     proc.terminate()
     try:
-        await asyncio.to_thread(proc.wait, timeout)
+        await asyncio.to_thread(proc.wait, grace)
     except subprocess.TimeoutExpired:
         proc.kill()
         await asyncio.to_thread(proc.wait)
@@ -204,8 +224,9 @@ async def running(settings: Settings, workdir: Path, nodes: int = 3, *,
 
     Each node gets its own ports (``settings`` gives the keys and the config template);
     logs and configs go to ``workdir``. Nodes log at info level (their node ID is only
-    said there)."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    said there).
+    """
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     port, redis = await _start_redis(workdir)
     cluster = Cluster(port, redis)
     try:

@@ -22,6 +22,7 @@ class MissingBinary(RuntimeError):
 
 
 def find_binary(settings: Settings) -> str:
+    """Return the livekit-server to run: configured, the project's build, or on PATH."""
     candidates = [settings.livekit_server_bin] if settings.livekit_server_bin else [
         str(PROJECT_ROOT / ".tools" / "bin" / "livekit-server"),
         shutil.which("livekit-server") or "",
@@ -36,7 +37,7 @@ def find_binary(settings: Settings) -> str:
 
 
 def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``extra`` laid over ``base``, nested mappings merged key by key."""
+    """Lay ``extra`` over ``base``, nested mappings merged key by key."""
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             merge(base[key], value)
@@ -47,9 +48,11 @@ def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def render_config(settings: Settings, path: Path, *, log_level: str | None = None,
                   extra: Mapping[str, Any] | None = None) -> Path:
-    """Write the local livekit.yaml with the configured ports and, for the floor guard,
-    the web app's webhook; secrets stay out of it (the webhook names the API key only).
-    ``extra`` (e.g. ``redis``, ``rtc.node_ip``) is merged over the result."""
+    """Write the local livekit.yaml with the configured ports and the web app's webhook.
+
+    The webhook is the floor guard's; secrets stay out of the file (the webhook names the
+    API key only). ``extra`` (e.g. ``redis``, ``rtc.node_ip``) is merged over the result.
+    """
     config = yaml.safe_load(Path(settings.livekit_config_template).read_text())
     if log_level:
         config["log_level"] = log_level
@@ -68,7 +71,7 @@ def render_config(settings: Settings, path: Path, *, log_level: str | None = Non
 
 
 def command(settings: Settings, config_path: Path) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment to run livekit-server for ``settings``."""
+    """Argv and extra environment to run livekit-server for ``settings``."""
     argv = [find_binary(settings), "--config", str(config_path)]
     env = {"LIVEKIT_KEYS": f"{settings.livekit_api_key}: {settings.livekit_api_secret}"}
     return argv, env
@@ -86,22 +89,28 @@ def ports(settings: Settings) -> list[tuple[str, int, str]]:
 @contextlib.asynccontextmanager
 async def running(settings: Settings, log_path: Path, *, log_level: str | None = None,
                   extra: Mapping[str, Any] | None = None) -> AsyncIterator[Settings]:
-    """livekit-server for ``settings`` until the block ends, its output in ``log_path``
-    and its config beside it (tests and benchmarks; ``up`` runs it under its supervisor).
-    ``extra``: config keys merged over the rendered ones (see ``render_config``)."""
+    """Run livekit-server for ``settings`` until the block ends.
+
+    Its output goes to ``log_path``, its config beside it (tests and benchmarks; ``up``
+    runs it under its supervisor). ``extra``: config keys merged over the rendered ones.
+    """
     config = render_config(settings, log_path.with_suffix(".yaml"), log_level=log_level,
                            extra=extra)
     argv, extra_env = command(settings, config)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, env={**os.environ, **extra_env}, stdout=log, stderr=log)
+    proc = await asyncio.to_thread(_spawn, argv, {**os.environ, **extra_env}, log_path)
+    try:
+        await wait_http_ok(settings.livekit_http_url, timeout=30,
+                           proc_alive=lambda: proc.poll() is None)
+        yield settings
+    finally:
+        proc.terminate()
         try:
-            await wait_http_ok(settings.livekit_http_url, timeout=30,
-                               proc_alive=lambda: proc.poll() is None)
-            yield settings
-        finally:
-            proc.terminate()
-            try:
-                await asyncio.to_thread(proc.wait, 10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+
+def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=log)

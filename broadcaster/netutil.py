@@ -1,23 +1,28 @@
-"""Port helpers shared by the supervisor, the CLI and the tests."""
+"""Port and server helpers shared by the supervisor, the CLI, the servers and the tests."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
+from collections.abc import Callable
+from typing import TypedDict
 
 import aiohttp
 
+from broadcaster.config import Settings
+
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now (there is a small race; fine for tests)."""
+    """Return a port the OS says is free now (there is a small race; fine for tests)."""
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
 def port_taken(port: int, host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> bool:
-    """True when something already listens on (or holds) ``host:port``."""
+    """Tell whether something already listens on (or holds) ``host:port``."""
     with socket.socket(socket.AF_INET, kind) as sock:
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -28,7 +33,8 @@ def port_taken(port: int, host: str = "127.0.0.1", kind: int = socket.SOCK_STREA
     return False
 
 
-async def wait_http_ok(url: str, timeout: float = 30.0, *, proc_alive=None) -> None:
+async def wait_http_ok(url: str, timeout: float = 30.0, *,  # noqa: ASYNC109
+                       proc_alive: Callable[[], bool] | None = None) -> None:
     """Poll ``url`` until it answers 2xx; raise TimeoutError naming the URL."""
     deadline = time.monotonic() + timeout
     last: str = "no answer"
@@ -45,3 +51,48 @@ async def wait_http_ok(url: str, timeout: float = 30.0, *, proc_alive=None) -> N
                 last = type(exc).__name__
             await asyncio.sleep(0.1)
     raise TimeoutError(f"{url} not ready after {timeout:.0f} s ({last})")
+
+
+class ServerLimits(TypedDict):
+    """The aiohttp ``AppRunner`` options :func:`server_limits` sets."""
+
+    keepalive_timeout: float
+    lingering_time: float
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    """Return aiohttp's server options for the web app and the avatar service.
+
+    They bound how long an idle or half-sent request may hold a connection (aiohttp's
+    AppRunner default: an hour), and how long an unread body is drained after the answer.
+    """
+    return {"keepalive_timeout": settings.http_idle_timeout_seconds,
+            "lingering_time": min(2.0, settings.http_body_timeout_seconds)}
+
+
+LOCAL_NAMES = frozenset({"localhost", "localhost."})
+
+
+def _host_name(host: str) -> str:
+    """``Host`` without its port (``[::1]:8080`` → ``::1``), lowercased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_local_host_header(host: str | None, configured: str = "") -> bool:
+    """Tell whether ``Host`` names this machine.
+
+    A loopback address, ``localhost`` or the configured host does; a DNS-rebinding page's
+    requests name the attacker's domain instead.
+    """
+    name = _host_name(host or "")
+    if not name:
+        return False
+    if name in LOCAL_NAMES or (configured and name == configured.lower()):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

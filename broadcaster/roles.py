@@ -1,8 +1,9 @@
 """Webinar roles, their LiveKit grants, and token minting.
 
-The grants are the minimum each role needs (see docs/DESIGN roles table):
-a viewer can never publish media, the presenter publishes a microphone only,
-the bot publishes camera + microphone. Host actions go through our server,
+The grants are the minimum each role needs (docs/security.md): a viewer publishes
+nothing (no media, no data: captions on the pages come from the bot only), the
+presenter publishes a microphone only and only while holding the floor, the bot
+publishes camera + microphone + data (captions). Host actions go through our server,
 which holds the API secret; the browser never does.
 """
 
@@ -22,6 +23,8 @@ ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_NAME_CHARS = 64
 #: identities the stack itself uses; a person may not take them
 RESERVED_IDENTITIES = frozenset({AVATAR_IDENTITY, "avatar", "host", "recorder"})
+#: the bot's own identity in direct mode is ``<bot_identity>`` + this (bot/pipeline.py)
+LISTENER_SUFFIX = "-listener"
 
 
 class Role(StrEnum):
@@ -39,22 +42,23 @@ MIC = api.TrackSource.Name(api.TrackSource.MICROPHONE).lower()
 CAMERA = api.TrackSource.Name(api.TrackSource.CAMERA).lower()
 
 
-def grants_for(role: Role, room: str) -> api.VideoGrants:
-    """The minimum LiveKit grant for ``role`` in ``room``."""
+def grants_for(role: Role, room: str, *, speaking: bool = True) -> api.VideoGrants:
+    """The minimum LiveKit grant for ``role`` in ``room`` (a presenter publishes her
+    microphone only while ``speaking``: holding the floor)."""
     if role is Role.VIEWER:
         return api.VideoGrants(
             room_join=True, room=room, can_publish=False, can_subscribe=True,
-            can_publish_data=True, can_publish_sources=[],
+            can_publish_data=False, can_publish_sources=[],
         )
     if role is Role.PRESENTER:
         return api.VideoGrants(
-            room_join=True, room=room, can_publish=True, can_subscribe=True,
-            can_publish_data=True, can_publish_sources=[MIC],
+            room_join=True, room=room, can_publish=speaking, can_subscribe=True,
+            can_publish_data=False, can_publish_sources=[MIC] if speaking else [],
         )
     if role is Role.HOST:
         return api.VideoGrants(
             room_join=True, room=room, room_admin=True, can_publish=False,
-            can_subscribe=True, can_publish_data=True, can_publish_sources=[], hidden=True,
+            can_subscribe=True, can_publish_data=False, can_publish_sources=[], hidden=True,
         )
     if role is Role.BOT:
         return api.VideoGrants(
@@ -65,14 +69,21 @@ def grants_for(role: Role, room: str) -> api.VideoGrants:
 
 
 def speaker_permission(speaking: bool, *, hidden: bool) -> api.ParticipantPermission:
-    """Permissions applied live by the host's promote (speaking) and demote."""
+    """Permissions applied live to a person by promote (speaking), demote and the floor
+    guard: a microphone for the speaker, never data (only the bot sends captions)."""
     return api.ParticipantPermission(
         can_subscribe=True,
         can_publish=speaking,
-        can_publish_data=True,
+        can_publish_data=False,
         can_publish_sources=[api.TrackSource.MICROPHONE] if speaking else [],
         hidden=hidden and not speaking,
     )
+
+
+def stack_identities(settings: Settings) -> frozenset[str]:
+    """Identities of the stack's own participants in a stage room (never a person's)."""
+    return frozenset({AVATAR_IDENTITY, settings.bot_identity,
+                      settings.bot_identity + LISTENER_SUFFIX})
 
 
 def check_identity(identity: str, *, settings: Settings | None = None) -> str:
@@ -84,7 +95,7 @@ def check_identity(identity: str, *, settings: Settings | None = None) -> str:
         )
     reserved = set(RESERVED_IDENTITIES)
     if settings is not None:
-        reserved.add(settings.bot_identity)
+        reserved |= {i.lower() for i in stack_identities(settings)}
     if identity.lower() in reserved:
         raise InvalidInput(f"identity {identity!r} is reserved")
     return identity
@@ -116,8 +127,10 @@ def mint_token(
     name: str | None = None,
     ttl_seconds: int | None = None,
     metadata: str = "",
+    speaking: bool = True,
 ) -> str:
-    """A signed LiveKit JWT for ``identity`` as ``role`` in ``room``."""
+    """A signed LiveKit JWT for ``identity`` as ``role`` in ``room`` (``speaking`` False:
+    a presenter's token without the floor, so without publishing)."""
     try:
         role = Role(role)
     except ValueError as exc:
@@ -134,7 +147,7 @@ def mint_token(
         raise InvalidInput(
             f"ttl {ttl} s must be between 60 and {settings.max_token_ttl_seconds} s"
         )
-    grants = grants_for(role, room)
+    grants = grants_for(role, room, speaking=speaking)
     if role is Role.VIEWER and settings.viewers_hidden:
         grants.hidden = True
     token = (

@@ -17,11 +17,12 @@ from loguru import logger
 
 from broadcaster import livekit_server
 from broadcaster.config import Settings
+from broadcaster.logs import configure_logging
 from broadcaster.supervisor import ChildSpec, StartupError, Supervisor
 
 
 def stack_specs(settings: Settings) -> list[ChildSpec]:
-    """The children `up` runs, in start order."""
+    """Return the children `up` runs, in start order."""
     specs: list[ChildSpec] = []
     env = settings.child_env()
     if settings.managed_livekit:
@@ -62,11 +63,14 @@ async def open_demo(settings: Settings, start_bot: bool) -> None:
                 if r.status >= 300:
                     logger.warning(f"could not start the demo bot: HTTP {r.status}")
     public = settings.effective_public_url
+    # The presenter link carries the invite code: shown on a terminal, once, outside the
+    # log; when the output goes to a file or a log collector, the host console has it.
+    presenter = webinar.get("presenter_url") if sys.stdout.isatty() else None
     lines = [
         "",
         "broadcaster is up. Open:",
         f"  viewer page     {webinar.get('viewer_url', f'{public}/w/{room}')}",
-        f"  presenter page  {webinar.get('presenter_url', '(see the host console)')}",
+        f"  presenter page  {presenter or '(in the host console: Presenter invite)'}",
         f"  host console    {public}/host#key=<host key>",
         f"  host key        {_host_key_source(settings)}",
         "Ctrl-C stops everything.",
@@ -84,9 +88,8 @@ def _host_key_source(settings: Settings) -> str:
 
 
 def run_up(settings: Settings, *, start_bot: bool = True) -> int:
-    from broadcaster.cli import _configure_logging
-
-    _configure_logging(settings)
+    """Run ``broadcaster up`` until Ctrl-C; return the exit code."""
+    configure_logging(settings)
     try:
         specs = stack_specs(settings)
     except livekit_server.MissingBinary as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
+import shutil
 import signal
 import socket
 import sys
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
+from broadcaster.logs import make_scrubber
 from broadcaster.netutil import port_taken, wait_http_ok
 
 #: a child that crashes this often within RESTART_WINDOW seconds is given up on
@@ -46,23 +47,12 @@ class ChildSpec:
     stop_timeout: float = 10.0
 
 
-#: LiveKit access tokens (JWTs) and secrets passed in URL query strings; third-party
-#: libraries log them (pipecat's LiveAvatar client logs its client token and ws_url).
-_JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
-_URL_SECRET = re.compile(r"([?&](?:token|secret|key)=)[^&\s'\"]+")
-
-
-def make_scrubber(secrets: Sequence[str]) -> Callable[[str], str]:
-    """A function that replaces every secret and access token in a line with ***."""
-    values = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
-
-    def scrub(line: str) -> str:
-        for value in values:
-            if value in line:
-                line = line.replace(value, "***")
-        return _URL_SECRET.sub(r"\1***", _JWT.sub("***", line))
-
-    return scrub
+def check_programs(specs: Sequence[ChildSpec]) -> None:
+    """Fail before starting anything when a part's program does not exist."""
+    for spec in specs:
+        program = spec.argv[0]
+        if not os.path.exists(program) and not shutil.which(program):
+            raise StartupError(f"{spec.name}: {program} does not exist")
 
 
 def check_ports(specs: Sequence[ChildSpec]) -> None:
@@ -92,20 +82,23 @@ class Child:
 
     @property
     def alive(self) -> bool:
+        """Whether the child process is running."""
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
+        """Start the child, its output prefixed and scrubbed of secrets."""
         spec = self.spec
-        if not os.path.exists(spec.argv[0]) and not spec.argv[0].startswith(sys.executable):
-            raise StartupError(f"{spec.name}: {spec.argv[0]} does not exist")
         logger.info(f"starting {spec.name}")
-        self.proc = await asyncio.create_subprocess_exec(
-            *spec.argv,
-            env={**os.environ, **spec.env},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C goes to us; we stop children in order
-        )
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                env={**os.environ, **spec.env},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C goes to us; we stop children in order
+            )
+        except OSError as exc:  # a missing or non-executable program
+            raise StartupError(f"{spec.name}: cannot run {spec.argv[0]}: {exc.strerror}") from exc
         self.pump = asyncio.create_task(self._pump(), name=f"pump-{spec.name}")
         if spec.ready_url:
             try:
@@ -125,6 +118,7 @@ class Child:
             sys.stdout.flush()
 
     async def stop(self) -> None:
+        """Stop the child: SIGTERM, then SIGKILL after ``stop_timeout``."""
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return
@@ -151,11 +145,13 @@ class Supervisor:
         self._stopping = asyncio.Event()
 
     def request_stop(self) -> None:
+        """Ask :meth:`run` to stop every child (safe from a signal handler)."""
         self._stopping.set()
 
     async def run(self, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:
         """Run until a stop is requested (signal) or a child keeps crashing."""
         check_ports([c.spec for c in self.children])
+        check_programs([c.spec for c in self.children])
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
@@ -197,5 +193,6 @@ class Supervisor:
         return 0
 
     async def stop_all(self) -> None:
+        """Stop every child, in reverse start order."""
         for child in reversed(self.children):
             await child.stop()

@@ -23,6 +23,7 @@ from broadcaster.netutil import free_port
 from tests.fixtures_avatar import *  # noqa: E402,F403
 from tests.fixtures_bot import *  # noqa: E402,F403
 from tests.fixtures_cluster import *  # noqa: E402,F403
+from tests.fixtures_deploy import *  # noqa: E402,F403
 from tests.fixtures_web import *  # noqa: E402,F403
 
 # Keep glibc malloc from page-faulting on every video frame (see DESIGN.md).

@@ -9,21 +9,19 @@ grace periods are shortened so the reaping tests take seconds.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pytest_asyncio
-import soxr
 
 from broadcaster.config import PROJECT_ROOT, Settings
 from broadcaster.netutil import wait_http_ok
+from probes.speech import flite, have_flite
 
 __all__ = ["avatar_settings", "avatar_service", "avatar_log", "speech_clip", "SPEECH_RATE"]
 
@@ -76,13 +74,6 @@ async def avatar_service(avatar_settings: Settings, avatar_log: Path) -> AsyncIt
 @pytest.fixture(scope="session")
 def speech_clip(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     """About 5 s of synthesized speech (Debian flite, voice slt), int16 mono 24 kHz."""
-    flite = shutil.which("flite")
-    if flite is None:
+    if not have_flite():
         pytest.skip("Debian's flite is not installed (apt-get install flite)")
-    path = tmp_path_factory.mktemp("speech") / "speech.wav"
-    subprocess.run([flite, "-voice", "slt", "-t", SPEECH_TEXT, "-o", str(path)], check=True)
-    with wave.open(str(path)) as w:
-        assert w.getnchannels() == 1 and w.getsampwidth() == 2
-        rate = w.getframerate()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return soxr.resample(pcm, rate, SPEECH_RATE).astype(np.int16)
+    return flite(SPEECH_TEXT, SPEECH_RATE, voice="slt")

@@ -4,13 +4,13 @@ checks every answer for leaked secrets, and small helpers for LiveKit clients.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,9 +24,10 @@ from loguru import logger
 from broadcaster.config import Settings
 from broadcaster.netutil import wait_http_ok
 from broadcaster.roles import Role, mint_token
-from broadcaster.web.access_log import AccessLogger
-from broadcaster.web.app import create_app
+from broadcaster.web.app import create_app, make_runner
 from broadcaster.web.bot_control import BotLauncher
+from broadcaster.web.keys import STORE
+from broadcaster.web.store import Store
 
 # only fixtures go into conftest's namespace; tests import the helpers from this module
 __all__ = ["web_server", "web", "web_app", "web_client", "lkapi", "loguru_lines"]
@@ -73,6 +74,12 @@ class WebClient:
     http: aiohttp.ClientSession
     settings: Settings
     seen: list[str] = field(default_factory=list)
+    app: aioweb.Application | None = None
+
+    def store(self) -> Store:
+        """The database of the app this client talks to (an in-process app only)."""
+        assert self.app is not None, "not an in-process app"
+        return self.app[STORE]
 
     def check(self, text: str) -> None:
         for secret in (self.settings.livekit_api_secret, self.settings.host_key):
@@ -120,9 +127,35 @@ class WebClient:
         assert reply.status == 201, reply.text
         return reply.data
 
-    async def join(self, room: str, identity: str, role: str = "viewer", **extra: Any) -> Reply:
+    async def join(self, room: str, identity: str, role: str = "viewer", *,
+                   headers: dict[str, str] | None = None, **extra: Any) -> Reply:
         return await self.call("POST", f"/api/webinars/{room}/join",
-                               {"identity": identity, "role": role, **extra})
+                               {"identity": identity, "role": role, **extra}, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, http: aiohttp.ClientSession | None = None,
+                  ) -> AsyncIterator[WebClient]:
+    """A web app of its own for ``settings`` (on ``settings.web_port``), with a client.
+
+    For tests that need settings the session's app does not have (limits, the
+    reconciliation); it talks to whatever LiveKit server ``settings`` name.
+    """
+    bots = BotLauncher(settings, command=fake_bot_command, stop_timeout=2.0)
+    app = create_app(settings, bots=bots)
+    runner = make_runner(app, settings)
+    await runner.setup()
+    await aioweb.TCPSite(runner, "127.0.0.1", settings.web_port).start()
+    url = f"http://127.0.0.1:{settings.web_port}"
+    try:
+        await wait_http_ok(url + "/healthz", timeout=10)
+        if http is not None:
+            yield WebClient(url, http, settings, app=app)
+        else:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as own:
+                yield WebClient(url, own, settings, app=app)
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -134,19 +167,30 @@ def loguru_lines() -> list[str]:
     return lines
 
 
+def session_app_settings(livekit: Settings) -> Settings:
+    """The session app's settings: every test joins and asks from 127.0.0.1, so the
+    per-address limits are out of the way (tests/test_security_limits.py runs apps with
+    the defaults), and there is no reconciliation, so a test can have a non-speaker
+    publish on purpose (the bot's own gate must hold; tests/test_reconcile.py runs apps
+    with it)."""
+    return livekit.replace(join_burst=100_000, question_burst=100_000,
+                           floor_reconcile_seconds=0.0)
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def web_server(livekit: Settings, loguru_lines: list[str]) -> AsyncIterator[WebServer]:
     """The app on settings.web_port, talking to the session's livekit-server."""
-    bots = BotLauncher(livekit, command=fake_bot_command, stop_timeout=2.0)
-    app = create_app(livekit, bots=bots)
-    runner = aioweb.AppRunner(app, access_log_class=AccessLogger)
+    settings = session_app_settings(livekit)
+    bots = BotLauncher(settings, command=fake_bot_command, stop_timeout=2.0)
+    app = create_app(settings, bots=bots)
+    runner = make_runner(app, settings)
     await runner.setup()
-    site = aioweb.TCPSite(runner, "127.0.0.1", livekit.web_port)
+    site = aioweb.TCPSite(runner, "127.0.0.1", settings.web_port)
     await site.start()
-    url = f"http://127.0.0.1:{livekit.web_port}"
+    url = f"http://127.0.0.1:{settings.web_port}"
     await wait_http_ok(url + "/healthz", timeout=10)
     try:
-        yield WebServer(url, app, livekit)
+        yield WebServer(url, app, settings)
     finally:
         await runner.cleanup()
 
@@ -163,9 +207,9 @@ def web_app(web_server: WebServer) -> aioweb.Application:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def web_client(web: str, livekit: Settings) -> AsyncIterator[WebClient]:
+async def web_client(web_server: WebServer) -> AsyncIterator[WebClient]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
-        yield WebClient(web, http, livekit)
+        yield WebClient(web_server.url, http, web_server.settings, app=web_server.app)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -291,7 +335,21 @@ class FakeBot:
         )
 
 
-def docs_dir() -> Path:
-    from broadcaster.config import PROJECT_ROOT
+async def server_view(lkapi: api.LiveKitAPI, room: str, identity: str) -> api.ParticipantInfo:
+    return await lkapi.room.get_participant(api.RoomParticipantIdentity(room=room,
+                                                                        identity=identity))
 
-    return PROJECT_ROOT / "docs"
+
+async def tracks_of(lkapi: api.LiveKitAPI, room: str, identity: str) -> list[api.TrackInfo]:
+    return list((await server_view(lkapi, room, identity)).tracks)
+
+
+async def room_metadata(lkapi: api.LiveKitAPI, room: str) -> dict:
+    rooms = await lkapi.room.list_rooms(api.ListRoomsRequest(names=[room]))
+    return json.loads(rooms.rooms[0].metadata)
+
+
+async def joined(c: WebClient, room: str, identity: str, role: str = "viewer", **kw) -> dict:
+    reply = await c.join(room, identity, role, **kw)
+    assert reply.status == 200, reply.text
+    return reply.data

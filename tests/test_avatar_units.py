@@ -167,8 +167,6 @@ def test_schema_accepts_pipecat_defaults_and_refuses_junk() -> None:
 
 # ----------------------------------------------------------------------- publisher
 async def test_publisher_hands_the_renderer_buffer_to_livekit_without_copying() -> None:
-    from livekit.rtc._utils import get_address
-
     from broadcaster.avatar.publisher import AvatarPublisher, MediaConfig
     from broadcaster.avatar.renderer import FaceRenderer
 
@@ -177,7 +175,7 @@ async def test_publisher_hands_the_renderer_buffer_to_livekit_without_copying() 
     publisher = AvatarPublisher(config, AvatarRuntime(), renderer)
     captured: list[int] = []
     publisher._video.capture_frame = lambda frame, **_: captured.append(  # type: ignore[method-assign]
-        get_address(frame.data)
+        np.frombuffer(frame.data, np.uint8).ctypes.data
     )
     loop = asyncio.create_task(publisher._video_loop())
     await asyncio.sleep(0.2)

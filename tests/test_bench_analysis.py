@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench import e2e
 from bench.barge_in import silenced_at, voiced_share
-from bench.harness import AudioRecord, Receiver
+from bench.receiver import AudioRecord, Receiver
 
 MS = 1000  # µs
 

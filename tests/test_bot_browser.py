@@ -17,8 +17,8 @@ import pytest
 import pytest_asyncio
 
 from tests.fixtures_bot import BotStage
-from tests.fixtures_web import WebClient, docs_dir
-from tests.helpers.browser import chromium, needs_chromium, open_page
+from tests.fixtures_web import WebClient
+from tests.helpers.browser import chromium, needs_chromium, open_page, screenshot_dir
 from tests.helpers.speech import flite_pcm, needs_flite
 
 RATE = 48_000
@@ -112,7 +112,7 @@ async def test_presenter_page_asks_and_the_viewer_page_shows_the_answer(
         "#captions .caption[data-speaker='avatar'] .caption-text:text-matches('First', 'i')",
         timeout=10000)
     await viewer.mouse.move(0, 0)
-    await viewer.screenshot(path=str(docs_dir() / "viewer-live.png"))
+    await viewer.screenshot(path=str(screenshot_dir() / "viewer-live.png"))
     print(f"\nBROWSER question asked -> avatar caption at the viewer page: {answered:.1f} s")
 
     assert not [p for p in problems if "pageerror" in p], problems

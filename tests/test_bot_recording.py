@@ -107,5 +107,7 @@ async def test_the_recording_holds_the_broadcast(
     expected = Responder.from_file(s.faq_path).answer(SHORT_QUESTION).text
     print(f"\nRECORDING {duration:.1f} s, {len(lumas)} frames; question heard as {question!r}; "
           f"answer heard as {answer!r}")
-    assert {"slides", "shared"} & set(words(question)), question
+    # the speaker's voice is in the mix: Whisper tiny hears its key words (or near misses:
+    # "Will this slide be sharp?" once, from the recording's resampled mix)
+    assert any(w.startswith(("slide", "share")) for w in words(question)), question
     assert len(set(words(answer)) & set(words(sentences(expected, 2)))) >= 4, (answer, expected)

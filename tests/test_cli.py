@@ -1,6 +1,7 @@
 """The `broadcaster` command: tokens, doctor, and clear start-up failures."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,10 +36,28 @@ def test_token_names_the_bad_value(tmp_path):
     assert r.returncode == 2 and "BROADCASTER_TOKEN_TTL_SECONDS='ten'" in r.stderr
 
 
-def test_doctor_reports_every_part(tmp_path):
-    r = _run(["doctor", "--web-port", str(free_port())], tmp_path)
+def _doctor(tmp_path, **env):
+    """``broadcaster doctor`` on free ports (others may run a stack on the default ones)."""
+    return _run(["doctor", "--web-port", str(free_port()), "--livekit-port", str(free_port()),
+                 "--avatar-port", str(free_port())], tmp_path,
+                BROADCASTER_LIVEKIT_RTC_TCP_PORT=str(free_port()),
+                BROADCASTER_LIVEKIT_RTC_UDP_PORT=str(free_port(socket.SOCK_DGRAM)), **env)
+
+
+def test_doctor_passes_on_a_machine_set_up_by_install(tmp_path):
+    r = _doctor(tmp_path)
     assert "livekit-server binary" in r.stdout and "Whisper tiny.en" in r.stdout
-    assert r.returncode in (0, 1) and "checks passed" in r.stdout
+    passed = re.search(r"(\d+)/(\d+) checks passed", r.stdout)
+    assert passed and passed[1] == passed[2], r.stdout
+    assert r.returncode == 0, r.stdout
+
+
+def test_doctor_fails_naming_what_is_missing_and_the_fix(tmp_path):
+    r = _doctor(tmp_path, BROADCASTER_LIVEKIT_SERVER_BIN=str(tmp_path / "nope"))
+    assert r.returncode == 1, r.stdout
+    line = next(x for x in r.stdout.splitlines() if "livekit-server binary" in x)
+    assert "FAIL" in line.upper() or "missing" in line.lower() or "not found" in line.lower()
+    assert "install.sh" in r.stdout
 
 
 def test_up_says_when_livekit_server_is_missing(tmp_path):

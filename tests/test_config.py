@@ -1,6 +1,7 @@
 """Settings: precedence, clear errors naming the bad value, secrets kept out of sight."""
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +52,13 @@ def test_precedence_file_then_env_then_override(tmp_path):
         ({"BROADCASTER_LIVEKIT_PUBLIC_URL": "https://lk.example.com"}, "livekit_public_url"),
         ({"BROADCASTER_STT_BEAM_SIZE": "0"}, "stt_beam_size=0"),
         ({"BROADCASTER_QUESTIONS_PER_MINUTE": "0"}, "questions_per_minute=0"),
+        ({"BROADCASTER_TRUSTED_PROXIES": "10.0.0.0/8, proxy.lan"}, "'proxy.lan'"),
+        ({"BROADCASTER_JOIN_BURST": "0"}, "join_burst=0"),
+        ({"BROADCASTER_QUESTION_RATE_PER_MINUTE": "-1"}, "question_rate_per_minute=-1"),
+        ({"BROADCASTER_IDENTITY_CLAIM_SECONDS": "60"}, "identity_claim_seconds=60"),
+        ({"BROADCASTER_FLOOR_RECONCILE_SECONDS": "-2"}, "floor_reconcile_seconds=-2"),
+        ({"BROADCASTER_HTTP_IDLE_TIMEOUT_SECONDS": "0"}, "http_idle_timeout_seconds=0"),
+        ({"BROADCASTER_AVATAR_MAX_PENDING_SESSIONS": "0"}, "avatar_max_pending_sessions=0"),
     ],
 )
 def test_bad_values_name_themselves(tmp_path, env, needle):
@@ -81,3 +89,11 @@ def test_heygen_key_with_local_url_keeps_local_service(tmp_path):
                            "BROADCASTER_LIVEAVATAR_API_URL": "http://127.0.0.1:9/v1"},
                       state_dir=str(tmp_path))
     assert not s.use_heygen and s.liveavatar_key == s.avatar_api_key
+
+
+def test_trusted_proxies_parse_addresses_and_networks(tmp_path: Path) -> None:
+    s = Settings.load(env={"BROADCASTER_TRUSTED_PROXIES": " 127.0.0.1, ::1 ,10.1.2.0/24,"},
+                      state_dir=str(tmp_path))
+    assert [str(n) for n in s.trusted_proxy_networks] == ["127.0.0.1/32", "::1/128",
+                                                         "10.1.2.0/24"]
+    assert Settings.load(env={}, state_dir=str(tmp_path)).trusted_proxy_networks == ()

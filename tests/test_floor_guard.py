@@ -30,8 +30,16 @@ from broadcaster.netutil import free_port, wait_http_ok
 from broadcaster.roles import Role, mint_token
 from broadcaster.web.app import create_app
 from broadcaster.web.bot_control import BotLauncher
-from tests.fixtures_web import WebClient, connect, fake_bot_command, try_publish_mic, wait_until
-from tests.test_web_livekit import joined, server_view, tracks_of
+from tests.fixtures_web import (
+    WebClient,
+    connect,
+    fake_bot_command,
+    joined,
+    server_view,
+    tracks_of,
+    try_publish_mic,
+    wait_until,
+)
 
 
 @dataclasses.dataclass
@@ -156,3 +164,39 @@ async def _cannot_publish_and_has_no_tracks(lk: api.LiveKitAPI, room: str,
                                             identity: str) -> bool:
     info = await server_view(lk, room, identity)
     return not info.permission.can_publish and await tracks_of(lk, room, identity) == []
+
+
+def _signed(s: Settings, event: dict) -> tuple[str, dict[str, str]]:
+    body = json.dumps(event)
+    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    token = api.AccessToken(s.livekit_api_key, s.livekit_api_secret).with_sha256(digest).to_jwt()
+    return body, {"Authorization": token}
+
+
+async def test_a_replayed_webhook_is_not_acted_on_twice(guarded: Guarded) -> None:
+    """LiveKit signs each webhook once; a copy replayed within its JWT's life must not act."""
+    c, lk = guarded.client, guarded.lkapi
+    s = c.settings
+    w = await c.new_webinar("Replay")
+    room = w["room"]
+    rex = await joined(c, room, "rex")
+    r = await connect(rex["url"], rex["token"])
+    grant = api.ParticipantPermission(can_subscribe=True, can_publish=True,
+                                      can_publish_sources=[api.TrackSource.MICROPHONE])
+    try:
+        event = {"event": "participant_joined", "id": "EV_replayed_once",
+                 "room": {"name": room},
+                 "participant": {"identity": "rex", "permission": {"canPublish": True}}}
+        body, headers = _signed(s, event)
+        await lk.room.update_participant(api.UpdateParticipantRequest(
+            room=room, identity="rex", permission=grant))
+        first = await c.call("POST", WEBHOOK_PATH, data=body, headers=headers)
+        assert first.status == 200 and first.data["action"] in ("demoted", None), first.text
+        assert not (await server_view(lk, room, "rex")).permission.can_publish
+        await lk.room.update_participant(api.UpdateParticipantRequest(
+            room=room, identity="rex", permission=grant))
+        again = await c.call("POST", WEBHOOK_PATH, data=body, headers=headers)
+        assert again.status == 200, again.text
+        assert again.data["action"] is None and again.data.get("duplicate") is True, again.text
+    finally:
+        await r.disconnect()

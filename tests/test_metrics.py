@@ -12,7 +12,6 @@ import aiohttp
 import numpy as np
 import pytest
 from livekit import rtc
-from livekit.rtc._proto.video_frame_pb2 import VideoBufferType
 from pipecat.frames.frames import (
     LLMTextFrame,
     OutputImageRawFrame,
@@ -28,10 +27,10 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.workers.runner import WorkerRunner
 
-from broadcaster.bot.avatar_frames import I420AvatarFrame
 from broadcaster.bot.latency import LatencyObserver
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.config import Settings
+from broadcaster.frames import I420AvatarFrame
 from broadcaster.metrics import STAGES, BotMetrics, bot_metrics_server, metrics_port_file, render
 from broadcaster.netutil import free_port
 from broadcaster.roles import Role, mint_token
@@ -174,7 +173,7 @@ async def test_receiver_decodes_frame_stamps_and_bot_metrics_count_frames(
             t0 = time.monotonic()
             for i in range(FPS * 3):
                 yuv[: W * H] = (i * 7) % 200 + 20
-                frame = rtc.VideoFrame(W, H, VideoBufferType.I420, bytearray(yuv.data))
+                frame = rtc.VideoFrame(W, H, rtc.VideoBufferType.I420, bytearray(yuv.data))
                 await worker.queue_frame(I420AvatarFrame.wrap(frame))
                 await asyncio.sleep(max(0.0, t0 + (i + 1) / FPS - time.monotonic()))
             assert await wait_until(_async(lambda: len(seen) >= FPS), timeout=10)
@@ -222,3 +221,18 @@ async def test_bot_metrics_port_taken_falls_back(tmp_path) -> None:
     async with bot_metrics_server(metrics, "127.0.0.1", port, tmp_path) as first, \
             bot_metrics_server(BotMetrics("busy"), "127.0.0.1", port, tmp_path) as second:
         assert first == port and second not in (None, port)
+
+
+async def test_bot_metrics_refuse_a_dns_rebinding_host(tmp_path) -> None:
+    """A page from evil.example resolved to 127.0.0.1 names evil.example in Host."""
+    port = free_port()
+    async with bot_metrics_server(BotMetrics("rebind"), "127.0.0.1", port, tmp_path), \
+            aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{port}/metrics"
+        async with http.get(url, headers={"Host": f"evil.example:{port}"}) as r:
+            assert r.status == 421
+            assert "rebind" not in await r.text()
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            async with http.get(url, headers={"Host": host}) as r:
+                assert r.status == 200, host
+                assert 'room="rebind"' in await r.text()

@@ -32,8 +32,6 @@ from pipecat.frames.frames import (
     UserAudioRawFrame,
 )
 
-from broadcaster.bot import recorder as recorder_module
-from broadcaster.bot.avatar_frames import I420
 from broadcaster.bot.recorder import (
     AUDIO_RATE,
     AudioMixer,
@@ -42,6 +40,8 @@ from broadcaster.bot.recorder import (
     VideoClock,
     recording_dir,
 )
+from broadcaster.bot.recorder.writer import Writer
+from broadcaster.frames import I420
 from tests.helpers.pipeline import Pacer, start_pipeline
 
 pytestmark = pytest.mark.timeout(60)
@@ -340,6 +340,8 @@ async def test_sidecars(scenario: Scenario) -> None:
     vtt = path.with_suffix(".vtt").read_text()
     assert vtt.startswith("WEBVTT") and "presenter: hello there" in vtt
     assert "00:00:01.0" in vtt or "00:00:00.9" in vtt
+    for f in (path, path.with_suffix(".json"), path.with_suffix(".vtt")):
+        assert f.stat().st_mode & 0o777 == 0o600, f"{f.name} is readable by others"
 
 
 # ------------------------------------------------------------------------ timing logic
@@ -417,13 +419,13 @@ def test_audio_mixer_servo_keeps_live_sources_on_their_arrivals() -> None:
 # ------------------------------------------------------------------------ robustness
 async def test_slow_encoder_drops_but_never_stalls(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    original = recorder_module._Writer.encode_video
+    original = Writer.encode_video
 
-    def slow(self: recorder_module._Writer, pts: float, vf: av.VideoFrame) -> None:
+    def slow(self: Writer, pts: float, vf: av.VideoFrame) -> None:
         time.sleep(0.1)  # 10 fps at best
         original(self, pts, vf)
 
-    monkeypatch.setattr(recorder_module._Writer, "encode_video", slow)
+    monkeypatch.setattr(Writer, "encode_video", slow)
     rec = Recorder(path=tmp_path / "slow.mp4", max_backlog_seconds=0.4,
                    options=RecordingOptions(fps=FPS))
     frames = Frames(320, 180)

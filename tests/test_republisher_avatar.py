@@ -26,13 +26,15 @@ from pipecat.services.heygen.api_liveavatar import (
 from pipecat.services.heygen.client import ServiceType
 from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 
-from broadcaster.bot.avatar_frames import FastHeyGenVideoService, I420AvatarFrame
+from broadcaster.bot.avatar_service import FastHeyGenVideoService
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.config import Settings
+from broadcaster.frames import I420AvatarFrame
 from broadcaster.roles import Role, mint_token
+from broadcaster.sdk_internals import transport_room
 from tests.fixtures_avatar import SPEECH_RATE
 from tests.helpers.pipeline import start_pipeline
-from tests.test_republisher import Subscriber, Tap, wait_for
+from tests.helpers.republish import Subscriber, Tap, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,7 +45,7 @@ async def test_avatar_frames_reach_the_stage_without_rgb(
     s = avatar_settings
     stage = "stage-e2e"
     LiveAvatarApi.BASE_URL = avatar_service  # pipecat reads the class attribute per request
-    sub = await Subscriber.join(s, stage)
+    sub = await Subscriber.joined(s, stage)
     rep = LiveKitRepublisher(
         url=s.effective_livekit_url,
         token=mint_token(s, Role.BOT, stage, s.bot_identity),
@@ -107,15 +109,15 @@ async def test_shared_transport_room_one_camera_one_microphone(livekit: Settings
         params=LiveKitParams(audio_in_enabled=False, audio_out_enabled=True),
     )
     rep = LiveKitRepublisher(room=transport, encoding=RepublishEncoding.from_settings(s))
-    viewer = await Subscriber.join(s, room)
+    viewer = await Subscriber.joined(s, room)
     worker, run = await start_pipeline(transport.input(), rep, transport.output())
     try:
         await wait_for(lambda: len(viewer.video) > 10, 20, "slate frames at the viewer")
         await asyncio.sleep(0.5)
         bot = viewer.room.remote_participants[s.bot_identity]
         tracks = sorted((p.source, p.name) for p in bot.track_publications.values())
-        local = transport._client.room.local_participant  # the same participant
-        assert rep.room is transport._client.room
+        local = transport_room(transport).local_participant  # the same participant
+        assert rep.room is transport_room(transport)
         logger.info(f"bot tracks seen by the viewer: {tracks}")
         assert tracks == sorted([(rtc.TrackSource.SOURCE_CAMERA, "avatar-video"),
                                  (rtc.TrackSource.SOURCE_MICROPHONE, "avatar-audio")])

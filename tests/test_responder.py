@@ -1,4 +1,4 @@
-"""The deterministic responder: answers from the host's agenda / FAQ file."""
+"""The responder in the pipeline: answers from the host's notes, conversational turns."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from pipecat.frames.frames import (
 )
 from pipecat.tests.utils import SleepFrame, run_test
 
-from broadcaster.bot.responder import FaqIndex, Responder, make_responder, speakable, tokenize
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame
-from broadcaster.config import PROJECT_ROOT, ConfigError, Settings
+from broadcaster.answers.notes import parse_notes, speakable
+from broadcaster.answers.text import terms
+from broadcaster.bot.responder import Responder, make_responder
+from broadcaster.config import DATA_DIR, ConfigError, Settings
+from broadcaster.frames import SpeakerChangedFrame
 
-SAMPLE = PROJECT_ROOT / "docs" / "sample-agenda.md"
+SAMPLE = DATA_DIR / "sample-agenda.md"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def said(text: str) -> TranscriptionFrame:
 
 def test_the_agenda_question_gets_the_agenda(responder):
     answer = responder.answer("What is on the agenda today?")
-    assert answer.entry is not None and answer.entry.title == "Agenda"
+    assert answer.topic is not None and answer.source == "Agenda"
     assert answer.text.startswith("Today's agenda has five parts.")
     assert "#" not in answer.text and "*" not in answer.text
 
@@ -53,7 +55,7 @@ def test_the_agenda_question_gets_the_agenda(responder):
 )
 def test_questions_find_their_topic(responder, question, topic):
     answer = responder.answer(question)
-    assert answer.entry is not None and answer.entry.title == topic, answer
+    assert answer.source == topic, answer
 
 
 @pytest.mark.parametrize(
@@ -61,8 +63,8 @@ def test_questions_find_their_topic(responder, question, topic):
 )
 def test_unrelated_questions_get_the_fallback(responder, question):
     answer = responder.answer(question)
-    assert answer.entry is None
-    assert answer.text == responder.index.fallback
+    assert answer.source == "fallback" and answer.topic is None
+    assert answer.text == responder.answerer.notes.fallback
     assert "isn't covered in today's notes" in answer.text  # the file's own Fallback section
 
 
@@ -73,27 +75,27 @@ def test_answers_are_deterministic():
 
 
 def test_parsing_markdown_and_defaults():
-    index = FaqIndex.parse(
+    notes = parse_notes(
         "# Title\n<!-- hidden note -->\n## Plan\n- **Intro** at 10\n- [Demo](http://x) at 11\n"
         "## Empty\n### Q?\nA *real* answer.\n"
     )
-    assert [(e.title, e.answer) for e in index.entries] == [
+    assert [(t.title, t.answer) for t in notes.topics] == [
         ("Plan", "Intro at 10. Demo at 11."),
         ("Q?", "A real answer."),
     ]
-    assert index.fallback.startswith("That's a good question")  # no Fallback section: default
+    assert notes.fallback.startswith("That's a good question")  # no Fallback section: default
     assert speakable("1. one\n2) two!\n> quoted") == "one. two! quoted"
-    assert tokenize("Recordings were recorded") == tokenize("recording record")
+    assert terms("Recordings were recorded") == terms("recording record")
 
 
 def test_missing_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="faq_path"):
+    with pytest.raises(ConfigError, match="nope.md"):
         Responder.from_file(tmp_path / "nope.md")
 
 
 async def test_a_transcript_becomes_llm_shaped_frames(responder):
     down, _ = await run_test(
-        Responder(responder.index),
+        Responder(responder.answerer),
         frames_to_send=[said("What is on the agenda today?")],
         expected_down_frames=[
             TranscriptionFrame,  # passed on, for captions / transcripts downstream
@@ -107,14 +109,14 @@ async def test_a_transcript_becomes_llm_shaped_frames(responder):
 
 async def test_noise_is_not_answered(responder):
     down, _ = await run_test(
-        Responder(responder.index),
-        frames_to_send=[said("you"), said("Thank you."), said("  ")],
+        Responder(responder.answerer),
+        frames_to_send=[said("you"), said("Thanks for watching!"), said("  ")],
         expected_down_frames=[TranscriptionFrame] * 3,
     )
 
 
 async def test_a_question_split_by_a_pause_gets_one_answer(responder):
-    r = Responder(responder.index, hold_secs=0.3)
+    r = Responder(responder.answerer, hold_secs=0.3)
     down, _ = await run_test(
         r,
         frames_to_send=[
@@ -134,7 +136,7 @@ async def test_a_question_split_by_a_pause_gets_one_answer(responder):
 
 
 async def test_a_held_transcript_is_answered_after_the_hold(responder):
-    r = Responder(responder.index, hold_secs=0.2)
+    r = Responder(responder.answerer, hold_secs=0.2)
     down, _ = await run_test(
         r,
         frames_to_send=[
@@ -150,7 +152,7 @@ async def test_a_held_transcript_is_answered_after_the_hold(responder):
 
 
 async def test_a_speaker_change_drops_unanswered_words(responder):
-    r = Responder(responder.index, hold_secs=0.2)
+    r = Responder(responder.answerer, hold_secs=0.2)
     down, _ = await run_test(
         r,
         frames_to_send=[
@@ -173,17 +175,14 @@ def test_make_responder_default_and_llm(tmp_path):
     chain = make_responder(settings)
     assert isinstance(chain.processors[0], UserTurnProcessor)
     assert chain.processors[-1] is chain.responder and chain.after_output == []
+    assert chain.responder.llm is None
     bare = make_responder(settings, turns=False)
     assert bare.processors == [bare.responder]
 
-    from pipecat.services.openai.llm import OpenAILLMService
-
     llm_settings = settings.replace(llm_base_url="http://127.0.0.1:9/v1", llm_model="local")
     chain = make_responder(llm_settings)
-    user, llm = chain.processors
-    assert isinstance(llm, OpenAILLMService) and chain.responder is None
-    assert len(chain.after_output) == 1  # the assistant aggregator, after transport.output()
-    assert "Today's agenda has five parts" in llm._settings.system_instruction
+    assert chain.responder.llm is not None and chain.responder.llm.model == "local"
+    assert chain.responder.llm.base_url == "http://127.0.0.1:9/v1"
 
 
 async def test_responses_are_quick(responder):
@@ -192,3 +191,40 @@ async def test_responses_are_quick(responder):
     for _ in range(200):
         responder.answer("What is on the agenda today?")
     assert (loop.time() - start) / 200 < 0.005
+
+
+async def test_conversational_turns_get_short_replies_not_the_fallback(responder):
+    down, _ = await run_test(
+        Responder(responder.answerer),
+        frames_to_send=[said("Hello, can you hear me?"), said("Thanks, that was helpful"),
+                        said("hi, quick question: will the slides be shared?")],
+    )
+    texts = [f.text for f in down if isinstance(f, LLMTextFrame)]
+    assert texts[0] == "Yes, I can hear you clearly."
+    assert texts[1] == "You're welcome!"
+    assert texts[2].startswith("Yes. The slides go out")
+    assert not any("isn't covered" in t for t in texts)
+
+
+async def test_go_on_resumes_an_interrupted_answer(responder):
+    from pipecat.frames.frames import BotStartedSpeakingFrame
+
+    r = Responder(responder.answerer, hold_secs=0.05)
+    down, _ = await run_test(
+        r,
+        frames_to_send=[
+            said("What is on the agenda today?"),
+            BotStartedSpeakingFrame(),
+            SleepFrame(2.6),  # ~36 characters: the first sentence said, the second cut
+            VADUserStartedSpeakingFrame(),
+            said("hold on"),
+            VADUserStoppedSpeakingFrame(),
+            SleepFrame(0.2),
+            said("okay go on"),
+            SleepFrame(0.2),
+        ],
+    )
+    texts = [f.text for f in down if isinstance(f, LLMTextFrame)]
+    assert texts[1] == "Sure, take your time."
+    assert texts[2].startswith("Right, as I was saying. First, a welcome"), texts[2]
+    assert "Today's agenda has five parts" not in texts[2]

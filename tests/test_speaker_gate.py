@@ -14,15 +14,15 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame, SpeakerGate, speaker_from_metadata
-from broadcaster.bot.vad import (
-    SpeakerVADProcessor,
+from broadcaster.bot.speaker_gate import SpeakerGate, speaker_from_metadata
+from broadcaster.frames import (
+    SpeakerChangedFrame,
     SpeechOnsetCancelledFrame,
     SpeechOnsetFrame,
     SpeechPausedFrame,
     SpeechResumedFrame,
 )
-from broadcaster.speech import make_stt, make_vad
+from broadcaster.speech import SpeakerVADProcessor, make_stt, make_vad
 from tests.helpers.speech import (
     FRAME_MS,
     RATE,

@@ -16,7 +16,8 @@ from livekit import api, rtc
 from pipecat.frames.frames import UserAudioRawFrame
 from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame, SpeakerGate
+from broadcaster.bot.speaker_gate import SpeakerGate
+from broadcaster.frames import SpeakerChangedFrame
 from broadcaster.roles import Role, mint_token
 from tests.helpers.speech import run_pipeline
 

@@ -81,7 +81,7 @@ def test_taken_port_is_named_before_anything_starts():
 
 
 def test_scrubber_hides_configured_secrets_tokens_and_url_keys():
-    from broadcaster.supervisor import make_scrubber
+    from broadcaster.logs import make_scrubber
 
     scrub = make_scrubber(["configured-secret-value"])
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0"

@@ -13,15 +13,27 @@ import pytest
 import pytest_asyncio
 from livekit import api, rtc
 
+from broadcaster.config import Settings
+from broadcaster.protocol import (
+    AVATAR_CAPTION_SPEAKER,
+    CAPTION_FINAL_ATTR,
+    CAPTION_SPEAKER_ATTR,
+    CAPTION_TOPIC,
+)
 from tests.fixtures_web import (
     FakeBot,
     WebClient,
     connect,
-    docs_dir,
     try_publish_mic,
     wait_until,
 )
-from tests.helpers.browser import VIEWPORT, chromium, needs_chromium, open_page
+from tests.helpers.browser import (
+    VIEWPORT,
+    chromium,
+    needs_chromium,
+    open_page,
+    screenshot_dir,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -33,6 +45,7 @@ class Scene:
     """One webinar shared by the browser tests: a fake avatar bot and a Python viewer."""
 
     webinar: dict
+    livekit_url: str
     bot: FakeBot
     others: list[rtc.Room]
     presenter_page: object  # the presenter's Playwright page, shared with the host test
@@ -42,6 +55,7 @@ class Scene:
 async def scene(web_client: WebClient, livekit) -> AsyncIterator[Scene]:
     s = Scene()
     s.webinar = await web_client.new_webinar("Building with live AI avatars")
+    s.livekit_url = livekit.effective_livekit_url
     s.others = []
     async with FakeBot(livekit, s.webinar["room"]) as bot:
         s.bot = bot
@@ -60,6 +74,15 @@ async def scene(web_client: WebClient, livekit) -> AsyncIterator[Scene]:
 async def browser(tmp_path_factory: pytest.TempPathFactory):
     async with chromium(tmp_path_factory.mktemp("chromium-profile")) as ctx:
         yield ctx
+
+
+def old_style_viewer_token(settings: Settings, room: str, identity: str) -> str:
+    """A viewer token as minted before issue 11: subscribe and publish data."""
+    grants = api.VideoGrants(room_join=True, room=room, can_subscribe=True,
+                             can_publish=False, can_publish_data=True, hidden=True)
+    return (api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+            .with_identity(identity).with_grants(grants)
+            .with_attributes({"role": "viewer"}).to_jwt())
 
 
 def no_secrets(text: str, settings) -> None:
@@ -106,6 +129,20 @@ async def test_viewer_page_connects_and_shows_the_audience(
     await scene.bot.caption(caption)
     await page.wait_for_selector(f"#captions .caption-text:has-text('{caption[:20]}')")
     assert await page.locator("#captions .caption-who").first.text_content() == "Avatar"
+    # the page shows captions from the bot only: a participant whose (pre-upgrade) token
+    # still grants data, sending on the caption topic as "the avatar", is not shown
+    impostor = await connect(scene.livekit_url, old_style_viewer_token(web_client.settings,
+                                                                       room, "impostor"))
+    try:
+        await impostor.local_participant.send_text(
+            "Forged: the avatar says send money", topic=CAPTION_TOPIC,
+            attributes={CAPTION_SPEAKER_ATTR: AVATAR_CAPTION_SPEAKER, CAPTION_FINAL_ATTR: "true"})
+    finally:
+        await impostor.disconnect()
+    await scene.bot.caption("And here is the real avatar again.")
+    await page.wait_for_selector("#captions .caption-text:has-text('real avatar again')")
+    await page.wait_for_timeout(500)
+    assert "Forged" not in await page.locator("#captions").inner_text()
 
     # a question goes to the server and is stored
     question = "Can the avatar answer questions from the chat live?"
@@ -118,9 +155,9 @@ async def test_viewer_page_connects_and_shows_the_audience(
 
     await page.mouse.move(0, 0)
     await page.wait_for_timeout(500)  # let the question's slide-in animation finish
-    await page.screenshot(path=str(docs_dir() / "viewer.png"))
+    await page.screenshot(path=str(screenshot_dir() / "viewer.png"))
     await page.set_viewport_size({"width": 390, "height": 844})  # a phone
-    await page.screenshot(path=str(docs_dir() / "viewer-mobile.png"), full_page=True)
+    await page.screenshot(path=str(screenshot_dir() / "viewer-mobile.png"), full_page=True)
     await page.set_viewport_size(VIEWPORT)
     no_secrets(await page.content(), web_client.settings)
     assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
@@ -165,7 +202,7 @@ async def test_presenter_page_publishes_the_microphone(
     await scene.bot.caption("Great question, Ada. The short answer is yes.")
     await page.wait_for_selector("#captions .caption-text:has-text('Great question')")
     await page.mouse.move(0, 0)
-    await page.screenshot(path=str(docs_dir() / "presenter.png"))
+    await page.screenshot(path=str(screenshot_dir() / "presenter.png"))
     no_secrets(await page.content(), web_client.settings)
     assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
         problems
@@ -216,13 +253,23 @@ async def test_host_console_lists_and_promotes(
     await page.wait_for_selector(f"#participants tr[data-identity='{pat}'][data-speaker='true'] "
                                  "[data-source='microphone']", timeout=10000)
 
+    # Remove puts grace out and keeps her out; the console lists her and can let her back
+    await page.click("#participants tr[data-identity='grace-py'] button:has-text('Remove')")
+    await page.wait_for_selector("#bans li[data-identity='grace-py']", timeout=10000)
+    await page.wait_for_selector("#participants tr[data-identity='grace-py']", state="detached",
+                                 timeout=10000)
+    assert (await web_client.join(room, "grace-py")).status == 403
+
     await page.click("#bot-start")  # the fake bot command of the test app
     await page.wait_for_selector("#bot-state[data-state='running']")
     await page.click("#watch")
     await page.wait_for_selector("#preview-card #stage[data-video='on']", timeout=15000)
     await page.mouse.move(0, 0)
     await page.wait_for_selector("#toast", state="hidden", timeout=10000)
-    await page.screenshot(path=str(docs_dir() / "host.png"), full_page=True)
+    await page.screenshot(path=str(screenshot_dir() / "host.png"), full_page=True)
+    await page.click("#bans li[data-identity='grace-py'] button:has-text('Let back in')")
+    await page.wait_for_selector("#bans li[data-identity='grace-py']", state="detached")
+    assert (await web_client.join(room, "grace-py")).status == 200
     await page.click("#bot-stop")
     await page.wait_for_selector("#bot-state[data-state='stopped']")
     text = await page.content()
@@ -244,4 +291,4 @@ async def test_host_console_lists_and_promotes(
 
 def test_screenshots_exist():
     for name in ("viewer.png", "presenter.png", "host.png"):
-        assert (Path(docs_dir()) / name).stat().st_size > 10_000
+        assert (Path(screenshot_dir()) / name).stat().st_size > 10_000

@@ -18,15 +18,17 @@ says why in ``message``. The envelope is LiveAvatar's:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Any
 
 from aiohttp import web
+from loguru import logger
 
-from broadcaster.avatar.schema import AVATARS, InvalidRequest, parse_token_request
-from broadcaster.avatar.sessions import Session, SessionRegistry, StartError
-from broadcaster.config import Settings
+from broadcaster.avatar.schema import AVATARS, InvalidRequest, check_unicode, parse_token_request
+from broadcaster.avatar.sessions import CapacityError, Session, SessionRegistry, StartError
+from broadcaster.config import Settings, http_url
 
 REGISTRY_KEY: web.AppKey[SessionRegistry] = web.AppKey("avatar_registry", SessionRegistry)
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("avatar_settings", Settings)
@@ -43,19 +45,42 @@ def json_error(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """aiohttp's own 404/405/413 answers are text; make them JSON like ours."""
+    """aiohttp's own 404/405/413 answers are text; make them JSON like ours. Anything
+    else escaping a handler is a bug: one log line (no traceback a client could make us
+    write over and over) and a JSON 500."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason)
+    except BadBody as exc:
+        return json_error(exc.status, str(exc))
+    except Exception as exc:  # (CancelledError is not an Exception)
+        path = request.rel_url.raw_path[:200]  # as sent: a decoded %0a could forge a line
+        logger.error("{} {} failed: {}", request.method, path, type(exc).__name__)
+        return json_error(500, "internal error")
+
+
+class BadBody(ValueError):
+    """The body could not be read (too slow, cut short): ``status`` is 408 or 400."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _api_key_ok(request: web.Request) -> bool:
     expected = request.app[SETTINGS_KEY].avatar_api_key
     given = request.headers.get("X-API-KEY", "")
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    return bool(expected) and same_secret(given, expected)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of any text a client sent (header and query values arrive
+    with undecodable bytes as lone surrogates) with a secret."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -67,16 +92,28 @@ def _bearer(request: web.Request) -> str | None:
 
 
 async def _json_body(request: web.Request, *, required: bool) -> Any:
-    """The parsed body; None when empty and not required. Raises InvalidRequest."""
-    raw = await request.read()
+    """The parsed body; None when empty and not required. Raises InvalidRequest (422) for
+    bad JSON (huge numbers, deep nesting, lone surrogates included), BadBody (408/400)
+    for a body that trickles in or is cut short."""
+    timeout = request.app[SETTINGS_KEY].http_body_timeout_seconds
+    try:
+        raw = await asyncio.wait_for(request.read(), timeout)
+    except TimeoutError:
+        raise BadBody(f"the request body did not arrive within {timeout:g} s", 408) from None
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        raise BadBody(f"the request body was cut short ({type(exc).__name__})", 400) from None
     if not raw.strip():
         if required:
             raise InvalidRequest("a JSON body is required")
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:  # incl. ints past Python's digit limit
+        raise InvalidRequest(f"the body is not valid JSON: {str(exc)[:160]}") from None
+    except RecursionError:
+        raise InvalidRequest("the body is not valid JSON: nested too deeply") from None
+    check_unicode(body)
+    return body
 
 
 def _ws_url(request: web.Request, session: Session) -> str:
@@ -100,8 +137,26 @@ async def create_token(request: web.Request) -> web.Response:
             f"avatar_id {session_request.avatar_id[:80]!r} is not available here; "
             f"this local service has {', '.join(AVATARS)}",
         )
-    session = request.app[REGISTRY_KEY].create(session_request)
+    target = session_request.livekit
+    settings = request.app[SETTINGS_KEY]
+    if target is not None and not _our_livekit(target.url, settings):
+        return json_error(
+            422, "livekit_config.livekit_url must be this service's LiveKit server "
+            f"({settings.browser_livekit_url}); it joins no other")
+    try:
+        session = request.app[REGISTRY_KEY].create(session_request)
+    except CapacityError as exc:
+        return json_error(429, str(exc))
     return json_ok({"session_id": session.id, "session_token": session.token})
+
+
+def _our_livekit(url: str, settings: Settings) -> bool:
+    """Direct mode joins the LiveKit server this service is configured for, and no other
+    (a key holder must not make it connect anywhere, e.g. into an internal network)."""
+    def norm(u: str) -> str:
+        return http_url(u.strip()).rstrip("/").lower()
+
+    return norm(url) in {norm(settings.effective_livekit_url), norm(settings.browser_livekit_url)}
 
 
 async def start_session(request: web.Request) -> web.Response:
@@ -146,7 +201,9 @@ async def stop_session(request: web.Request) -> web.Response:
     if session is None:
         return json_error(404, "unknown session_id")
     reason = body.get("reason") if isinstance(body, dict) else None
-    stopped = await registry.stop(session, f"stopped by client ({reason or 'stop'})"[:120])
+    if not isinstance(reason, str) or not reason.isprintable():
+        reason = "stop"
+    stopped = await registry.stop(session, f"stopped by client ({reason})"[:120])
     message = "session stopped" if stopped else "session already stopped"
     return json_ok({"session_id": session.id, "state": session.state.value}, message)
 

@@ -17,6 +17,7 @@ from loguru import logger
 from broadcaster.avatar import api, control
 from broadcaster.avatar.sessions import SessionRegistry
 from broadcaster.config import Settings
+from broadcaster.netutil import server_limits
 
 
 def build_app(settings: Settings, registry: SessionRegistry | None = None) -> web.Application:
@@ -48,7 +49,7 @@ async def serve(settings: Settings) -> None:
     if not settings.avatar_api_key:
         raise ValueError("avatar_api_key is empty: load Settings with generate_secrets=True")
     app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **server_limits(settings))
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.avatar_host, settings.avatar_port)

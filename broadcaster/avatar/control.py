@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from broadcaster.avatar.api import REGISTRY_KEY, json_error
+from broadcaster.avatar.api import REGISTRY_KEY, json_error, same_secret
 from broadcaster.avatar.runtime import Event
 from broadcaster.avatar.sessions import Session, SessionState
 from broadcaster.avatar.speech import BufferFull
@@ -47,7 +46,7 @@ class CommandError(Exception):
 def _error(code: str, message: str, *, event_id: Any = None, command: Any = None) -> Event:
     event: Event = {"type": "error", "code": code, "message": message}
     if isinstance(event_id, str | int) and not isinstance(event_id, bool):
-        event["event_id"] = str(event_id)
+        event["event_id"] = str(event_id)[:128]
     if isinstance(command, str):
         event["command"] = command[:64]
     return event
@@ -99,8 +98,10 @@ def handle_text(session: Session, data: str) -> Event | None:
     """Apply one text message; returns an error event to send back, or None."""
     try:
         msg = json.loads(data)
-    except ValueError as exc:
-        return _error("invalid_json", f"message is not JSON: {exc}")
+    except ValueError as exc:  # incl. numbers past Python's int digit limit
+        return _error("invalid_json", f"message is not JSON: {str(exc)[:160]}")
+    except RecursionError:
+        return _error("invalid_json", "message is not JSON: nested too deeply")
     if not isinstance(msg, dict):
         return _error("invalid_message", "message must be a JSON object with a \"type\"")
     kind = msg.get("type")
@@ -119,8 +120,9 @@ def handle_text(session: Session, data: str) -> Event | None:
         command(session, msg, _event_id(msg))
     except CommandError as exc:
         return _error(exc.code, str(exc), event_id=raw_id, command=kind)
-    except Exception as exc:  # never let one command end the session
-        logger.exception("avatar session {}: {} failed", session.id, kind)
+    except Exception as exc:  # never let one command end the session (one log line)
+        logger.error("avatar session {}: {!r} failed: {}", session.id, kind[:64],
+                     type(exc).__name__)
         return _error("internal_error", f"{kind} failed: {type(exc).__name__}",
                       event_id=raw_id, command=kind)
     return None
@@ -137,7 +139,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     registry = request.app[REGISTRY_KEY]
     session = registry.get(request.match_info["session_id"])
     token = request.query.get("token", "")
-    if session is None or not hmac.compare_digest(session.ws_token, token):
+    if session is None or not same_secret(token, session.ws_token):
         return json_error(401, "unknown session or bad token in the WebSocket URL")
     if session.state is not SessionState.STARTED:
         return json_error(409, f"session is {session.state.value}, not started")
@@ -170,7 +172,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             else:
                 continue
             if reply is not None:
-                logger.debug("avatar session {}: {} ({})", session.id, reply["code"],
+                logger.debug("avatar session {}: {} ({!r})", session.id, reply["code"],
                              reply.get("command", ""))
                 session.emit(reply)
     finally:

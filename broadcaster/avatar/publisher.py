@@ -112,7 +112,8 @@ class AvatarPublisher:
             simulcast=False,
             video_codec=rtc.VideoCodec.H264 if cfg.codec == "H264" else rtc.VideoCodec.VP8,
             video_encoding=rtc.VideoEncoding(max_bitrate=cfg.max_bitrate, max_framerate=cfg.fps),
-            degradation_preference=_KEEP_RESOLUTION,
+            # livekit types the field by its proto enum; the public IntEnum has its values
+            degradation_preference=_KEEP_RESOLUTION,  # type: ignore[arg-type]
         )
         audio_opts = rtc.TrackPublishOptions(
             source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=False, red=True
@@ -156,14 +157,17 @@ class AvatarPublisher:
     # ----------------------------------------------------------------- state
     @property
     def connected(self) -> bool:
+        """Whether the avatar is in its room and publishing."""
         return not self._stopped and self.room.isconnected()
 
     @property
     def remote_participants(self) -> int:
+        """Other participants in the avatar's room (0 when not connected)."""
         return len(self.room.remote_participants) if self.connected else 0
 
     @property
     def frames_skipped(self) -> int:
+        """Frame ticks skipped because the loop ran late."""
         return self._ticker.skipped if self._ticker else 0
 
     def fps(self) -> float:
@@ -184,7 +188,7 @@ class AvatarPublisher:
                 buf = self.renderer.render(t - ticker.t0, mouth, state)
                 if buf is not wrapped:  # the renderer reuses one buffer: wrap it once
                     frame = rtc.VideoFrame(
-                        cfg.width, cfg.height, rtc.VideoBufferType.I420, memoryview(buf)
+                        cfg.width, cfg.height, rtc.VideoBufferType.I420, buf.data
                     )
                     wrapped = buf
                 assert frame is not None

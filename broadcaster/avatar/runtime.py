@@ -29,6 +29,8 @@ UNDERRUN_END_SECONDS = 2.0
 
 
 class AgentState(StrEnum):
+    """What the avatar is doing, as LiveAvatar's ``agent.state_updated`` reports it."""
+
     IDLE = "idle"
     LISTENING = "listening"
     SPEAKING = "speaking"
@@ -57,6 +59,7 @@ class AvatarRuntime:
 
     # ---------------------------------------------------------------- events
     def set_sink(self, emit: EventSink | None) -> None:
+        """Send events to ``emit`` (None: drop them, no client is connected)."""
         self._emit = emit
 
     def _send(self, event: Event) -> None:
@@ -68,6 +71,7 @@ class AvatarRuntime:
 
     @property
     def state(self) -> AgentState:
+        """The current state (idle, listening or speaking)."""
         return self._state
 
     def _update_state(self) -> None:
@@ -91,6 +95,7 @@ class AvatarRuntime:
         self._update_state()
 
     def speak_end(self, event_id: str | None) -> None:
+        """Mark the end of an utterance: it plays out, then the avatar goes idle."""
         self.speech.end(event_id)
         self._update_state()
 
@@ -106,10 +111,12 @@ class AvatarRuntime:
         self._update_state()
 
     def start_listening(self) -> None:
+        """Show the listening look (``agent.start_listening``)."""
         self._listening = True
         self._update_state()
 
     def stop_listening(self) -> None:
+        """Drop the listening look (``agent.stop_listening``)."""
         self._listening = False
         self._update_state()
 

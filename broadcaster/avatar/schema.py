@@ -32,10 +32,39 @@ CODECS = ("H264", "VP8")
 QUALITY_BITRATE = {"low": 0.4, "medium": 0.7, "high": 1.0, "very_high": 1.5}
 ORIENTATIONS = ("landscape", "portrait")
 MAX_FIELD_CHARS = 4096
+#: a week; the service's own ceiling (avatar_max_session_seconds) applies after this
+MAX_DURATION = 7 * 24 * 3600
 
 
 class InvalidRequest(ValueError):
     """The request body is malformed; the message names the field (HTTP 422)."""
+
+
+def check_unicode(value: Any) -> None:
+    """Refuse strings (keys included) that hold lone surrogates: JSON lets ``\\ud800``
+    through, but no UTF-8 encoder (a token, a log line, LiveKit) takes it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidRequest("the body holds a lone surrogate (not valid Unicode)") \
+                    from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _choice(value: Any, name: str, allowed: Any) -> str:
+    """``value`` when it is one of ``allowed`` (strings), else a 422 naming the field
+    (a list or object is not "not allowed": it is unhashable, and must not become a 500)."""
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidRequest(f"{name} must be one of {', '.join(allowed)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -111,21 +140,18 @@ def parse_token_request(body: Any) -> SessionRequest:
                 raise InvalidRequest("video_settings.encoding must be \"H264\" or \"VP8\"")
             codec = enc.upper()
         if video.get("quality") is not None:
-            quality = video["quality"]
-            if quality not in QUALITY_BITRATE:
-                raise InvalidRequest(
-                    f"video_settings.quality must be one of {', '.join(QUALITY_BITRATE)}"
-                )
+            quality = _choice(video["quality"], "video_settings.quality", QUALITY_BITRATE)
         if video.get("orientation") is not None:
-            orientation = video["orientation"]
-            if orientation not in ORIENTATIONS:
-                raise InvalidRequest("video_settings.orientation must be landscape or portrait")
+            orientation = _choice(video["orientation"], "video_settings.orientation",
+                                  ORIENTATIONS)
 
     duration = body.get("max_session_duration")
     if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, int) or duration < 1
+        isinstance(duration, bool) or not isinstance(duration, int)
+        or not 1 <= duration <= MAX_DURATION
     ):
-        raise InvalidRequest("max_session_duration must be a positive integer (seconds)")
+        raise InvalidRequest(
+            f"max_session_duration must be a positive integer of seconds (at most {MAX_DURATION})")
 
     persona = _object(body.get("avatar_persona"), "avatar_persona")
     if persona is not None:

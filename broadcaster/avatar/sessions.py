@@ -11,8 +11,12 @@ it. A started session is stopped when
   seconds (the client left or never came);
 * the avatar lost its LiveKit connection for good.
 
-Stopped sessions stay as tombstones for a while so a second ``stop`` still
-answers 200 (stop is idempotent).
+Stopped sessions stay as small tombstones for a while so a second ``stop`` still
+answers 200 (stop is idempotent): the renderer, the publisher (its LiveKit room and
+encoders) and queued speech go at stop, and at most ``avatar_max_stopped_sessions``
+tombstones are kept. Sessions created but not started are capped
+(``avatar_max_pending_sessions``, then 429) and dropped after
+``avatar_unstarted_seconds``: a flapping client cannot pile them up.
 """
 
 from __future__ import annotations
@@ -22,19 +26,21 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
 
-from aiohttp import web
 from livekit import api
 from loguru import logger
 
 from broadcaster.avatar.publisher import AvatarPublisher, MediaConfig, PublishError
 from broadcaster.avatar.renderer import FaceRenderer
-from broadcaster.avatar.runtime import AvatarRuntime, Event
 from broadcaster.avatar.schema import AVATARS, QUALITY_BITRATE, SessionRequest, video_size
+from broadcaster.avatar.session import (  # noqa: F401 (re-exported for the API)
+    CapacityError,
+    Session,
+    SessionState,
+    StartError,
+)
 from broadcaster.config import Settings
 from broadcaster.protocol import AVATAR_IDENTITY
 from broadcaster.roles import InvalidInput, Role, check_room, mint_token
@@ -42,121 +48,11 @@ from broadcaster.roles import InvalidInput, Role, check_room, mint_token
 AGENT_IDENTITY = "liveavatar-agent"
 CLIENT_IDENTITY = "liveavatar-user"
 ROOM_PREFIX = "liveavatar-"
-UNSTARTED_TTL = 300.0
 TOMBSTONE_TTL = 3600.0
 REAP_INTERVAL = 0.25
 LOST_GRACE = 10.0
 #: below pipecat's 20 s setup timeout, so a failed start is an answer, not a hang
 START_TIMEOUT = 15.0
-
-
-class SessionState(StrEnum):
-    CREATED = "created"
-    STARTING = "starting"
-    STARTED = "started"
-    STOPPED = "stopped"
-
-
-class StartError(RuntimeError):
-    """A session could not start; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(eq=False)
-class Session:
-    """One LiveAvatar session. Secrets (tokens) never appear in :meth:`describe`."""
-
-    id: str
-    token: str
-    ws_token: str
-    request: SessionRequest
-    media: MediaConfig
-    max_duration: int
-    created_at: float = field(default_factory=time.monotonic)
-    created_wall: float = field(default_factory=time.time)
-    state: SessionState = SessionState.CREATED
-    reason: str = ""
-    room: str = ""
-    livekit_url: str = ""
-    client_token: str = ""
-    agent_token: str = ""
-    ws_url: str = ""
-    started_at: float = 0.0
-    stopped_at: float = 0.0
-    ws: web.WebSocketResponse | None = None
-    ws_seen: float = 0.0
-    empty_since: float | None = None
-    lost_since: float | None = None
-    runtime: AvatarRuntime = field(default_factory=AvatarRuntime)
-    publisher: AvatarPublisher | None = None
-    outbox: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(maxsize=512))
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def direct(self) -> bool:
-        """Direct mode: the avatar publishes into the caller's room."""
-        return self.request.livekit is not None
-
-    @property
-    def live(self) -> bool:
-        return self.state in (SessionState.STARTING, SessionState.STARTED)
-
-    def emit(self, event: Event) -> None:
-        """Queue a server event for the control socket (dropped when none is open)."""
-        if self.ws is None or self.ws.closed:
-            return
-        try:
-            self.outbox.put_nowait(event)
-        except asyncio.QueueFull:
-            logger.warning("session {}: control socket is not reading; event dropped", self.id)
-
-    def start_data(self) -> dict[str, Any]:
-        """The six fields pipecat requires from ``/sessions/start``."""
-        return {
-            "session_id": self.id,
-            "livekit_url": self.livekit_url,
-            "livekit_client_token": self.client_token,
-            "livekit_agent_token": self.agent_token,
-            "max_session_duration": self.max_duration,
-            "ws_url": self.ws_url,
-        }
-
-    def describe(self, now: float | None = None) -> dict[str, Any]:
-        """Debug view for ``GET /v1/sessions``: no tokens."""
-        now = time.monotonic() if now is None else now
-        pub = self.publisher
-        return {
-            "session_id": self.id,
-            "state": self.state.value,
-            "reason": self.reason,
-            "mode": "direct" if self.direct else "own-room",
-            "avatar_id": self.request.avatar_id,
-            "room": self.room,
-            "video": {
-                "width": self.media.width,
-                "height": self.media.height,
-                "fps": self.media.fps,
-                "codec": self.media.codec,
-                "max_bitrate": self.media.max_bitrate,
-            },
-            "max_session_duration": self.max_duration,
-            "age_seconds": round(now - self.created_at, 1),
-            "expires_in_seconds": (
-                round(self.started_at + self.max_duration - now, 1)
-                if self.state is SessionState.STARTED
-                else None
-            ),
-            "control_socket": self.ws is not None and not self.ws.closed,
-            "agent_state": self.runtime.state.value,
-            "speech_queued_seconds": round(self.runtime.speech.queued_seconds, 2),
-            "participants": pub.remote_participants if pub else 0,
-            "frames": pub.frames if pub else 0,
-            "frames_skipped": pub.frames_skipped if pub else 0,
-            "fps": round(pub.fps(), 2) if pub else 0.0,
-        }
 
 
 class SessionRegistry:
@@ -178,8 +74,12 @@ class SessionRegistry:
             empty_grace if empty_grace is not None else settings.avatar_empty_room_grace_seconds
         )
         self._clock = clock
+        self.max_pending = settings.avatar_max_pending_sessions
+        self.max_stopped = settings.avatar_max_stopped_sessions
+        self.unstarted_ttl = settings.avatar_unstarted_seconds
         self._sessions: dict[str, Session] = {}
         self._by_token: dict[str, Session] = {}
+        self._stopped: deque[Session] = deque()  # tombstones, oldest first
         self._lkapi: api.LiveKitAPI | None = None
         self._reaper: asyncio.Task[None] | None = None
 
@@ -198,8 +98,17 @@ class SessionRegistry:
         return sum(1 for s in self._sessions.values() if s.live)
 
     # ---------------------------------------------------------------- create
+    @property
+    def pending_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.state is SessionState.CREATED)
+
     def create(self, request: SessionRequest) -> Session:
-        """A new session (not started): what ``/sessions/token`` hands out."""
+        """A new session (not started): what ``/sessions/token`` hands out. Raises
+        CapacityError when ``max_pending`` sessions already wait to be started."""
+        if self.pending_count >= self.max_pending:
+            raise CapacityError(
+                f"{self.max_pending} avatar sessions are already waiting to be started; "
+                "start or stop one first")
         s = self.settings
         ceiling = s.avatar_max_session_seconds
         duration = min(request.max_session_duration or ceiling, ceiling)
@@ -356,8 +265,14 @@ class SessionRegistry:
                 pass
         session.ws = None
         session.runtime.set_sink(None)
-        if session.publisher is not None:
-            await session.publisher.stop()
+        publisher, session.publisher = session.publisher, None
+        if publisher is not None:
+            await publisher.stop()
+            publisher.renderer = None  # type: ignore[assignment]  # frame buffers: now
+        session.runtime.speech.flush()  # up to minutes of queued speech
+        while not session.outbox.empty():
+            session.outbox.get_nowait()
+        self._remember_stopped(session)
         if not session.direct and session.room and was is not SessionState.CREATED:
             try:
                 await asyncio.wait_for(
@@ -367,6 +282,18 @@ class SessionRegistry:
                 logger.debug("deleting room {}: {}", session.room, exc)
         if was is not SessionState.CREATED:
             logger.info("avatar session {} stopped: {}", session.id, reason)
+
+    def _remember_stopped(self, session: Session) -> None:
+        """Keep ``session`` as a tombstone; forget the oldest past ``max_stopped``."""
+        self._stopped.append(session)
+        while len(self._stopped) > self.max_stopped:
+            self._forget(self._stopped.popleft())
+
+    def _forget(self, session: Session) -> None:
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+        if self._by_token.get(session.token) is session:
+            del self._by_token[session.token]
 
     async def stop_all(self, reason: str) -> None:
         await asyncio.gather(
@@ -378,7 +305,7 @@ class SessionRegistry:
     def why_reap(self, session: Session, now: float) -> str | None:
         """The reason to stop ``session`` now, or None to keep it."""
         if session.state is SessionState.CREATED:
-            return "never started" if now - session.created_at > UNSTARTED_TTL else None
+            return "never started" if now - session.created_at > self.unstarted_ttl else None
         if session.state is not SessionState.STARTED:
             return None
         if now >= session.started_at + session.max_duration:
@@ -410,8 +337,7 @@ class SessionRegistry:
         for session in self.sessions():
             if session.state is SessionState.STOPPED:
                 if now - session.stopped_at > TOMBSTONE_TTL:
-                    self._sessions.pop(session.id, None)
-                    self._by_token.pop(session.token, None)
+                    self._forget(session)
                 continue
             reason = self.why_reap(session, now)
             if reason is not None:

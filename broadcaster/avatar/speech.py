@@ -99,7 +99,7 @@ class SpeechBuffer:
         self.total_in_samples += samples.size
 
     def end(self, event_id: str | None) -> bool:
-        """The utterance is complete: play what is queued, then report it finished.
+        """Mark the utterance complete: play what is queued, then report it finished.
 
         Returns False when nothing of ``event_id`` is queued or playing (nothing to end).
         """
@@ -129,6 +129,7 @@ class SpeechBuffer:
     # ----------------------------------------------------------------- output
     @property
     def queued_seconds(self) -> float:
+        """Seconds of speech queued for playout."""
         return self._queued / OUT_RATE
 
     @property
@@ -211,7 +212,7 @@ class MouthTrack:
         self._levels.append(level)
 
     def at(self, t: float) -> float:
-        """Openness of the block being heard at ``t``; 0 before any audio."""
+        """Return the openness of the block being heard at ``t``; 0 before any audio."""
         times = self._times
         if not times or t < times[0]:
             return 0.0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -88,10 +89,12 @@ class CaptionPublisher:
 
     @classmethod
     def for_session(cls, settings: Settings, room_name: str, room: RoomSource) -> CaptionPublisher:
+        """Make a publisher that keeps the session's captions under its state directory."""
         return cls(room, captions_path(settings, room_name))
 
     def room(self) -> rtc.Room | None:
-        try:  # e.g. ``lambda: transport._client.room``, which raises until the pipeline runs
+        """Return the room to send to, if it exists and is connected."""
+        try:  # e.g. the transport's room, which raises until the pipeline runs
             room = self._room() if callable(self._room) else self._room
         except Exception:
             return None
@@ -133,7 +136,12 @@ class CaptionPublisher:
             "text": text,
         }
         try:
-            with self.log_path.open("a", encoding="utf-8") as fh:
+            # what was said in a webinar is private: the file is 0600 (and made so if an
+            # older version created it 0644)
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if os.fstat(fd).st_mode & 0o777 != 0o600:
+                os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         except OSError as exc:
             logger.warning(f"captions: cannot append to {self.log_path}: {exc}")
@@ -152,8 +160,10 @@ class _Item:
 
 
 class CaptionProcessor(FrameProcessor):
-    """Turns transcripts (``source="speaker"``) or the avatar's spoken text
-    (``source="avatar"``) into captions; passes every frame on unchanged.
+    """Turns transcripts or the avatar's spoken text into captions.
+
+    ``source="speaker"`` captions transcripts, ``source="avatar"`` the TTS text; every
+    frame passes on unchanged.
 
     Args:
         publisher: shared sender / transcript file.
@@ -194,6 +204,7 @@ class CaptionProcessor(FrameProcessor):
         self._last_due = 0.0
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Caption the words in transcripts or TTS text; pass every frame on."""
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame) and self._task is None:
             self._task = self.create_task(self._sender(), f"{self}::sender")
@@ -209,6 +220,7 @@ class CaptionProcessor(FrameProcessor):
         await self.push_frame(frame, direction)
 
     async def cleanup(self) -> None:
+        """Stop sending (what is queued is dropped)."""
         await self._stop(drain=False)
         await super().cleanup()
 

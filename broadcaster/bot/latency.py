@@ -81,6 +81,7 @@ class Turn:
 
     @property
     def speech_end(self) -> float:
+        """When the speaker actually stopped: the VAD's stop minus its ``stop_secs``."""
         return self.vad_stop - self.stop_secs
 
     def stages(self) -> dict[str, float]:
@@ -100,6 +101,7 @@ class Turn:
         return out
 
     def total(self) -> float | None:
+        """Return the whole reply latency, or None while the turn is incomplete."""
         end = self.tts if self.last_stage == "tts" else self.published
         return None if end is None else end - self.speech_end
 
@@ -169,6 +171,7 @@ class LatencyObserver(BaseObserver):
         return (pipeline_ns + self._offset_ns) / 1e9
 
     async def on_push_frame(self, data: FramePushed) -> None:
+        """Time the turn's stage boundaries as frames pass."""
         frame = data.frame
         t = self._wall(data.timestamp)
         turn = self._turn

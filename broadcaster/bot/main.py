@@ -23,6 +23,7 @@ from broadcaster.bot.latency import LatencyObserver
 from broadcaster.bot.pipeline import build_bot
 from broadcaster.config import Settings
 from broadcaster.metrics import BotMetrics, bot_metrics_server
+from broadcaster.sdk_internals import transport_room
 
 #: exit code that asks the launcher for a restart (EX_TEMPFAIL)
 RESTART_EXIT_CODE = 75
@@ -99,7 +100,7 @@ async def serve(settings: Settings, room: str) -> None:
 
         @parts.transport.event_handler("on_connected")
         async def _connected(transport: Any) -> None:
-            room = transport._client.room
+            room = transport_room(transport)
             metrics.watch_room(room)  # counts LiveKit reconnects
             if presence is None:
                 return
@@ -120,7 +121,8 @@ async def serve(settings: Settings, room: str) -> None:
         await runner.add_workers(worker)
         run = asyncio.ensure_future(runner.run())
         try:
-            done, _ = await asyncio.wait({run, trouble}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {run, trouble}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if trouble in done:
                 raise RestartRequested(trouble.result())
             run.result()

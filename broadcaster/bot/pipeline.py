@@ -32,22 +32,18 @@ from pipecat.services.heygen.api_liveavatar import (
     VideoSettings,
 )
 from pipecat.services.heygen.client import ServiceType
-from pipecat.transports.livekit.transport import (
-    LiveKitInputTransport,
-    LiveKitParams,
-    LiveKitTransport,
-)
+from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 
-from broadcaster.bot.avatar_frames import FastHeyGenVideoService
+from broadcaster.bot.avatar_service import FastHeyGenVideoService
 from broadcaster.bot.captions import CaptionProcessor, CaptionPublisher
 from broadcaster.bot.recorder import Recorder
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.bot.responder import make_responder
 from broadcaster.bot.speaker_gate import SpeakerGate
-from broadcaster.bot.vad import SpeakerVADProcessor
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
-from broadcaster.speech import make_stt, make_tts, make_vad
+from broadcaster.sdk_internals import LiveKitTransportWithResampler, transport_room
+from broadcaster.speech import SpeakerVADProcessor, make_stt, make_tts, make_vad
 
 
 @dataclass
@@ -65,17 +61,17 @@ class BotParts:
 
 
 def point_liveavatar_at(settings: Settings) -> None:
-    """pipecat reads ``LiveAvatarApi.BASE_URL`` on every request: set it before start."""
+    """Pipecat reads ``LiveAvatarApi.BASE_URL`` on every request: set it before start."""
     LiveAvatarApi.BASE_URL = settings.effective_liveavatar_api_url
 
 
 def listener_identity(settings: Settings) -> str:
-    """The bot's own identity in direct mode (the avatar takes ``bot_identity``)."""
+    """Return the bot's own identity in direct mode (the avatar takes ``bot_identity``)."""
     return f"{settings.bot_identity}-listener"
 
 
 def avatar_session_request(settings: Settings, room: str = "") -> LiveAvatarNewSessionRequest:
-    """The LiveAvatar session the bot asks for; in direct mode, into stage ``room``."""
+    """Return the LiveAvatar session the bot asks for; in direct mode, into ``room``."""
     codec = VideoEncoding.H264 if settings.video_codec.upper() == "H264" else VideoEncoding.VP8
     avatar_id = settings.effective_avatar_id
     if not settings.use_heygen and settings.video_height > settings.video_width:
@@ -102,8 +98,8 @@ def avatar_session_request(settings: Settings, room: str = "") -> LiveAvatarNewS
     )
 
 
-class PromptLiveKitInput(LiveKitInputTransport):
-    """pipecat's LiveKit input, resampling each voice 48 -> 16 kHz without holding it back.
+def prompt_resampler() -> SOXRStreamAudioResampler:
+    """Resample each voice 48 -> 16 kHz without holding it back.
 
     pipecat's default stream resampler (soxr "VHQ") hands out audio in 70 ms lumps
     (1100 samples every 7th 10 ms frame), so the VAD hears the speaker ~50 ms late on
@@ -111,23 +107,7 @@ class PromptLiveKitInput(LiveKitInputTransport):
     low-passes properly and releases audio every 10-20 ms (measured in the stage room:
     VAD start ~60 ms sooner after the speaker's onset).
     """
-
-    async def _convert_livekit_audio_to_pipecat(self, audio_frame_event: Any,
-                                                participant_id: str) -> Any:
-        if participant_id not in self._resamplers:  # pipecat-ai 1.14 internals (pinned)
-            self._resamplers[participant_id] = SOXRStreamAudioResampler(quality="LQ")
-        return await super()._convert_livekit_audio_to_pipecat(audio_frame_event, participant_id)
-
-
-class StageTransport(LiveKitTransport):
-    """``LiveKitTransport`` whose input is :class:`PromptLiveKitInput`."""
-
-    def input(self) -> LiveKitInputTransport:
-        if not self._input:
-            self._input = PromptLiveKitInput(
-                self, self._client, self._params, name=self._input_name
-            )
-        return self._input
+    return SOXRStreamAudioResampler(quality="LQ")
 
 
 def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> BotParts:
@@ -139,16 +119,17 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
                            name="Avatar (listener)")
     else:
         token = mint_token(settings, Role.BOT, room, settings.bot_identity, name="Avatar")
-    transport = StageTransport(
+    transport = LiveKitTransportWithResampler(
         settings.effective_livekit_url,
         token,
         room,
         params=LiveKitParams(audio_in_enabled=True, audio_out_enabled=False,
                              video_out_enabled=False),
+        make_resampler=prompt_resampler,
     )
     gate = SpeakerGate()
     gate.follow_transport(transport)
-    captions = CaptionPublisher.for_session(settings, room, lambda: transport._client.room)
+    captions = CaptionPublisher.for_session(settings, room, lambda: transport_room(transport))
     chain = make_responder(settings)
     avatar = FastHeyGenVideoService(
         api_key=settings.liveavatar_key,

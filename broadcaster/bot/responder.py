@@ -1,36 +1,34 @@
-"""What the avatar answers: the webinar's own notes by default, any LLM by configuration.
+"""The responder's place in the pipecat pipeline: transcripts in, LLM-shaped frames out.
 
-No instruction-tuned LLM ships in a package, so the keyless default answers from
-the agenda / FAQ markdown file the host provides (``settings.faq_path``, a sample
-in docs/sample-agenda.md): each heading is a topic, the text under it is the
-spoken answer, and the best TF-IDF match between the transcript and the topics
-wins; below a threshold the file's "Fallback" section is said instead. It is
-deterministic: the same words always get the same answer.
+What to say is decided in :mod:`broadcaster.answers` (no pipecat there, so
+``broadcaster ask`` loads fast and says exactly what the bot would): this module
+is the thin adapter. :class:`Responder` takes final ``TranscriptionFrame`` s and
+emits what an LLM service emits (``LLMFullResponseStartFrame``, ``LLMTextFrame``,
+``LLMFullResponseEndFrame``), which the TTS aggregates into sentences and speaks.
 
-:class:`Responder` is a drop-in for an LLM service in a pipecat pipeline: it takes
-final ``TranscriptionFrame`` s and emits what an LLM emits
-(``LLMFullResponseStartFrame``, ``LLMTextFrame``, ``LLMFullResponseEndFrame``),
-which the TTS service aggregates into sentences and speaks.
+With ``settings.llm_base_url`` set, questions the notes cover are answered by that
+OpenAI-compatible LLM, grounded in the best topics (:mod:`broadcaster.answers.llm`):
+its text streams out as generated, so the TTS starts on the first sentence, and
+the speaker talking again cancels the generation. Conversational turns and
+questions outside the notes never wait for the LLM.
 
-:func:`make_responder` returns the processors for the slot between STT and TTS:
-the Responder (plus pipecat's user-turn processor, for barge-in), or with
-``settings.llm_base_url`` set, an OpenAI-compatible LLM with its context
-aggregators.
+:func:`make_responder` returns the processors for the slot between STT and TTS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import re
-from collections import Counter
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     Frame,
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -40,221 +38,86 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame
-from broadcaster.config import ConfigError, Settings
-
-DEFAULT_FALLBACK = (
-    "That's a good question, and it isn't covered in today's notes. "
-    "The host will pick it up during the open questions."
+from broadcaster.answers.answerer import (
+    CONVERSATION,
+    LLM,
+    Answerer,
+    Dialogue,
+    Reply,
+    build_answerer,
 )
+from broadcaster.answers.llm import GroundedLLM, build_llm
+from broadcaster.answers.notes import load_notes
+from broadcaster.config import Settings
+from broadcaster.frames import SpeakerChangedFrame
 
-_STOPWORDS = frozenset(
-    """a about after again all am an and any are as at be been before being but by can
-    could did do does doing for from had has have having he her here hers him his how i if
-    in into is it its just know let like me more most my no nor not now of off on once only
-    or other our ours out over please say so some such tell than that the their them then
-    there these they this those to too under until up us very was we were what when where
-    which while who whom why will with would you your yours yourself um uh okay ok well
-    hey hi hello don doesn didn isn aren wasn weren won wouldn couldn haven hasn""".split()
-)
-#: things Whisper "hears" in noise or silence; never worth an answer
-_NOISE = frozenset({"you", "thank you", "thanks for watching", "bye", "so", "okay", "um", "uh"})
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case content words, lightly stemmed so "recorded" meets "recording"."""
-    words = re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
-    return [_stem(w) for w in (w.split("'")[0] for w in words) if w not in _STOPWORDS]
-
-
-def _stem(word: str) -> str:
-    if len(word) > 4 and word.endswith("ies"):
-        word = word[:-3] + "y"
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    if len(word) > 5 and word.endswith("ing"):
-        word = word[:-3]
-    elif len(word) > 4 and word.endswith("ed"):
-        word = word[:-2]
-    if len(word) > 3 and word.endswith("e"):
-        word = word[:-1]
-    return word
-
-
-def speakable(markdown: str) -> str:
-    """Markdown body → plain sentences for TTS (list items become sentences)."""
-    sentences: list[str] = []
-    for raw in markdown.splitlines():
-        item = re.match(r"^\s*(?:[-*+]|\d+[.)])\s+", raw)
-        line = raw[item.end():] if item else raw
-        line = line.strip().lstrip(">").strip()
-        if not line or line.startswith(("```", "|")):
-            continue
-        line = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", line)  # links, images → their text
-        line = re.sub(r"[*_`]+", "", line)
-        if item and line[-1] not in ".!?:;":
-            line += "."
-        sentences.append(line)
-    return re.sub(r"\s+", " ", " ".join(sentences)).strip()
-
-
-@dataclass(frozen=True)
-class FaqEntry:
-    """One topic of the notes: a heading and what to say about it."""
-
-    title: str
-    answer: str
-    level: int
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str
-    entry: FaqEntry | None
-    """None: the fallback."""
-    score: float
-
-
-@dataclass
-class FaqIndex:
-    """The notes, parsed and indexed for TF-IDF cosine matching (small and exact)."""
-
-    entries: list[FaqEntry]
-    fallback: str = DEFAULT_FALLBACK
-    title_weight: int = 3
-    _vectors: list[dict[str, float]] = field(default_factory=list, repr=False)
-    _idf: dict[str, float] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        docs = [
-            Counter(tokenize(e.title) * self.title_weight + tokenize(e.answer))
-            for e in self.entries
-        ]
-        n = len(docs)
-        df = Counter(term for doc in docs for term in doc)
-        self._idf = {t: math.log((n + 1) / (c + 1)) + 1.0 for t, c in df.items()}
-        self._vectors = [self._weigh(doc) for doc in docs]
-
-    @classmethod
-    def parse(cls, markdown: str, **kwargs: Any) -> FaqIndex:
-        """Headings are topics; a heading titled "Fallback" holds the no-match answer."""
-        markdown = re.sub(r"<!--.*?-->", "", markdown, flags=re.S)
-        entries: list[FaqEntry] = []
-        fallback = DEFAULT_FALLBACK
-        title, level, body = "", 0, []
-
-        def close() -> None:
-            nonlocal fallback
-            answer = speakable("\n".join(body))
-            if title.strip().lower().rstrip(":") == "fallback":
-                fallback = answer or fallback
-            elif title and answer:
-                entries.append(FaqEntry(title=title, answer=answer, level=level))
-
-        for line in markdown.splitlines():
-            heading = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
-            if heading:
-                close()
-                level, title, body = len(heading.group(1)), heading.group(2), []
-            else:
-                body.append(line)
-        close()
-        return cls(entries=entries, fallback=fallback, **kwargs)
-
-    @classmethod
-    def load(cls, path: str | Path, **kwargs: Any) -> FaqIndex:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"faq_path={str(path)!r} cannot be read: {exc}") from exc
-        index = cls.parse(text, **kwargs)
-        logger.info(f"responder: {len(index.entries)} topics from {path}")
-        return index
-
-    def rank(self, question: str) -> list[tuple[float, FaqEntry]]:
-        """Entries by cosine similarity to ``question``, best first (ties: file order)."""
-        query = self._weigh(Counter(tokenize(question)))
-        scored = [
-            (sum(w * vec.get(t, 0.0) for t, w in query.items()), i)
-            for i, vec in enumerate(self._vectors)
-        ]
-        scored.sort(key=lambda s: (-s[0], s[1]))
-        return [(score, self.entries[i]) for score, i in scored]
-
-    def _weigh(self, counts: Counter[str]) -> dict[str, float]:
-        """Sublinear TF × IDF, L2-normalised (unknown terms get the highest IDF)."""
-        top = math.log(len(self.entries) + 1) + 1.0
-        vec = {t: (1.0 + math.log(c)) * self._idf.get(t, top) for t, c in counts.items()}
-        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
-        return {t: v / norm for t, v in vec.items()}
+#: Piper's en_US-joe-medium speaks about 14 characters a second: where an interrupted
+#: answer stopped is estimated from how long the avatar had been talking
+CHARS_PER_SECOND = 14.0
 
 
 class Responder(FrameProcessor):
-    """Answer each finished question from the notes, like an LLM service would.
+    """Answer each finished turn from the notes (or a grounded LLM), like an LLM service.
 
     Transcripts are answered at once unless the speaker is talking again (then they
     are merged with what follows: one question split by a pause gets one answer).
     A speaker change drops transcripts not yet answered.
 
     Args:
-        index: the parsed notes.
-        min_score: cosine similarity below which the fallback is said.
-        max_chars: answers are cut at a sentence boundary below this length.
+        answerer: the notes' Answerer (:func:`broadcaster.answers.build_answerer`).
+        llm: answers covered questions instead of the notes' text, when given.
         hold_secs: after the speaker stops, how long a held transcript waits for the
             rest of the question before it is answered anyway.
     """
 
-    def __init__(
-        self,
-        index: FaqIndex,
-        *,
-        min_score: float = 0.2,
-        max_chars: int = 600,
-        hold_secs: float = 1.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, answerer: Answerer, *, llm: GroundedLLM | None = None,
+                 hold_secs: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.index = index
-        self.min_score = min_score
-        self.max_chars = max_chars
+        self.answerer = answerer
+        self.llm = llm
         self.hold_secs = hold_secs
+        self.dialogue = Dialogue()
+        self.answers: list[Reply] = []
         self._pending: list[TranscriptionFrame] = []
         self._speaking = False
         self._hold_task: Any = None
-        self.answers: list[Answer] = []
+        self._llm_task: Any = None
+        self._bot_since: float | None = None  # the avatar is talking since (monotonic)
+        self._answering = False  # the avatar's current speech is an answer from the notes
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Responder:
-        return cls(FaqIndex.load(path), **kwargs)
+        return cls(Answerer(load_notes(path)), **kwargs)
 
-    def answer(self, question: str) -> Answer:
-        """The deterministic answer to ``question`` (the fallback when nothing fits)."""
-        ranked = self.index.rank(question)
-        if ranked and ranked[0][0] >= self.min_score:
-            score, entry = ranked[0]
-            return Answer(_clip(entry.answer, self.max_chars), entry, score)
-        return Answer(self.index.fallback, None, ranked[0][0] if ranked else 0.0)
+    def answer(self, question: str) -> Reply:
+        """What the keyless responder says to ``question`` (no dialogue state)."""
+        return self.answerer.reply(question)
 
     def known_answers(self) -> list[str]:
-        """Every text :meth:`answer` can return: the TTS synthesizes them ahead."""
-        return [_clip(e.answer, self.max_chars) for e in self.index.entries] + [
-            self.index.fallback]
+        """Every fixed text the responder can say: the TTS synthesizes them ahead."""
+        return self.answerer.known_answers()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
+        if isinstance(frame, BotStartedSpeakingFrame):
+            self._bot_since = time.monotonic()
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._bot_since, self._answering = None, False
         if direction is not FrameDirection.DOWNSTREAM:
             return
         if isinstance(frame, TranscriptionFrame):
-            if _worth_answering(frame.text):
+            if self.answerer.worth_answering(frame.text):
                 self._pending.append(frame)
                 if not self._speaking:
                     await self._respond()
             else:
                 logger.debug(f"{self}: ignoring transcript {frame.text!r}")
-        elif isinstance(frame, VADUserStartedSpeakingFrame):
-            self._speaking = True
-            await self._cancel_hold()
+        elif isinstance(frame, VADUserStartedSpeakingFrame | InterruptionFrame):
+            if isinstance(frame, VADUserStartedSpeakingFrame):
+                self._speaking = True
+                await self._cancel_hold()
+            await self._interrupted()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._speaking = False
             if self._pending:
@@ -268,7 +131,18 @@ class Responder(FrameProcessor):
 
     async def cleanup(self) -> None:
         await self._cancel_hold()
+        await self._cancel_llm()
+        if self.llm is not None:
+            await self.llm.close()
         await super().cleanup()
+
+    async def _interrupted(self) -> None:
+        """The speaker talks: stop generating, and note where the answer was cut."""
+        await self._cancel_llm()
+        if self._answering and self._bot_since is not None:
+            spoken = (time.monotonic() - self._bot_since) * CHARS_PER_SECOND
+            self.dialogue.interrupted(int(spoken))
+            self._answering, self._bot_since = False, None
 
     async def _hold_then_respond(self) -> None:
         await asyncio.sleep(self.hold_secs)
@@ -280,32 +154,68 @@ class Responder(FrameProcessor):
             task, self._hold_task = self._hold_task, None
             await self.cancel_task(task)
 
+    async def _cancel_llm(self) -> None:
+        if self._llm_task is not None:
+            task, self._llm_task = self._llm_task, None
+            await self.cancel_task(task)
+            logger.info(f"{self}: LLM answer cancelled (barge-in)")
+
     async def _respond(self) -> None:
         if not self._pending:
             return
         await self._cancel_hold()
         question = " ".join(f.text.strip() for f in self._pending)
         self._pending.clear()
-        answer = self.answer(question)
-        self.answers.append(answer)
-        topic = answer.entry.title if answer.entry else "fallback"
-        logger.info(f"{self}: {question!r} -> [{topic}] ({answer.score:.2f})")
+        reply = self.answerer.reply(question, self.dialogue)
+        logger.info(f"{self}: {question!r} -> [{reply.source}] ({reply.score:.2f})")
+        if self.llm is not None and reply.for_llm:
+            await self._cancel_llm()
+            self._llm_task = self.create_task(self._generate(question, reply))
+            return
+        self.answers.append(reply)
+        if reply.source != CONVERSATION:
+            self.dialogue.said(reply.text, reply.question)
+            self._answering = True
+        await self._say(reply.text)
+
+    async def _say(self, text: str) -> None:
         await self.push_frame(LLMFullResponseStartFrame())
-        await self.push_frame(LLMTextFrame(answer.text))
+        await self.push_frame(LLMTextFrame(text))
         await self.push_frame(LLMFullResponseEndFrame())
 
-
-def _worth_answering(text: str) -> bool:
-    normal = re.sub(r"[^a-z' ]+", "", text.lower()).strip()
-    return bool(normal) and normal not in _NOISE
-
-
-def _clip(text: str, max_chars: int) -> str:
-    if len(text) <= max_chars:
-        return text
-    cut = text[:max_chars]
-    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
-    return cut[: end + 1] if end > 0 else cut.rsplit(" ", 1)[0] + "."
+    async def _generate(self, question: str, keyless: Reply) -> None:
+        """Stream the LLM's grounded answer; if it fails before a word, say the notes'."""
+        assert self.llm is not None
+        parts: list[str] = []
+        started = False
+        try:
+            async for delta in self.llm.stream(question, keyless.hits,
+                                               self.dialogue.history):
+                if not started:
+                    await self.push_frame(LLMFullResponseStartFrame())
+                    started, self._answering = True, True
+                parts.append(delta)
+                self.dialogue.said("".join(parts))  # so far: "go on" resumes this answer
+                await self.push_frame(LLMTextFrame(delta))
+        except Exception as exc:  # the endpoint is down or refuses: the notes still answer
+            logger.warning(f"{self}: LLM failed ({type(exc).__name__}: {exc}); "
+                           "answering from the notes")
+            if not started:
+                self.answers.append(keyless)
+                self.dialogue.said(keyless.text, keyless.question)
+                self._answering = True
+                await self._say(keyless.text)
+                self._llm_task = None
+                return
+        # (cancelled: no end frame, so the TTS has no half sentence to flush)
+        if started:
+            await self.push_frame(LLMFullResponseEndFrame())
+        text = "".join(parts).strip()
+        reply = Reply(text, LLM, topic=keyless.topic, score=keyless.score,
+                      question=keyless.question, hits=keyless.hits)
+        self.answers.append(reply)
+        self.dialogue.said(text, keyless.question)
+        self._llm_task = None
 
 
 # --- assembling the slot between STT and TTS ---------------------------------------------------
@@ -317,10 +227,9 @@ class ResponderChain:
 
     Attributes:
         processors: in order, between the STT and the TTS.
-        after_output: in order, after ``transport.output()`` (the LLM's assistant
-            context aggregator, which records what was actually said); empty for
-            the deterministic responder.
-        responder: the deterministic Responder, when that is what answers.
+        after_output: in order, after ``transport.output()`` (none today; kept so the
+            pipeline need not change when a responder needs one).
+        responder: the Responder.
     """
 
     processors: list[FrameProcessor]
@@ -328,73 +237,34 @@ class ResponderChain:
     responder: Responder | None = None
 
 
-def system_prompt(notes: str) -> str:
-    """Instructions for an LLM that stands in for the notes-based responder."""
-    return (
-        "You are the AI avatar co-presenting a live webinar. The presenter speaks to you "
-        "and the whole audience hears your answer, so reply in one to three short spoken "
-        "sentences: plain words, no lists, no markdown, no emoji. Answer from the webinar "
-        "notes below; if they don't cover the question, say so briefly and that the host "
-        "will take it up during the open questions.\n\n--- webinar notes ---\n" + notes
-    )
-
-
 def make_responder(settings: Settings, *, turns: bool = True) -> ResponderChain:
     """The processors that turn transcripts into the words the TTS speaks.
+
+    The same construction path as ``broadcaster ask``: :func:`build_answerer` and
+    :func:`build_llm` on the same settings.
 
     Args:
         turns: include pipecat's user-turn handling (UserStartedSpeakingFrame /
             UserStoppedSpeakingFrame and an interruption when the speaker starts,
-            which is what makes the avatar stop on barge-in). The LLM path always
-            has it (its user aggregator is a turn processor).
+            which is what makes the avatar stop on barge-in).
     """
     from pipecat.turns.user_start import VADUserTurnStartStrategy
     from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+    from pipecat.turns.user_turn_processor import UserTurnProcessor
     from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
-    def strategies() -> UserTurnStrategies:
+    llm = build_llm(settings)
+    responder = Responder(build_answerer(settings), llm=llm)
+    processors: list[FrameProcessor] = []
+    if turns:
         # A turn starts with the gated VAD only: a transcript never starts one, so a
         # late transcript can't interrupt the answer it is about to get. It ends on a
         # speech timeout rather than pipecat's default smart-turn model: no extra
         # inference on a small CPU, and the VAD's stop already bounds the turn.
-        return UserTurnStrategies(
-            start=[VADUserTurnStartStrategy()],
-            stop=[SpeechTimeoutUserTurnStopStrategy()],
-        )
-
-    if not settings.llm_base_url:
-        responder = Responder.from_file(settings.faq_path)
-        processors: list[FrameProcessor] = []
-        if turns:
-            from pipecat.turns.user_turn_processor import UserTurnProcessor
-
-            processors.append(UserTurnProcessor(user_turn_strategies=strategies()))
-        processors.append(responder)
-        return ResponderChain(processors=processors, responder=responder)
-
-    from pipecat.processors.aggregators.llm_context import LLMContext
-    from pipecat.processors.aggregators.llm_response_universal import (
-        LLMContextAggregatorPair,
-        LLMUserAggregatorParams,
-    )
-    from pipecat.services.openai.llm import OpenAILLMService
-
-    try:
-        notes = Path(settings.faq_path).read_text(encoding="utf-8")
-    except OSError:
-        logger.warning(f"responder: no notes at {settings.faq_path}; the LLM answers unaided")
-        notes = "(none)"
-    llm = OpenAILLMService(
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key or "none",  # local OpenAI-compatible servers take any key
-        settings=OpenAILLMService.Settings(
-            model=settings.llm_model, system_instruction=system_prompt(notes)
-        ),
-    )
-    pair = LLMContextAggregatorPair(
-        LLMContext(),
-        # No vad_analyzer here: VAD runs once, after the speaker gate, upstream.
-        user_params=LLMUserAggregatorParams(user_turn_strategies=strategies()),
-    )
-    logger.info(f"responder: LLM {settings.llm_model} at {settings.llm_base_url}")
-    return ResponderChain(processors=[pair.user(), llm], after_output=[pair.assistant()])
+        processors.append(UserTurnProcessor(user_turn_strategies=UserTurnStrategies(
+            start=[VADUserTurnStartStrategy()], stop=[SpeechTimeoutUserTurnStopStrategy()])))
+    processors.append(responder)
+    if llm is not None:
+        logger.info(f"responder: LLM {settings.llm_model} at {settings.llm_base_url}, "
+                    f"grounded in the notes' best {settings.llm_context_topics} topics")
+    return ResponderChain(processors=processors, responder=responder)

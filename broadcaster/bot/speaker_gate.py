@@ -10,10 +10,10 @@ itself are dropped before VAD ever hears them.
 
 The speaker changes live (host promote / demote). A change in the middle of an
 utterance must not let the old speaker's half sentence reach the responder, so
-the gate emits a :class:`SpeakerChangedFrame` in order with the audio, and the
+the gate emits a :class:`~broadcaster.frames.SpeakerChangedFrame` in order with the audio, and the
 stages after it drop their state:
 
-- :class:`broadcaster.bot.vad.SpeakerVADProcessor` (VAD as its own processor,
+- :class:`broadcaster.speech.vad.SpeakerVADProcessor` (VAD as its own processor,
   after the gate; in pipecat 1.14 the transport no longer runs VAD) resets the
   analyzer and, when it was mid-speech, ends the speech
   (``VADUserStoppedSpeakingFrame``) so turn logic downstream doesn't hang on a
@@ -31,36 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
 from loguru import logger
-from pipecat.frames.frames import (
-    Frame,
-    InputAudioRawFrame,
-    SystemFrame,
-    UserAudioRawFrame,
-)
+from pipecat.frames.frames import Frame, InputAudioRawFrame, UserAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-
-@dataclass
-class SpeakerChangedFrame(SystemFrame):
-    """The identity whose audio the gate passes changed (a SystemFrame: stays in order
-    with the audio frames, which are SystemFrames too).
-
-    Parameters:
-        speaker: the new speaker, or None when nobody has the floor.
-        previous: the speaker before the change.
-    """
-
-    speaker: str | None = None
-    previous: str | None = None
+from broadcaster.frames import SpeakerChangedFrame
+from broadcaster.sdk_internals import transport_room
 
 
 def speaker_from_metadata(metadata: str | None) -> str | None:
-    """The ``"speaker"`` of room metadata JSON (protocol.py); None if absent or malformed."""
+    """Read the ``"speaker"`` of room metadata JSON (protocol.py); None if absent or bad."""
     if not metadata:
         return None
     try:
@@ -143,15 +126,15 @@ class SpeakerGate(FrameProcessor):
     def follow_transport(self, transport: Any) -> None:
         """Follow the room of a pipecat ``LiveKitTransport`` once it has connected.
 
-        The transport creates its rtc.Room only when the pipeline starts and exposes
-        it only as ``transport._client.room`` (pipecat 1.14, pinned < 1.15).
+        The transport creates its rtc.Room only when the pipeline starts.
         """
 
         @transport.event_handler("on_connected")
         async def _on_connected(_transport: Any) -> None:
-            self.follow_room(transport._client.room)
+            self.follow_room(transport_room(transport))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Pass the speaker's audio, apply speaker changes in order, drop the rest."""
         await super().process_frame(frame, direction)
         if isinstance(frame, SpeakerChangedFrame) and direction is FrameDirection.DOWNSTREAM:
             if frame.speaker == self._speaker:

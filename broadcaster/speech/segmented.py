@@ -31,11 +31,10 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.whisper.stt import WhisperSTTService
 
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame
-from broadcaster.bot.vad import SpeechPausedFrame, SpeechResumedFrame
+from broadcaster.frames import SpeakerChangedFrame, SpeechPausedFrame, SpeechResumedFrame
+from broadcaster.sdk_internals import SegmentedSTTHooks, wrap_whisper_model
 
 
 class _Speculated(bytes):
@@ -44,12 +43,14 @@ class _Speculated(bytes):
     task: asyncio.Task[list[Frame]]
 
 
-class SpeakerAwareSegmentedSTT(SegmentedSTTService):
-    """Mixin for a ``SegmentedSTTService``: drop a segment cut short by a speaker change,
-    stamp each transcript with its speaker, and (``speculate``) start at the pause.
+class SpeakerAwareSegmentedSTT(SegmentedSTTHooks):
+    """Mixin for a ``SegmentedSTTService`` that knows speakers and pauses.
 
-    Relies on SegmentedSTTService's ``_user_speaking`` / ``_audio_buffer`` (pipecat
-    1.14, pinned < 1.15 in pyproject).
+    It drops a segment cut short by a speaker change, stamps each transcript with its
+    speaker and (``speculate``) starts transcribing at the pause.
+
+    The segment pipecat collects is seen through ``SegmentedSTTHooks``
+    (broadcaster.sdk_internals).
     """
 
     #: transcribe at a SpeechPausedFrame (see the module doc); subclasses opt in
@@ -64,6 +65,7 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTService):
         self.speculations = {"started": 0, "used": 0, "discarded": 0}
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Speculate at pauses, drop segments cut by a speaker change; the rest as pipecat."""
         if isinstance(frame, SpeechPausedFrame):
             self._speculate()
         elif isinstance(frame, (SpeechResumedFrame, SpeakerChangedFrame,
@@ -71,43 +73,44 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTService):
             self._drop_speculation()
         if isinstance(frame, SpeakerChangedFrame):
             await FrameProcessor.process_frame(self, frame, direction)  # observers only
-            if self._user_speaking:
+            if self.collecting_segment:
                 logger.info(f"{self}: dropping {frame.previous!r}'s unfinished segment")
                 self._discarding = True
-            self._user_speaking = False
-            self._audio_buffer.clear()  # the old speaker's pre-roll too
+            self.stop_collecting()
+            self.clear_segment_audio()  # the old speaker's pre-roll too
             await self.push_frame(frame, direction)
             return
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._discarding = False
         await super().process_frame(frame, direction)
 
-    async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+    async def on_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+        """Queue the segment with its speaker, or the transcription started at the pause."""
         if self._discarding:
             self._discarding = False
-            self._audio_buffer.clear()
+            self.clear_segment_audio()
             self._drop_speculation()
             return
         if self.is_usable:  # else the base class drops the segment: nothing to pair with
-            self._segment_speakers.append(self._user_id)
+            self._segment_speakers.append(self.latest_audio_user)
         speculation, self._speculation = self._speculation, None
         if speculation is not None and self.is_usable:
             self.speculations["used"] += 1
             logger.debug(f"{self}: the transcription started at the pause is the segment's "
                          f"({'done' if speculation.task.done() else 'running'})")
-            self._user_speaking = False
-            self._audio_buffer.clear()  # silence since the pause, by the VAD's account
-            await self._segment_queue.put(speculation)
+            self.stop_collecting()
+            self.clear_segment_audio()  # silence since the pause, by the VAD's account
+            await self.queue_segment(speculation)
             return
-        await super()._handle_user_stopped_speaking(frame)
+        await super().on_user_stopped_speaking(frame)
 
     def _speculate(self) -> None:
         """Start transcribing the segment so far (one run at a time)."""
-        if not (self.speculate and self._user_speaking and self.is_usable):
+        if not (self.speculate and self.collecting_segment and self.is_usable):
             return
         if self._last_run is not None and not self._last_run.done():
             return  # still busy with an earlier pause: don't pile runs onto the CPU
-        pcm = _Speculated(bytes(self._audio_buffer) + self._trailing_silence())
+        pcm = _Speculated(self.segment_audio())
         pcm.task = self._last_run = self.create_task(self._transcribe(bytes(pcm)),
                                                      f"{self}::speculation")
         self._speculation = pcm
@@ -119,11 +122,13 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTService):
             self.speculations["discarded"] += 1
 
     async def _transcribe(self, audio: bytes) -> list[Frame]:
-        return [f async for f in super().run_stt(audio)]
+        return [f async for f in super().run_stt(audio) if f is not None]
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
+        """Transcribe one queued segment, each transcript stamped with its speaker."""
         # Called once per queued segment, in queue order.
-        speaker = self._segment_speakers.popleft() if self._segment_speakers else self._user_id
+        speaker = (self._segment_speakers.popleft() if self._segment_speakers
+                   else self.latest_audio_user)
         async for frame in self._frames_of(audio):
             if isinstance(frame, TranscriptionFrame):
                 frame.user_id = speaker
@@ -140,8 +145,9 @@ class SpeakerAwareSegmentedSTT(SegmentedSTTService):
                 for frame in frames:
                     yield frame
                 return
-        async for frame in super().run_stt(bytes(audio)):
-            yield frame
+        async for result in super().run_stt(bytes(audio)):
+            if result is not None:  # pipecat skips a None too
+                yield result
 
 
 class SpeakerAwareWhisperSTTService(SpeakerAwareSegmentedSTT, WhisperSTTService):
@@ -156,19 +162,17 @@ class SpeakerAwareWhisperSTTService(SpeakerAwareSegmentedSTT, WhisperSTTService)
     speculate = True
 
     def __init__(self, *, beam_size: int = 1, **kwargs: Any) -> None:
-        self._decode_options = {"beam_size": beam_size, "without_timestamps": True,
-                                "condition_on_previous_text": False}
-        super().__init__(**kwargs)
-
-    def _load(self) -> None:
-        super()._load()
-        if self._model is not None:
-            self._model = _DecodeWith(self._model, self._decode_options)
+        super().__init__(**kwargs)  # loads the model
+        options = {"beam_size": beam_size, "without_timestamps": True,
+                   "condition_on_previous_text": False}
+        wrap_whisper_model(self, lambda model: _DecodeWith(model, options))
 
 
 class _DecodeWith:
-    """A faster-whisper model whose ``transcribe`` adds our decode options (pipecat's
-    ``run_stt`` passes only language, hotwords and prompt)."""
+    """A faster-whisper model whose ``transcribe`` adds our decode options.
+
+    pipecat's ``run_stt`` passes only language, hotwords and prompt.
+    """
 
     def __init__(self, model: Any, options: dict[str, Any]) -> None:
         self._model, self._options = model, options

@@ -41,6 +41,8 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.piper.tts import PiperTTSService
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
+from broadcaster.sdk_internals import piper_voice, stream_tts_audio
+
 #: synthesizing ahead pauses this long after the speaker starts (until the answer's end
 #: or the speaker's stop shortens it), after the speaker stops (the transcript and the
 #: answer come within ~1 s), and between an answer's sentences
@@ -50,6 +52,7 @@ SENTENCE_GAP_SECS = 0.5
 
 
 def cache_key(text: str) -> str:
+    """Return ``text`` as the cache keys it (whitespace normalized)."""
     return " ".join(text.split())
 
 
@@ -74,12 +77,15 @@ class PhraseCache:
         self.misses = 0
 
     def __len__(self) -> int:
+        """Count the cached sentences."""
         return len(self._items)
 
     def __contains__(self, text: str) -> bool:
+        """Tell whether ``text`` is cached."""
         return cache_key(text) in self._items
 
     def get(self, text: str) -> tuple[bytes, ...] | None:
+        """Return the cached chunks of ``text`` (None: not cached); counts hits and misses."""
         key = cache_key(text)
         chunks = self._items.get(key)
         if chunks is None:
@@ -90,6 +96,7 @@ class PhraseCache:
         return chunks
 
     def put(self, text: str, chunks: Iterable[bytes]) -> None:
+        """Keep ``text``'s chunks, forgetting the least recently used beyond the bound."""
         key, chunks = cache_key(text), tuple(chunks)
         size = sum(len(c) for c in chunks)
         if not key or not size or size > self.max_bytes:
@@ -124,6 +131,7 @@ class CachedPiperTTSService(PiperTTSService):
         self._in_flight = 0  # run_tts calls under way
 
     async def start(self, frame: StartFrame) -> None:
+        """Start Piper, then synthesize the known answers in the background."""
         await super().start(frame)
         if self._prewarm_texts and self._prewarm_task is None:
             self._prewarm_task = self.create_task(self._prewarm(), name="tts-prewarm")
@@ -131,10 +139,12 @@ class CachedPiperTTSService(PiperTTSService):
             self.prewarmed.set()
 
     async def stop(self, frame: Any) -> None:
+        """Stop synthesizing ahead, then Piper."""
         await self._stop_prewarm()
         await super().stop(frame)
 
     async def cancel(self, frame: Any) -> None:
+        """Stop synthesizing ahead, then Piper."""
         await self._stop_prewarm()
         await super().cancel(frame)
 
@@ -144,9 +154,10 @@ class CachedPiperTTSService(PiperTTSService):
             self._prewarm_task = None
 
     def _synthesize(self, text: str) -> list[bytes]:
-        return [chunk.audio_int16_bytes for chunk in self._voice.synthesize(text)]
+        return [chunk.audio_int16_bytes for chunk in piper_voice(self).synthesize(text)]
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Step aside for a turn under way; the rest as pipecat's TTS."""
         now = time.monotonic()
         if isinstance(frame, (VADUserStartedSpeakingFrame, UserStartedSpeakingFrame)):
             self._hold_until = now + TURN_HOLD_SECS  # a question is coming: step aside
@@ -157,7 +168,8 @@ class CachedPiperTTSService(PiperTTSService):
         await super().process_frame(frame, direction)
 
     async def _step_aside(self) -> None:
-        while self._in_flight or time.monotonic() < self._hold_until:
+        # a deadline that keeps moving (every turn frame pushes it): polled, not awaited
+        while self._in_flight or time.monotonic() < self._hold_until:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
 
     async def _prewarm(self) -> None:
@@ -180,6 +192,7 @@ class CachedPiperTTSService(PiperTTSService):
             self.prewarmed.set()
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        """Speak ``text``: cached audio at once, else Piper's (then kept)."""
         self._in_flight += 1
         try:
             async for frame in self._run_tts(text, context_id):
@@ -200,8 +213,9 @@ class CachedPiperTTSService(PiperTTSService):
             for chunk in cached:
                 yield chunk
 
-        async for frame in self._stream_audio_frames_from_iterator(
-            replay(), in_sample_rate=self._voice.config.sample_rate, context_id=context_id
+        async for frame in stream_tts_audio(
+            self, replay(), in_sample_rate=piper_voice(self).config.sample_rate,
+            context_id=context_id,
         ):
             await self.stop_ttfb_metrics()
             yield frame
@@ -211,7 +225,7 @@ class CachedPiperTTSService(PiperTTSService):
                                    context_id: str) -> AsyncGenerator[Frame, None]:
         """Piper as pipecat runs it (chunk by chunk), keeping the chunks when complete."""
         kept: list[bytes] = []
-        chunks = iter(self._voice.synthesize(text))
+        chunks = iter(piper_voice(self).synthesize(text))
 
         async def stream() -> AsyncIterator[bytes]:
             while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
@@ -220,8 +234,9 @@ class CachedPiperTTSService(PiperTTSService):
 
         try:
             await self.start_tts_usage_metrics(text)
-            async for frame in self._stream_audio_frames_from_iterator(
-                stream(), in_sample_rate=self._voice.config.sample_rate, context_id=context_id
+            async for frame in stream_tts_audio(
+                self, stream(), in_sample_rate=piper_voice(self).config.sample_rate,
+                context_id=context_id,
             ):
                 await self.stop_ttfb_metrics()
                 yield frame

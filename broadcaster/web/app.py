@@ -7,23 +7,37 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from loguru import logger
 
 from broadcaster.config import Settings, http_url
+from broadcaster.netutil import server_limits
 from broadcaster.roles import InvalidInput
 from broadcaster.web import (
+    routes_bans,
     routes_host,
     routes_livekit,
     routes_metrics,
     routes_pages,
     routes_public,
 )
-from broadcaster.web.access_log import AccessLogger
+from broadcaster.web.access_log import AccessLogger, log_path
 from broadcaster.web.auth import host_guard
 from broadcaster.web.bot_control import BotLauncher
 from broadcaster.web.errors import ApiError, json_error
-from broadcaster.web.keys import BOTS, LIVEKIT, SETTINGS, STORE, VENDOR_JS, WEBINARS
+from broadcaster.web.floor import FloorGuard
+from broadcaster.web.keys import (
+    BOTS,
+    FLOOR,
+    LIVEKIT,
+    SETTINGS,
+    STORE,
+    VENDOR_JS,
+    WEBHOOK_IDS,
+    WEBINARS,
+)
 from broadcaster.web.livekit_admin import LiveKitAdmin, LiveKitError
+from broadcaster.web.rate_limit import RecentIds
 from broadcaster.web.store import Store
 from broadcaster.web.webinars import Webinars
 
@@ -49,10 +63,10 @@ def content_security_policy(settings: Settings) -> str:
     ])
 
 
-def _security_headers(csp: str) -> web.Middleware:
+def _security_headers(csp: str) -> Middleware:
     @web.middleware
     async def security_headers(
-        request: web.Request, handler: web.Handler
+        request: web.Request, handler: Handler
     ) -> web.StreamResponse:
         response = await handler(request)
         h = response.headers
@@ -70,7 +84,7 @@ def _security_headers(csp: str) -> web.Middleware:
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure, ours or aiohttp's (404, 405, 413...), as ``{"error": reason}``."""
     try:
         return await handler(request)
@@ -89,21 +103,38 @@ async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamR
             raise
         return json_error(exc.status, exc.reason.lower())
     except LiveKitError as exc:
-        logger.warning("{} {}: {}", request.method, request.path, exc)
+        logger.warning("{} {}: {}", request.method, log_path(request), exc)
         return json_error(502, str(exc))
-    except Exception:  # (CancelledError is not an Exception: cancellation passes through)
-        logger.exception("{} {} failed", request.method, request.path)
+    except Exception as exc:  # (CancelledError is not an Exception: cancellation passes)
+        # A bug, not bad input (that is a 4xx above). One line, no traceback with local
+        # variables: a log must not grow by a hundred lines per request anyone can send.
+        logger.error("{} {} failed: {} at {}", request.method, log_path(request),
+                     type(exc).__name__, _where(exc))
         return json_error(500, "internal error")
 
 
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame of ``exc`` (enough to find the bug)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    """LiveKit's API client needs the running loop, so it lives in a cleanup context."""
+    """LiveKit's API client needs the running loop, so it lives in a cleanup context;
+    so does the floor guard's reconciliation (at start, then every few seconds)."""
     admin = LiveKitAdmin(app[SETTINGS])
     app[LIVEKIT] = admin
-    app[WEBINARS] = Webinars(app[SETTINGS], app[STORE], admin)
+    webinars = app[WEBINARS] = Webinars(app[SETTINGS], app[STORE], admin)
+    guard = app[FLOOR] = FloorGuard(webinars)
+    guard.start()
     try:
         yield
     finally:
+        await guard.stop()
         await app[BOTS].stop_all()
         await admin.close()
         app[STORE].close()
@@ -124,14 +155,23 @@ def create_app(
     app[SETTINGS] = settings
     app[STORE] = Store(settings.db_path)
     app[BOTS] = bots or BotLauncher(settings)
+    app[WEBHOOK_IDS] = RecentIds(settings.webhook_dedupe_seconds)
     app[VENDOR_JS] = vendor_js or routes_pages.LIVEKIT_CLIENT_JS
     app.cleanup_ctx.append(_services)
     app.add_routes(routes_public.routes)
     app.add_routes(routes_host.routes)
+    app.add_routes(routes_bans.routes)
     app.add_routes(routes_pages.routes)
     app.add_routes(routes_metrics.routes)
     app.add_routes(routes_livekit.routes)
     return app
+
+
+def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The runner ``serve`` uses: our access log, and idle or trickling connections closed
+    after ``http_idle_timeout_seconds`` (aiohttp's own default holds them an hour)."""
+    return web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
+                         **server_limits(settings))
 
 
 async def ensure_demo(app: web.Application) -> None:
@@ -143,8 +183,10 @@ async def ensure_demo(app: web.Application) -> None:
     if webinar is None:
         webinar = await svc.create(DEMO_TITLE, settings.demo_room)
     links = svc.links(webinar)
+    # the presenter link holds the invite code: it goes to the terminal (``up``) and the
+    # host console, never into a log line
     logger.info("viewer link:    {}", links["viewer_url"])
-    logger.info("presenter link: {}", links["presenter_url"])
+    logger.info("presenter link: in the host console ({}/host)", settings.effective_public_url)
 
 
 async def serve(settings: Settings) -> None:
@@ -154,7 +196,7 @@ async def serve(settings: Settings) -> None:
     its pages answer too.
     """
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+    runner = make_runner(app, settings)
     await runner.setup()
     try:
         try:

@@ -1,4 +1,5 @@
-"""Who is calling: the host (host key) or a participant (their LiveKit token).
+"""Who is calling: the host (host key), a participant (their LiveKit token), or a
+scraper on this machine (``/metrics``).
 
 Every path under ``/api/host/`` needs the host key, enforced by one middleware
 so no host route can forget it.
@@ -7,10 +8,14 @@ so no host route can forget it.
 from __future__ import annotations
 
 import hmac
+import ipaddress
+from collections.abc import Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from livekit import api
 
+from broadcaster.netutil import is_local_host_header
 from broadcaster.roles import InvalidInput, verify_token
 from broadcaster.web.errors import forbidden, unauthorized
 from broadcaster.web.keys import SETTINGS
@@ -30,11 +35,20 @@ def is_host(request: web.Request) -> bool:
     """Constant-time comparison of the presented bearer with the configured host key."""
     token = bearer(request)
     key = request.app[SETTINGS].host_key
-    return bool(token and key) and hmac.compare_digest(token.encode(), key.encode())
+    if not token or not key:
+        return False
+    return same_secret(token, key)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of any text a client sent (header values arrive with
+    undecodable bytes as lone surrogates) with a secret."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
 
 
 @web.middleware
-async def host_guard(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(HOST_PREFIX) and not is_host(request):
         raise unauthorized(
             "host key missing" if bearer(request) is None else "host key is wrong"
@@ -56,5 +70,17 @@ def participant(request: web.Request, room: str) -> api.access_token.Claims:
     return claims
 
 
-def role_of(claims: api.access_token.Claims) -> str:
-    return (claims.attributes or {}).get("role", "")
+def is_local_request(request: web.Request, headers: Mapping[str, str] | None = None) -> bool:
+    """A direct loopback connection (a reverse proxy adds X-Forwarded-For / Forwarded) that
+    names this machine in ``Host`` (a browser tricked by DNS rebinding names another)."""
+    headers = request.headers if headers is None else headers
+    remote = request.remote
+    if not remote or "X-Forwarded-For" in headers or "Forwarded" in headers:
+        return False
+    try:
+        loopback = ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        loopback = remote == "unix"
+    if not loopback:
+        return False
+    return is_local_host_header(headers.get("Host"), request.app[SETTINGS].web_host)

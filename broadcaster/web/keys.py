@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from broadcaster.config import Settings
+from broadcaster.web.rate_limit import RecentIds
 
 if TYPE_CHECKING:
     from broadcaster.web.bot_control import BotLauncher
+    from broadcaster.web.floor import FloorGuard
     from broadcaster.web.livekit_admin import LiveKitAdmin
     from broadcaster.web.store import Store
     from broadcaster.web.webinars import Webinars
@@ -20,5 +22,8 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 LIVEKIT: web.AppKey[LiveKitAdmin] = web.AppKey("livekit")
 WEBINARS: web.AppKey[Webinars] = web.AppKey("webinars")
 BOTS: web.AppKey[BotLauncher] = web.AppKey("bots")
+FLOOR: web.AppKey[FloorGuard] = web.AppKey("floor")
+#: webhook event ids already acted on (a replay is answered, not acted on)
+WEBHOOK_IDS = web.AppKey("webhook_ids", RecentIds)
 #: the livekit-client ES module served to the pages (no CDN)
 VENDOR_JS = web.AppKey("vendor_js", Path)

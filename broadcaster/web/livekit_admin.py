@@ -62,6 +62,12 @@ class LiveKitAdmin:
         await self._call("update_room_metadata",
                          api.UpdateRoomMetadataRequest(room=room, metadata=json.dumps(metadata)))
 
+    async def rooms(self, names: list[str]) -> list[api.Room]:
+        """The rooms LiveKit has now among ``names`` (one call for all of them)."""
+        wanted = set(names)
+        resp = await self._call("list_rooms", api.ListRoomsRequest())
+        return [r for r in resp.rooms if r.name in wanted] if resp is not None else []
+
     async def participants(self, room: str) -> list[api.ParticipantInfo]:
         resp = await self._call("list_participants", api.ListParticipantsRequest(room=room))
         return list(resp.participants) if resp is not None else []

@@ -1,4 +1,5 @@
-"""A sliding-window limit per key (room, identity): how often a viewer may ask.
+"""Limits kept in memory: per identity (questions), per source address (joins,
+questions), and the webhook ids already acted on.
 
 In memory: one web app process holds the webinar's SQLite store anyway, and a
 restart forgiving a minute of limits is harmless.
@@ -30,3 +31,75 @@ class SlidingWindowLimit:
             self._events = {k: v for k, v in self._events.items()
                             if v and v[-1] > now - self.window}
         return None
+
+
+class TokenBuckets:
+    """A token bucket per key (a source address): ``burst`` at once, then ``per_minute``.
+
+    Why a bucket and not a window: a crowd behind one NAT arrives together at the start
+    (the burst), and then only now and then (the refill). Full buckets are forgotten, so
+    memory follows the addresses active in the last ``burst / rate`` seconds.
+    """
+
+    def __init__(self, burst: int, per_minute: float, *, max_keys: int = 50_000) -> None:
+        self.burst, self.rate = float(burst), per_minute / 60.0
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def hit(self, key: str, now: float | None = None) -> float | None:
+        """Take a token for ``key``; None when allowed, else seconds until one is back."""
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > self.max_keys:
+            self._forget_full(now)
+        return None
+
+    def _forget_full(self, now: float) -> None:
+        refill = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill}
+
+
+class RecentIds:
+    """Ids seen in the last ``ttl`` seconds (webhook event ids: a replay is not acted on)."""
+
+    def __init__(self, ttl: float, *, max_ids: int = 100_000) -> None:
+        self.ttl, self.max_ids = ttl, max_ids
+        self._seen: dict[str, float] = {}  # insertion order = time order
+
+    def seen(self, event_id: str, now: float | None = None) -> bool:
+        """Record ``event_id``; True when it was already seen within ``ttl``."""
+        now = time.monotonic() if now is None else now
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now - at < self.ttl and len(self._seen) < self.max_ids:
+                break
+            del self._seen[oldest]
+        if event_id in self._seen:
+            return True
+        self._seen[event_id] = now
+        return False
+
+
+class LogThrottle:
+    """At most one log line per ``interval`` for something anyone can trigger (a forged
+    webhook): the rest are counted and reported with the next line."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last = -interval
+        self.suppressed = 0
+
+    def allow(self, now: float | None = None) -> int | None:
+        """The number of lines suppressed since the last one, when a line may be logged
+        now; None when this one is to be suppressed."""
+        now = time.monotonic() if now is None else now
+        if now - self._last < self.interval:
+            self.suppressed += 1
+            return None
+        self._last, skipped, self.suppressed = now, self.suppressed, 0
+        return skipped

@@ -72,10 +72,12 @@ async def demote(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/participants/{identity}/remove")
 async def remove(request: web.Request) -> web.Response:
+    """Demote, ban (identity and claim; see the ban list) and put out of the room."""
     await read_object(request, set())
     room, identity = _target(request)
-    await request.app[WEBINARS].remove(room, identity)
-    return web.json_response({"room": room, "removed": identity})
+    webinar = await request.app[WEBINARS].remove(room, identity)
+    return web.json_response({"room": room, "removed": identity, "banned": True,
+                              "speaker": webinar.speaker})
 
 
 @routes.post("/api/host/webinars/{room}/end")

@@ -1,7 +1,8 @@
 """``GET /metrics``: the web app's Prometheus metrics (broadcaster.metrics.WebMetrics).
 
 Room names are as good as invitations, so the series are not public: a scrape must
-come straight from loopback (no reverse-proxy headers) or carry the host key
+come straight from loopback (no reverse-proxy headers) naming this machine in
+``Host`` (not a DNS-rebinding page's domain), or carry the host key
 (``Authorization: Bearer <host key>``, Prometheus' ``authorization`` setting).
 """
 
@@ -11,8 +12,8 @@ import weakref
 
 from aiohttp import web
 
-from broadcaster.metrics import WebMetrics, is_local_request, render
-from broadcaster.web.auth import bearer, is_host
+from broadcaster.metrics import WebMetrics, render
+from broadcaster.web.auth import bearer, is_host, is_local_request
 from broadcaster.web.errors import unauthorized
 from broadcaster.web.keys import BOTS, WEBINARS
 
@@ -23,7 +24,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    if not (is_host(request) or is_local_request(request.remote, request.headers)):
+    if not (is_host(request) or is_local_request(request)):
         raise unauthorized(
             "host key missing" if bearer(request) is None else "host key is wrong"
         )

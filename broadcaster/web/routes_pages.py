@@ -18,6 +18,7 @@ LIVEKIT_CLIENT_JS = (
     / "livekit-client.esm.mjs"
 )
 JS = "text/javascript"
+MAX_STATIC_PATH = 200
 routes = web.RouteTableDef()
 
 
@@ -68,9 +69,17 @@ async def protocol_js(request: web.Request) -> web.Response:
 
 @routes.get("/static/{path:.+}")
 async def static(request: web.Request) -> web.FileResponse:
-    """Our own files only: no directory listing, no way out of static/ (and JSON 404s)."""
-    path = (STATIC / request.match_info["path"]).resolve()
-    if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
+    """Our own files only: no directory listing, no way out of static/ (and JSON 404s,
+    also for names no file system takes: NUL bytes, overlong names)."""
+    name = request.match_info["path"]
+    if "\x00" in name or len(name) > MAX_STATIC_PATH:
+        raise ApiError(404, "not found")
+    try:
+        path = (STATIC / name).resolve()
+        found = path.is_relative_to(STATIC.resolve()) and path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
         raise ApiError(404, "not found")
     content_type = JS if path.suffix in (".js", ".mjs") else None
     headers = {"Cache-Control": "no-cache"}

@@ -1,16 +1,25 @@
-"""Public API: health, webinar info, join, audience count, questions."""
+"""Public API: health, webinar info, join, audience count, questions.
+
+Everything the audience sends comes through here, validated and limited: joins and
+questions per source address (token buckets, ``client_address``), questions also per
+identity; text cleaned of control and bidi characters (``text``).
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from broadcaster.roles import Role
-from broadcaster.web.auth import is_host, participant, role_of
+from broadcaster.web.auth import is_host, participant
 from broadcaster.web.body import opt_str, read_object, req_str
+from broadcaster.web.client_address import client_key
 from broadcaster.web.errors import forbidden, invalid, too_many
 from broadcaster.web.keys import SETTINGS, STORE, WEBINARS
+from broadcaster.web.text import clean_text
+from broadcaster.web.webinars import REMOVED
 
 routes = web.RouteTableDef()
+MAX_AFTER_DIGITS = 18
 
 
 @routes.get("/healthz")
@@ -26,10 +35,15 @@ async def webinar_info(request: web.Request) -> web.Response:
 
 @routes.post("/api/webinars/{room}/join")
 async def join(request: web.Request) -> web.Response:
-    body = await read_object(request, {"identity", "name", "role", "code", "claim"})
     svc = request.app[WEBINARS]
     room = request.match_info["room"]
     svc.get_live(room)  # unknown room / ended before judging the body
+    settings = request.app[SETTINGS]
+    wait = svc.join_limit.hit(client_key(request, settings.trusted_proxy_networks))
+    if wait is not None:
+        raise too_many(f"too many joins from your address: try again in "
+                       f"{max(1, round(wait))} s", wait)
+    body = await read_object(request, {"identity", "name", "role", "code", "claim"})
     answer = await svc.join(
         room,
         identity=req_str(body, "identity"),
@@ -52,32 +66,44 @@ async def ask(request: web.Request) -> web.Response:
     svc = request.app[WEBINARS]
     svc.get_live(room)
     claims = participant(request, room)
+    if svc.store.banned(room, claims.identity):
+        raise forbidden(REMOVED)
     body = await read_object(request, {"text"})
-    text = req_str(body, "text").strip()
+    text = clean_text(req_str(body, "text"))
     settings = request.app[SETTINGS]
     limit = settings.max_question_chars
     if not 1 <= len(text) <= limit:
-        raise invalid(f"field 'text' must be 1-{limit} characters")
+        raise invalid(f"field 'text' must be 1-{limit} characters (control and "
+                      "direction-changing characters do not count)")
+    address = client_key(request, settings.trusted_proxy_networks)
+    wait = svc.question_address_limit.hit(address)
+    if wait is not None:
+        svc.questions_refused[room] += 1
+        raise too_many(f"too many questions from your address: try again in "
+                       f"{max(1, round(wait))} s", wait)
     wait = svc.question_limit.hit((room, claims.identity))
     if wait is not None:
         svc.questions_refused[room] += 1
         raise too_many(f"at most {settings.questions_per_minute} questions a minute: "
                        f"try again in {max(1, round(wait))} s", wait)
     question = request.app[STORE].add_question(
-        room, claims.identity, claims.name or claims.identity, text
+        room, claims.identity, clean_text(claims.name or "") or claims.identity, text
     )
     return web.json_response(question.as_json(), status=201)
 
 
 @routes.get("/api/webinars/{room}/questions")
 async def questions(request: web.Request) -> web.Response:
-    """In order, after ``?after=<id>``; for the host (host key) and the presenter."""
+    """In order, after ``?after=<id>``; for the host (host key) and whoever holds the floor
+    right now (their token's identity is the speaker's: the live floor, not a role)."""
     room = request.match_info["room"]
-    request.app[WEBINARS].get(room)
-    if not is_host(request) and role_of(participant(request, room)) != Role.PRESENTER:
-        raise forbidden("only the host and the presenter can read questions")
+    svc = request.app[WEBINARS]
+    svc.get(room)
+    if not is_host(request) and not svc.may_read_questions(room,
+                                                           participant(request, room).identity):
+        raise forbidden("only the host and whoever holds the floor can read questions")
     raw = request.query.get("after", "0")
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_AFTER_DIGITS:
         raise invalid("query 'after' must be a non-negative integer")
     items = request.app[STORE].questions(room, after=int(raw))
     return web.json_response({"room": room, "questions": [q.as_json() for q in items]})

@@ -3,12 +3,16 @@
 Plain synchronous sqlite3 calls: each is a single indexed statement that takes
 microseconds, so running them on the event loop is cheaper than a thread hop.
 WAL lets a second process (or a restarted app) read while this one writes.
+
+The database holds presenter codes and questions: it (and SQLite's -wal/-shm files,
+which take its mode) is 0600, and one made 0644 by an older version is tightened.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -22,7 +26,8 @@ CREATE TABLE IF NOT EXISTS webinars (
     state          TEXT NOT NULL DEFAULT 'live',
     speaker        TEXT,
     created_at     REAL NOT NULL,
-    ended_at       REAL
+    ended_at       REAL,
+    host_floor     INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS questions (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -39,9 +44,25 @@ CREATE TABLE IF NOT EXISTS identity_claims (
     claim_hash TEXT NOT NULL,
     role       TEXT NOT NULL,
     issued_at  REAL NOT NULL,
+    seen_at    REAL,
     PRIMARY KEY (room, identity)
 );
+CREATE TABLE IF NOT EXISTS bans (
+    room       TEXT NOT NULL,
+    identity   TEXT NOT NULL,
+    claim_hash TEXT,
+    name       TEXT NOT NULL,
+    banned_at  REAL NOT NULL,
+    PRIMARY KEY (room, identity)
+);
+CREATE INDEX IF NOT EXISTS bans_claim ON bans(room, claim_hash);
 """
+#: columns added after the first release: (table, column, declaration)
+MIGRATIONS = [
+    ("webinars", "host_floor", "INTEGER NOT NULL DEFAULT 0"),
+    ("identity_claims", "seen_at", "REAL"),
+]
+PRIVATE_FILE = 0o600
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,9 @@ class Webinar:
     speaker: str | None
     created_at: float
     ended_at: float | None
+    host_floor: int = 0
+    """1 once the host has handed or taken the floor: from then on only the host hands it
+    out (the presenter code no longer takes it on join)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +102,7 @@ class Claim:
     claim_hash: str
     role: str
     issued_at: float
+    seen_at: float | None = None
 
     def matches(self, secret: str | None) -> bool:
         """Constant-time check of a presented claim secret against the stored hash."""
@@ -89,12 +114,40 @@ def hash_claim(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Ban:
+    room: str
+    identity: str
+    claim_hash: str | None
+    name: str
+    banned_at: float
+
+    def as_json(self) -> dict[str, object]:
+        """What the host sees (never the claim's hash)."""
+        return {"identity": self.identity, "name": self.name, "banned_at": self.banned_at}
+
+
+def _private(path: Path) -> None:
+    """Create ``path`` 0600 if missing, and make it (and SQLite's side files) 0600."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if p.stat().st_mode & 0o777 != PRIVATE_FILE:
+                os.chmod(p, PRIVATE_FILE)
+        except FileNotFoundError:
+            pass
+
+
 class Store:
     """The app's only database handle."""
 
     def __init__(self, path: str | Path) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private(Path(path))
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -102,6 +155,13 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=2000")
         self._db.executescript(SCHEMA)
+        for table, column, decl in MIGRATIONS:
+            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS claims_seen ON identity_claims(seen_at)")
+        if str(path) != ":memory:":
+            _private(Path(path))  # the -wal/-shm files SQLite just made
 
     def close(self) -> None:
         self._db.close()
@@ -135,10 +195,18 @@ class Store:
         self._db.execute("UPDATE webinars SET speaker = ? WHERE room = ?", (speaker, room))
 
     def end_webinar(self, room: str) -> None:
+        """Ended: nobody speaks, and nobody's claim matters any more (bans stay)."""
         self._db.execute(
             "UPDATE webinars SET state = 'ended', speaker = NULL, ended_at = ? WHERE room = ?",
             (time.time(), room),
         )
+        self._db.execute("DELETE FROM identity_claims WHERE room = ?", (room,))
+
+    def set_host_floor(self, room: str) -> None:
+        self._db.execute("UPDATE webinars SET host_floor = 1 WHERE room = ?", (room,))
+
+    def set_presenter_code(self, room: str, code: str) -> None:
+        self._db.execute("UPDATE webinars SET presenter_code = ? WHERE room = ?", (code, room))
 
     # --- questions ---------------------------------------------------------------------
     def add_question(self, room: str, identity: str, name: str, text: str) -> Question:
@@ -169,10 +237,64 @@ class Store:
         return {row["identity"]: Claim(**row) for row in rows}
 
     def put_claim(self, room: str, identity: str, secret: str, role: str) -> None:
+        now = time.time()
         self._db.execute(
-            "INSERT INTO identity_claims (room, identity, claim_hash, role, issued_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (room, identity) DO UPDATE SET "
+            "INSERT INTO identity_claims (room, identity, claim_hash, role, issued_at, seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room, identity) DO UPDATE SET "
             "claim_hash = excluded.claim_hash, role = excluded.role, "
-            "issued_at = excluded.issued_at",
-            (room, identity, hash_claim(secret), role, time.time()),
+            "issued_at = excluded.issued_at, seen_at = excluded.seen_at",
+            (room, identity, hash_claim(secret), role, now, now),
         )
+
+    def delete_claim(self, room: str, identity: str) -> None:
+        self._db.execute("DELETE FROM identity_claims WHERE room = ? AND identity = ?",
+                         (room, identity))
+
+    def touch_claims(self, room: str, identities: list[str], now: float,
+                     older_than: float) -> None:
+        """Mark the claims of connected ``identities`` as seen (when last seen before
+        ``older_than``, so a crowd costs a write a minute, not one per round)."""
+        for i in range(0, len(identities), 500):
+            chunk = identities[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(
+                f"UPDATE identity_claims SET seen_at = ? WHERE room = ? AND seen_at < ? "
+                f"AND identity IN ({marks})", (now, room, older_than, *chunk))
+
+    def purge_claims(self, seen_before: float) -> int:
+        """Forget claims not seen since ``seen_before``, except the speakers' own."""
+        cur = self._db.execute(
+            "DELETE FROM identity_claims WHERE coalesce(seen_at, issued_at) < ? AND NOT EXISTS"
+            " (SELECT 1 FROM webinars w WHERE w.room = identity_claims.room"
+            " AND w.speaker = identity_claims.identity)", (seen_before,))
+        return cur.rowcount
+
+    # --- bans --------------------------------------------------------------------------
+    def ban(self, room: str, identity: str, claim_hash: str | None, name: str) -> None:
+        self._db.execute(
+            "INSERT INTO bans (room, identity, claim_hash, name, banned_at) VALUES "
+            "(?, ?, ?, ?, ?) ON CONFLICT (room, identity) DO UPDATE SET "
+            "claim_hash = coalesce(excluded.claim_hash, bans.claim_hash), "
+            "banned_at = excluded.banned_at",
+            (room, identity, claim_hash, name, time.time()),
+        )
+
+    def bans(self, room: str) -> list[Ban]:
+        rows = self._db.execute("SELECT * FROM bans WHERE room = ? ORDER BY banned_at", (room,))
+        return [Ban(**row) for row in rows]
+
+    def unban(self, room: str, identity: str) -> bool:
+        cur = self._db.execute("DELETE FROM bans WHERE room = ? AND identity = ?",
+                               (room, identity))
+        return cur.rowcount > 0
+
+    def banned(self, room: str, identity: str, claim: str | None = None) -> bool:
+        """Whether ``identity``, or whoever presents ``claim``, was removed by the host."""
+        row = self._db.execute(
+            "SELECT 1 FROM bans WHERE room = ? AND (identity = ? OR claim_hash = ?) LIMIT 1",
+            (room, identity, hash_claim(claim) if claim else None)).fetchone()
+        return row is not None
+
+    def banned_identities(self, room: str) -> set[str]:
+        rows = self._db.execute("SELECT identity FROM bans WHERE room = ?", (room,))
+        return {row["identity"] for row in rows}

@@ -1,8 +1,16 @@
-"""Webinar rules in one place: creation, joining, the one-speaker floor, the end.
+"""Webinar rules in one place: creation, joining, the one-speaker floor, bans, the end.
 
 The SQLite store is the source of truth; LiveKit room metadata is a copy that
 the bot and the pages follow. Changes to a room's participants are serialised
 by a per-room lock so two joins or two promotions cannot interleave.
+
+The floor belongs to a claim, not to a name (docs/security.md): an identity is
+issued with a claim (a secret only its holder has), and the speaker's identity is
+never issued again without that claim. Presenter rights come from the presenter
+code or from being the speaker; once the host has handed or taken the floor, only
+the host hands it out. Remove demotes first, then bans the identity and its claim.
+Making LiveKit's view match all this (stale tokens, missed webhooks) is
+:mod:`broadcaster.web.floor`'s job.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from livekit import api
 from loguru import logger
 
 from broadcaster.config import Settings
-from broadcaster.protocol import AVATAR_IDENTITY, ROOM_STATE_ENDED
+from broadcaster.protocol import ROOM_STATE_ENDED
 from broadcaster.roles import (
     Role,
     check_identity,
@@ -28,17 +36,20 @@ from broadcaster.roles import (
     check_room,
     mint_token,
     speaker_permission,
+    stack_identities,
 )
 from broadcaster.web.errors import conflict, forbidden, gone, invalid, not_found
 from broadcaster.web.livekit_admin import LiveKitAdmin
-from broadcaster.web.rate_limit import SlidingWindowLimit
-from broadcaster.web.store import Store, Webinar
+from broadcaster.web.rate_limit import SlidingWindowLimit, TokenBuckets
+from broadcaster.web.store import Ban, Claim, Store, Webinar
 
 MAX_TITLE_CHARS = 120
+MAX_CLAIM_CHARS = 128
 #: how long a confirmed room is trusted to still exist before a join re-asserts it
 ROOM_CHECK_SECONDS = 5.0
 TRACK_SOURCES = {v: k.removeprefix("SOURCE_").lower() for k, v in api.TrackSource.items()}
 TRACK_TYPES = {v: k.lower() for k, v in api.TrackType.items()}
+REMOVED = "you were removed from this webinar by the host"
 
 
 def metadata(webinar: Webinar) -> dict[str, Any]:
@@ -63,10 +74,14 @@ class Webinars:
         self.settings = settings
         self.store = store
         self.livekit = livekit
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._audience: dict[str, tuple[float, dict[str, int]]] = {}
         self._room_checked: dict[str, float] = {}
+        self.stack = stack_identities(settings)
         self.question_limit = SlidingWindowLimit(settings.questions_per_minute, 60.0)
+        self.question_address_limit = TokenBuckets(settings.question_burst,
+                                                   settings.question_rate_per_minute)
+        self.join_limit = TokenBuckets(settings.join_burst, settings.join_rate_per_minute)
         #: running totals for /metrics: (room, action) of the floor guard; refusals per room
         self.guard_actions: Counter[tuple[str, str]] = Counter()
         self.questions_refused: Counter[str] = Counter()
@@ -102,7 +117,32 @@ class Webinars:
             **self.public(webinar), **self.links(webinar),
             "presenter_code": webinar.presenter_code,
             "created_at": webinar.created_at, "ended_at": webinar.ended_at,
+            "host_floor": bool(webinar.host_floor),
         }
+
+    def is_stack(self, person: api.ParticipantInfo) -> bool:
+        """The bot, the avatar, the host's console: never policed, demoted or removed."""
+        return person.identity in self.stack or person.attributes.get("role") in (
+            Role.BOT, Role.HOST)
+
+    def live_claim(self, webinar: Webinar, identity: str) -> Claim | None:
+        """``identity``'s claim unless it has expired (the speaker's never does)."""
+        held = self.store.claim(webinar.room, identity)
+        if held is None or identity == webinar.speaker:
+            return held
+        seen = held.seen_at if held.seen_at is not None else held.issued_at
+        return held if time.time() - seen <= self.settings.identity_claim_seconds else None
+
+    def may_read_questions(self, room: str, identity: str) -> bool:
+        """The live floor decides, not a token's role attribute: the current speaker."""
+        webinar = self.store.webinar(room)
+        return (webinar is not None and webinar.speaker == identity
+                and not self.store.banned(room, identity))
+
+    def permission(self, room: str, identity: str, speaking: bool) -> api.ParticipantPermission:
+        claim = self.store.claim(room, identity)
+        viewer = claim is None or claim.role == Role.VIEWER
+        return speaker_permission(speaking, hidden=self.settings.viewers_hidden and viewer)
 
     # --- host actions ------------------------------------------------------------------
     async def create(self, title: str, room: str | None) -> Webinar:
@@ -126,10 +166,14 @@ class Webinars:
         out = []
         for p in await self.livekit.participants(room):
             claim = claims.get(p.identity)
+            role = p.attributes.get("role", "unknown")
+            if claim is not None and role not in (Role.BOT, Role.HOST):
+                role = claim.role
             out.append({
                 "identity": p.identity,
                 "name": p.name or p.identity,
-                "role": claim.role if claim else p.attributes.get("role", "unknown"),
+                "role": role,
+                "stack": self.is_stack(p),
                 "speaker": p.identity == webinar.speaker,
                 "can_publish": p.permission.can_publish,
                 "hidden": p.permission.hidden,
@@ -143,46 +187,87 @@ class Webinars:
         out.sort(key=lambda p: (not p["speaker"], p["role"] != "presenter", p["joined_at"]))
         return out
 
+    def _refuse_stack(self, identity: str, person: api.ParticipantInfo | None) -> None:
+        if identity in self.stack or (person is not None and self.is_stack(person)):
+            raise conflict(f"participant {identity!r} is part of the stack")
+
     async def promote(self, room: str, identity: str) -> Webinar:
         """Give ``identity`` the floor; whoever held it loses it first."""
         self.get_live(room)
-        async with self._locks[room]:
+        async with self.locks[room]:
             webinar = self.get_live(room)
             person = await self.livekit.participant(room, identity)
+            self._refuse_stack(identity, person)
             if person is None:
                 raise not_found(f"participant {identity!r} is not connected")
-            if self._is_stack(person) or person.attributes.get("role") == Role.HOST:
-                raise conflict(f"participant {identity!r} cannot take the floor")
+            self.store.set_host_floor(room)
             return await self._hand_floor(webinar, identity)
 
     async def demote(self, room: str, identity: str) -> Webinar:
         """Take publishing away from ``identity`` (the speaker or anyone publishing)."""
         self.get_live(room)
-        async with self._locks[room]:
+        async with self.locks[room]:
             webinar = self.get_live(room)
             person = await self.livekit.participant(room, identity)
+            self._refuse_stack(identity, person)
             if person is None and webinar.speaker != identity:
                 raise not_found(f"participant {identity!r} is not connected")
+            self.store.set_host_floor(room)
             if person is not None:
-                if self._is_stack(person):
-                    raise conflict(f"participant {identity!r} is part of the stack")
-                await self.livekit.set_permission(room, identity, self._permission(room, identity,
-                                                                                   False))
+                await self.livekit.set_permission(room, identity,
+                                                  self.permission(room, identity, False))
             if webinar.speaker == identity:
                 webinar = await self._set_speaker(webinar, None)
             logger.info("webinar {}: {} demoted", room, identity)
             return webinar
 
-    async def remove(self, room: str, identity: str) -> None:
+    async def remove(self, room: str, identity: str) -> Webinar:
+        """Demote, ban the identity and its claim, and put them out of the room."""
         self.get(room)
-        async with self._locks[room]:
-            if not await self.livekit.remove(room, identity):
+        async with self.locks[room]:
+            webinar = self.get(room)
+            person = await self.livekit.participant(room, identity)
+            self._refuse_stack(identity, person)
+            held = self.store.claim(room, identity)
+            if person is None and held is None and webinar.speaker != identity:
                 raise not_found(f"participant {identity!r} is not connected")
+            if person is not None and person.permission.can_publish:
+                await self.livekit.set_permission(room, identity,
+                                                  self.permission(room, identity, False))
+            if webinar.speaker == identity:
+                self.store.set_host_floor(room)
+                webinar = await self._set_speaker(webinar, None)
+            name = (person.name if person is not None else "") or identity
+            self.store.ban(room, identity, held.claim_hash if held else None, name)
+            self.store.delete_claim(room, identity)
+            if person is not None:
+                await self.livekit.remove(room, identity)
+            self._audience.pop(room, None)
+        logger.info("webinar {}: {} removed and banned", room, identity)
+        return webinar
+
+    def bans(self, room: str) -> list[Ban]:
+        self.get(room)
+        return self.store.bans(room)
+
+    def unban(self, room: str, identity: str) -> None:
+        self.get(room)
+        if not self.store.unban(room, identity):
+            raise not_found(f"{identity!r} is not banned here")
+        logger.info("webinar {}: ban of {} cleared", room, identity)
+
+    async def new_presenter_code(self, room: str) -> Webinar:
+        """A new invite code; the old link stops working (for joins to come)."""
+        self.get_live(room)
+        async with self.locks[room]:
+            self.store.set_presenter_code(room, secrets.token_urlsafe(12))
+        logger.info("webinar {}: presenter code replaced", room)
+        return self.get(room)
 
     async def end(self, room: str) -> Webinar:
         """Mark ended (joins get 410), tell connected pages, then close the room."""
         self.get(room)
-        async with self._locks[room]:
+        async with self.locks[room]:
             webinar = self.get(room)
             if webinar.state != ROOM_STATE_ENDED:
                 self.store.end_webinar(room)
@@ -199,11 +284,17 @@ class Webinars:
         token = mint_token(self.settings, Role.HOST, webinar.room, identity, name="Host")
         return {"token": token, "url": self.settings.browser_livekit_url,
                 "identity": identity, "room": webinar.room, "title": webinar.title,
-                "bot_identity": self.settings.bot_identity}
+                **self._stack_names()}
+
+    def _stack_names(self) -> dict[str, Any]:
+        """Whose tracks and captions the pages accept (docs/security.md)."""
+        bot = self.settings.bot_identity
+        return {"bot_identity": bot, "stack_identities": sorted(self.stack),
+                "caption_identities": sorted(i for i in self.stack if i.startswith(bot))}
 
     async def watch(self, room: str) -> dict[str, Any]:
         self.get_live(room)
-        async with self._locks[room]:
+        async with self.locks[room]:
             webinar = self.get_live(room)
             await self._ensure_room(webinar)
         return self.host_token(webinar)
@@ -226,39 +317,43 @@ class Webinars:
         webinar = self.get_live(room)
         if role not in (Role.VIEWER, Role.PRESENTER):
             raise invalid("field 'role' must be 'viewer' or 'presenter'")
+        if claim is not None and not 1 <= len(claim) <= MAX_CLAIM_CHARS:
+            raise invalid(f"field 'claim' must be 1-{MAX_CLAIM_CHARS} characters")
         if role == Role.PRESENTER and not (
             code and hmac.compare_digest(code.encode(), webinar.presenter_code.encode())
         ):
             raise forbidden("presenter code is missing or wrong")
         check_identity(identity, settings=self.settings)
         display = check_name(name, identity)
-        async with self._locks[room]:
+        if self.store.banned(room, identity, claim):
+            raise forbidden(REMOVED)
+        async with self.locks[room]:
             webinar = self.get_live(room)  # fresh, under the lock: the floor may have moved
             await self._ensure_room(webinar)
             connected = await self.livekit.participant(room, identity)
-            held = self.store.claim(room, identity)
-            reserved = held is not None and (
-                time.time() - held.issued_at < self.settings.identity_claim_seconds
-            )
+            held = self.live_claim(webinar, identity)
             reclaim = held is not None and held.matches(claim)
-            if (connected is not None or reserved) and not reclaim:
+            if not reclaim and (held is not None or connected is not None
+                                or identity == webinar.speaker):
                 raise conflict(f"identity {identity!r} is already taken in this room")
             secret = claim if reclaim and claim else secrets.token_urlsafe(24)
             if connected is not None:  # the same person, reloading: drop the stale session
                 await self.livekit.remove(room, identity)
             self.store.put_claim(room, identity, secret, role)
-            if role == Role.PRESENTER:
+            if role == Role.PRESENTER and not webinar.host_floor and webinar.speaker != identity:
                 webinar = await self._hand_floor(webinar, identity)
-            # whoever holds the floor keeps it across a reload
-            grant = Role.PRESENTER if webinar.speaker == identity else Role(role)
-            token = mint_token(self.settings, grant, room, identity, name=display)
+            # the floor's own claim holder keeps it across a reload; nobody else gets it
+            speaking = webinar.speaker == identity
+            grant = Role.PRESENTER if speaking else Role(role)
+            token = mint_token(self.settings, grant, room, identity, name=display,
+                               speaking=speaking)
         self._audience.pop(room, None)
-        logger.info("webinar {}: {} joined as {}", room, identity, role)
+        logger.info("webinar {}: {} joined as {}{}", room, identity, role,
+                    " (speaker)" if speaking else "")
         return {
             "token": token, "url": self.settings.browser_livekit_url, "identity": identity,
             "name": display, "role": role, "claim": secret, "room": room,
-            "title": webinar.title, "speaker": webinar.speaker,
-            "bot_identity": self.settings.bot_identity,
+            "title": webinar.title, "speaker": webinar.speaker, **self._stack_names(),
         }
 
     async def audience(self, room: str) -> dict[str, int]:
@@ -281,65 +376,18 @@ class Webinars:
         self._audience.pop(room, None)
 
     # --- the floor ---------------------------------------------------------------------
-    async def police(self, room: str, identity: str, *, may_publish: bool = True) -> str | None:
-        """Apply the floor to ``identity``, whom LiveKit saw join or publish.
-
-        A token minted before a demotion still grants publishing, so anyone but the
-        speaker who can publish loses it, and anyone in an ended webinar's room is
-        removed. Decided on LiveKit's current view under the room lock (webhooks can
-        arrive late or out of order). ``may_publish`` False (what the event said) skips
-        the check in a live webinar: a viewer's join costs no API call. Returns what
-        was done, or None.
-        """
-        webinar = self.store.webinar(room)
-        if webinar is None:
-            return None  # not a webinar room (e.g. the avatar's own)
-        if not may_publish and webinar.state != ROOM_STATE_ENDED:
-            return None
-        async with self._locks[room]:
-            webinar = self.get(room)
-            person = await self.livekit.participant(room, identity)
-            if person is None or self._is_stack(person) or (
-                person.attributes.get("role") == Role.HOST
-            ):
-                return None
-            if webinar.state == ROOM_STATE_ENDED:
-                await self.livekit.remove(room, identity)
-                logger.info("webinar {}: {} joined after the end; removed", room, identity)
-                self.guard_actions[(room, "removed")] += 1
-                return "removed"
-            if person.permission.can_publish and identity != webinar.speaker:
-                await self.livekit.set_permission(
-                    room, identity, self._permission(room, identity, False))
-                logger.info("webinar {}: {} can publish without the floor; taken away",
-                            room, identity)
-                self.guard_actions[(room, "demoted")] += 1
-                return "demoted"
-        return None
-
-    def _is_stack(self, person: api.ParticipantInfo) -> bool:
-        return (
-            person.identity in (self.settings.bot_identity, AVATAR_IDENTITY)
-            or person.attributes.get("role") == Role.BOT
-        )
-
-    def _permission(self, room: str, identity: str, speaking: bool) -> api.ParticipantPermission:
-        claim = self.store.claim(room, identity)
-        viewer = claim is None or claim.role == Role.VIEWER
-        return speaker_permission(speaking, hidden=self.settings.viewers_hidden and viewer)
-
     async def _hand_floor(self, webinar: Webinar, new: str) -> Webinar:
         """Demote every other publishing person, then promote ``new``; call under the lock."""
         room = webinar.room
         for person in await self.livekit.participants(room):
-            if person.identity == new or self._is_stack(person):
+            if person.identity == new or self.is_stack(person):
                 continue
             if person.permission.can_publish or person.identity == webinar.speaker:
                 await self.livekit.set_permission(
-                    room, person.identity, self._permission(room, person.identity, False)
+                    room, person.identity, self.permission(room, person.identity, False)
                 )
                 logger.info("webinar {}: {} lost the floor", room, person.identity)
-        await self.livekit.set_permission(room, new, self._permission(room, new, True))
+        await self.livekit.set_permission(room, new, self.permission(room, new, True))
         logger.info("webinar {}: {} has the floor", room, new)
         return await self._set_speaker(webinar, new)
 

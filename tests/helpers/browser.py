@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,19 @@ VIEWPORT = {"width": 1280, "height": 760}
 
 needs_chromium = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                                     reason="Debian chromium not installed")
+
+
+@functools.cache
+def screenshot_dir() -> Path:
+    """Where the browser tests save their screenshots.
+
+    A temporary folder, so a test run leaves tracked files alone; ``SCREENSHOTS_DIR``
+    (set by ``./dev screenshots`` to docs/) saves them there instead.
+    """
+    chosen = os.environ.get("SCREENSHOTS_DIR")
+    path = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="broadcaster-screens-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @contextlib.asynccontextmanager

@@ -16,15 +16,16 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import soxr
 from livekit import rtc
 
 from broadcaster.protocol import CAPTION_FINAL_ATTR, CAPTION_SPEAKER_ATTR, CAPTION_TOPIC
+from probes.viewer import RoomViewer
 from tests.helpers.speech import flite_pcm
 
 
@@ -157,65 +158,59 @@ class Caption:
     text: str
 
 
-@dataclass
-class Viewer:
+class FrameSeen(NamedTuple):
+    """A decoded video frame at a viewer."""
+
+    t: float
+    frame_id: int | None
+    """LiveKit frame metadata's ``frame_id`` (None: none sent)."""
+    key: int
+    """Tells frames apart by content when there is no ``frame_id``."""
+    size: tuple[int, int]
+
+
+class Viewer(RoomViewer):
     """Records what a viewer gets from the bot: video frames, audio blocks, captions."""
 
-    name: str
-    bot: str
-    room: rtc.Room = field(default_factory=rtc.Room)
-    frames: list[tuple[float, int | None, int, tuple[int, int]]] = field(default_factory=list)
-    audio: list[Block] = field(default_factory=list)
-    captions: list[Caption] = field(default_factory=list)
-    tasks: list[asyncio.Task] = field(default_factory=list)
+    def __init__(self, name: str, bot: str) -> None:
+        super().__init__(from_identity=bot, audio_rate=RATE)  # not the presenter's voice
+        self.name = name
+        self.bot = bot
+        self.frames: list[FrameSeen] = []
+        self.audio: list[Block] = []
+        self.captions: list[Caption] = []
 
-    async def join(self, url: str, token: str) -> Viewer:
-        @self.room.on("track_subscribed")
-        def _track(track: rtc.Track, pub: rtc.RemoteTrackPublication,
-                   part: rtc.RemoteParticipant) -> None:
-            if part.identity != self.bot:
-                return  # the presenter's voice: not what we measure
-            if track.kind == rtc.TrackKind.KIND_VIDEO:
-                self.tasks.append(asyncio.create_task(self._video(rtc.VideoStream(track))))
-            elif track.kind == rtc.TrackKind.KIND_AUDIO:
-                stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1)
-                self.tasks.append(asyncio.create_task(self._audio(stream)))
+    async def join(self, url: str, token: str, *, connect_timeout: float = 15.0) -> Viewer:
+        """Connect (captions too); return self."""
 
         def _caption(reader: rtc.TextStreamReader, sender: str) -> None:
             self.tasks.append(asyncio.create_task(self._read_caption(reader, sender)))
 
         self.room.register_text_stream_handler(CAPTION_TOPIC, _caption)
-        await asyncio.wait_for(self.room.connect(url, token), 15)
+        await super().join(url, token, connect_timeout=connect_timeout)
         return self
 
-    async def _video(self, stream: rtc.VideoStream) -> None:
-        async for ev in stream:
-            f = ev.frame
-            meta = ev.metadata
-            frame_id = meta.frame_id if meta is not None and meta.frame_id else None
-            key = 0
-            if frame_id is None:  # no metadata: tell frames apart by content
-                y = np.frombuffer(f.data, np.uint8, count=f.width * f.height)
-                key = hash(y[:: 7 * f.width + 13].tobytes())
-            self.frames.append((time.monotonic(), frame_id, key, (f.width, f.height)))
+    def on_video(self, event: rtc.VideoFrameEvent) -> None:
+        f = event.frame
+        meta = event.metadata
+        frame_id = meta.frame_id if meta is not None and meta.frame_id else None
+        key = 0
+        if frame_id is None:  # no metadata: tell frames apart by content
+            y = np.frombuffer(f.data, np.uint8, count=f.width * f.height)
+            key = hash(y[:: 7 * f.width + 13].tobytes())
+        self.frames.append(FrameSeen(time.monotonic(), frame_id, key, (f.width, f.height)))
 
-    async def _audio(self, stream: rtc.AudioStream) -> None:
-        async for ev in stream:
-            pcm = bytes(ev.frame.data)
-            x = np.frombuffer(pcm, np.int16).astype(np.float64)
-            rms = float(np.sqrt((x**2).mean())) if x.size else 0.0
-            self.audio.append(Block(time.monotonic(), rms, pcm))
+    def on_audio(self, event: rtc.AudioFrameEvent) -> None:
+        pcm = bytes(event.frame.data)
+        x = np.frombuffer(pcm, np.int16).astype(np.float64)
+        rms = float(np.sqrt((x**2).mean())) if x.size else 0.0
+        self.audio.append(Block(time.monotonic(), rms, pcm))
 
     async def _read_caption(self, reader: rtc.TextStreamReader, sender: str) -> None:
         text = await reader.read_all()
         attrs = reader.info.attributes or {}
         self.captions.append(Caption(time.monotonic(), sender, attrs.get(CAPTION_SPEAKER_ATTR, ""),
                                      attrs.get(CAPTION_FINAL_ATTR) == "true", text))
-
-    async def leave(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await self.room.disconnect()
 
     # --- what was received -----------------------------------------------------------
     def distinct_fps(self, t0: float, t1: float) -> tuple[float, set[tuple[int, int]], bool]:

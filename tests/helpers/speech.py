@@ -7,41 +7,28 @@ which Whisper transcribes well.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import tempfile
 import time
-import wave
 from collections.abc import Awaitable, Callable, Sequence
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
-import soxr
 from pipecat.frames.frames import EndFrame, Frame, StartFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
+from probes.speech import flite, have_flite
+
 RATE = 16_000
 FRAME_MS = 20
 
-needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian's flite")
+needs_flite = pytest.mark.skipif(not have_flite(), reason="needs Debian's flite")
 
 
-@lru_cache(maxsize=16)
 def flite_pcm(text: str, rate: int = RATE) -> bytes:
-    """``text`` spoken by flite, as 16-bit mono PCM at ``rate``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        wav_path = Path(tmp) / "say.wav"
-        subprocess.run(["flite", "-t", text, "-o", str(wav_path)], check=True)
-        with wave.open(str(wav_path)) as wav:
-            src_rate = wav.getframerate()
-            samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-    out = soxr.resample(samples, src_rate, rate) if src_rate != rate else samples
-    return np.asarray(out, dtype=np.int16).tobytes()
+    """``text`` spoken by flite (its default voice), as 16-bit mono PCM at ``rate``."""
+    return flite(text, rate).tobytes()
 
 
 def silence(seconds: float, rate: int = RATE) -> bytes:

@@ -1,6 +1,6 @@
 // Host console: sign in with the host key, create and pick webinars, hand the floor,
 // read questions, run the avatar bot, end the session.
-import { $, api, ApiError, every, h, renderQuestion } from '/static/js/common.js';
+import { $, api, ApiError, every, h, renderQuestion, timeOf } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 
 const KEY_STORE = 'broadcaster:host-key';
@@ -88,7 +88,7 @@ function showWebinar(w) {
   $('#d-speaker').textContent = w.speaker || 'none';
   $('#d-viewer-url').value = w.viewer_url;
   $('#d-presenter-url').value = w.presenter_url;
-  for (const id of ['#end', '#watch', '#bot-start']) $(id).disabled = w.state !== 'live';
+  for (const id of ['#end', '#watch', '#bot-start', '#new-code']) $(id).disabled = w.state !== 'live';
 }
 
 async function select(room) {
@@ -102,7 +102,7 @@ async function select(room) {
   for (const li of document.querySelectorAll('#webinars .w-item')) {
     li.classList.toggle('active', li.dataset.room === room);
   }
-  await Promise.allSettled([refreshParticipants(), refreshQuestions(), refreshBot()]);
+  await Promise.allSettled([refreshParticipants(), refreshQuestions(), refreshBot(), refreshBans()]);
 }
 
 // --- participants --------------------------------------------------------------------
@@ -127,13 +127,17 @@ function action(label, cls, fn) {
 }
 
 function row(p) {
-  const stack = p.role === 'bot' || p.role === 'host' || p.role === 'unknown';
+  const stack = p.stack || p.role === 'bot' || p.role === 'host' || p.role === 'unknown';
   const base = `/api/host/webinars/${current.room}/participants/${encodeURIComponent(p.identity)}`;
   const buttons = stack ? [] : [
     p.speaker || p.can_publish
       ? action('Demote', 'ghost', async () => { await hostApi('POST', `${base}/demote`); toast(`${p.name} left the floor`); })
       : action('Promote', 'primary', async () => { await hostApi('POST', `${base}/promote`); toast(`${p.name} has the floor`); }),
-    action('Remove', 'ghost danger-text', () => hostApi('POST', `${base}/remove`)),
+    action('Remove', 'ghost danger-text', async () => {
+      await hostApi('POST', `${base}/remove`);
+      toast(`${p.name} was removed and cannot come back as ${p.identity}`);
+      await refreshBans();
+    }),
   ];
   return h('tr', { dataset: { identity: p.identity, role: p.role, speaker: String(p.speaker) } },
     h('td', {}, h('div', { class: 'who' }, h('strong', {}, p.name),
@@ -158,6 +162,29 @@ async function refreshParticipants() {
   current.speaker = data.speaker;
   $('#d-speaker').textContent = data.speaker
     ? (data.participants.find((p) => p.identity === data.speaker)?.name || data.speaker) : 'none';
+}
+
+// --- removed people ------------------------------------------------------------------
+async function refreshBans() {
+  if (!current) return;
+  const room = current.room;
+  const data = await hostApi('GET', `/api/host/webinars/${room}/bans`);
+  if (current?.room !== room) return;
+  $('#bans').replaceChildren(...data.bans.map((b) => h('li', { class: 'ban', dataset: { identity: b.identity } },
+    h('div', { class: 'who' }, h('strong', {}, b.name), h('span', { class: 'muted small' }, `${b.identity} · ${timeOf(b.banned_at)}`)),
+    h('button', {
+      class: 'btn small ghost', type: 'button',
+      onclick: async (ev) => {
+        ev.currentTarget.disabled = true;
+        try {
+          await hostApi('DELETE', `/api/host/webinars/${room}/bans/${encodeURIComponent(b.identity)}`);
+          toast(`${b.name} may join again`);
+        } catch (err) { fail(err); }
+        await refreshBans();
+      },
+    }, 'Let back in'))));
+  $('#ban-total').textContent = String(data.bans.length);
+  $('#bans-empty').hidden = data.bans.length > 0;
 }
 
 // --- questions -----------------------------------------------------------------------
@@ -195,7 +222,10 @@ async function refreshBot() {
 async function startWatching() {
   const t = await hostApi('POST', `/api/host/webinars/${current.room}/token`);
   $('#preview-card').hidden = false;
-  stage = new Stage({ root: $('#stage'), botIdentity: t.bot_identity });
+  stage = new Stage({
+    root: $('#stage'), botIdentity: t.bot_identity,
+    stackIdentities: t.stack_identities, captionIdentities: t.caption_identities,
+  });
   $('#watch').textContent = 'Stop watching';
   await stage.connect(t.url, t.token);
 }
@@ -265,6 +295,12 @@ function main() {
       toast('Webinar ended');
     } catch (err) { fail(err); }
   });
+  $('#new-code').addEventListener('click', async () => {
+    try {
+      showWebinar(await hostApi('POST', `/api/host/webinars/${current.room}/presenter-code`));
+      toast('New presenter link: the old one no longer works');
+    } catch (err) { fail(err); }
+  });
   $('#bot-start').addEventListener('click', async () => {
     try { showBot(await hostApi('POST', `/api/host/webinars/${current.room}/bot/start`)); } catch (err) { fail(err); }
   });
@@ -274,6 +310,7 @@ function main() {
 
   every(2000, async () => { if (key && current) await refreshParticipants(); });
   every(2000, async () => { if (key && current) await refreshQuestions(); });
+  every(5000, async () => { if (key && current) await refreshBans(); });
   every(4000, async () => { if (key && current) await refreshBot(); });
 
   const candidate = keyFromFragment() || sessionStorage.getItem(KEY_STORE);

@@ -40,7 +40,7 @@ function showFloor() {
   if (stage && !floor) {
     const who = stage.meta.speaker ? stage.speakerName(stage.meta.speaker) : '';
     $('#speaker-line').textContent = who
-      ? `The host gave the floor to ${who}. You can still listen and read questions.`
+      ? `The host gave the floor to ${who}. You can still listen; the questions come back with the floor.`
       : 'The host has taken the floor back for now.';
   } else if (floor) {
     $('#speaker-line').textContent = 'Speak naturally: the avatar answers you, and everyone watching hears you both.';
@@ -119,7 +119,8 @@ function stopMeter() {
 }
 
 async function pollQuestions() {
-  if (!joined) return;
+  // who may read the questions is decided on the live floor (the server checks too)
+  if (!joined || !holdsFloor()) return;
   const data = await api('GET', `/api/webinars/${room}/questions?after=${lastQuestion}`, { token: joined.token });
   for (const q of data.questions) {
     $('#questions').append(renderQuestion(q));
@@ -150,6 +151,7 @@ async function join(name) {
   localStorage.setItem('broadcaster:name', name);
   stage = new Stage({
     root: $('#stage'), botIdentity: answer.bot_identity,
+    stackIdentities: answer.stack_identities, captionIdentities: answer.caption_identities,
     onMetadata: showMeta, onState: setPageState, onPermissions: showFloor,
   });
   $('#join-form').hidden = true;

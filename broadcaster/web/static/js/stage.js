@@ -8,22 +8,29 @@ import { $, h } from '/static/js/common.js';
 
 const MAX_CAPTION_LINES = 3;
 const CAPTION_LINGER_MS = 8000;
+const MAX_CAPTION_CHARS = 2000;
 
 export class Stage {
   /**
    * @param {object} opts
    * @param {HTMLElement} opts.root   the #stage element
    * @param {string} opts.botIdentity identity of the avatar bot (its tracks are the stage)
+   * @param {string[]} [opts.stackIdentities]   the stack's participants: the only video shown
+   * @param {string[]} [opts.captionIdentities] the only senders whose captions are shown
    * @param {(meta: object) => void} [opts.onMetadata]
    * @param {(state: string) => void} [opts.onState]  connecting|live|reconnecting|ended|disconnected
    * @param {() => void} [opts.onPermissions]          local permissions changed
    */
-  constructor({ root, botIdentity, onMetadata, onState, onPermissions }) {
+  constructor({ root, botIdentity, stackIdentities, captionIdentities, onMetadata, onState, onPermissions }) {
     this.root = root;
     this.video = $('#stage-video', root);
     this.captions = $('#captions', root);
     this.unmuteButton = $('#unmute', root);
     this.botIdentity = botIdentity;
+    // least privilege on the page too: pictures and words on the stage come from the
+    // stack only (a token from before an upgrade, or a bug, must not put them there)
+    this.stack = new Set([botIdentity, P.AVATAR_IDENTITY, ...(stackIdentities || [])]);
+    this.captionFrom = new Set([botIdentity, ...(captionIdentities || [])]);
     this.onMetadata = onMetadata || (() => {});
     this.onState = onState || (() => {});
     this.onPermissions = onPermissions || (() => {});
@@ -88,7 +95,8 @@ export class Stage {
   #attach(track, participant) {
     const fromBot = participant.identity === this.botIdentity;
     if (track.kind === Track.Kind.Video) {
-      // the avatar's camera is the stage; another video only fills an empty stage
+      // only the stack's video is the stage (the bot's first; the avatar's in direct mode)
+      if (!this.stack.has(participant.identity)) return;
       if (this.videoFrom && this.videoFrom !== participant.identity && !fromBot) return;
       if (this.videoTrack && this.videoTrack !== track) this.videoTrack.detach(this.video);
       this.videoTrack = track;
@@ -150,6 +158,10 @@ export class Stage {
   }
 
   async #caption(reader, from) {
+    if (!this.captionFrom.has(from?.identity)) { // only the bot speaks for the avatar
+      try { for await (const _ of reader) { /* drained, never shown */ } } catch { /* gone */ }
+      return;
+    }
     const attrs = reader.info.attributes || {};
     const key = attrs['lk.segment_id'] || reader.info.id;
     const who = attrs[P.CAPTION_SPEAKER_ATTR] || from?.identity || '';
@@ -166,7 +178,8 @@ export class Stage {
     const textEl = line.el.querySelector('.caption-text');
     let text = '';
     for await (const chunk of reader) {
-      text += chunk;
+      if (text.length >= MAX_CAPTION_CHARS) continue; // drain, show no more
+      text = (text + chunk).slice(0, MAX_CAPTION_CHARS);
       textEl.textContent = text;
     }
     const final = (attrs[P.CAPTION_FINAL_ATTR] ?? 'true') === 'true';

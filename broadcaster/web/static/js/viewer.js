@@ -68,6 +68,7 @@ async function join(name) {
   stage = new Stage({
     root: $('#stage'),
     botIdentity: answer.bot_identity,
+    stackIdentities: answer.stack_identities, captionIdentities: answer.caption_identities,
     onMetadata: showMeta,
     onState: setPageState,
     onPermissions: updateFloor,

@@ -1,4 +1,7 @@
-"""The speaker's VAD: pipecat's VADProcessor, plus what it suspects before it decides.
+"""The speaker's VAD: Silero in pipecat's VADProcessor, plus what it suspects early.
+
+:func:`make_vad` builds the Silero analyzer from Settings; :class:`SpeakerVADProcessor`
+runs it after the speaker gate.
 
 pipecat's VAD reports speech only once it is sure: a start ``vad_start_secs`` after
 the first voiced window, a stop ``vad_stop_secs`` after the last. Two things in the
@@ -6,68 +9,66 @@ bot are worth starting on suspicion, and both are undone cheaply when it was wro
 
 - barge-in: at the first confident window (:class:`SpeechOnsetFrame`) the
   republisher ducks the avatar's speech; :class:`SpeechOnsetCancelledFrame` gives
-  it back when the sound was a noise (``mute_on_speech_start``, republisher.py);
+  it back when the sound was a noise (``mute_on_speech_start``, bot/republisher/);
 - the transcript: after two quiet windows (:class:`SpeechPausedFrame`) local
   Whisper starts on the segment so far; :class:`SpeechResumedFrame` drops that run
-  when the speaker goes on (broadcaster/speech/segmented.py).
+  when the speaker goes on (speech/segmented.py).
 
-The analyzer's states come from pipecat-ai 1.14 internals (pinned < 1.15).
+The analyzer's states are pipecat internals, read through broadcaster.sdk_internals.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
-    SystemFrame,
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from broadcaster.bot.speaker_gate import SpeakerChangedFrame
-
-
-@dataclass
-class SpeechOnsetFrame(SystemFrame):
-    """The VAD heard what may be the start of speech (its first confident window),
-    before it confirms it (``VADUserStartedSpeakingFrame``, ``vad_start_secs`` later).
-
-    Lets the avatar's audio duck at once on a barge-in; a
-    :class:`SpeechOnsetCancelledFrame` follows when it was only a noise."""
-
-
-@dataclass
-class SpeechOnsetCancelledFrame(SystemFrame):
-    """The onset the VAD heard did not become speech (a cough, a click)."""
-
-
-@dataclass
-class SpeechPausedFrame(SystemFrame):
-    """The speaker has been quiet for :data:`PAUSE_WINDOWS` VAD windows: the utterance
-    may be over (the VAD says so ``vad_stop_secs`` after its last voiced window).
-
-    Lets a local STT start transcribing before the stop is confirmed; a
-    :class:`SpeechResumedFrame` follows if the speaker goes on."""
-
-
-@dataclass
-class SpeechResumedFrame(SystemFrame):
-    """The speaker went on after a :class:`SpeechPausedFrame`."""
-
+from broadcaster.config import Settings
+from broadcaster.frames import (
+    SpeakerChangedFrame,
+    SpeechOnsetCancelledFrame,
+    SpeechOnsetFrame,
+    SpeechPausedFrame,
+    SpeechResumedFrame,
+)
+from broadcaster.sdk_internals import (
+    reset_vad,
+    vad_confirmed_state,
+    vad_quiet_windows,
+    vad_suspected_state,
+)
 
 #: quiet 32 ms windows before a SpeechPausedFrame (vad_stop_secs 0.2 = 6 windows)
 PAUSE_WINDOWS = 2
 
 
+def make_vad(settings: Settings) -> SileroVADAnalyzer:
+    """Silero VAD (bundled with pipecat), tuned by Settings.
+
+    Run it in a processor after the speaker gate:
+    ``SpeakerVADProcessor(vad_analyzer=make_vad(settings))``.
+    """
+    return SileroVADAnalyzer(params=VADParams(
+        stop_secs=settings.vad_stop_secs,
+        start_secs=settings.vad_start_secs,
+        min_volume=settings.vad_min_volume,
+    ))
+
+
 class SpeakerVADProcessor(VADProcessor):
-    """pipecat's VADProcessor that starts fresh when the speaker changes, and tells
-    what its analyzer suspects before it decides (the frames above).
+    """pipecat's VADProcessor that starts fresh when the speaker changes.
+
+    It also tells what its analyzer suspects before it decides (frames in
+    broadcaster.frames).
 
     Without the reset the analyzer would carry the old speaker's speech state (and
     Silero's recurrent state) into the new speaker's audio.
@@ -80,6 +81,7 @@ class SpeakerVADProcessor(VADProcessor):
         self._paused = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Reset on a speaker change; report onsets and pauses after each audio frame."""
         if isinstance(frame, SpeakerChangedFrame):
             await FrameProcessor.process_frame(self, frame, direction)  # observers only
             # Let the change reach the STT first: it then drops the segment that the
@@ -93,11 +95,10 @@ class SpeakerVADProcessor(VADProcessor):
             await self._report_pause()
 
     async def _report_pause(self) -> None:
-        analyzer = self._analyzer  # pipecat-ai 1.14 internals (pinned)
-        if self._vad_controller._vad_state != VADState.SPEAKING:
+        if vad_confirmed_state(self) != VADState.SPEAKING:
             self._paused = False  # stopped (the stop frame went) or never started
-        elif analyzer._vad_state == VADState.STOPPING:
-            if not self._paused and analyzer._vad_stopping_count >= PAUSE_WINDOWS:
+        elif vad_suspected_state(self._analyzer) == VADState.STOPPING:
+            if not self._paused and vad_quiet_windows(self._analyzer) >= PAUSE_WINDOWS:
                 self._paused = True
                 await self.push_frame(SpeechPausedFrame())
         elif self._paused:
@@ -105,8 +106,8 @@ class SpeakerVADProcessor(VADProcessor):
             await self.push_frame(SpeechResumedFrame())
 
     async def _report_onset(self) -> None:
-        state = self._analyzer._vad_state  # pipecat-ai 1.14 internals (pinned)
-        if state == VADState.STARTING and self._vad_controller._vad_state == VADState.QUIET:
+        state = vad_suspected_state(self._analyzer)
+        if state == VADState.STARTING and vad_confirmed_state(self) == VADState.QUIET:
             if not self._onset:
                 self._onset = True
                 await self.push_frame(SpeechOnsetFrame())
@@ -116,16 +117,8 @@ class SpeakerVADProcessor(VADProcessor):
                 await self.push_frame(SpeechOnsetCancelledFrame())
 
     async def _reset(self, frame: SpeakerChangedFrame) -> None:
-        controller = self._vad_controller
-        was_speaking = controller._vad_state == VADState.SPEAKING
-        analyzer = self._analyzer
-        analyzer._vad_buffer = b""
-        if analyzer.sample_rate:
-            analyzer.set_params(analyzer.params)  # state QUIET, start/stop counters 0
-        model = getattr(analyzer, "_model", None)
-        if model is not None and hasattr(model, "reset_states"):  # Silero's recurrent state
-            model.reset_states()
-        controller._vad_state = VADState.QUIET
+        was_speaking = vad_confirmed_state(self) == VADState.SPEAKING
+        reset_vad(self, self._analyzer)
         if self._onset:
             self._onset = False
             await self.push_frame(SpeechOnsetCancelledFrame())
@@ -133,5 +126,5 @@ class SpeakerVADProcessor(VADProcessor):
         if was_speaking:
             logger.info(f"{self}: speaker changed mid-utterance; discarding {frame.previous!r}")
             await self.broadcast_frame(
-                VADUserStoppedSpeakingFrame, stop_secs=analyzer.params.stop_secs
+                VADUserStoppedSpeakingFrame, stop_secs=self._analyzer.params.stop_secs
             )

@@ -1,0 +1,254 @@
+"""Conversational turns: greetings, thanks, "can you hear me", "hold on", "go on", goodbyes.
+
+A presenter talking to the avatar says many things that are not questions. Each
+of them gets a short, natural reply (never the "not in my notes" fallback), and a
+turn that starts or ends with one ("hi, quick question: will it be recorded?")
+is answered for its question. Acts are found by phrase patterns on the
+normalized transcript (:func:`broadcaster.answers.text.normalize`): they are a
+small closed set of everyday formulas, which patterns catch exactly and in
+microseconds, where a similarity model confuses "hold on" with "go on".
+
+:func:`split_turn` peels social phrases off both ends of a turn and returns the
+acts found and the rest (the question, possibly empty).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from broadcaster.answers.text import normalize
+
+#: act → its default reply (hosts override these in their notes, docs/notes.md)
+DEFAULT_REPLIES: dict[str, str] = {
+    "greeting": "Hello, and welcome! What would you like to know?",
+    "thanks": "You're welcome!",
+    "hearing_check": "Yes, I can hear you clearly.",
+    "hold_on": "Sure, take your time.",
+    "go_on": "Please go ahead, I'm listening.",
+    "resume": "Right, as I was saying.",
+    "goodbye": "Thank you for joining us. Goodbye!",
+    "praise": "Thank you, I'm glad it helps.",
+    "acknowledgement": "Great.",
+    "apology": "No problem at all.",
+    "repeat": "Sorry, I haven't said anything yet. What would you like to know?",
+    "repeat_intro": "Of course.",
+    "remark": "I see. What would you like to ask me?",
+}
+
+#: the acts of the evaluation format (bench/conversation.py); finer acts map onto "other"
+EVAL_ACTS = ("greeting", "thanks", "hearing_check", "hold_on", "go_on", "goodbye")
+
+_ALL = r"(?: there| everyone| everybody| all| folks| guys| avatar| again| team| y all| you all)*"
+_POLITE = (r"(?:(?:okay|ok|alright|right|yes|yeah|yep|sure|so|well|oh|and|but|sorry|please|"
+           r"(?:can|could|would|will) you(?: please)?)\s)*")
+
+#: act → patterns that match a whole phrase (on normalized text)
+PATTERNS: dict[str, tuple[str, ...]] = {
+    "hearing_check": (
+        r"(?:hello |hi )?(?:can|could|do|did) (?:you|everyone|everybody|you all|you guys|"
+        r"people|anyone|anybody) (?:still )?(?:hear|see) (?:me|us)(?: okay| ok| alright| all right"
+        r"| well| clearly| now| fine)?",
+        r"(?:you|everyone) (?:hear|hearing) me(?: okay| ok)?",
+        r"(?:is|are) (?:my |the )?(?:mic|microphone|audio|sound|camera|mike)s? (?:working|on|ok"
+        r"|okay|coming through)(?: now)?",
+        r"am i (?:audible|on|live|coming through|muted|on mute)(?: now)?",
+        r"is (?:this|it) (?:thing )?(?:on|working)",
+        r"(?:hello )?(?:are you|is anyone|is anybody|anyone|anybody) (?:still )?(?:there|here|"
+        r"with me|listening|online)",
+        r"(?:mic |sound )?(?:check|testing)(?: (?:one two|testing|one two three|mic))*",
+        r"how(?: is| s)? (?:my )?(?:audio|sound)",
+    ),
+    "hold_on": (
+        r"(?:hold|hang) on(?: a (?:sec|second|moment|minute|bit))?(?: please)?",
+        r"(?:wait|stop)(?: wait| stop)*(?: a (?:sec|second|moment|minute))?(?: please)?"
+        r"(?: (?:there|right there|for a (?:sec|second|moment|minute)|a sec))?",
+        r"(?:just )?(?:one|a|give me a|give me one|just a) (?:sec|second|moment|minute|mo)"
+        r"(?: please)?",
+        r"sorry to (?:interrupt|cut you off|jump in)",
+        r"(?:can i |let me |let us |may i |i want to |i would like to )"
+        r"(?:ask|try) (?:you )?(?:something|a question|another question|one more thing|"
+        r"something else|a different question|another thing)(?: else)?(?: instead)?",
+        r"let me (?:think|check|see|look)(?: (?:for a (?:sec|second|moment)|about it|that))?",
+        r"(?:pause|stop talking|be quiet|quiet please|not so fast|slow down)",
+        r"actually(?: wait)?",
+    ),
+    "go_on": (
+        r"(?:please |you can |you may )?(?:go on|go ahead|carry on|continue|keep going|proceed"
+        r"|resume)(?: please)?(?: then)?",
+        r"(?:as )?you were saying",
+        r"(?:please )?(?:finish|complete) (?:what you were saying|your (?:answer|point|sentence|"
+        r"thought))",
+        r"(?:sorry )?i am (?:done|finished|back)(?: now)?",
+        r"where were we",
+        r"(?:please )?(?:continue|go on) with (?:what you were saying|your answer|that)",
+    ),
+    "goodbye": (
+        r"(?:bye|goodbye|good bye|bye bye|farewell|cheerio)" + _ALL,
+        r"see (?:you|ya|y all)(?: all| everyone| later| soon| next time| around| then)*",
+        r"take care" + _ALL,
+        r"have a (?:good|great|nice|lovely) (?:day|evening|night|one|weekend|afternoon)" + _ALL,
+        r"good ?night" + _ALL,
+        r"that (?:is )?(?:all|it)(?: (?:from me|for (?:me|now|today)))?",
+        r"(?:i|we) (?:am|are|have) (?:done|finished|all set)(?: for (?:today|now))?",
+        r"(?:i am|i will be|we are|we will be) (?:signing off|logging off|heading out|off)",
+        r"catch you later",
+        r"until next time",
+    ),
+    "thanks": (
+        r"(?:thank you|thanks|thank u|thx|cheers|many thanks|much appreciated|appreciate it|"
+        r"i appreciate (?:it|that))(?: (?:so|very|really|a lot|a bunch|again|much|for that|"
+        r"for (?:the|your) (?:answer|help|explanation|info|information)|everyone|avatar))*",
+    ),
+    "greeting": (
+        r"(?:hi|hello|hey|hiya|howdy|yo|greetings|good (?:morning|afternoon|evening|day)|morning"
+        r"|afternoon|evening)" + _ALL,
+        r"how (?:are|re) (?:you|ya|things)(?: doing| going)?(?: today| this (?:morning|afternoon|"
+        r"evening))?",
+        r"how it going|what up|how do you do",
+        r"(?:(?:it is|it s) )?(?:nice|good|great|lovely|glad) to (?:meet|see|hear|be here with)"
+        r" (?:you|everyone|everybody|you all|all of you|y all)" + _ALL,
+        r"(?:(?:it is|it s) )?(?:nice|good|great|lovely|glad) to be (?:here|with you)" + _ALL,
+        r"welcome" + _ALL,
+    ),
+    "repeat": (
+        r"(?:can|could|would) you (?:please )?(?:repeat|say) (?:that|it|this)(?: again)?"
+        r"(?: please)?",
+        r"(?:please )?(?:repeat that|say (?:that|it) again|come again|pardon|pardon me|"
+        r"excuse me|sorry what|what was that)",
+        r"i did not (?:catch|hear|get) (?:that|it|you)",
+        r"one more time",
+    ),
+    "praise": (
+        r"(?:wow|oh wow|whoa)?(?: ?(?:that|that is|that was|this is|this was|you are|what a|it|"
+        r"it is|such a|very|so|really|pretty|super|quite) )*(?:a )?"
+        r"(?:great|good|nice|cool|brilliant|excellent|helpful|clear|amazing|awesome|impressive|"
+        r"fantastic|interesting|perfect|wonderful|neat|fascinating|useful|smart|clever|lovely|"
+        r"incredible|beautiful|fun)(?: (?:answer|point|explanation|demo|stuff|one|job|work|"
+        r"thanks|thank you))?",
+        r"(?:wow|oh wow|whoa)",
+        r"(?:i|we) (?:love|like) (?:it|that|this)",
+        r"(?:good|great|nice) (?:job|work|one)",
+    ),
+    "apology": (
+        r"(?:sorry|my bad|apologies|oops|excuse me)(?: about that| for that| everyone)?",
+        r"never mind|nevermind|forget it|no worries",
+    ),
+    "acknowledgement": (
+        r"(?:yes |yeah |yep )?(?:i|we) can (?:hear|see) you(?: (?:fine|okay|ok|well|clearly|"
+        r"perfectly|now|loud and clear))*",
+        r"(?:okay|ok|alright|all right|right|yes|yeah|yep|sure|fine|got it|i see|makes sense|"
+        r"that makes sense|understood|fair enough|sounds good|noted|mhm|uh huh|gotcha|"
+        r"i understand|that answers it|that answers my question|okay then|no|nope|cool|"
+        r"perfect|great|good|nice|excellent)",
+    ),
+}
+
+#: phrases that introduce a question; dropped with the social phrases around it
+_LEADIN = (
+    r"(?:i (?:have|have got|got) a (?:quick )?question(?: for you)?|(?:a |one )?quick (?:question|"
+    r"one)|(?:another|one more|a|my|next|other|last|follow up|followup) question(?: is)?|"
+    r"i was wondering|i wonder|i would like to know|i want to know|so|and|also|now|then|"
+    r"anyway|next|my question is|the question is|question|"
+    # "can i ask ..." is a lead-in only before a question ("can i ask the avatar" is one)
+    r"(?:can i|may i|could i|let me|let us) ask(?: you)?(?= (?:what|when|where|who|which|why|how"
+    r"|is|are|do|does|did|will|would|can|could|should|if|whether|about)\b)|"
+    r"tell me(?= (?:what|when|where|who|which|why|how|if|whether|about)\b))"
+)
+
+#: order in which a turn with several acts is answered for (the most specific first)
+PRIORITY = ("repeat", "hearing_check", "hold_on", "go_on", "goodbye", "thanks", "greeting",
+            "apology", "praise", "acknowledgement")
+
+_COMPILED = {
+    act: re.compile(r"(?:" + "|".join(f"(?:{p})" for p in pats) + r")")
+    for act, pats in PATTERNS.items()
+}
+_HEAD = {act: re.compile(r"^" + _POLITE + r"(?:" + rx.pattern + r")(?: |$)")
+         for act, rx in _COMPILED.items()}
+_TAIL = {act: re.compile(r"(?:^| )" + _POLITE + r"(?:" + rx.pattern + r")$")
+         for act, rx in _COMPILED.items()}
+_LEADIN_HEAD = re.compile(r"^(?:" + _LEADIN + r")(?: |$)")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A transcript split into its social acts and its question."""
+
+    acts: tuple[str, ...]
+    """Acts found, in the order said."""
+    question: str
+    """What is left to answer (normalized); empty for a purely social turn."""
+    asked: bool = False
+    """A question lead-in was said ("quick question", "i was wondering")."""
+
+    @property
+    def act(self) -> str | None:
+        """The act to reply to when there is no question (the most specific one)."""
+        for act in PRIORITY:
+            if act in self.acts:
+                return act
+        return None
+
+
+def split_turn(normalized: str) -> Turn:
+    """Peel social phrases and question lead-ins off both ends of a normalized turn."""
+    text = normalized.strip()
+    acts: list[str] = []
+    tail: list[str] = []
+    asked = False
+    for _ in range(8):  # "hi there hello can you hear me ok quick question ..."
+        hit = _first_head(text)
+        if hit is None:
+            break
+        act, end = hit
+        if act:
+            acts.append(act)
+        else:
+            asked = True
+        text = text[end:].strip()
+    for _ in range(4):  # "... will it be recorded thanks"
+        hit = _first_tail(text)
+        if hit is None:
+            break
+        act, start = hit
+        tail.append(act)
+        text = text[:start].strip()
+    return Turn(acts=tuple(acts + tail[::-1]), question=text, asked=asked)
+
+
+_QUESTION_START = re.compile(
+    r"^(?:what|when|where|who|whom|whose|which|why|how|is|are|am|was|were|do|does|did|will"
+    r"|would|can|could|should|shall|may|might|have|has|had|tell|explain|describe|give|show"
+    r"|walk|any|anything|anyone|please|i (?:would like|want|need|am looking for|was hoping)"
+    r"|we (?:would like|want|need))\b")
+
+
+def question_like(turn: Turn, raw: str) -> bool:
+    """Whether what is left of a turn is asked (a question or a request: it deserves the
+    fallback when the notes lack it) rather than said in passing ("one second, my dog
+    is barking")."""
+    return ("?" in raw or turn.asked or bool(_QUESTION_START.match(turn.question))
+            or bool(_QUESTION_START.match(normalize(raw))))
+
+
+def _first_head(text: str) -> tuple[str, int] | None:
+    """The longest social phrase (or lead-in: act "") at the start of ``text``."""
+    best: tuple[str, int] | None = None
+    for act, rx in _HEAD.items():
+        m = rx.match(text)
+        if m and m.end() > 0 and (best is None or m.end() > best[1]):
+            best = (act, m.end())
+    m = _LEADIN_HEAD.match(text)
+    if m and m.end() > 0 and (best is None or m.end() > best[1]):
+        best = ("", m.end())
+    return best
+
+
+def _first_tail(text: str) -> tuple[str, int] | None:
+    """A closing thanks or goodbye at the end of ``text``."""
+    for act in ("thanks", "goodbye"):
+        m = _TAIL[act].search(text)
+        if m and m.start() > 0:
+            return act, m.start()
+    return None

@@ -1,0 +1,390 @@
+"""The republisher as a pipecat processor: frames in, one LiveKit participant's tracks out.
+
+It finds (or connects) the room, publishes the two tracks, routes frames to the
+video and audio sides and turns barge-in frames into ducking and muting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from livekit import rtc
+from loguru import logger
+from pipecat.frames.frames import (
+    BotSpeakingFrame,
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InterruptionFrame,
+    LLMFullResponseStartFrame,
+    OutputAudioRawFrame,
+    OutputImageRawFrame,
+    OutputTransportReadyFrame,
+    StartFrame,
+    TTSStartedFrame,
+    TTSTextFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
+from pipecat.transports.livekit.transport import LiveKitTransport
+
+from broadcaster.bot.republisher.audio import AudioOut
+from broadcaster.bot.republisher.encoding import RepublishEncoding, audio_options
+from broadcaster.bot.republisher.malloc import tune_malloc
+from broadcaster.bot.republisher.pacer import VideoPacer
+from broadcaster.bot.republisher.stats import RepublisherStats
+from broadcaster.bot.republisher.video import VideoOut
+from broadcaster.frames import SpeechOnsetCancelledFrame, SpeechOnsetFrame
+from broadcaster.sdk_internals import transport_room
+
+RoomLike = Any  # rtc.Room | LiveKitTransport | Callable[[], rtc.Room]
+
+
+class LiveKitRepublisher(FrameProcessor):
+    """Publishes the pipeline's video and speech as one LiveKit participant's tracks.
+
+    ``OutputImageRawFrame`` become a camera track (:class:`VideoOut`),
+    ``OutputAudioRawFrame`` a microphone track (:class:`AudioOut`).
+
+    Args:
+        room: the room to publish in, already connected (or connected by the time the
+            StartFrame arrives): an ``rtc.Room``, a pipecat ``LiveKitTransport`` (its
+            room is looked up at start, so the bot stays ONE participant), or a
+            zero-argument callable returning the room.
+        url, token: instead of ``room``, connect a room of our own (``setup`` connects,
+            cleanup disconnects).
+        encoding: video size/fps/codec/bitrate/simulcast; default 720p25 VP8 1.7 Mbps,
+            one layer (``RepublishEncoding.from_settings(settings)`` for ours).
+        hold_frames: repeat the last frame after this many frame intervals without one.
+        slate_after: seconds without a real frame before the slate replaces the repeats;
+            also fires ``on_video_stalled`` / ``on_video_resumed`` event handlers.
+        slate_text: text of the slate card.
+        audio_sample_rate, audio_channels: of the published audio (frames in other
+            formats are resampled / remixed).
+        max_audio_lag: bound (s) on how far continuous speech audio
+            (``SpeechOutputAudioRawFrame``, the avatar's) may lag behind video before
+            frames are dropped to restore lip sync; None disables. TTS audio
+            (bursty, faster than real time) is never dropped.
+        forward_media: also push the image/audio frames downstream (for a recorder);
+            off by default so a downstream pipecat output does not publish them twice.
+        bot_speaking_frames: emit Bot{Started,Stopped}SpeakingFrame (both directions)
+            and BotSpeakingFrame (upstream, every 0.2 s) from the published audio, as
+            pipecat's output transport would (default: when ``forward_media`` is off).
+        exclusive_sources: unpublish any other camera/microphone track of the local
+            participant (e.g. the silent "pipecat-audio" track every LiveKitTransport
+            publishes) so viewers see exactly one of each.
+        announce_ready: push ``OutputTransportReadyFrame`` upstream once published
+            (``HeyGenVideoService`` drops avatar frames until one passes it).
+        malloc_tuning: call :func:`tune_malloc` (process-wide) on construction.
+        connect_timeout: bound (s) on waiting for the room and on each track publication.
+        mute_on_speech_start: barge-in as early as the VAD allows. The avatar's speech
+            ducks (published as silence) at a ``SpeechOnsetFrame`` and comes back at a
+            ``SpeechOnsetCancelledFrame`` (a noise costs viewers ~50 ms of it); it is
+            muted at a ``VADUserStartedSpeakingFrame`` rather than at pipecat's
+            ``InterruptionFrame``, which goes round the pipeline task first (~40 ms
+            later on 2 cores). Only for pipelines where every VAD start interrupts (a
+            VAD user-turn start strategy, as in ours); with other strategies the
+            avatar would go on mouthing a muted answer.
+    """
+
+    def __init__(
+        self,
+        *,
+        room: RoomLike | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        encoding: RepublishEncoding | None = None,
+        video_track_name: str = "avatar-video",
+        audio_track_name: str = "avatar-audio",
+        hold_frames: float = 2.0,
+        slate_after: float = 2.0,
+        slate_text: str = "Reconnecting…",
+        audio_sample_rate: int = 48000,
+        audio_channels: int = 1,
+        audio_queue_ms: int = 500,
+        max_audio_lag: float | None = 0.08,
+        forward_media: bool = False,
+        bot_speaking_frames: bool | None = None,
+        exclusive_sources: bool = True,
+        announce_ready: bool = True,
+        malloc_tuning: bool = True,
+        mute_on_speech_start: bool = False,
+        connect_timeout: float = 20.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (room is None) == (url is None or token is None):
+            raise ValueError("give either room= or url= and token=")
+        self._room_arg = room
+        self._url, self._token = url, token
+        self._own_room: rtc.Room | None = None
+        self._room: rtc.Room | None = None
+        self.encoding = encoding or RepublishEncoding()
+        self._video_track_name = video_track_name
+        self._audio_track_name = audio_track_name
+        self._forward = forward_media
+        self._exclusive = exclusive_sources
+        self._announce_ready = announce_ready
+        self._mute_on_speech_start = mute_on_speech_start
+        self._connect_timeout = connect_timeout
+        if malloc_tuning:
+            tune_malloc()
+
+        self.stats = RepublisherStats()
+        self._video = VideoOut(
+            self, self.encoding, self.stats, hold_frames=hold_frames, slate_after=slate_after,
+            slate_text=slate_text, on_stalled=lambda: self._fire("on_video_stalled"),
+            on_resumed=lambda: self._fire("on_video_resumed"))
+        self._audio = AudioOut(
+            self, self.stats, sample_rate=audio_sample_rate, channels=audio_channels,
+            queue_ms=audio_queue_ms, max_lag=max_audio_lag,
+            speaking_frames=(not forward_media) if bot_speaking_frames is None
+            else bot_speaking_frames,
+            signal=self._signal)
+        self._video_source: rtc.VideoSource | None = None
+        self._audio_source: rtc.AudioSource | None = None
+        self._publications: list[rtc.LocalTrackPublication] = []
+        self._audio_task: asyncio.Task[None] | None = None
+        self._running = False
+        self._listening = False
+
+        self._register_event_handler("on_video_stalled")
+        self._register_event_handler("on_video_resumed")
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def room(self) -> rtc.Room | None:
+        """The room the tracks are published in (None before start)."""
+        return self._room
+
+    @property
+    def video_source(self) -> rtc.VideoSource | None:
+        """The video track's source (None before start)."""
+        return self._video_source
+
+    @property
+    def audio_source(self) -> rtc.AudioSource | None:
+        """The audio track's source (None before start)."""
+        return self._audio_source
+
+    @property
+    def pacer(self) -> VideoPacer:
+        """The video pacer (what was captured when, what waits)."""
+        return self._video.pacer
+
+    @property
+    def last_frame_id(self) -> int:
+        """The ``frame_id`` of the last captured frame (publish sequence number)."""
+        return self._video.frame_id
+
+    def bind_sources(
+        self, video_source: rtc.VideoSource, audio_source: rtc.AudioSource | None = None
+    ) -> None:
+        """Capture into sources you publish yourself, without a room (benchmarks, tests).
+
+        Call from the event loop; frames offered with :meth:`offer_video` are then paced
+        and captured exactly as when publishing.
+        """
+        self._video_source = video_source
+        self._audio_source = audio_source
+        self._video.start(video_source, slate_first=False)
+        self._running = True
+
+    def offer_video(self, frame: OutputImageRawFrame) -> None:
+        """Hand a frame to the pacer; captured right away unless over the frame rate."""
+        self._video.offer(frame)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
+        # (pipecat's FrameProcessor.setup narrows BaseObject.setup's argument itself)
+        """Connect our own room when given ``url`` and ``token``."""
+        await super().setup(setup)
+        if self._url and self._token:
+            self._own_room = rtc.Room()
+            await self._own_room.connect(
+                self._url, self._token, options=rtc.RoomOptions(auto_subscribe=False)
+            )
+            logger.info(f"{self}: connected to {self._own_room.name} as "
+                        f"{self._own_room.local_participant.identity}")
+
+    async def cleanup(self) -> None:
+        """Unpublish, close the sources, disconnect our own room."""
+        await super().cleanup()
+        await self._teardown()
+        if self._own_room is not None:
+            await self._own_room.disconnect()
+            self._own_room = None
+
+    def _resolve_room(self) -> rtc.Room:
+        if self._own_room is not None:
+            return self._own_room
+        arg = self._room_arg
+        if isinstance(arg, rtc.Room):
+            return arg
+        if isinstance(arg, LiveKitTransport):
+            return transport_room(arg)
+        if callable(arg):
+            return arg()
+        raise TypeError(f"room= must be an rtc.Room, a LiveKitTransport or a callable: {arg!r}")
+
+    async def _connected_room(self) -> rtc.Room:
+        """Wait for the room to exist and connect (a transport may still be setting up)."""
+        deadline = time.monotonic() + self._connect_timeout
+        while True:
+            try:
+                room = self._resolve_room()
+                if room.isconnected():
+                    return room
+            except TypeError:
+                raise
+            except Exception as e:  # e.g. the transport's room does not exist yet
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self}: no room after {self._connect_timeout}s") from e
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self}: room not connected after {self._connect_timeout}s")
+            await asyncio.sleep(0.05)
+
+    async def _start(self, frame: StartFrame) -> None:
+        room = self._room = await self._connected_room()
+        enc = self.encoding
+        audio = self._audio
+        self._video_source = rtc.VideoSource(enc.width, enc.height)
+        self._audio_source = rtc.AudioSource(
+            audio.sample_rate, audio.channels, queue_size_ms=audio.queue_ms
+        )
+        video_track = rtc.LocalVideoTrack.create_video_track(
+            self._video_track_name, self._video_source
+        )
+        audio_track = rtc.LocalAudioTrack.create_audio_track(
+            self._audio_track_name, self._audio_source
+        )
+        participant = room.local_participant
+        # publish_track hangs (does not raise) without the grant: bound it
+        for track, options in ((video_track, enc.video_options()), (audio_track, audio_options())):
+            pub = await asyncio.wait_for(
+                participant.publish_track(track, options), timeout=self._connect_timeout
+            )
+            self._publications.append(pub)
+        if self._exclusive:
+            await self._unpublish_others()
+            room.on("local_track_published", self._on_local_track_published)
+            self._listening = True
+        audio.start(self._audio_source)
+        self._audio_task = self.create_task(audio.run(), f"{self}::audio")
+        self._running = True
+        self._video.start(self._video_source)  # slate until the first frame
+        logger.info(
+            f"{self}: publishing {enc.width}x{enc.height}@{enc.fps:g} {enc.codec} "
+            f"max {enc.max_bitrate} bps simulcast={enc.simulcast} + audio "
+            f"{audio.sample_rate} Hz as {participant.identity} in {room.name}"
+        )
+        if self._announce_ready:
+            await self.push_frame(OutputTransportReadyFrame(), FrameDirection.UPSTREAM)
+
+    def _ours(self, sid: str) -> bool:
+        return any(p.sid == sid for p in self._publications)
+
+    async def _unpublish_others(self) -> None:
+        assert self._room is not None
+        wanted = (rtc.TrackSource.SOURCE_CAMERA, rtc.TrackSource.SOURCE_MICROPHONE)
+        for sid, pub in list(self._room.local_participant.track_publications.items()):
+            if not self._ours(sid) and pub.source in wanted:
+                logger.info(f"{self}: unpublishing {pub.name!r} ({sid}): the avatar's replaces it")
+                await self._room.local_participant.unpublish_track(sid)
+
+    def _on_local_track_published(self, publication: rtc.LocalTrackPublication, _: Any) -> None:
+        if self._running and not self._ours(publication.sid):
+            self.create_task(self._unpublish_others(), f"{self}::unpublish")
+
+    async def _stop(self, *, graceful: bool) -> None:
+        if graceful and self._running:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3.0):  # let queued speech play out, bounded
+                    await self._audio.drain()
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        self._running = False
+        self._video.stop()
+        if self._audio_task is not None:
+            await self.cancel_task(self._audio_task)
+            self._audio_task = None
+        self._audio.stop()
+        if self._room is not None:
+            if self._listening:
+                self._room.off("local_track_published", self._on_local_track_published)
+                self._listening = False
+            if self._publications and self._room.isconnected():
+                for pub in self._publications:
+                    try:
+                        await self._room.local_participant.unpublish_track(pub.sid)
+                    except Exception as e:  # the room may be going away concurrently
+                        logger.debug(f"{self}: unpublish {pub.sid}: {e}")
+        self._publications.clear()
+        for source in (self._video_source, self._audio_source):
+            if source is not None:
+                await source.aclose()
+        self._video_source = self._audio_source = None
+
+    # ---------------------------------------------------------------- frames
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Publish media frames; follow start, stop and barge-in; pass the rest on."""
+        await super().process_frame(frame, direction)
+
+        if isinstance(frame, StartFrame):
+            try:
+                await self._start(frame)
+            except Exception as e:
+                await self._teardown()
+                await self.push_error(f"republisher could not publish: {e}", exception=e,
+                                      force_treat_as_permanent=True)
+            await self.push_frame(frame, direction)
+            return
+        if isinstance(frame, (EndFrame, CancelFrame)):
+            await self._stop(graceful=isinstance(frame, EndFrame))
+            await self.push_frame(frame, direction)
+            return
+        if direction is FrameDirection.DOWNSTREAM:
+            if isinstance(frame, OutputImageRawFrame):
+                self._video.offer(frame)
+                if self._forward:
+                    await self.push_frame(frame, direction)
+                return
+            if isinstance(frame, OutputAudioRawFrame):
+                frame = await self._audio.offer(frame)
+                if self._forward:
+                    await self.push_frame(frame, direction)
+                return
+            self._follow_speech(frame)
+        await self.push_frame(frame, direction)
+
+    def _follow_speech(self, frame: Frame) -> None:
+        """Mute at an interruption, duck at a possible barge-in, unmute at a new answer."""
+        audio = self._audio
+        if isinstance(frame, InterruptionFrame) or (
+            self._mute_on_speech_start and isinstance(frame, VADUserStartedSpeakingFrame)
+        ):
+            audio.interrupt(frame)
+        elif self._mute_on_speech_start and isinstance(frame, SpeechOnsetFrame):
+            audio.duck()
+        elif isinstance(frame, SpeechOnsetCancelledFrame):
+            audio.ducked = False
+        elif isinstance(frame, (LLMFullResponseStartFrame, TTSStartedFrame, TTSTextFrame)):
+            audio.muted = False
+
+    async def _signal(self, kind: type[Frame]) -> None:
+        if kind is BotSpeakingFrame:
+            # 5 per second: upstream only, where its consumers are (the worker's idle
+            # timer, user-turn strategies); halves its pipeline cost
+            await self.push_frame(BotSpeakingFrame(), FrameDirection.UPSTREAM)
+        else:
+            await self.broadcast_frame(kind)
+
+    def _fire(self, event: str) -> None:
+        try:
+            self.create_task(self._call_event_handler(event), f"{self}::{event}")
+        except Exception as e:  # not set up in a pipeline (bind_sources): no handlers
+            logger.debug(f"{self}: {event} not dispatched: {e}")

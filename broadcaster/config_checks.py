@@ -1,0 +1,109 @@
+"""Checks of a loaded :class:`~broadcaster.config.Settings`.
+
+A bad value stops start-up with a :class:`ConfigError` naming it, before any process
+starts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from broadcaster.config_sources import ConfigError
+
+if TYPE_CHECKING:
+    from broadcaster.config import Settings
+
+STT_PROVIDERS = ("whisper", "openai", "deepgram")
+TTS_PROVIDERS = ("piper", "openai", "cartesia", "deepgram", "elevenlabs")
+AVATAR_MODES = ("relay", "direct")
+
+
+def validate(s: Settings) -> None:
+    """Raise :class:`ConfigError` for the first unacceptable value in ``s``."""
+    for name in ("livekit_port", "livekit_rtc_tcp_port", "livekit_rtc_udp_port",
+                 "web_port", "avatar_port", "bot_metrics_port"):
+        port = getattr(s, name)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name}={port} is not a TCP/UDP port (0-65535)")
+    if s.livekit_url and not s.livekit_url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"LIVEKIT_URL={s.livekit_url!r} must start with ws:// or wss://")
+    if s.livekit_public_url and not s.livekit_public_url.startswith(
+            ("ws://", "wss://")):
+        raise ConfigError(f"livekit_public_url={s.livekit_public_url!r} must start "
+                          "with ws:// or wss://")
+    if s.avatar_mode not in AVATAR_MODES:
+        raise ConfigError(f"avatar_mode={s.avatar_mode!r} must be one of "
+                          f"{', '.join(AVATAR_MODES)}")
+    if s.avatar_mode == "direct" and s.record:
+        raise ConfigError("record=true needs avatar_mode=relay: in direct mode the "
+                          "avatar's media never passes through the bot")
+    if s.livekit_url and not s.livekit_api_secret:
+        raise ConfigError("LIVEKIT_URL is set, so LIVEKIT_API_SECRET must be set too")
+    if not 60 <= s.token_ttl_seconds <= s.max_token_ttl_seconds:
+        raise ConfigError(
+            f"token_ttl_seconds={s.token_ttl_seconds} must be between 60 and "
+            f"max_token_ttl_seconds={s.max_token_ttl_seconds}"
+        )
+    if s.video_codec.upper() not in ("VP8", "H264"):
+        raise ConfigError(f"video_codec={s.video_codec!r} must be VP8 or H264")
+    if s.video_svc and not re.fullmatch(r"L[1-3]T[1-3](_KEY)?", s.video_svc):
+        raise ConfigError(f"video_svc={s.video_svc!r} must be empty or an SVC mode "
+                          "such as L3T1, L3T3 or L3T3_KEY")
+    if s.video_svc and s.video_simulcast:
+        raise ConfigError("video_svc and video_simulcast exclude each other (SVC layers "
+                          "are one stream; simulcast is several)")
+    if s.video_width % 2 or s.video_height % 2 or s.video_width <= 0:
+        raise ConfigError(
+            f"video size {s.video_width}x{s.video_height} must be positive and even"
+        )
+    if not 1 <= s.video_fps <= 60:
+        raise ConfigError(f"video_fps={s.video_fps} must be between 1 and 60")
+    if not 1 <= s.questions_per_minute <= 600:
+        raise ConfigError(
+            f"questions_per_minute={s.questions_per_minute} must be between 1 and 600")
+    if s.identity_claim_seconds < s.token_ttl_seconds:
+        raise ConfigError(
+            f"identity_claim_seconds={s.identity_claim_seconds} must be at least "
+            f"token_ttl_seconds={s.token_ttl_seconds}: an identity must not go to "
+            "someone else while a token for it still works")
+    for name in ("join_burst", "question_burst", "avatar_max_pending_sessions",
+                 "avatar_max_stopped_sessions"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name}={getattr(s, name)} must be at least 1")
+    for name in ("join_rate_per_minute", "question_rate_per_minute",
+                 "http_idle_timeout_seconds", "http_body_timeout_seconds",
+                 "avatar_unstarted_seconds", "webhook_dedupe_seconds"):
+        if not getattr(s, name) > 0:
+            raise ConfigError(f"{name}={getattr(s, name)} must be more than 0")
+    if s.floor_reconcile_seconds < 0:
+        raise ConfigError(
+            f"floor_reconcile_seconds={s.floor_reconcile_seconds} must be 0 (off) or more")
+    try:
+        _ = s.trusted_proxy_networks
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies={s.trusted_proxies!r}: {exc}") from None
+    if s.stt_provider not in STT_PROVIDERS:
+        raise ConfigError(
+            f"stt_provider={s.stt_provider!r} must be one of {', '.join(STT_PROVIDERS)}"
+        )
+    if s.tts_provider not in TTS_PROVIDERS:
+        raise ConfigError(
+            f"tts_provider={s.tts_provider!r} must be one of {', '.join(TTS_PROVIDERS)}"
+        )
+    if not 1 <= s.stt_beam_size <= 10:
+        raise ConfigError(f"stt_beam_size={s.stt_beam_size} must be between 1 and 10")
+    if not 0.02 <= s.vad_start_secs <= 1.0:
+        raise ConfigError(f"vad_start_secs={s.vad_start_secs} must be between 0.02 and 1")
+    if not 0.0 <= s.vad_min_volume <= 1.0:
+        raise ConfigError(f"vad_min_volume={s.vad_min_volume} must be between 0 and 1")
+    if not 0.0 <= s.answer_threshold <= 1.0:
+        raise ConfigError(
+            f"answer_threshold={s.answer_threshold} must be between 0 and 1")
+    if not 1 <= s.llm_context_topics <= 20:
+        raise ConfigError(
+            f"llm_context_topics={s.llm_context_topics} must be between 1 and 20")
+    if not 16 <= s.llm_max_tokens <= 4096:
+        raise ConfigError(f"llm_max_tokens={s.llm_max_tokens} must be between 16 and 4096")
+    if not 0.05 <= s.vad_stop_secs <= 3.0:
+        raise ConfigError(f"vad_stop_secs={s.vad_stop_secs} must be between 0.05 and 3")

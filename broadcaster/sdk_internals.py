@@ -1,0 +1,336 @@
+"""Every pipecat and LiveKit private name broadcaster relies on, and nowhere else.
+
+pipecat-ai 1.14 leaves a few things we need without a public name: the room of a
+``LiveKitTransport``, the resampler of its input, the VAD's state before it
+decides, the segment a segmented STT is collecting, the LiveAvatar client's video
+loop and LiveKit join, Whisper's model, Piper's voice. Each is used only through
+a function or hook class here; :data:`PRIVATE_NAMES` lists them all with the
+reason. ``tests/test_sdk_internals.py`` checks every entry against the installed
+(pinned) versions and fails naming the attribute that moved;
+``tests/test_architecture.py`` fails when a private SDK name is used anywhere else.
+
+Upgrading pipecat or livekit: run ``tests/test_sdk_internals.py`` first; this
+module is the only place to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from livekit import rtc
+from loguru import logger
+from pipecat.audio.resamplers.base_audio_resampler import BaseAudioResampler
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
+from pipecat.frames.frames import Frame, OutputImageRawFrame, VADUserStoppedSpeakingFrame
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.services.heygen.client import HeyGenClient
+from pipecat.services.heygen.video import HeyGenVideoService
+from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.transports.livekit.transport import (
+    LiveKitInputTransport,
+    LiveKitOutputTransport,
+    LiveKitTransport,
+)
+
+if TYPE_CHECKING:
+    from pipecat.services.piper.tts import PiperTTSService
+    from pipecat.services.whisper.stt import WhisperSTTService
+
+
+@dataclass(frozen=True)
+class PrivateName:
+    """One private name of an SDK class that broadcaster reads, writes, calls or overrides."""
+
+    owner: str
+    """Dotted path of the class that defines it, e.g. ``pipecat.services.heygen.client.
+    HeyGenClient``."""
+    name: str
+    kind: Literal["instance", "class"]
+    """"instance": an attribute its methods assign; "class": a method or property."""
+    why: str
+    params: tuple[str, ...] = ()
+    """For a method we call or override: the parameters we rely on (after ``self``)."""
+
+
+_LK = "pipecat.transports.livekit.transport"
+_HEYGEN = "pipecat.services.heygen"
+_VAD = "pipecat.audio.vad.vad_analyzer.VADAnalyzer"
+_STT = "pipecat.services.stt_service.SegmentedSTTService"
+
+PRIVATE_NAMES: tuple[PrivateName, ...] = (
+    PrivateName(f"{_LK}.LiveKitTransport", "_client", "instance",
+                "the transport's rtc.Room (no public accessor): transport_room()"),
+    PrivateName(f"{_LK}.LiveKitTransportClient", "room", "class",
+                "the client's room property: transport_room()"),
+    PrivateName(f"{_LK}.LiveKitTransport", "_input", "instance",
+                "LiveKitTransportWithResampler.input() builds its own input class"),
+    PrivateName(f"{_LK}.LiveKitTransport", "_params", "instance", "the same"),
+    PrivateName(f"{_LK}.LiveKitTransport", "_input_name", "instance", "the same"),
+    PrivateName(f"{_LK}.LiveKitInputTransport", "_resamplers", "instance",
+                "per-participant resamplers, created by pipecat with no parameter"),
+    PrivateName(f"{_LK}.LiveKitInputTransport", "_convert_livekit_audio_to_pipecat", "class",
+                "overridden to create the resampler we choose first",
+                ("audio_frame_event", "participant_id")),
+    PrivateName(f"{_LK}.LiveKitOutputTransport", "_convert_pipecat_video_to_livekit", "class",
+                "pipecat's own image conversion, measured by bench/republish_hop.py",
+                ("frame",)),
+    PrivateName(f"{_LK}.LiveKitOutputTransport", "_unsupported_video_formats", "instance",
+                "the one attribute that conversion reads"),
+    PrivateName("pipecat.processors.audio.vad_processor.VADProcessor", "_vad_controller",
+                "instance", "the confirmed speech state: vad_confirmed_state()"),
+    PrivateName("pipecat.audio.vad.vad_controller.VADController", "_vad_state", "instance",
+                "the confirmed speech state; reset on a speaker change"),
+    PrivateName(_VAD, "_vad_state", "instance",
+                "what the analyzer suspects before it decides: vad_suspected_state()"),
+    PrivateName(_VAD, "_vad_stopping_count", "instance", "quiet windows so far"),
+    PrivateName(_VAD, "_vad_buffer", "instance", "audio not analysed yet; dropped on reset"),
+    PrivateName("pipecat.audio.vad.silero.SileroVADAnalyzer", "_model", "instance",
+                "Silero's recurrent state, reset on a speaker change"),
+    PrivateName(_STT, "_user_speaking", "instance", "whether a segment is being collected"),
+    PrivateName(_STT, "_audio_buffer", "instance", "the segment's audio"),
+    PrivateName(_STT, "_segment_queue", "instance", "segments waiting for transcription"),
+    PrivateName(_STT, "_user_id", "instance", "who sent the latest audio"),
+    PrivateName(_STT, "_trailing_silence", "class", "the silence a segment ends with"),
+    PrivateName(_STT, "_handle_user_stopped_speaking", "class",
+                "the segment's end: SegmentedSTTHooks.on_user_stopped_speaking", ("frame",)),
+    PrivateName("pipecat.services.whisper.stt.WhisperSTTService", "_model", "instance",
+                "wrapped to add decode options pipecat does not pass: wrap_whisper_model()"),
+    PrivateName("pipecat.services.piper.tts.PiperTTSService", "_voice", "instance",
+                "synthesizing answers ahead: piper_voice()"),
+    PrivateName("pipecat.services.tts_service.TTSService", "_stream_audio_frames_from_iterator",
+                "class", "cached Piper audio streamed as pipecat streams its own",
+                ("iterator", "in_sample_rate", "context_id")),
+    PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_client", "instance",
+                "the client the service creates in setup(): HeyGenVideoServiceHooks"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_process_video_frames", "class",
+                "replaced on one client by a loop without the RGB round trip", ("stream",)),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_livekit_connect", "class",
+                "skipped on one client in direct mode (no media to receive)"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_transport_ready", "instance",
+                "frames are dropped until the output is ready: heygen_client_wants_video()"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_video_frame_callback", "instance",
+                "set once the service captures the avatar's video"),
+)
+
+#: pipecat's subclass API that is private by name only: every pipecat processor and
+#: service declares and fires its events with these (not wrapped, but checked)
+SUBCLASS_API: tuple[PrivateName, ...] = (
+    PrivateName("pipecat.utils.base_object.BaseObject", "_register_event_handler", "class",
+                "declaring a processor's events", ("event_name",)),
+    PrivateName("pipecat.utils.base_object.BaseObject", "_call_event_handler", "class",
+                "firing them", ("event_name",)),
+)
+
+
+# --------------------------------------------------------------------------- LiveKit transport
+
+
+def transport_room(transport: LiveKitTransport) -> rtc.Room:
+    """Return the ``rtc.Room`` of a pipecat ``LiveKitTransport``.
+
+    The transport creates it when the pipeline sets the transport up; before that
+    this may raise (callers that run early retry or wait for ``on_connected``).
+    """
+    return transport._client.room
+
+
+class _ResamplingInput(LiveKitInputTransport):
+    """pipecat's LiveKit input with each participant's resampler made by ``make_resampler``."""
+
+    def __init__(self, *args: Any, make_resampler: Callable[[], BaseAudioResampler],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.make_resampler = make_resampler
+
+    async def _convert_livekit_audio_to_pipecat(self, audio_frame_event: Any,
+                                                participant_id: str) -> Any:
+        if participant_id not in self._resamplers:
+            self._resamplers[participant_id] = self.make_resampler()
+        return await super()._convert_livekit_audio_to_pipecat(audio_frame_event, participant_id)
+
+
+class LiveKitTransportWithResampler(LiveKitTransport):
+    """pipecat's ``LiveKitTransport`` whose input resamples each voice with ``make_resampler()``.
+
+    pipecat creates the input's per-participant resamplers itself (its stream
+    default) and has no parameter for it.
+    """
+
+    def __init__(self, *args: Any, make_resampler: Callable[[], BaseAudioResampler],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.make_resampler = make_resampler
+
+    def input(self) -> LiveKitInputTransport:
+        """Return the input transport, created once (as pipecat's own ``input()``)."""
+        if not self._input:
+            self._input = _ResamplingInput(self, self._client, self._params,
+                                           name=self._input_name,
+                                           make_resampler=self.make_resampler)
+        return self._input
+
+
+def pipecat_livekit_video_frame(frame: OutputImageRawFrame) -> rtc.VideoFrame | None:
+    """Pipecat's own conversion of an output image to an ``rtc.VideoFrame``.
+
+    ``LiveKitOutputTransport._convert_pipecat_video_to_livekit``, called on a stand-in
+    for the transport (it reads one attribute), for the benchmark that compares it
+    with the republisher's path.
+    """
+    return LiveKitOutputTransport._convert_pipecat_video_to_livekit(_OUTPUT_STAND_IN, frame)
+
+
+class _OutputStandIn:
+    def __init__(self) -> None:
+        self._unsupported_video_formats: set[str] = set()
+
+
+_OUTPUT_STAND_IN: Any = _OutputStandIn()
+
+
+# --------------------------------------------------------------------------- VAD
+
+
+def vad_suspected_state(analyzer: VADAnalyzer) -> VADState:
+    """Return what the analyzer thinks now, STARTING / STOPPING included (unconfirmed)."""
+    return analyzer._vad_state
+
+
+def vad_quiet_windows(analyzer: VADAnalyzer) -> int:
+    """Quiet analysis windows since the speech began to stop (STOPPING state)."""
+    return analyzer._vad_stopping_count
+
+
+def vad_confirmed_state(processor: VADProcessor) -> VADState:
+    """Return the processor's confirmed state: QUIET or SPEAKING (as its frames said)."""
+    return processor._vad_controller._vad_state
+
+
+def reset_vad(processor: VADProcessor, analyzer: VADAnalyzer) -> None:
+    """Forget all speech state: buffered audio, counters, Silero's recurrent state."""
+    analyzer._vad_buffer = b""
+    if analyzer.sample_rate:
+        analyzer.set_params(analyzer.params)  # state QUIET, start/stop counters 0
+    model = getattr(analyzer, "_model", None)
+    if model is not None and hasattr(model, "reset_states"):
+        model.reset_states()
+    processor._vad_controller._vad_state = VADState.QUIET
+
+
+# --------------------------------------------------------------------------- segmented STT
+
+
+class SegmentedSTTHooks(SegmentedSTTService):
+    """A ``SegmentedSTTService`` with the segment it collects in view, and a hook at its end.
+
+    pipecat keeps the segment private; :meth:`on_user_stopped_speaking` replaces its
+    end-of-segment handling (call ``super()`` for pipecat's).
+    """
+
+    @property
+    def collecting_segment(self) -> bool:
+        """Whether a segment is being collected (the speaker is talking)."""
+        return self._user_speaking
+
+    def stop_collecting(self) -> None:
+        """End the segment without queueing it."""
+        self._user_speaking = False
+
+    def clear_segment_audio(self) -> None:
+        """Drop the audio collected so far (the pre-roll included)."""
+        self._audio_buffer.clear()
+
+    def segment_audio(self) -> bytes:
+        """Return the segment so far, as it would be transcribed (trailing silence included)."""
+        return bytes(self._audio_buffer) + self._trailing_silence()
+
+    async def queue_segment(self, audio: bytes) -> None:
+        """Hand a segment to the transcription queue (in order with pipecat's own)."""
+        await self._segment_queue.put(audio)
+
+    @property
+    def latest_audio_user(self) -> str:
+        """The participant identity of the latest audio frame ("" if none)."""
+        return self._user_id
+
+    async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+        await self.on_user_stopped_speaking(frame)
+
+    async def on_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+        """Handle the end of a segment: by default pipecat queues it for transcription."""
+        await super()._handle_user_stopped_speaking(frame)
+
+
+def wrap_whisper_model(stt: WhisperSTTService, wrap: Callable[[Any], Any]) -> None:
+    """Replace the loaded faster-whisper model by ``wrap(model)`` (pipecat loads it at init)."""
+    if stt._model is not None:
+        stt._model = wrap(stt._model)
+
+
+# --------------------------------------------------------------------------- Piper
+
+
+def piper_voice(tts: PiperTTSService) -> Any:
+    """Return the loaded ``piper.PiperVoice`` (``synthesize``, ``config.sample_rate``)."""
+    return tts._voice
+
+
+def stream_tts_audio(tts: PiperTTSService, chunks: AsyncIterator[bytes], *,
+                     in_sample_rate: int, context_id: str) -> AsyncIterator[Frame]:
+    """Audio frames of PCM ``chunks``, resampled and framed as pipecat's TTS does it."""
+    return tts._stream_audio_frames_from_iterator(
+        chunks, in_sample_rate=in_sample_rate, context_id=context_id
+    )
+
+
+# --------------------------------------------------------------------------- LiveAvatar client
+
+
+class HeyGenVideoServiceHooks(HeyGenVideoService):
+    """``HeyGenVideoService`` that lets a subclass adapt each client before it starts.
+
+    pipecat creates its ``HeyGenClient`` in ``setup()`` and starts it (session, socket,
+    LiveKit join) in the same call, with no hook between; :meth:`adapt_client` is
+    called as the service stores the client, before the client's setup.
+    """
+
+    @property
+    def _client(self) -> HeyGenClient | None:
+        return self.__dict__.get("_hooked_client")
+
+    @_client.setter
+    def _client(self, client: HeyGenClient | None) -> None:
+        self.__dict__["_hooked_client"] = client
+        if client is not None:
+            self.adapt_client(client)
+
+    @property
+    def client(self) -> HeyGenClient | None:
+        """The current client (None before setup and after cleanup)."""
+        return self._client
+
+    def adapt_client(self, client: HeyGenClient) -> None:
+        """Change ``client`` before it starts; the default leaves it as pipecat made it."""
+
+
+def replace_video_loop(client: HeyGenClient,
+                       loop: Callable[[rtc.VideoStream], Coroutine[Any, Any, None]]) -> None:
+    """Run ``loop(stream)`` instead of the client's own video loop, on this client only."""
+    client._process_video_frames = loop  # type: ignore[method-assign,assignment]
+
+
+def skip_media_join(client: HeyGenClient) -> None:
+    """Make this client's LiveKit join a no-op (it then receives no avatar media)."""
+
+    async def skip() -> None:
+        logger.info("direct mode: the avatar publishes into the stage room itself; "
+                    "not joining a room to receive its media")
+
+    client._livekit_connect = skip  # type: ignore[method-assign]
+
+
+def heygen_client_wants_video(client: HeyGenClient) -> bool:
+    """Whether the client would pass a frame on now (output ready, video captured)."""
+    return bool(client._transport_ready and client._video_frame_callback)
