@@ -101,6 +101,14 @@ class Settings:
     viewers_hidden: bool = True
     """Viewer tokens are ``hidden``: no participant events fan out per viewer."""
     audience_cache_seconds: float = 2.0
+    audience_shards: int = 0
+    """Audience shard rooms for viewers (docs/scaling.md): 0 (default, one node) puts
+    viewers in the stage room; N > 0 puts them in N shard rooms ``<room>--a1`` ... that a
+    multi-node LiveKit (Redis) spreads over its nodes, and the bot publishes the avatar
+    into each (encoded once). Host and presenter stay in the stage room."""
+    shard_capacity: int = 250
+    """Viewers per audience shard room; when every shard is full a join gets HTTP 503
+    with the reason (those already watching keep their quality)."""
     identity_claim_seconds: int = 4 * 3600
     """An identity belongs to whoever holds its claim (a secret handed out at join) until
     this long after they were last seen (joined, or connected at a reconciliation); then

@@ -50,6 +50,13 @@ def validate(s: Settings) -> None:
     if s.video_svc and not re.fullmatch(r"L[1-3]T[1-3](_KEY)?", s.video_svc):
         raise ConfigError(f"video_svc={s.video_svc!r} must be empty or an SVC mode "
                           "such as L3T1, L3T3 or L3T3_KEY")
+    if not 0 <= s.audience_shards <= 64:
+        raise ConfigError(f"audience_shards={s.audience_shards} must be between 0 and 64")
+    if s.shard_capacity < 1:
+        raise ConfigError(f"shard_capacity={s.shard_capacity} must be at least 1")
+    if s.audience_shards and s.avatar_mode != "relay":
+        raise ConfigError("audience_shards needs avatar_mode=relay: the bot publishes the "
+                          "avatar into the shard rooms")
     if s.video_svc and s.video_simulcast:
         raise ConfigError("video_svc and video_simulcast exclude each other (SVC layers "
                           "are one stream; simulcast is several)")

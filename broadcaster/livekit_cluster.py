@@ -146,6 +146,10 @@ def node_settings(base: Settings, state: Path) -> Settings:
 def node_extra(redis_address: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Config keys a cluster node adds to the local livekit.yaml."""
     out: dict[str, Any] = {"redis": {"address": redis_address},
+                           # a new room goes to the node with the fewest rooms (LiveKit's
+                           # own selector), so audience shards spread over the nodes
+                           "node_selector": {"kind": "any", "sort_by": "rooms",
+                                             "algorithm": "lowest"},
                            "rtc": {"node_ip": "127.0.0.1", "use_external_ip": False,
                                    "enable_loopback_candidate": True}}
     if extra:

@@ -27,7 +27,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,8 @@ SEGMENT_ATTR = "lk.segment_id"
 SEND_TIMEOUT_SECS = 5.0
 
 RoomSource = rtc.Room | Callable[[], "rtc.Room | None"] | None
+TextSender = Callable[..., Awaitable[None]]
+"""``send(text, topic=..., attributes=...)``: e.g. ShardFanout.send_text."""
 
 
 def captions_path(settings: Settings, room: str) -> Path:
@@ -86,6 +88,8 @@ class CaptionPublisher:
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.sent = 0
+        self.also: TextSender | None = None
+        """Sends each caption to more rooms too (the audience shards)."""
 
     @classmethod
     def for_session(cls, settings: Settings, room_name: str, room: RoomSource) -> CaptionPublisher:
@@ -106,15 +110,20 @@ class CaptionPublisher:
         """Send one caption (and keep it, if final). Never raises: captions are best effort."""
         if final:
             self._keep(text, speaker=speaker, source=source)
-        room = self.room()
-        if room is None:
-            logger.debug(f"captions: no connected room; not sent: {text[:60]!r}")
-            return
         attributes = {
             CAPTION_SPEAKER_ATTR: speaker,
             CAPTION_FINAL_ATTR: "true" if final else "false",
             SEGMENT_ATTR: segment,
         }
+        if self.also is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.also(text, topic=CAPTION_TOPIC, attributes=attributes),
+                    SEND_TIMEOUT_SECS)
+        room = self.room()
+        if room is None:
+            logger.debug(f"captions: no connected room; not sent: {text[:60]!r}")
+            return
         try:
             await asyncio.wait_for(
                 room.local_participant.send_text(

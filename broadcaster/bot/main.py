@@ -117,6 +117,8 @@ async def serve(settings: Settings, room: str) -> None:
         async def _disconnected(_: object, *args: object) -> None:
             fail("lost the LiveKit connection")
 
+        if parts.shards is not None:
+            parts.shards.start()
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
         run = asyncio.ensure_future(runner.run())
@@ -129,6 +131,8 @@ async def serve(settings: Settings, room: str) -> None:
         finally:
             if stall_timer is not None:
                 stall_timer.cancel()
+            if parts.shards is not None:
+                await parts.shards.stop()
             if not run.done():
                 await worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
@@ -192,6 +193,12 @@ class LiveKitRepublisher(FrameProcessor):
         self._audio_source = audio_source
         self._video.start(video_source, slate_first=False)
         self._running = True
+
+    def tap(self, video: Callable[[rtc.VideoFrame], None] | None,
+            audio: Callable[[rtc.AudioFrame], None] | None) -> None:
+        """Hand every captured video and audio frame to these too (audience shards)."""
+        self._video.tap = video
+        self._audio.tap = audio
 
     def offer_video(self, frame: OutputImageRawFrame) -> None:
         """Hand a frame to the pacer; captured right away unless over the frame rate."""
