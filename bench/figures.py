@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import bench.process_env  # noqa: F401
+from bench.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -45,6 +46,9 @@ def now_iso() -> str:
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json``, stamped with what it ran on (``provenance``)."""
+    for key, value in provenance().items():
+        result.setdefault(key, value)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")

@@ -273,20 +273,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _provenance() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    from broadcaster.config import PROJECT_ROOT
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "broadcaster"],
-                                cwd=PROJECT_ROOT, capture_output=True, text=True).stdout)
-    return {"commit": commit + ("+dirty" if dirty else ""),
-            "packages": {p: version(p) for p in ("livekit", "livekit-api", "aiohttp")},
-            "livekit_server": "v1.13.5"}
-
-
 def _mode(mode: str, n: int) -> dict[str, Any]:
     """One set-up; again on fresh ports when another process took one (a shared box)."""
     for attempt in range(3):
@@ -316,7 +302,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "pass": (modes["reconcile_only"]["offenders_never_demoted"] == 0
                  and modes["webhooks_and_reconcile"]["offenders_never_demoted"] == 0
                  and (rec.get("max") or 99) <= 5.0),
-        **_provenance(), "machine": machine(), "when": now_iso(),
+        "machine": machine(), "when": now_iso(),
     }
     write_result(NAME, result)
     plot(result, RESULTS / f"{NAME}.png")

@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.provenance import provenance  # noqa: E402
 from broadcaster.avatar.renderer import FaceRenderer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -118,6 +119,7 @@ def main() -> None:
         "render_into_full: worst case, whole frame painted every call",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    result.update(provenance())
     (RESULTS / "render_cost.json").write_text(json.dumps(result, indent=2) + "\n")
 
     print(

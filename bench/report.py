@@ -409,14 +409,21 @@ def _details(name: str, d: dict[str, Any]) -> list[str]:
                        f"demoted {r.get('offenders_never_demoted')}; webhooks lost "
                        f"{r.get('webhooks_lost_lines')}; web app CPU "
                        f"{_f(r.get('web_app_cpu_seconds'), '.2f')} s")
-        out.append(f"- commit {d.get('commit')}, packages {d.get('packages')}, livekit-server "
-                   f"{d.get('livekit_server')}")
     elif name == "republish_latency":
         a = d.get("added_ms", {})
         out.append(f"- added latency: p50 {_f(a.get('p50'))}, p95 {_f(a.get('p95'))}, max "
                    f"{_f(a.get('max'))} ms over {d.get('frames_compared')} frames "
                    f"({d.get('seconds')} s)")
     return out
+
+
+def _provenance_line(d: dict[str, Any]) -> str:
+    """Say what a result ran on (results older than the stamp say so)."""
+    if not d.get("commit"):
+        return "- ran before results recorded their commit and package versions"
+    pkgs = ", ".join(f"{k} {v}" for k, v in (d.get("packages") or {}).items() if v)
+    return (f"- ran on commit {d['commit']}; {pkgs}; livekit-server "
+            f"{d.get('livekit_server') or '?'}")
 
 
 def write_report(path: Path = DOC) -> Path:
@@ -442,6 +449,7 @@ def write_report(path: Path = DOC) -> Path:
         sec = [f"### {title}\n", f"`bench/{name}.py`, {when}{mode}. " + (d.get("what") or "")
                + "." + load_note + "\n"]
         sec += _details(name, d)
+        sec.append(_provenance_line(d))
         png = RESULTS / f"{name}.png"
         if png.exists():
             sec.append(f"\n![{title}](../bench/results/{name}.png)\n")

@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.provenance import provenance  # noqa: E402
 from bench.republish_hop import _exit_now, livekit_server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -443,6 +444,7 @@ def run(quick: bool = False, seconds: float | None = None, with_pipecat: bool = 
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    result.update(provenance())
     (RESULTS / "republish_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, RESULTS / "republish_cpu.png")
     return result

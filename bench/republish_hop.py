@@ -52,6 +52,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.provenance import provenance  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 W, H = 1280, 720
@@ -414,6 +415,7 @@ def run(quick: bool = False, frames: int | None = None, live: bool = True) -> di
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    result.update(provenance())
     (RESULTS / "republish_hop.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, RESULTS / "republish_hop.png")
     return result

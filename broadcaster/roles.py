@@ -28,6 +28,8 @@ LISTENER_SUFFIX = "-listener"
 
 
 class Role(StrEnum):
+    """Who a participant is in a webinar; the value goes into the token's ``role`` attribute."""
+
     VIEWER = "viewer"
     PRESENTER = "presenter"
     HOST = "host"
@@ -43,8 +45,10 @@ CAMERA = api.TrackSource.Name(api.TrackSource.CAMERA).lower()
 
 
 def grants_for(role: Role, room: str, *, speaking: bool = True) -> api.VideoGrants:
-    """The minimum LiveKit grant for ``role`` in ``room`` (a presenter publishes her
-    microphone only while ``speaking``: holding the floor)."""
+    """Return the minimum LiveKit grant for ``role`` in ``room``.
+
+    A presenter publishes her microphone only while ``speaking`` (holding the floor).
+    """
     if role is Role.VIEWER:
         return api.VideoGrants(
             room_join=True, room=room, can_publish=False, can_subscribe=True,
@@ -69,8 +73,11 @@ def grants_for(role: Role, room: str, *, speaking: bool = True) -> api.VideoGran
 
 
 def speaker_permission(speaking: bool, *, hidden: bool) -> api.ParticipantPermission:
-    """Permissions applied live to a person by promote (speaking), demote and the floor
-    guard: a microphone for the speaker, never data (only the bot sends captions)."""
+    """Return the permissions promote (speaking), demote and the floor guard apply live.
+
+    A microphone for the speaker, never data (only the bot sends captions); a hidden
+    viewer becomes visible while speaking.
+    """
     return api.ParticipantPermission(
         can_subscribe=True,
         can_publish=speaking,
@@ -87,6 +94,11 @@ def stack_identities(settings: Settings) -> frozenset[str]:
 
 
 def check_identity(identity: str, *, settings: Settings | None = None) -> str:
+    """Return ``identity`` if a person may take it, else raise InvalidInput naming it.
+
+    With ``settings``, the stack's own identities are reserved too, so nobody can pose as
+    the bot or its listener.
+    """
     if not isinstance(identity, str) or not IDENTITY_RE.fullmatch(identity):
         shown = identity if isinstance(identity, str) and len(identity) <= 80 else "<long value>"
         raise InvalidInput(
@@ -102,6 +114,7 @@ def check_identity(identity: str, *, settings: Settings | None = None) -> str:
 
 
 def check_room(room: str) -> str:
+    """Return ``room`` if it is a well-formed room name, else raise InvalidInput naming it."""
     if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
         shown = room if isinstance(room, str) and len(room) <= 80 else "<long value>"
         raise InvalidInput(
@@ -111,6 +124,7 @@ def check_room(room: str) -> str:
 
 
 def check_name(name: str | None, fallback: str) -> str:
+    """Return a display name: short and printable, ``fallback`` when empty or blank."""
     if name is None or name == "":
         return fallback
     if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not name.isprintable():
@@ -129,8 +143,11 @@ def mint_token(
     metadata: str = "",
     speaking: bool = True,
 ) -> str:
-    """A signed LiveKit JWT for ``identity`` as ``role`` in ``room`` (``speaking`` False:
-    a presenter's token without the floor, so without publishing)."""
+    """Mint a signed LiveKit JWT for ``identity`` as ``role`` in ``room``.
+
+    With ``speaking`` False a presenter's token comes without the floor, so without
+    publishing.
+    """
     try:
         role = Role(role)
     except ValueError as exc:

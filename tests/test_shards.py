@@ -44,6 +44,10 @@ async def sharded(cluster: Cluster, avatar_service: str, avatar_settings
             serving(settings, http) as web:
         webinar = await web.new_webinar("Sharded webinar")
         async with running_bot(settings, webinar) as bot:
+            # the bot opens the shards 2.5 s apart (LiveKit places each on a node)
+            await until(lambda: all(bot.grep(f"shard {bot.room}--a{i}: publishing")
+                                    for i in range(1, SHARDS + 1)), 30,
+                        "the bot to publish into every shard", bot)
             yield web, bot
 
 

@@ -172,7 +172,7 @@ async def test_join_rejects_bad_input(web_client: WebClient, webinar: dict, web_
 async def test_errors_from_aiohttp_are_json(web_client: WebClient):
     is_error(await web_client.call("GET", "/no/such/page"), 404)
     is_error(await web_client.call("GET", "/static/no-such-file.js"), 404)
-    is_error(await web_client.call("GET", "/static/../broadcaster/config.py"), 404)
+    is_error(await web_client.call("GET", "/static/../broadcaster/config/__init__.py"), 404)
     reply = await web_client.call("DELETE", "/healthz")
     is_error(reply, 405, "DELETE")
     assert "GET" in reply.headers["Allow"]

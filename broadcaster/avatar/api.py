@@ -36,18 +36,22 @@ OK_CODE = 100  # LiveAvatar's success code
 
 
 def json_ok(data: Any, message: str = "success", status: int = 200) -> web.Response:
+    """Answer in LiveAvatar's success envelope (pipecat reads ``data``)."""
     return web.json_response({"code": OK_CODE, "data": data, "message": message}, status=status)
 
 
 def json_error(status: int, message: str) -> web.Response:
+    """Answer in LiveAvatar's envelope with ``code`` = ``status``; pipecat logs ``message``."""
     return web.json_response({"code": status, "data": None, "message": message}, status=status)
 
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """aiohttp's own 404/405/413 answers are text; make them JSON like ours. Anything
-    else escaping a handler is a bug: one log line (no traceback a client could make us
-    write over and over) and a JSON 500."""
+    """Turn aiohttp's own 404/405/413 text answers into JSON like ours.
+
+    Anything else escaping a handler is a bug: one log line (no traceback a client could
+    make us write over and over) and a JSON 500.
+    """
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -77,8 +81,11 @@ def _api_key_ok(request: web.Request) -> bool:
 
 
 def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison of any text a client sent (header and query values arrive
-    with undecodable bytes as lone surrogates) with a secret."""
+    """Compare text a client sent with a secret, in constant time.
+
+    Header and query values arrive with undecodable bytes as lone surrogates, so both
+    sides are encoded with ``surrogateescape`` rather than raising.
+    """
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
                                expected.encode("utf-8", "surrogateescape"))
 
@@ -92,9 +99,11 @@ def _bearer(request: web.Request) -> str | None:
 
 
 async def _json_body(request: web.Request, *, required: bool) -> Any:
-    """The parsed body; None when empty and not required. Raises InvalidRequest (422) for
-    bad JSON (huge numbers, deep nesting, lone surrogates included), BadBody (408/400)
-    for a body that trickles in or is cut short."""
+    """Return the parsed body, or None when it is empty and not required.
+
+    Raises InvalidRequest (422) for bad JSON (huge numbers, deep nesting, lone surrogates
+    included), BadBody (408/400) for a body that trickles in or is cut short.
+    """
     timeout = request.app[SETTINGS_KEY].http_body_timeout_seconds
     try:
         raw = await asyncio.wait_for(request.read(), timeout)
@@ -124,6 +133,7 @@ def _ws_url(request: web.Request, session: Session) -> str:
 
 
 async def create_token(request: web.Request) -> web.Response:
+    """``POST /v1/sessions/token`` (X-API-KEY): register a session, answer its id and token."""
     if not _api_key_ok(request):
         return json_error(401, "missing or invalid X-API-KEY")
     try:
@@ -151,8 +161,11 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 def _our_livekit(url: str, settings: Settings) -> bool:
-    """Direct mode joins the LiveKit server this service is configured for, and no other
-    (a key holder must not make it connect anywhere, e.g. into an internal network)."""
+    """Tell whether ``url`` is the LiveKit server this service is configured for.
+
+    Direct mode joins that server and no other: a key holder must not make it connect
+    anywhere else, e.g. into an internal network.
+    """
     def norm(u: str) -> str:
         return http_url(u.strip()).rstrip("/").lower()
 
@@ -160,6 +173,7 @@ def _our_livekit(url: str, settings: Settings) -> bool:
 
 
 async def start_session(request: web.Request) -> web.Response:
+    """``POST /v1/sessions/start`` (Bearer session token): start it, answer pipecat's fields."""
     token = _bearer(request)
     if token is None:
         return json_error(401, "missing Authorization: Bearer <session_token>")
@@ -175,6 +189,7 @@ async def start_session(request: web.Request) -> web.Response:
 
 
 async def stop_session(request: web.Request) -> web.Response:
+    """``POST /v1/sessions/stop`` (Bearer token of that session, or X-API-KEY); idempotent."""
     registry = request.app[REGISTRY_KEY]
     token = _bearer(request)
     by_token = registry.by_token(token) if token else None
@@ -209,6 +224,7 @@ async def stop_session(request: web.Request) -> web.Response:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
+    """``GET /v1/sessions`` (X-API-KEY): every session, for debugging; no secrets."""
     if not _api_key_ok(request):
         return json_error(401, "missing or invalid X-API-KEY")
     sessions = request.app[REGISTRY_KEY].sessions()
@@ -216,5 +232,6 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz`` (anyone): readiness, with the number of live sessions."""
     registry = request.app[REGISTRY_KEY]
     return web.json_response({"ok": True, "live_sessions": registry.live_count})

@@ -21,7 +21,7 @@ from broadcaster.netutil import server_limits
 
 
 def build_app(settings: Settings, registry: SessionRegistry | None = None) -> web.Application:
-    """The LiveAvatar-compatible application (routes under ``/v1`` like HeyGen's)."""
+    """Build the LiveAvatar-compatible application (routes under ``/v1`` like HeyGen's)."""
     app = web.Application(middlewares=[api.json_errors])
     app[api.SETTINGS_KEY] = settings
     app[api.REGISTRY_KEY] = registry or SessionRegistry(settings)

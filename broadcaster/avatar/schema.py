@@ -41,8 +41,11 @@ class InvalidRequest(ValueError):
 
 
 def check_unicode(value: Any) -> None:
-    """Refuse strings (keys included) that hold lone surrogates: JSON lets ``\\ud800``
-    through, but no UTF-8 encoder (a token, a log line, LiveKit) takes it."""
+    r"""Refuse strings (keys included) that hold lone surrogates.
+
+    JSON lets ``\ud800`` through, but no UTF-8 encoder (a token, a log line, LiveKit)
+    takes it.
+    """
     stack = [value]
     while stack:
         item = stack.pop()
@@ -60,8 +63,10 @@ def check_unicode(value: Any) -> None:
 
 
 def _choice(value: Any, name: str, allowed: Any) -> str:
-    """``value`` when it is one of ``allowed`` (strings), else a 422 naming the field
-    (a list or object is not "not allowed": it is unhashable, and must not become a 500)."""
+    """Return ``value`` when it is one of ``allowed`` (strings), else a 422 naming the field.
+
+    A list or object is checked by type first: it is unhashable, and must not become a 500.
+    """
     if not isinstance(value, str) or value not in allowed:
         raise InvalidRequest(f"{name} must be one of {', '.join(allowed)}")
     return value
@@ -78,6 +83,8 @@ class LiveKitTarget:
 
 @dataclass(frozen=True)
 class SessionRequest:
+    """A validated ``/sessions/token`` body: what the session will render and where."""
+
     avatar_id: str
     mode: str = "LITE"
     is_sandbox: bool = False
@@ -183,7 +190,7 @@ def parse_token_request(body: Any) -> SessionRequest:
 
 
 def video_size(width: int, height: int, orientation: str | None) -> tuple[int, int]:
-    """The configured size, turned to ``orientation`` when one is asked for."""
+    """Turn the configured size to ``orientation`` when one is asked for."""
     if orientation == "landscape":
         return max(width, height), min(width, height)
     if orientation == "portrait":

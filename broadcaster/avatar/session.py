@@ -21,6 +21,8 @@ from broadcaster.avatar.schema import SessionRequest
 
 
 class SessionState(StrEnum):
+    """Where a session is in its life; only STARTING and STARTED count as live."""
+
     CREATED = "created"
     STARTING = "starting"
     STARTED = "started"
@@ -76,6 +78,7 @@ class Session:
 
     @property
     def live(self) -> bool:
+        """Starting or started: counts against the service's ``max_live`` sessions."""
         return self.state in (SessionState.STARTING, SessionState.STARTED)
 
     def emit(self, event: Event) -> None:
@@ -88,7 +91,7 @@ class Session:
             logger.warning("session {}: control socket is not reading; event dropped", self.id)
 
     def start_data(self) -> dict[str, Any]:
-        """The six fields pipecat requires from ``/sessions/start``."""
+        """Return the six fields pipecat requires from ``/sessions/start``."""
         return {
             "session_id": self.id,
             "livekit_url": self.livekit_url,

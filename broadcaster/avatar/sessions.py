@@ -85,26 +85,33 @@ class SessionRegistry:
 
     # ---------------------------------------------------------------- lookup
     def get(self, session_id: str) -> Session | None:
+        """Find a session by id, tombstones included (so a second stop still answers)."""
         return self._sessions.get(session_id)
 
     def by_token(self, token: str) -> Session | None:
+        """Find the session a Bearer session token belongs to (tombstones included)."""
         return self._by_token.get(token)
 
     def sessions(self) -> list[Session]:
+        """Return a snapshot of every session, so callers may stop them while iterating."""
         return list(self._sessions.values())
 
     @property
     def live_count(self) -> int:
+        """Count sessions starting or started: what ``max_live`` caps."""
         return sum(1 for s in self._sessions.values() if s.live)
 
     # ---------------------------------------------------------------- create
     @property
     def pending_count(self) -> int:
+        """Count sessions created but not started: what ``max_pending`` caps."""
         return sum(1 for s in self._sessions.values() if s.state is SessionState.CREATED)
 
     def create(self, request: SessionRequest) -> Session:
-        """A new session (not started): what ``/sessions/token`` hands out. Raises
-        CapacityError when ``max_pending`` sessions already wait to be started."""
+        """Create a session (not started): what ``/sessions/token`` hands out.
+
+        Raises CapacityError when ``max_pending`` sessions already wait to be started.
+        """
         if self.pending_count >= self.max_pending:
             raise CapacityError(
                 f"{self.max_pending} avatar sessions are already waiting to be started; "
@@ -204,7 +211,7 @@ class SessionRegistry:
         await session.publisher.start(url, avatar_token)
 
     def _direct_client_token(self, url: str, room: str, ttl: int) -> str:
-        """A subscribe-only token for the client when the caller's server is ours, else ''.
+        """Mint a subscribe-only client token when the caller's server is ours, else ''.
 
         pipecat's client joins ``livekit_url`` with ``livekit_client_token``; with a
         foreign server we hold no key to mint one, and an empty token only makes
@@ -296,6 +303,7 @@ class SessionRegistry:
             del self._by_token[session.token]
 
     async def stop_all(self, reason: str) -> None:
+        """Stop every session at once; one failing teardown does not keep the rest alive."""
         await asyncio.gather(
             *(self.stop(s, reason) for s in self.sessions() if s.state is not SessionState.STOPPED),
             return_exceptions=True,
@@ -303,7 +311,7 @@ class SessionRegistry:
 
     # ---------------------------------------------------------------- reaper
     def why_reap(self, session: Session, now: float) -> str | None:
-        """The reason to stop ``session`` now, or None to keep it."""
+        """Return the reason to stop ``session`` now, or None to keep it."""
         if session.state is SessionState.CREATED:
             return "never started" if now - session.created_at > self.unstarted_ttl else None
         if session.state is not SessionState.STARTED:
@@ -333,6 +341,7 @@ class SessionRegistry:
         return None
 
     async def reap_once(self) -> None:
+        """Stop every abandoned session and forget tombstones past their TTL (one sweep)."""
         now = self._clock()
         for session in self.sessions():
             if session.state is SessionState.STOPPED:
@@ -352,6 +361,7 @@ class SessionRegistry:
                 logger.exception("avatar session reaper failed")
 
     def start_reaper(self) -> None:
+        """Start the background sweep (idempotent); it needs the running event loop."""
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_forever(), name="avatar-reaper")
 

@@ -124,8 +124,11 @@ def _where(exc: BaseException) -> str:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    """LiveKit's API client needs the running loop, so it lives in a cleanup context;
-    so does the floor guard's reconciliation (at start, then every few seconds)."""
+    """Run the services that need the running loop, for the app's lifetime.
+
+    LiveKit's API client needs the running loop, so it lives in a cleanup context; so
+    does the floor guard's reconciliation (at start, then every few seconds).
+    """
     admin = LiveKitAdmin(app[SETTINGS])
     app[LIVEKIT] = admin
     webinars = app[WEBINARS] = Webinars(app[SETTINGS], app[STORE], admin)
@@ -146,7 +149,7 @@ def create_app(
     bots: BotLauncher | None = None,
     vendor_js: Path | None = None,
 ) -> web.Application:
-    """The whole web app; ``bots`` and ``vendor_js`` are injectable for tests."""
+    """Build the whole web app; ``bots`` and ``vendor_js`` are injectable for tests."""
     app = web.Application(
         middlewares=[_security_headers(content_security_policy(settings)), json_errors,
                      host_guard],
@@ -168,8 +171,11 @@ def create_app(
 
 
 def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
-    """The runner ``serve`` uses: our access log, and idle or trickling connections closed
-    after ``http_idle_timeout_seconds`` (aiohttp's own default holds them an hour)."""
+    """Build the runner ``serve`` uses: our access log, and idle connections closed.
+
+    Idle or trickling connections close after ``http_idle_timeout_seconds`` (aiohttp's own
+    default holds them an hour).
+    """
     return web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
                          **server_limits(settings))
 

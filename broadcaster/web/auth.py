@@ -1,5 +1,7 @@
-"""Who is calling: the host (host key), a participant (their LiveKit token), or a
-scraper on this machine (``/metrics``).
+"""Who is calling: the host, a participant, or a scraper on this machine.
+
+The host shows the host key, a participant their LiveKit token, and a ``/metrics``
+scraper connects from this machine.
 
 Every path under ``/api/host/`` needs the host key, enforced by one middleware
 so no host route can forget it.
@@ -25,6 +27,7 @@ HOST_PREFIX = "/api/host/"
 
 
 def bearer(request: web.Request) -> str | None:
+    """Return the token of ``Authorization: Bearer <token>``, or None when there is none."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -42,14 +45,18 @@ def is_host(request: web.Request) -> bool:
 
 
 def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison of any text a client sent (header values arrive with
-    undecodable bytes as lone surrogates) with a secret."""
+    """Compare text a client sent with a secret, in constant time.
+
+    Header values arrive with undecodable bytes as lone surrogates, so both sides are
+    encoded with ``surrogateescape`` rather than raising.
+    """
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
                                expected.encode("utf-8", "surrogateescape"))
 
 
 @web.middleware
 async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer 401 to any ``/api/host/`` request without the host key, before its route."""
     if request.path.startswith(HOST_PREFIX) and not is_host(request):
         raise unauthorized(
             "host key missing" if bearer(request) is None else "host key is wrong"
@@ -58,7 +65,10 @@ async def host_guard(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 def participant(request: web.Request, room: str) -> api.access_token.Claims:
-    """The verified claims of the participant token in ``Authorization`` for ``room``."""
+    """Return the verified claims of the participant token in ``Authorization``.
+
+    401 when it is missing, forged or expired; 403 when it is for another room than ``room``.
+    """
     token = bearer(request)
     if token is None:
         raise unauthorized("participant token missing (Authorization: Bearer <token>)")
@@ -73,8 +83,11 @@ def participant(request: web.Request, room: str) -> api.access_token.Claims:
 
 
 def is_local_request(request: web.Request, headers: Mapping[str, str] | None = None) -> bool:
-    """A direct loopback connection (a reverse proxy adds X-Forwarded-For / Forwarded) that
-    names this machine in ``Host`` (a browser tricked by DNS rebinding names another)."""
+    """Tell whether the request comes straight from this machine and names it in ``Host``.
+
+    A reverse proxy adds X-Forwarded-For / Forwarded, so those headers disqualify it; a
+    browser tricked by DNS rebinding names another host in ``Host``.
+    """
     headers = request.headers if headers is None else headers
     remote = request.remote
     if not remote or "X-Forwarded-For" in headers or "Forwarded" in headers:

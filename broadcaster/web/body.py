@@ -20,7 +20,7 @@ from broadcaster.web.keys import SETTINGS
 
 
 async def read_raw(request: web.Request) -> bytes:
-    """The whole body, within the body timeout (413 past client_max_size)."""
+    """Read the whole body within the body timeout (413 past client_max_size)."""
     timeout = request.app[SETTINGS].http_body_timeout_seconds
     try:
         return await asyncio.wait_for(request.read(), timeout)
@@ -61,7 +61,7 @@ def check_text(value: Any, where: str = "body") -> None:
 
 
 async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    """The body as a JSON object holding only ``allowed`` keys (an empty body is ``{}``)."""
+    """Read the body as a JSON object holding only ``allowed`` keys (empty body: ``{}``)."""
     raw = await read_raw(request)
     if not raw.strip():
         return {}
@@ -76,6 +76,7 @@ async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]
 
 
 def req_str(body: dict[str, Any], name: str) -> str:
+    """Return the required string field ``name``; 422 naming it when absent, null or empty."""
     if name not in body:
         raise invalid(f"field {name!r} is required")
     if body[name] is None:
@@ -87,6 +88,7 @@ def req_str(body: dict[str, Any], name: str) -> str:
 
 
 def opt_str(body: dict[str, Any], name: str) -> str | None:
+    """Return the optional string field ``name`` (None when absent or null); 422 if not text."""
     value = body.get(name)
     if value is None:
         return None

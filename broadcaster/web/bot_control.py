@@ -24,6 +24,7 @@ BotCommand = Callable[[str], Sequence[str]]
 
 
 def default_command(room: str) -> list[str]:
+    """Return the bot's command line: this interpreter, so the bot runs in our venv."""
     return [sys.executable, "-m", "broadcaster.bot", "--room", room]
 
 
@@ -152,5 +153,6 @@ class BotLauncher:
         logger.info("bot for room {} stopped (exit {})", bot.room, proc.returncode)
 
     async def stop_all(self) -> None:
+        """Stop every bot, one after another (each within its stop timeout)."""
         for room in list(self._bots):
             await self.stop(room)

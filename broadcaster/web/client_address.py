@@ -19,7 +19,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_ip(text: str) -> IPAddress | None:
-    """An address from a peer name or header hop (``[::1]``, ``fe80::1%eth0``), or None."""
+    """Parse a peer name or header hop (``[::1]``, ``fe80::1%eth0``); None if no address."""
     text = text.strip().removeprefix("[").split("]", 1)[0].split("%", 1)[0]
     try:
         ip = ipaddress.ip_address(text)
@@ -31,7 +31,7 @@ def parse_ip(text: str) -> IPAddress | None:
 
 
 def limit_key(ip: IPAddress) -> str:
-    """The bucket an address counts against: itself (IPv4) or its /64 (IPv6)."""
+    """Return the bucket an address counts against: itself (IPv4) or its /64 (IPv6)."""
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
@@ -42,7 +42,7 @@ def _trusted(ip: IPAddress, proxies: tuple[IPNetwork, ...]) -> bool:
 
 
 def client_ip(request: web.BaseRequest, proxies: tuple[IPNetwork, ...]) -> IPAddress | None:
-    """The client's address as far as the trusted proxies vouch for it."""
+    """Return the client's address as far as the trusted proxies vouch for it."""
     peer = parse_ip(request.remote or "")
     if peer is None or not proxies or not _trusted(peer, proxies):
         return peer
@@ -57,6 +57,6 @@ def client_ip(request: web.BaseRequest, proxies: tuple[IPNetwork, ...]) -> IPAdd
 
 
 def client_key(request: web.BaseRequest, proxies: tuple[IPNetwork, ...]) -> str:
-    """The per-address limit key of ``request`` (``unix`` for a Unix socket peer)."""
+    """Return the per-address limit key of ``request`` (``unix`` for a Unix socket peer)."""
     ip = client_ip(request, proxies)
     return limit_key(ip) if ip is not None else (request.remote or "unknown")

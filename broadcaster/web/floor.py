@@ -38,6 +38,8 @@ PURGE_SECONDS = 30.0
 
 
 class FloorGuard:
+    """Keeps LiveKit's rights of every person in a webinar room in line with the store."""
+
     def __init__(self, webinars: Webinars) -> None:
         self.webinars = webinars
         self.settings = webinars.settings
@@ -47,8 +49,11 @@ class FloorGuard:
     # --- one person ----------------------------------------------------------------------
     def wanted(self, webinar: Webinar, person: api.ParticipantInfo,
                banned: set[str]) -> str | None:
-        """What to do about ``person`` now: "removed", "demoted", "restricted" (data
-        rights taken), "granted" (the speaker's microphone given back) or None."""
+        """Decide what to do about ``person`` now, or None when their rights match.
+
+        The answer is "removed", "demoted", "restricted" (data rights taken) or "granted"
+        (the speaker's microphone given back).
+        """
         if self.webinars.is_stack(person):
             return None
         if webinar.state == ROOM_STATE_ENDED or person.identity in banned:
@@ -66,8 +71,11 @@ class FloorGuard:
 
     async def police(self, room: str, identity: str,
                      permission: api.ParticipantPermission | None = None) -> str | None:
-        """Apply the floor to ``identity``; ``permission`` is what a webhook said they hold
-        (a viewer joining with no rights to take costs no API call)."""
+        """Apply the floor to ``identity`` and return the action taken, if any.
+
+        ``permission`` is what a webhook said they hold: a viewer joining with no rights to
+        take costs no API call.
+        """
         webinar = self.webinars.store.webinar(room)
         if webinar is None:
             return None  # not a webinar room (e.g. the avatar's own)
@@ -140,10 +148,12 @@ class FloorGuard:
 
     # --- the loop ------------------------------------------------------------------------
     def start(self) -> None:
+        """Start the reconciliation loop (idempotent); it needs the running event loop."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="floor-guard")
 
     async def stop(self) -> None:
+        """Cancel the loop and wait until it has ended (idempotent)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

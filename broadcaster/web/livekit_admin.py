@@ -35,6 +35,7 @@ class LiveKitAdmin:
         )
 
     async def close(self) -> None:
+        """Close the API client's aiohttp session (unclosed, aiohttp warns at exit)."""
         await self._lk.aclose()
 
     async def _call(self, method: str, request: Any) -> Any:
@@ -59,20 +60,23 @@ class LiveKitAdmin:
                          api.UpdateRoomMetadataRequest(room=room, metadata=text))
 
     async def set_metadata(self, room: str, metadata: dict[str, Any]) -> None:
+        """Replace the room's metadata, which the pages read for the webinar's state."""
         await self._call("update_room_metadata",
                          api.UpdateRoomMetadataRequest(room=room, metadata=json.dumps(metadata)))
 
     async def rooms(self, names: list[str]) -> list[api.Room]:
-        """The rooms LiveKit has now among ``names`` (one call for all of them)."""
+        """Return the rooms LiveKit has now among ``names`` (one call for all of them)."""
         wanted = set(names)
         resp = await self._call("list_rooms", api.ListRoomsRequest())
         return [r for r in resp.rooms if r.name in wanted] if resp is not None else []
 
     async def participants(self, room: str) -> list[api.ParticipantInfo]:
+        """List who is in ``room`` now, hidden ones included; empty when there is no room."""
         resp = await self._call("list_participants", api.ListParticipantsRequest(room=room))
         return list(resp.participants) if resp is not None else []
 
     async def participant(self, room: str, identity: str) -> api.ParticipantInfo | None:
+        """Look ``identity`` up in ``room`` now; None when not connected."""
         return await self._call(
             "get_participant", api.RoomParticipantIdentity(room=room, identity=identity)
         )
@@ -88,10 +92,12 @@ class LiveKitAdmin:
         return resp is not None
 
     async def remove(self, room: str, identity: str) -> bool:
+        """Disconnect ``identity`` from ``room``; False when they were not connected."""
         resp = await self._call(
             "remove_participant", api.RoomParticipantIdentity(room=room, identity=identity)
         )
         return resp is not None
 
     async def delete_room(self, room: str) -> None:
+        """Close ``room`` for everyone in it; a room already gone is not an error."""
         await self._call("delete_room", api.DeleteRoomRequest(room=room))

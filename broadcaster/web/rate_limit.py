@@ -1,5 +1,7 @@
-"""Limits kept in memory: per identity (questions), per source address (joins,
-questions), and the webhook ids already acted on.
+"""Limits kept in memory: per identity, per source address, and webhook ids seen.
+
+Questions are limited per identity and per source address, joins per source address;
+webhook ids already acted on are remembered so a replay is not acted on again.
 
 In memory: one web app process holds the webinar's SQLite store anyway, and a
 restart forgiving a minute of limits is harmless.
@@ -86,8 +88,11 @@ class RecentIds:
 
 
 class LogThrottle:
-    """At most one log line per ``interval`` for something anyone can trigger (a forged
-    webhook): the rest are counted and reported with the next line."""
+    """At most one log line per ``interval`` for something anyone can trigger.
+
+    A forged webhook, say, must not let anyone fill the log: the lines past the first
+    are counted and reported with the next one.
+    """
 
     def __init__(self, interval: float = 10.0) -> None:
         self.interval = interval
@@ -95,8 +100,10 @@ class LogThrottle:
         self.suppressed = 0
 
     def allow(self, now: float | None = None) -> int | None:
-        """The number of lines suppressed since the last one, when a line may be logged
-        now; None when this one is to be suppressed."""
+        """Return how many lines were suppressed since the last, or None to suppress this one.
+
+        A number means a line may be logged now (and should mention that count).
+        """
         now = time.monotonic() if now is None else now
         if now - self._last < self.interval:
             self.suppressed += 1

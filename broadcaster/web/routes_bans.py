@@ -18,6 +18,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/host/webinars/{room}/bans")
 async def bans(request: web.Request) -> web.Response:
+    """``GET .../bans`` (host): who the host removed from this webinar, oldest first."""
     room = request.match_info["room"]
     listed = request.app[WEBINARS].bans(room)
     return web.json_response({"room": room, "bans": [b.as_json() for b in listed]})
@@ -25,6 +26,7 @@ async def bans(request: web.Request) -> web.Response:
 
 @routes.delete("/api/host/webinars/{room}/bans/{identity}")
 async def clear_ban(request: web.Request) -> web.Response:
+    """``DELETE .../bans/{identity}`` (host): let that identity join again; 404 if not banned."""
     await read_object(request, set())
     room, identity = request.match_info["room"], request.match_info["identity"]
     svc = request.app[WEBINARS]
@@ -36,6 +38,7 @@ async def clear_ban(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/presenter-code")
 async def new_presenter_code(request: web.Request) -> web.Response:
+    """``POST .../presenter-code`` (host): a new invite code; answers the webinar with new links."""
     await read_object(request, set())
     svc = request.app[WEBINARS]
     return web.json_response(svc.for_host(

@@ -7,6 +7,7 @@ from aiohttp import web
 from broadcaster.roles import check_identity
 from broadcaster.web.body import opt_str, read_object, req_str
 from broadcaster.web.keys import BOTS, WEBINARS
+from broadcaster.web.participant_list import participant_list
 
 routes = web.RouteTableDef()
 
@@ -19,12 +20,14 @@ async def session(request: web.Request) -> web.Response:
 
 @routes.get("/api/host/webinars")
 async def list_webinars(request: web.Request) -> web.Response:
+    """``GET /api/host/webinars`` (host): every webinar with its links, newest first."""
     svc = request.app[WEBINARS]
     return web.json_response({"webinars": [svc.for_host(w) for w in svc.store.webinars()]})
 
 
 @routes.post("/api/host/webinars")
 async def create_webinar(request: web.Request) -> web.Response:
+    """``POST /api/host/webinars`` (host) ``{title, room?}``: 201 and the new webinar."""
     body = await read_object(request, {"title", "room"})
     svc = request.app[WEBINARS]
     webinar = await svc.create(req_str(body, "title"), opt_str(body, "room"))
@@ -33,20 +36,23 @@ async def create_webinar(request: web.Request) -> web.Response:
 
 @routes.get("/api/host/webinars/{room}")
 async def get_webinar(request: web.Request) -> web.Response:
+    """``GET /api/host/webinars/{room}`` (host): the webinar with its invite code and links."""
     svc = request.app[WEBINARS]
     return web.json_response(svc.for_host(svc.get(request.match_info["room"])))
 
 
 @routes.get("/api/host/webinars/{room}/participants")
 async def participants(request: web.Request) -> web.Response:
+    """``GET .../participants`` (host): who is in the room now, their roles and tracks."""
     svc = request.app[WEBINARS]
     room = request.match_info["room"]
-    people = await svc.participants(room)
+    people = await participant_list(svc, room)
     return web.json_response({"room": room, "speaker": svc.get(room).speaker,
                               "participants": people})
 
 
 def _target(request: web.Request) -> tuple[str, str]:
+    """Return the room and identity a participant route names, both validated."""
     room = request.match_info["room"]
     request.app[WEBINARS].get(room)  # 422/404 for the room before judging the identity
     identity = request.match_info["identity"]
@@ -56,6 +62,7 @@ def _target(request: web.Request) -> tuple[str, str]:
 
 @routes.post("/api/host/webinars/{room}/participants/{identity}/promote")
 async def promote(request: web.Request) -> web.Response:
+    """``POST .../{identity}/promote`` (host): hand that person the floor; answers the speaker."""
     await read_object(request, set())
     room, identity = _target(request)
     webinar = await request.app[WEBINARS].promote(room, identity)
@@ -64,6 +71,7 @@ async def promote(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/participants/{identity}/demote")
 async def demote(request: web.Request) -> web.Response:
+    """``POST .../{identity}/demote`` (host): take publishing away; answers the speaker."""
     await read_object(request, set())
     room, identity = _target(request)
     webinar = await request.app[WEBINARS].demote(room, identity)
@@ -72,7 +80,7 @@ async def demote(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/participants/{identity}/remove")
 async def remove(request: web.Request) -> web.Response:
-    """Demote, ban (identity and claim; see the ban list) and put out of the room."""
+    """``POST .../{identity}/remove`` (host): demote, ban (identity and claim), disconnect."""
     await read_object(request, set())
     room, identity = _target(request)
     webinar = await request.app[WEBINARS].remove(room, identity)
@@ -82,6 +90,7 @@ async def remove(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/end")
 async def end(request: web.Request) -> web.Response:
+    """``POST .../end`` (host): stop the bot, end the webinar for good, close its room."""
     await read_object(request, set())
     room = request.match_info["room"]
     svc = request.app[WEBINARS]
@@ -92,13 +101,14 @@ async def end(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/token")
 async def watch_token(request: web.Request) -> web.Response:
-    """A hidden, subscribe-only token so the console can watch the stage."""
+    """``POST .../token`` (host): a hidden, subscribe-only token to watch the stage."""
     await read_object(request, set())
     return web.json_response(await request.app[WEBINARS].watch(request.match_info["room"]))
 
 
 @routes.get("/api/host/webinars/{room}/bot")
 async def bot_status(request: web.Request) -> web.Response:
+    """``GET .../bot`` (host): whether the room's bot process runs, its pid and exit code."""
     room = request.match_info["room"]
     request.app[WEBINARS].get(room)
     return web.json_response({"room": room, **request.app[BOTS].status(room)})
@@ -106,6 +116,7 @@ async def bot_status(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/bot/start")
 async def bot_start(request: web.Request) -> web.Response:
+    """``POST .../bot/start`` (host): launch the bot for a live webinar (no-op if running)."""
     await read_object(request, set())
     room = request.match_info["room"]
     request.app[WEBINARS].get_live(room)
@@ -114,6 +125,7 @@ async def bot_start(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/bot/stop")
 async def bot_stop(request: web.Request) -> web.Response:
+    """``POST .../bot/stop`` (host): SIGTERM the room's bot, SIGKILL it if it lingers."""
     await read_object(request, set())
     room = request.match_info["room"]
     request.app[WEBINARS].get(room)

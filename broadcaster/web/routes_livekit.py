@@ -31,6 +31,7 @@ _REFUSALS = LogThrottle(10.0)
 
 @routes.post(WEBHOOK_PATH)
 async def livekit_webhook(request: web.Request) -> web.Response:
+    """``POST /api/livekit/webhook`` (livekit-server, signed): police joins and publishes."""
     settings = request.app[SETTINGS]
     auth = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not auth:

@@ -24,6 +24,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics`` (a local scraper or the host key): Prometheus text, never cached."""
     if not (is_host(request) or is_local_request(request)):
         raise unauthorized(
             "host key missing" if bearer(request) is None else "host key is wrong"

@@ -23,33 +23,39 @@ routes = web.RouteTableDef()
 
 
 def _page(name: str) -> web.FileResponse:
+    """Serve a page revalidated on each load, so an upgrade reaches browsers at once."""
     return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
 
 @routes.get("/")
 async def index(request: web.Request) -> web.FileResponse:
+    """``GET /`` (anyone): the landing page."""
     return _page("index.html")
 
 
 @routes.get("/host")
 async def host_console(request: web.Request) -> web.FileResponse:
+    """``GET /host`` (anyone): the console page; it shows nothing until the host key checks."""
     return _page("host.html")
 
 
 @routes.get("/w/{room}")
 async def viewer_page(request: web.Request) -> web.FileResponse:
+    """``GET /w/{room}`` (anyone with the link): the viewer page; JSON 404 for no webinar."""
     request.app[WEBINARS].get(request.match_info["room"])
     return _page("viewer.html")
 
 
 @routes.get("/w/{room}/present")
 async def presenter_page(request: web.Request) -> web.FileResponse:
+    """``GET /w/{room}/present`` (anyone): the presenter page; the join checks the code."""
     request.app[WEBINARS].get(request.match_info["room"])
     return _page("presenter.html")
 
 
 @routes.get("/static/vendor/livekit-client.esm.mjs")
 async def livekit_client(request: web.Request) -> web.FileResponse:
+    """``GET /static/vendor/livekit-client.esm.mjs``: the npm build, served by us (CSP 'self')."""
     path = request.app[VENDOR_JS]
     if not path.is_file():
         raise ApiError(503, "livekit-client is not installed; run deploy/install.sh")
@@ -69,8 +75,11 @@ async def protocol_js(request: web.Request) -> web.Response:
 
 @routes.get("/static/{path:.+}")
 async def static(request: web.Request) -> web.FileResponse:
-    """Our own files only: no directory listing, no way out of static/ (and JSON 404s,
-    also for names no file system takes: NUL bytes, overlong names)."""
+    """``GET /static/{path}`` (anyone): our own files only.
+
+    No directory listing, no way out of static/, and JSON 404s, also for names no file
+    system takes (NUL bytes, overlong names).
+    """
     name = request.match_info["path"]
     if "\x00" in name or len(name) > MAX_STATIC_PATH:
         raise ApiError(404, "not found")

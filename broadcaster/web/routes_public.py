@@ -24,17 +24,23 @@ MAX_AFTER_DIGITS = 18
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz`` (anyone): readiness; the demo webinar is set up before the port opens."""
     return web.json_response({"ok": True})
 
 
 @routes.get("/api/webinars/{room}")
 async def webinar_info(request: web.Request) -> web.Response:
+    """``GET /api/webinars/{room}`` (anyone with the link): title, speaker, state."""
     svc = request.app[WEBINARS]
     return web.json_response(svc.public(svc.get(request.match_info["room"])))
 
 
 @routes.post("/api/webinars/{room}/join")
 async def join(request: web.Request) -> web.Response:
+    """``POST .../join`` (anyone; presenters with the code): a LiveKit token and a claim.
+
+    Limited per source address (429 with Retry-After) before the body is even read.
+    """
     svc = request.app[WEBINARS]
     room = request.match_info["room"]
     svc.get_live(room)  # unknown room / ended before judging the body
@@ -57,11 +63,16 @@ async def join(request: web.Request) -> web.Response:
 
 @routes.get("/api/webinars/{room}/audience")
 async def audience(request: web.Request) -> web.Response:
+    """``GET .../audience`` (anyone): viewer and participant counts, briefly cached."""
     return web.json_response(await request.app[WEBINARS].audience(request.match_info["room"]))
 
 
 @routes.post("/api/webinars/{room}/questions")
 async def ask(request: web.Request) -> web.Response:
+    """``POST .../questions`` (a participant token of this room) ``{text}``: 201, the question.
+
+    Text is cleaned first; limited per source address and per identity (429).
+    """
     room = request.match_info["room"]
     svc = request.app[WEBINARS]
     svc.get_live(room)
@@ -94,8 +105,11 @@ async def ask(request: web.Request) -> web.Response:
 
 @routes.get("/api/webinars/{room}/questions")
 async def questions(request: web.Request) -> web.Response:
-    """In order, after ``?after=<id>``; for the host (host key) and whoever holds the floor
-    right now (their token's identity is the speaker's: the live floor, not a role)."""
+    """``GET .../questions?after=<id>`` (host, or the speaker): the questions, in order.
+
+    The speaker is whoever holds the floor right now (their token's identity is the
+    speaker's: the live floor, not a role).
+    """
     room = request.match_info["room"]
     svc = request.app[WEBINARS]
     svc.get(room)

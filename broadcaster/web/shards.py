@@ -46,6 +46,7 @@ class _Counts:
     at: float = -1e9
     viewers: dict[str, int] = field(default_factory=dict)
     routed: dict[str, int] = field(default_factory=dict)
+    open: set[str] = field(default_factory=set)
     refreshing: asyncio.Task[None] | None = None
 
 
@@ -67,7 +68,7 @@ class ShardRouter:
         return self.settings.audience_shards > 0
 
     def names(self, room: str) -> list[str]:
-        """The shard rooms of ``room`` (none when shards are off)."""
+        """Return the shard rooms of ``room`` (none when shards are off)."""
         return shard_rooms(room, self.settings.audience_shards)
 
     async def _count(self, shard: str) -> int | None:
@@ -81,6 +82,11 @@ class ShardRouter:
     async def _refresh(self, room: str, c: _Counts) -> None:
         names = self.names(room)
         got = await asyncio.gather(*(self._count(n) for n in names))
+        try:  # the shards the bot has opened (LiveKit placed them one by one)
+            listed = await asyncio.wait_for(self.livekit.rooms(names), CALL_SECONDS)
+            c.open = {r.name for r in listed}
+        except (LiveKitError, TimeoutError) as exc:
+            logger.warning("shards of {}: not listed ({})", room, exc)
         c.at = now = time.monotonic()
         c.viewers = {n: v for n, v in zip(names, got, strict=True) if v is not None}
         for n, v in zip(names, got, strict=True):
@@ -101,20 +107,27 @@ class ShardRouter:
         return {n: c.viewers.get(n, 0) + c.routed.get(n, 0) for n in self.names(room)}
 
     async def route(self, room: str, identity: str) -> str:
-        """Return the shard for ``identity``: the one it had (a reload: LiveKit replaces
-        the old session), unless LiveKit did not answer about it (its node died: the
-        viewer goes to another shard); else the least-filled reachable one with room,
-        counted as joined; 503 when all are full."""
+        """Return the shard for ``identity``, counted as joined; 503 when all are full.
+
+        The one it had (a reload: LiveKit replaces the old session), unless LiveKit did
+        not answer about it (its node died: the viewer goes to another shard); else the
+        least-filled reachable one with room.
+        """
         counts = await self.counts(room)
         now = time.monotonic()
+        c = self._counts[room]
+        cap = self.settings.shard_capacity
         up = {n: v for n, v in counts.items() if self._unreachable.get(n, 0.0) <= now}
         had = self._where.get((room, identity))
         if had is not None and had in up:
             return had
-        shard, held = min((up or counts).items(), key=lambda kv: (kv[1], kv[0]))
-        if held >= self.settings.shard_capacity:
-            raise full(len(counts), self.settings.shard_capacity)
-        c = self._counts[room]
+        free = {n: v for n, v in (up or counts).items() if v < cap}
+        if not free:
+            raise full(len(counts), cap)
+        # shards LiveKit has placed already first: rooms made by a burst of joins at once
+        # would all land on one node (it places by node stats refreshed every 2 s)
+        placed = {n: v for n, v in free.items() if n in c.open}
+        shard = min((placed or free).items(), key=lambda kv: (kv[1], kv[0]))[0]
         c.routed[shard] = c.routed.get(shard, 0) + 1
         self._where[(room, identity)] = shard
         return shard
@@ -124,9 +137,12 @@ class ShardRouter:
         self._counts.pop(room, None)
 
     def ensure(self, shard: str, metadata: dict[str, Any]) -> None:
-        """(Re-)create ``shard`` with the stage's metadata in the background, at most every
-        few seconds: after a node loss LiveKit re-homes the room empty-handed, and while
-        it still counts the dead node as up the call waits; the viewer's join need not."""
+        """(Re-)create ``shard`` with the stage's metadata, in the background.
+
+        At most every few seconds: after a node loss LiveKit re-homes the room
+        empty-handed, and while it still counts the dead node as up the call waits; the
+        viewer's join need not.
+        """
         now = time.monotonic()
         if now - self._ensured.get(shard, -ENSURE_SECONDS) < ENSURE_SECONDS:
             return
@@ -171,14 +187,3 @@ class ShardRouter:
         self._where.pop((room, identity), None)
         await asyncio.gather(*(self.livekit.remove(s, identity) for s in self.names(room)),
                              return_exceptions=True)
-
-    async def find(self, room: str, identity: str) -> str | None:
-        """The shard ``identity`` is connected to now, if any."""
-        for shard in self.names(room):
-            try:
-                if await asyncio.wait_for(self.livekit.participant(shard, identity),
-                                          CALL_SECONDS):
-                    return shard
-            except (LiveKitError, TimeoutError):
-                continue
-        return None

@@ -67,6 +67,8 @@ PRIVATE_FILE = 0o600
 
 @dataclass(frozen=True)
 class Webinar:
+    """A webinar row: the truth the LiveKit room metadata copies."""
+
     room: str
     title: str
     presenter_code: str
@@ -81,6 +83,8 @@ class Webinar:
 
 @dataclass(frozen=True)
 class Question:
+    """An audience question, numbered per database so readers can ask for newer ones."""
+
     id: int
     room: str
     identity: str
@@ -89,6 +93,7 @@ class Question:
     created_at: float
 
     def as_json(self) -> dict[str, object]:
+        """Describe the question for the speaker's page (the room is in the URL)."""
         return {
             "id": self.id, "identity": self.identity, "name": self.name,
             "text": self.text, "created_at": self.created_at,
@@ -97,6 +102,8 @@ class Question:
 
 @dataclass(frozen=True)
 class Claim:
+    """The secret-backed hold of an identity in a room; only its hash is stored."""
+
     room: str
     identity: str
     claim_hash: str
@@ -116,6 +123,8 @@ def hash_claim(secret: str) -> str:
 
 @dataclass(frozen=True)
 class Ban:
+    """A removal by the host: the identity and, when known, the claim that held it."""
+
     room: str
     identity: str
     claim_hash: str | None
@@ -123,7 +132,7 @@ class Ban:
     banned_at: float
 
     def as_json(self) -> dict[str, object]:
-        """What the host sees (never the claim's hash)."""
+        """Describe the ban for the host (never the claim's hash)."""
         return {"identity": self.identity, "name": self.name, "banned_at": self.banned_at}
 
 
@@ -164,6 +173,7 @@ class Store:
             _private(Path(path))  # the -wal/-shm files SQLite just made
 
     def close(self) -> None:
+        """Close the database handle; the store is unusable afterwards."""
         self._db.close()
 
     # --- webinars ----------------------------------------------------------------------
@@ -179,10 +189,12 @@ class Store:
         return webinar
 
     def webinar(self, room: str) -> Webinar | None:
+        """Return the webinar of ``room``, or None when there is none."""
         row = self._db.execute("SELECT * FROM webinars WHERE room = ?", (room,)).fetchone()
         return Webinar(**row) if row else None
 
     def webinars(self) -> list[Webinar]:
+        """List every webinar, newest first (ended ones included)."""
         rows = self._db.execute("SELECT * FROM webinars ORDER BY created_at DESC, room")
         return [Webinar(**row) for row in rows]
 
@@ -192,10 +204,11 @@ class Store:
         self._db.execute("DELETE FROM webinars WHERE room = ?", (room,))
 
     def set_speaker(self, room: str, speaker: str | None) -> None:
+        """Record who holds the floor (None: nobody); LiveKit's grants are the caller's job."""
         self._db.execute("UPDATE webinars SET speaker = ? WHERE room = ?", (speaker, room))
 
     def end_webinar(self, room: str) -> None:
-        """Ended: nobody speaks, and nobody's claim matters any more (bans stay)."""
+        """Mark the webinar ended: nobody speaks, no claim matters any more (bans stay)."""
         self._db.execute(
             "UPDATE webinars SET state = 'ended', speaker = NULL, ended_at = ? WHERE room = ?",
             (time.time(), room),
@@ -203,13 +216,16 @@ class Store:
         self._db.execute("DELETE FROM identity_claims WHERE room = ?", (room,))
 
     def set_host_floor(self, room: str) -> None:
+        """Record that the host runs the floor now: the presenter code no longer takes it."""
         self._db.execute("UPDATE webinars SET host_floor = 1 WHERE room = ?", (room,))
 
     def set_presenter_code(self, room: str, code: str) -> None:
+        """Replace the presenter invite code (joins with the old one are refused)."""
         self._db.execute("UPDATE webinars SET presenter_code = ? WHERE room = ?", (code, room))
 
     # --- questions ---------------------------------------------------------------------
     def add_question(self, room: str, identity: str, name: str, text: str) -> Question:
+        """Store a question (already validated and rate-limited) and return it numbered."""
         cur = self._db.execute(
             "INSERT INTO questions (room, identity, name, text, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -219,6 +235,7 @@ class Store:
         return Question(**row.fetchone())
 
     def questions(self, room: str, after: int = 0, limit: int = 200) -> list[Question]:
+        """List up to ``limit`` questions numbered past ``after``, oldest first (for polling)."""
         rows = self._db.execute(
             "SELECT * FROM questions WHERE room = ? AND id > ? ORDER BY id LIMIT ?",
             (room, after, limit),
@@ -227,16 +244,19 @@ class Store:
 
     # --- identity claims ---------------------------------------------------------------
     def claim(self, room: str, identity: str) -> Claim | None:
+        """Return the claim on ``identity`` in ``room``, expired or not; None when unclaimed."""
         row = self._db.execute(
             "SELECT * FROM identity_claims WHERE room = ? AND identity = ?", (room, identity)
         ).fetchone()
         return Claim(**row) if row else None
 
     def claims(self, room: str) -> dict[str, Claim]:
+        """Return every claim in ``room`` by identity (one query for a participant list)."""
         rows = self._db.execute("SELECT * FROM identity_claims WHERE room = ?", (room,))
         return {row["identity"]: Claim(**row) for row in rows}
 
     def put_claim(self, room: str, identity: str, secret: str, role: str) -> None:
+        """Issue (or re-issue) the claim on ``identity``, storing only the secret's hash."""
         now = time.time()
         self._db.execute(
             "INSERT INTO identity_claims (room, identity, claim_hash, role, issued_at, seen_at) "
@@ -247,13 +267,17 @@ class Store:
         )
 
     def delete_claim(self, room: str, identity: str) -> None:
+        """Free ``identity`` in ``room`` (after a removal, whose ban keeps it out)."""
         self._db.execute("DELETE FROM identity_claims WHERE room = ? AND identity = ?",
                          (room, identity))
 
     def touch_claims(self, room: str, identities: list[str], now: float,
                      older_than: float) -> None:
-        """Mark the claims of connected ``identities`` as seen (when last seen before
-        ``older_than``, so a crowd costs a write a minute, not one per round)."""
+        """Mark the claims of connected ``identities`` as seen.
+
+        Only claims last seen before ``older_than`` are written, so a crowd costs a write a
+        minute, not one per round.
+        """
         for i in range(0, len(identities), 500):
             chunk = identities[i:i + 500]
             marks = ",".join("?" * len(chunk))
@@ -271,6 +295,7 @@ class Store:
 
     # --- bans --------------------------------------------------------------------------
     def ban(self, room: str, identity: str, claim_hash: str | None, name: str) -> None:
+        """Ban ``identity`` and its claim; banning again keeps the claim already known."""
         self._db.execute(
             "INSERT INTO bans (room, identity, claim_hash, name, banned_at) VALUES "
             "(?, ?, ?, ?, ?) ON CONFLICT (room, identity) DO UPDATE SET "
@@ -280,10 +305,12 @@ class Store:
         )
 
     def bans(self, room: str) -> list[Ban]:
+        """List the bans of ``room``, oldest first."""
         rows = self._db.execute("SELECT * FROM bans WHERE room = ? ORDER BY banned_at", (room,))
         return [Ban(**row) for row in rows]
 
     def unban(self, room: str, identity: str) -> bool:
+        """Lift the ban on ``identity``; False when there was none."""
         cur = self._db.execute("DELETE FROM bans WHERE room = ? AND identity = ?",
                                (room, identity))
         return cur.rowcount > 0
@@ -296,5 +323,6 @@ class Store:
         return row is not None
 
     def banned_identities(self, room: str) -> set[str]:
+        """Return the banned identities of ``room`` at once, for a round over its people."""
         rows = self._db.execute("SELECT identity FROM bans WHERE room = ?", (room,))
         return {row["identity"] for row in rows}

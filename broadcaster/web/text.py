@@ -17,8 +17,11 @@ KEEP_FORMAT = frozenset("\u200c\u200d")
 
 
 def clean_text(text: str) -> str:
-    """``text`` in NFC without control, bidi or (other) format characters: line breaks
-    kept (``\\r\\n`` as ``\\n``), tabs and line separators as spaces, ends trimmed."""
+    r"""Return ``text`` in NFC without control, bidi or (other) format characters.
+
+    Line breaks are kept (``\r\n`` as ``\n``), tabs and line separators become spaces,
+    and the ends are trimmed.
+    """
     out = []
     for ch in unicodedata.normalize("NFC", text.replace("\r\n", "\n")):
         if ch == "\n" or ch in KEEP_FORMAT:

@@ -49,8 +49,6 @@ MAX_TITLE_CHARS = 120
 MAX_CLAIM_CHARS = 128
 #: how long a confirmed room is trusted to still exist before a join re-asserts it
 ROOM_CHECK_SECONDS = 5.0
-TRACK_SOURCES = {v: k.removeprefix("SOURCE_").lower() for k, v in api.TrackSource.items()}
-TRACK_TYPES = {v: k.lower() for k, v in api.TrackType.items()}
 REMOVED = "you were removed from this webinar by the host"
 
 
@@ -60,11 +58,13 @@ def metadata(webinar: Webinar) -> dict[str, Any]:
 
 
 def slug(title: str) -> str:
+    """Make a room name from ``title``; a random suffix keeps equal titles apart."""
     base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "webinar"
     return f"{base}-{secrets.token_hex(2)}"
 
 
 def check_title(title: str) -> str:
+    """Return ``title`` stripped; 422 unless 1-120 printable characters (it reaches pages)."""
     title = title.strip()
     if not 1 <= len(title) <= MAX_TITLE_CHARS or not title.isprintable():
         raise invalid(f"title must be 1-{MAX_TITLE_CHARS} printable characters")
@@ -72,6 +72,8 @@ def check_title(title: str) -> str:
 
 
 class Webinars:
+    """Every webinar rule, over the store (truth) and LiveKit (kept in line with it)."""
+
     def __init__(self, settings: Settings, store: Store, livekit: LiveKitAdmin) -> None:
         self.settings = settings
         self.store = store
@@ -91,7 +93,7 @@ class Webinars:
 
     # --- lookups -----------------------------------------------------------------------
     def get(self, room: str) -> Webinar:
-        """The webinar of ``room``: 422 for a malformed name, 404 for an unknown one."""
+        """Return the webinar of ``room``: 422 for a malformed name, 404 for an unknown one."""
         check_room(room)
         webinar = self.store.webinar(room)
         if webinar is None:
@@ -99,12 +101,14 @@ class Webinars:
         return webinar
 
     def get_live(self, room: str) -> Webinar:
+        """Return the webinar of ``room`` like :meth:`get`, and 410 once it has ended."""
         webinar = self.get(room)
         if webinar.state == ROOM_STATE_ENDED:
             raise gone(f"webinar {room!r} has ended")
         return webinar
 
     def links(self, webinar: Webinar) -> dict[str, str]:
+        """Return the viewer and presenter links; the latter holds the secret invite code."""
         base = self.settings.effective_public_url
         return {
             "viewer_url": f"{base}/w/{webinar.room}",
@@ -112,10 +116,11 @@ class Webinars:
         }
 
     def public(self, webinar: Webinar) -> dict[str, Any]:
-        """What anyone with the link may know."""
+        """Describe ``webinar`` as anyone with the link may know it (no code, no claims)."""
         return {"room": webinar.room, **metadata(webinar)}
 
     def for_host(self, webinar: Webinar) -> dict[str, Any]:
+        """Describe ``webinar`` for the host console: the public view plus the invite code."""
         return {
             **self.public(webinar), **self.links(webinar),
             "presenter_code": webinar.presenter_code,
@@ -124,7 +129,7 @@ class Webinars:
         }
 
     def is_stack(self, person: api.ParticipantInfo) -> bool:
-        """The bot, the avatar, the host's console: never policed, demoted or removed."""
+        """Tell whether ``person`` is the bot, the avatar or a host console (never policed)."""
         return person.identity in self.stack or person.attributes.get("role") in (
             Role.BOT, Role.HOST)
 
@@ -137,18 +142,23 @@ class Webinars:
         return held if time.time() - seen <= self.settings.identity_claim_seconds else None
 
     def may_read_questions(self, room: str, identity: str) -> bool:
-        """The live floor decides, not a token's role attribute: the current speaker."""
+        """Tell whether ``identity`` may read questions: only the current speaker may.
+
+        The live floor decides, not a token's role attribute (a token outlives a demotion).
+        """
         webinar = self.store.webinar(room)
         return (webinar is not None and webinar.speaker == identity
                 and not self.store.banned(room, identity))
 
     def permission(self, room: str, identity: str, speaking: bool) -> api.ParticipantPermission:
+        """Return the live permission for ``identity`` (a silent viewer stays hidden if set)."""
         claim = self.store.claim(room, identity)
         viewer = claim is None or claim.role == Role.VIEWER
         return speaker_permission(speaking, hidden=self.settings.viewers_hidden and viewer)
 
     # --- host actions ------------------------------------------------------------------
     async def create(self, title: str, room: str | None) -> Webinar:
+        """Create a webinar and its LiveKit room; 409 if taken, nothing kept if LiveKit fails."""
         title = check_title(title)
         room = check_room(room) if room is not None else slug(title)
         if is_shard_name(room):
@@ -164,33 +174,6 @@ class Webinars:
             raise
         logger.info("webinar {} created: {}", room, title)
         return webinar
-
-    async def participants(self, room: str) -> list[dict[str, Any]]:
-        webinar = self.get(room)
-        claims = self.store.claims(room)
-        out = []
-        for p in await self.livekit.participants(room):
-            claim = claims.get(p.identity)
-            role = p.attributes.get("role", "unknown")
-            if claim is not None and role not in (Role.BOT, Role.HOST):
-                role = claim.role
-            out.append({
-                "identity": p.identity,
-                "name": p.name or p.identity,
-                "role": role,
-                "stack": self.is_stack(p),
-                "speaker": p.identity == webinar.speaker,
-                "can_publish": p.permission.can_publish,
-                "hidden": p.permission.hidden,
-                "joined_at": p.joined_at,
-                "tracks": [
-                    {"sid": t.sid, "kind": TRACK_TYPES.get(t.type, "unknown"),
-                     "source": TRACK_SOURCES.get(t.source, "unknown"), "muted": t.muted}
-                    for t in p.tracks
-                ],
-            })
-        out.sort(key=lambda p: (not p["speaker"], p["role"] != "presenter", p["joined_at"]))
-        return out
 
     def _refuse_stack(self, identity: str, person: api.ParticipantInfo | None) -> None:
         if identity in self.stack or (person is not None and self.is_stack(person)):
@@ -254,17 +237,19 @@ class Webinars:
         return webinar
 
     def bans(self, room: str) -> list[Ban]:
+        """List the bans of ``room`` (404 for an unknown webinar)."""
         self.get(room)
         return self.store.bans(room)
 
     def unban(self, room: str, identity: str) -> None:
+        """Let ``identity`` join again; 404 when it is not banned here."""
         self.get(room)
         if not self.store.unban(room, identity):
             raise not_found(f"{identity!r} is not banned here")
         logger.info("webinar {}: ban of {} cleared", room, identity)
 
     async def new_presenter_code(self, room: str) -> Webinar:
-        """A new invite code; the old link stops working (for joins to come)."""
+        """Replace the invite code; the old link stops working (for joins to come)."""
         self.get_live(room)
         async with self.locks[room]:
             self.store.set_presenter_code(room, secrets.token_urlsafe(12))
@@ -289,6 +274,7 @@ class Webinars:
         return webinar
 
     def host_token(self, webinar: Webinar) -> dict[str, Any]:
+        """Mint a hidden host-console token under a fresh identity, so consoles never clash."""
         identity = f"host-{secrets.token_hex(4)}"
         token = mint_token(self.settings, Role.HOST, webinar.room, identity, name="Host")
         return {"token": token, "url": self.settings.browser_livekit_url,
@@ -302,6 +288,7 @@ class Webinars:
                 "caption_identities": sorted(i for i in self.stack if i.startswith(bot))}
 
     async def watch(self, room: str) -> dict[str, Any]:
+        """Return a console token for a live webinar, re-creating its idle-deleted room."""
         self.get_live(room)
         async with self.locks[room]:
             webinar = self.get_live(room)
@@ -309,8 +296,10 @@ class Webinars:
         return self.host_token(webinar)
 
     async def _ensure_room(self, webinar: Webinar) -> None:
-        """Re-create an idle-deleted LiveKit room (with metadata); at most every few seconds,
-        so a crowd joining at once costs LiveKit one call, not one per viewer."""
+        """Re-create an idle-deleted LiveKit room (with metadata), at most every few seconds.
+
+        So a crowd joining at once costs LiveKit one call, not one per viewer.
+        """
         now = time.monotonic()
         if now - self._room_checked.get(webinar.room, -ROOM_CHECK_SECONDS) < ROOM_CHECK_SECONDS:
             return
@@ -322,7 +311,7 @@ class Webinars:
         self, room: str, identity: str, name: str | None, role: str, code: str | None,
         claim: str | None,
     ) -> dict[str, Any]:
-        """A token for ``identity``, unless someone else holds that identity here."""
+        """Mint a token for ``identity``, unless someone else holds that identity here."""
         webinar = self.get_live(room)
         if role not in (Role.VIEWER, Role.PRESENTER):
             raise invalid("field 'role' must be 'viewer' or 'presenter'")
@@ -371,8 +360,11 @@ class Webinars:
         }
 
     async def audience(self, room: str) -> dict[str, Any]:
-        """Counts from the server API (viewers are hidden, so pages cannot count them);
-        with shards, the sum over them and ``shards``: each shard's viewers."""
+        """Count viewers and participants via the server API (pages cannot: viewers hide).
+
+        With shards: the sums over the stage and the shards, and ``shards``: each shard's
+        viewers.
+        """
         self.get(room)
         now = time.monotonic()
         cached = self._audience.get(room)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from broadcaster.config_sources import ConfigError
+from broadcaster.config.sources import ConfigError
 
 if TYPE_CHECKING:
     from broadcaster.config import Settings

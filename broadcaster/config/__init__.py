@@ -21,20 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broadcaster.config_checks import (  # noqa: F401 (the names' home is config_checks)
+from broadcaster.config.checks import (  # noqa: F401 (the names' home is config.checks)
     AVATAR_MODES,
     STT_PROVIDERS,
     TTS_PROVIDERS,
     validate,
 )
-from broadcaster.config_sources import (  # noqa: F401 (ConfigError is used through here)
+from broadcaster.config.sources import (  # noqa: F401 (ConfigError is used through here)
     ConfigError,
     env_name,
     read_values,
     stored_secret,
 )
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # broadcaster/
 DATA_DIR = PACKAGE_DIR / "data"
 """Runtime data shipped inside the package, so a plain ``pip install .`` has it too."""
 
