@@ -125,8 +125,9 @@ async def test_viewers_on_every_shard_see_the_avatar_and_a_node_loss_heals(
         moved = await cluster.room_node(data["livekit_room"])
         print(f"node loss: viewer of {victim} watching again {back:.1f} s after SIGKILL "
               f"on {data['livekit_room']} (node {moved.index if moved else '?'})")
-        assert moved is not None and moved is not node
-        assert data["livekit_room"] != victim, "rejoined the dead node's shard"
+        # either another shard, or LiveKit re-homed this one on a live node (the bot
+        # joined it again first): both are a live node
+        assert moved is not None and moved is not node and moved.alive
 
         # --- the host's end reaches every shard (room metadata) ---------------------------
         ended = await web.host("POST", f"/api/host/webinars/{bot.room}/end")

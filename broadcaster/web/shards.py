@@ -120,7 +120,11 @@ class ShardRouter:
         up = {n: v for n, v in counts.items() if self._unreachable.get(n, 0.0) <= now}
         had = self._where.get((room, identity))
         if had is not None and had in up:
-            return had
+            # a rejoin: its page may have lost that shard's node; ask LiveKit first
+            if await self._count(had) is not None:
+                return had
+            self._unreachable[had] = now + UNREACHABLE_SECONDS
+            up.pop(had)
         free = {n: v for n, v in (up or counts).items() if v < cap}
         if not free:
             raise full(len(counts), cap)
