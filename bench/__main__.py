@@ -36,7 +36,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "republish_latency": ("republish_latency",),
     "frame_delivery": ("frame_delivery",),
     "stt_speculation": ("stt_speculation",),
-    "e2e": ("speech_latency", "join_latency", "lipsync", "barge_in"),
+    "e2e": ("speech_latency", "join_latency", "lipsync", "barge_in", "caption_sync"),
     "capacity": ("capacity",),
     "layer_cost": ("layer_cost",),
     "weak_link": ("weak_link",),

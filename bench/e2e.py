@@ -346,7 +346,7 @@ async def record(quick: bool) -> StackRun:
         joins = await measure_joins(stack, http, base, avatar_room, n_joins, bar)
 
         # long-lived viewers + the presenter
-        stage = Receiver("stage", from_identity=s.bot_identity, mouth_box=box)
+        stage = Receiver("stage", from_identity=s.bot_identity, mouth_box=box, keep_pcm=True)
         direct = Receiver("direct", from_identity=AVATAR_IDENTITY, mouth_box=box)
         v = await web_join(http, base, s.demo_room, "bench-viewer")
         await stage.join(v["url"], v["token"])
@@ -410,6 +410,7 @@ def parse_metrics(text: str) -> dict[str, float]:
 _CACHE: dict[bool, StackRun] = {}
 #: the last recorded session; ``python bench/lipsync.py --raw <this>`` re-analyses it
 RAW = RESULTS / "logs" / "e2e_session.json"
+PCM = RESULTS / "logs" / "e2e_stage_pcm.npz"
 
 
 def session(quick: bool = False) -> StackRun:
@@ -418,6 +419,10 @@ def session(quick: bool = False) -> StackRun:
         _CACHE[quick] = asyncio.run(record(quick))
         RAW.parent.mkdir(parents=True, exist_ok=True)
         save_raw(_CACHE[quick], RAW)
+        stage = _CACHE[quick].stage
+        if stage.pcm:  # the stage viewer's audio itself (caption_sync transcribes it)
+            np.savez(PCM, pcm=np.concatenate(stage.pcm),
+                     lengths=np.array([p.size for p in stage.pcm]))
     return _CACHE[quick]
 
 
@@ -468,7 +473,8 @@ def save_raw(run: StackRun, path: Path) -> None:
     """Dump the recorded series (for re-analysis without a re-run)."""
     def recs(rx: Receiver) -> dict[str, Any]:
         return {"video": [(f.recv_us, f.mouth, f.width, f.height) for f in rx.video],
-                "audio": [(a.recv_us, a.rms) for a in rx.audio]}
+                "audio": [(a.recv_us, a.rms) for a in rx.audio],
+                "captions": [c.__dict__ for c in rx.captions]}
     path.write_text(json.dumps({
         "joins": [j.__dict__ for j in run.joins], "turns": [t.__dict__ for t in run.turns],
         "bot_turns": run.bot_turns, "stage": recs(run.stage), "direct": recs(run.direct),
@@ -479,7 +485,7 @@ def save_raw(run: StackRun, path: Path) -> None:
 
 def load_raw(path: Path) -> StackRun:
     """A session dumped by :func:`save_raw` (re-analyse without re-running)."""
-    from bench.receiver import AudioRecord, VideoRecord
+    from bench.receiver import AudioRecord, CaptionRecord, VideoRecord
 
     d = json.loads(path.read_text())
 
@@ -488,11 +494,17 @@ def load_raw(path: Path) -> StackRun:
         r.video = [VideoRecord(int(t), 0, 0, int(w), int(h), float(m))
                    for t, m, w, h in data["video"]]
         r.audio = [AudioRecord(int(t), float(v)) for t, v in data["audio"]]
+        r.captions = [CaptionRecord(**c) for c in data.get("captions", [])]
         return r
 
+    stage = rx("stage", d["stage"])
+    pcm_file = path.with_name(PCM.name)
+    if pcm_file.exists():
+        saved = np.load(pcm_file)
+        stage.pcm = np.split(saved["pcm"], np.cumsum(saved["lengths"])[:-1])
     joins = [Join(**{**j, "first_size": tuple(j["first_size"]) if j["first_size"] else None})
              for j in d["joins"]]
-    return StackRun(joins, [AskedTurn(**t) for t in d["turns"]], rx("stage", d["stage"]),
+    return StackRun(joins, [AskedTurn(**t) for t in d["turns"]], stage,
                     rx("direct", d["direct"]), d["bot_turns"], tuple(d["mouth_box"]),
                     d["avatar_room"], d.get("bot_metrics", {}),
                     [BargeIn(**b) for b in d.get("barge_ins", [])])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sys
 import time
@@ -48,6 +49,18 @@ class VideoRecord:
 
 
 @dataclass
+class CaptionRecord:
+    """A caption line as a bench viewer completed reading it."""
+
+    recv_us: int
+    speaker: str
+    segment: str
+    seq: int
+    final: bool
+    text: str
+
+
+@dataclass
 class AudioRecord:
     """10 ms of audio at a bench viewer: receive time and level."""
 
@@ -61,7 +74,8 @@ class Receiver(RoomViewer):
 
     def __init__(self, name: str, *, from_identity: str | None = None,
                  video_track: str | None = None, want_audio: bool = True,
-                 mouth_box: tuple[int, int, int, int] | None = None) -> None:
+                 mouth_box: tuple[int, int, int, int] | None = None,
+                 keep_pcm: bool = False) -> None:
         super().__init__(from_identity=from_identity, video_track=video_track,
                          want_audio=want_audio, audio_rate=AUDIO_RATE)
         self.name = name
@@ -69,6 +83,29 @@ class Receiver(RoomViewer):
         self.video: list[VideoRecord] = []
         self.audio: list[AudioRecord] = []
         self.first_video_us: int | None = None
+        self.keep_pcm = keep_pcm
+        self.pcm: list[np.ndarray] = []
+        """With ``keep_pcm``: every audio frame's samples, one entry per ``audio`` record."""
+        self.captions: list[CaptionRecord] = []
+
+    async def join(self, url: str, token: str, *, connect_timeout: float = 20.0) -> None:
+        """Connect; caption lines (text streams) are recorded too."""
+        from broadcaster.protocol import CAPTION_TOPIC
+
+        self.room.register_text_stream_handler(CAPTION_TOPIC, self._caption)
+        await super().join(url, token, connect_timeout=connect_timeout)
+
+    def _caption(self, reader: rtc.TextStreamReader, _sender: str) -> None:
+        self.tasks.append(asyncio.create_task(self._read_caption(reader)))
+
+    async def _read_caption(self, reader: rtc.TextStreamReader) -> None:
+        from broadcaster.protocol import CAPTION_FINAL_ATTR, CAPTION_SEQ_ATTR, CAPTION_SPEAKER_ATTR
+
+        text = await reader.read_all()
+        a = reader.info.attributes or {}
+        self.captions.append(CaptionRecord(
+            time.time_ns() // 1000, a.get(CAPTION_SPEAKER_ATTR, ""), a.get("lk.segment_id", ""),
+            int(a.get(CAPTION_SEQ_ATTR) or 0), a.get(CAPTION_FINAL_ATTR) == "true", text))
 
     def on_video(self, event: rtc.VideoFrameEvent) -> None:
         recv = time.time_ns() // 1000
@@ -86,6 +123,8 @@ class Receiver(RoomViewer):
         recv = time.time_ns() // 1000
         pcm = np.frombuffer(event.frame.data, np.int16)
         self.audio.append(AudioRecord(recv, block_rms(pcm)))
+        if self.keep_pcm:
+            self.pcm.append(pcm.copy())
 
 
 def mouth_openness(frame: Any, box: tuple[int, int, int, int], dark: int = 70) -> float:

@@ -199,6 +199,18 @@ def encode_once(d: dict[str, Any]) -> list[Row]:
              (_g(m, "once", "cores_per_extra_room") or 1) <= 0.05)]
 
 
+def caption_sync(d: dict[str, Any]) -> list[Row]:
+    o = d.get("offset_ms", {})
+    b = d.get("baseline_sentence_offset_ms", {})
+    return [("avatar caption word shown − heard at a stage viewer, p50 / p95 (p5)",
+             f"within ±{d.get('target_ms', 300):g} ms",
+             f"{_f(o.get('p50'), '.0f')} / {_f(o.get('p95'), '.0f')} ms "
+             f"({_f(o.get('p5'), '.0f')} ms; {o.get('n')} of {d.get('words_shown')} words "
+             f"matched); unspoken words shown at barge-ins: {d.get('unspoken_words_shown')}",
+             f"sentence at once: {_f(b.get('p50'), '.0f')} / {_f(b.get('p95'), '.0f')} ms",
+             d.get("pass"))]
+
+
 def conversation(d: dict[str, Any]) -> list[Row]:
     rows = []
     for name, res in d.get("sets", {}).items():
@@ -278,6 +290,7 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "layer_cost": ("Layer encode cost", layer_cost),
     "weak_link": ("Viewer on a weak link", weak_link),
     "encode_once": ("Encode once for several rooms", encode_once),
+    "caption_sync": ("Captions in step with the voice", caption_sync),
     "reconcile_storm": ("Floor guard under a join storm", reconcile_storm),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
 }

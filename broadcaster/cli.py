@@ -19,7 +19,7 @@ from broadcaster.config import ConfigError, Settings
 from broadcaster.logs import configure_logging
 from broadcaster.roles import InvalidInput, Role, mint_token
 
-PARTS = ("web", "avatar", "bot")
+PARTS = ("web", "avatar", "bot", "rehearsal")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one part in the foreground")
     serve.add_argument("part", choices=PARTS)
-    serve.add_argument("--room", help="(bot) the stage room to join")
+    serve.add_argument("--room", help="(bot, rehearsal) the webinar's stage room")
     _add_setting_flags(serve)
 
     token = sub.add_parser("token", help="print a LiveKit access token for a role")
@@ -130,6 +130,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from broadcaster.avatar.app import serve as serve_avatar
 
         serve = lambda: serve_avatar(settings)  # noqa: E731
+    elif args.part == "rehearsal":
+        if not args.room:
+            raise InvalidInput("serve rehearsal needs --room ROOM")
+        from broadcaster.bot.rehearsal import serve as serve_rehearsal
+
+        serve = lambda: serve_rehearsal(settings, args.room)  # noqa: E731
     else:
         if not args.room:
             raise InvalidInput("serve bot needs --room ROOM")

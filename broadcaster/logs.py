@@ -8,8 +8,10 @@ children's output in the supervisor.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,7 @@ from loguru import logger
 from broadcaster.config import Settings
 
 if TYPE_CHECKING:
-    from loguru import Message
+    from loguru import Message, Record
 
 #: LiveKit access tokens (JWTs) and secrets passed in URL query strings
 _JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
@@ -38,14 +40,47 @@ def make_scrubber(secrets: Sequence[str]) -> Callable[[str], str]:
     return scrub
 
 
+def json_line(record: Record, scrub: Callable[[str], str]) -> str:
+    """Format one log record as a JSON line (``log_format = "json"``), message scrubbed."""
+    out = {
+        "time": record["time"].isoformat(timespec="milliseconds"),
+        "level": record["level"].name,
+        "name": record["name"],
+        "message": scrub(record["message"]),
+    }
+    if record["exception"] is not None:
+        out["exception"] = scrub("".join(traceback.format_exception(*record["exception"])))
+    return json.dumps(out, ensure_ascii=False) + "\n"
+
+
+def child_line(name: str, line: str, log_format: str) -> str:
+    """Format a child's (already scrubbed) output line as the supervisor prints it."""
+    if log_format != "json":
+        return f"{name} | {line}\n"
+    try:
+        data = json.loads(line)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        data = {"message": line}
+    return json.dumps({"process": name, **data}, ensure_ascii=False) + "\n"
+
+
 def configure_logging(settings: Settings) -> None:
-    """Send loguru to stderr with the settings' secrets (and any token) scrubbed."""
+    """Send loguru to stderr, as text or JSON lines, with secrets (and any token) scrubbed."""
     scrub = make_scrubber(settings.secret_values())
+    logger.remove()
+    if settings.log_format == "json":
+
+        def json_sink(message: Message) -> None:
+            sys.stderr.write(json_line(message.record, scrub))
+
+        logger.add(json_sink, level="INFO", format="{message}", colorize=False)
+        return
 
     def sink(message: Message) -> None:
         sys.stderr.write(scrub(str(message)))
 
-    logger.remove()
     logger.add(
         sink,
         level="INFO",

@@ -112,6 +112,11 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
                 "frames are dropped until the output is ready: heygen_client_wants_video()"),
     PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_video_frame_callback", "instance",
                 "set once the service captures the avatar's video"),
+    PrivateName("pipecat.transports.heygen.transport.HeyGenTransport", "_client", "instance",
+                "the rehearsal room's session: heygen_transport_session()"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_heyGen_session", "instance",
+                "the user's LiveKit URL and token (pipecat only logs them): "
+                "heygen_transport_session()"),
 )
 
 #: pipecat's subclass API that is private by name only: every pipecat processor and
@@ -334,3 +339,13 @@ def skip_media_join(client: HeyGenClient) -> None:
 def heygen_client_wants_video(client: HeyGenClient) -> bool:
     """Whether the client would pass a frame on now (output ready, video captured)."""
     return bool(client._transport_ready and client._video_frame_callback)
+
+
+def heygen_transport_session(transport: Any) -> tuple[str, str]:
+    """(LiveKit URL, the user's token) of a started ``HeyGenTransport``'s avatar room.
+
+    pipecat keeps them on its client (and logs them as a meet.livekit.io link); the
+    rehearsal room hands them to the presenter's page instead.
+    """
+    session = transport._client._heyGen_session
+    return str(session.livekit_url), str(session.access_token)

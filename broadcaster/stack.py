@@ -99,7 +99,8 @@ def run_up(settings: Settings, *, start_bot: bool = True) -> int:
         logger.info(f"using the LiveKit server at {settings.livekit_url}")
     if settings.use_heygen:
         logger.info("avatar: HeyGen LiveAvatar (HEYGEN_LIVE_AVATAR_API_KEY is set)")
-    supervisor = Supervisor(specs, secrets=settings.secret_values())
+    supervisor = Supervisor(specs, secrets=settings.secret_values(),
+                            log_format=settings.log_format)
     try:
         return asyncio.run(supervisor.run(on_ready=lambda: open_demo(settings, start_bot)))
     except StartupError as exc:

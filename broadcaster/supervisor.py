@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from broadcaster.logs import make_scrubber
+from broadcaster.logs import child_line, make_scrubber
 from broadcaster.netutil import port_taken, wait_http_ok
 
 #: a child that crashes this often within RESTART_WINDOW seconds is given up on
@@ -73,9 +73,11 @@ def check_ports(specs: Sequence[ChildSpec]) -> None:
 class Child:
     """One running part: process, output pump, restart bookkeeping."""
 
-    def __init__(self, spec: ChildSpec, scrub: Callable[[str], str]) -> None:
+    def __init__(self, spec: ChildSpec, scrub: Callable[[str], str],
+                 log_format: str = "text") -> None:
         self.spec = spec
         self.scrub = scrub
+        self.log_format = log_format
         self.proc: asyncio.subprocess.Process | None = None
         self.pump: asyncio.Task[None] | None = None
         self.crashes: list[float] = []
@@ -112,9 +114,10 @@ class Child:
 
     async def _pump(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        prefix = f"{self.spec.name:>8} | "
+        name = f"{self.spec.name:>8}" if self.log_format == "text" else self.spec.name
         while line := await self.proc.stdout.readline():
-            sys.stdout.write(prefix + self.scrub(line.decode(errors="replace").rstrip()) + "\n")
+            text = self.scrub(line.decode(errors="replace").rstrip())
+            sys.stdout.write(child_line(name, text, self.log_format))
             sys.stdout.flush()
 
     async def stop(self) -> None:
@@ -140,8 +143,9 @@ class Child:
 class Supervisor:
     """Start children in order, keep them running, stop them in reverse order."""
 
-    def __init__(self, specs: Sequence[ChildSpec], secrets: Sequence[str] = ()) -> None:
-        self.children = [Child(spec, make_scrubber(secrets)) for spec in specs]
+    def __init__(self, specs: Sequence[ChildSpec], secrets: Sequence[str] = (),
+                 log_format: str = "text") -> None:
+        self.children = [Child(spec, make_scrubber(secrets), log_format) for spec in specs]
         self._stopping = asyncio.Event()
 
     def request_stop(self) -> None:

@@ -38,6 +38,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings.load(
         env={},
         state_dir=str(state),
+        recordings_dir=str(state / "recordings"),
         livekit_port=free_port(),
         livekit_rtc_tcp_port=free_port(),
         livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM),

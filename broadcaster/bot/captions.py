@@ -1,18 +1,20 @@
-"""Live captions for viewers, and the session's transcript on disk.
+"""Live captions for viewers: the speaker's words as transcribed, the avatar's as it says them.
 
 Two places in the pipeline know words: the STT (what the speaker said) and the
 TTS (what the avatar says). A :class:`CaptionProcessor` after each turns those
-frames into LiveKit text streams on ``protocol.CAPTION_TOPIC`` (attributes
-``CAPTION_SPEAKER_ATTR``, ``CAPTION_FINAL_ATTR`` and LiveKit's own
-``lk.segment_id``, so a page can replace an interim line by its final), and a
-shared :class:`CaptionPublisher` appends every final line to
-``<state_dir>/sessions/<room>/captions.jsonl``.
+frames into caption lines sent by a shared :class:`CaptionPublisher`.
+
+The avatar's words are shown word by word, each when a viewer hears it
+(:mod:`broadcaster.bot.caption_timing` places the words in their sentence's audio and
+anchors the reply on the republisher's ``BotStartedSpeakingFrame``), one growing
+interim line per reply, then its final line. A barge-in drops every word not reached
+yet and finalizes the line as far as it was shown, so words never spoken are never
+shown as said; while a possible barge-in ducks the voice, the words wait too.
+
+Invariant: once a segment's final line is sent, nothing more is sent for that segment.
 
 Sending happens in the processor's own task, never on the frame path: a slow
-network doesn't hold up speech. The avatar's lines are paced by the audio the
-TTS produced, so a sentence's caption appears when that sentence starts rather
-than the whole answer at once (TTS runs far faster than real time); an
-interruption cancels the sentences not yet reached.
+network doesn't hold up speech.
 
 Order in the pipeline::
 
@@ -23,19 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
-from livekit import rtc
 from loguru import logger
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
     CancelFrame,
     EndFrame,
     Frame,
@@ -48,112 +47,33 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     TTSStoppedFrame,
     TTSTextFrame,
+    VADUserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from broadcaster.config import Settings
-from broadcaster.protocol import (
-    AVATAR_CAPTION_SPEAKER,
-    CAPTION_FINAL_ATTR,
-    CAPTION_SPEAKER_ATTR,
-    CAPTION_TOPIC,
+from broadcaster.bot.caption_publisher import (
+    SEGMENT_ATTR,
+    SEND_TIMEOUT_SECS,
+    CaptionPublisher,
+    captions_path,
 )
+from broadcaster.bot.caption_timing import (
+    ReplyClock,
+    Sentence,
+    split_words,
+    voiced_blocks,
+    word_starts,
+)
+from broadcaster.frames import SpeechOnsetCancelledFrame, SpeechOnsetFrame
+from broadcaster.protocol import AVATAR_CAPTION_SPEAKER
 
-SEGMENT_ATTR = "lk.segment_id"
-SEND_TIMEOUT_SECS = 5.0
+__all__ = ["SEGMENT_ATTR", "CaptionProcessor", "CaptionPublisher", "captions_path"]
 
-RoomSource = rtc.Room | Callable[[], "rtc.Room | None"] | None
-TextSender = Callable[..., Awaitable[None]]
-"""``send(text, topic=..., attributes=...)``: e.g. ShardFanout.send_text."""
-
-
-def captions_path(settings: Settings, room: str) -> Path:
-    """Where a session's caption lines are kept."""
-    return Path(settings.state_dir) / "sessions" / room / "captions.jsonl"
-
-
-class CaptionPublisher:
-    """Sends caption lines to the room and keeps the final ones on disk.
-
-    Args:
-        room: the bot's connected rtc.Room, or a callable returning it (e.g. the
-            transport's room, which exists only once the pipeline runs), or None to
-            only keep the file.
-        log_path: the JSONL file (parents created); None keeps nothing on disk.
-    """
-
-    def __init__(self, room: RoomSource, log_path: str | Path | None = None) -> None:
-        self._room = room
-        self.log_path = Path(log_path) if log_path else None
-        if self.log_path:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.sent = 0
-        self.also: TextSender | None = None
-        """Sends each caption to more rooms too (the audience shards)."""
-
-    @classmethod
-    def for_session(cls, settings: Settings, room_name: str, room: RoomSource) -> CaptionPublisher:
-        """Make a publisher that keeps the session's captions under its state directory."""
-        return cls(room, captions_path(settings, room_name))
-
-    def room(self) -> rtc.Room | None:
-        """Return the room to send to, if it exists and is connected."""
-        try:  # e.g. the transport's room, which raises until the pipeline runs
-            room = self._room() if callable(self._room) else self._room
-        except Exception:
-            return None
-        return room if room is not None and room.isconnected() else None
-
-    async def publish(
-        self, text: str, *, speaker: str, final: bool, segment: str, source: str
-    ) -> None:
-        """Send one caption (and keep it, if final). Never raises: captions are best effort."""
-        if final:
-            self._keep(text, speaker=speaker, source=source)
-        attributes = {
-            CAPTION_SPEAKER_ATTR: speaker,
-            CAPTION_FINAL_ATTR: "true" if final else "false",
-            SEGMENT_ATTR: segment,
-        }
-        if self.also is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self.also(text, topic=CAPTION_TOPIC, attributes=attributes),
-                    SEND_TIMEOUT_SECS)
-        room = self.room()
-        if room is None:
-            logger.debug(f"captions: no connected room; not sent: {text[:60]!r}")
-            return
-        try:
-            await asyncio.wait_for(
-                room.local_participant.send_text(
-                    text, topic=CAPTION_TOPIC, attributes=attributes, compress=False
-                ),
-                SEND_TIMEOUT_SECS,
-            )
-            self.sent += 1
-        except Exception as exc:  # a lost caption must never stop the bot
-            logger.warning(f"captions: send failed ({exc!r}): {text[:60]!r}")
-
-    def _keep(self, text: str, *, speaker: str, source: str) -> None:
-        if not self.log_path:
-            return
-        line = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "speaker": speaker,
-            "source": source,
-            "text": text,
-        }
-        try:
-            # what was said in a webinar is private: the file is 0600 (and made so if an
-            # older version created it 0644)
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            if os.fstat(fd).st_mode & 0o777 != 0o600:
-                os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-        except OSError as exc:
-            logger.warning(f"captions: cannot append to {self.log_path}: {exc}")
+#: words due within this much of each other go out as one update
+COALESCE_SECS = 0.08
+#: a reply waits at most this long for the republisher's signal before it is dropped
+ANCHOR_WAIT_SECS = 5.0
+_CLOSED_KEPT = 256
 
 
 @dataclass
@@ -163,9 +83,19 @@ class _Item:
     final: bool
     segment: str
     generation: int
-    due: float = 0.0
-    #: interruption: finalize whatever of the segment was already shown
+    clock: ReplyClock | None = None
+    sentence: int = 0
+    offset: float = 0.0
+    """TTS seconds into the reply when its last word starts (with ``clock``)."""
     finalize_shown: bool = False
+    """A barge-in: finalize every line as far as it was shown."""
+
+    def due(self) -> float:
+        """Monotonic time to send it (0: now)."""
+        if self.clock is None:
+            return 0.0
+        at = self.clock.heard_at(self.offset, self.sentence)
+        return 0.0 if at is None else at
 
 
 class CaptionProcessor(FrameProcessor):
@@ -179,7 +109,10 @@ class CaptionProcessor(FrameProcessor):
         source: which words this one captions.
         speaker: for "speaker", the identity to use when a transcript has no
             user_id (e.g. ``gate.speaker`` via a lambda).
-        pace: for "avatar", show each sentence when its audio starts.
+        pace: for "avatar", show each word when a viewer hears it (else at once).
+        interrupt_on_speech_start: for "avatar", stop at ``VADUserStartedSpeakingFrame``
+            and hold at ``SpeechOnsetFrame``, as the republisher's
+            ``mute_on_speech_start`` does with the voice.
     """
 
     def __init__(
@@ -189,6 +122,7 @@ class CaptionProcessor(FrameProcessor):
         *,
         speaker: Callable[[], str | None] | None = None,
         pace: bool = True,
+        interrupt_on_speech_start: bool = False,
         **kwargs: Any,
     ) -> None:
         if source not in ("speaker", "avatar"):
@@ -198,26 +132,38 @@ class CaptionProcessor(FrameProcessor):
         self.source = source
         self._speaker = speaker
         self._pace = pace
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._vad_interrupts = interrupt_on_speech_start
+        self._pending: deque[_Item | None] = deque()
+        self._ready = asyncio.Event()  # something was queued
+        self._wake = asyncio.Event()  # cuts a pacing wait short (anchor, interruption, end)
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._generation = 0
-        self._wake = asyncio.Event()  # cuts a pacing wait short (interruption, shutdown)
         self._draining = False
+        self._held = False
         self._segment = _new_segment()
         self._shown: dict[str, str] = {}
-        # avatar reply state
-        self._parts: list[str] = []
-        self._t0: float | None = None
+        self._closed: deque[str] = deque(maxlen=_CLOSED_KEPT)
+        # the avatar's reply being spoken
+        self._clock: ReplyClock | None = None
+        self._words: list[str] = []
         self._audio_secs = 0.0
         self._mark = 0.0
-        self._last_due = 0.0
+        self._voiced: tuple[float, float] | None = None
+        self._arrived: float | None = None
+        self._unanchored: deque[ReplyClock] = deque()
+        self._latency: float | None = None  # the last reply's measured TTS → voice latency
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         """Caption the words in transcripts or TTS text; pass every frame on."""
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame) and self._task is None:
             self._task = self.create_task(self._sender(), f"{self}::sender")
-        if direction is FrameDirection.DOWNSTREAM:
+        if self.source == "avatar" and isinstance(frame, BotStartedSpeakingFrame):
+            if direction is FrameDirection.UPSTREAM:
+                self._anchor()
+        elif direction is FrameDirection.DOWNSTREAM:
             if self.source == "speaker":
                 self._on_speaker_frame(frame)
             else:
@@ -242,7 +188,7 @@ class CaptionProcessor(FrameProcessor):
                 return
             speaker = frame.user_id or (self._speaker() if self._speaker else None) or "speaker"
             final = isinstance(frame, TranscriptionFrame)
-            self._enqueue(text, speaker, final=final)
+            self._enqueue(_Item(text, speaker, final, self._segment, self._generation))
             if final:
                 self._segment = _new_segment()
 
@@ -252,87 +198,169 @@ class CaptionProcessor(FrameProcessor):
         if isinstance(frame, LLMFullResponseStartFrame):
             self._finish_reply()
         elif isinstance(frame, TTSAudioRawFrame):
-            if self._t0 is None:
-                self._t0 = time.monotonic()
-            self._audio_secs += len(frame.audio) / (2 * frame.sample_rate * frame.num_channels)
+            self._on_audio(frame)
         elif isinstance(frame, TTSTextFrame):
-            text = frame.text.strip()
-            if not text:
-                return
-            self._parts.append(text)
-            start = self._t0 if self._t0 is not None else time.monotonic()
-            # Word-timestamp TTS services already release each word when it is heard.
-            paced = self._pace and str(frame.text_type) != "word"
-            due = start + self._mark if paced else 0.0
-            self._mark = self._audio_secs
-            self._last_due = due
-            self._enqueue(" ".join(self._parts), AVATAR_CAPTION_SPEAKER, final=False, due=due)
+            self._on_text(frame)
         elif isinstance(frame, (TTSStoppedFrame, LLMFullResponseEndFrame)):
             self._finish_reply()
-        elif isinstance(frame, InterruptionFrame):
-            if self._parts:
-                self._generation += 1  # queued sentences not yet shown are dropped
-                self._wake.set()
-                self._queue.put_nowait(
-                    _Item("", AVATAR_CAPTION_SPEAKER, True, self._segment, self._generation,
-                          finalize_shown=True)
-                )
-            self._reset_reply()
+        elif isinstance(frame, InterruptionFrame) or (
+            self._vad_interrupts and isinstance(frame, VADUserStartedSpeakingFrame)
+        ):
+            self._interrupt()
+        elif self._vad_interrupts and isinstance(frame, SpeechOnsetFrame):
+            self._held = True
+        elif isinstance(frame, SpeechOnsetCancelledFrame):
+            self._held = False
+            self._wake.set()
+
+    def _reply(self) -> ReplyClock:
+        if self._clock is None:
+            self._clock = ReplyClock(self._segment, self._generation)
+            if self._latency is not None:  # until this reply's own signal: the last one's
+                self._clock.fallback_latency = self._latency
+        return self._clock
+
+    def _on_audio(self, frame: TTSAudioRawFrame) -> None:
+        clock, now = self._reply(), time.monotonic()
+        if clock.first_audio is None:
+            clock.first_audio = now
+            if self._pace:
+                self._unanchored.append(clock)
+        if self._arrived is None:
+            self._arrived = now
+        rate, channels = frame.sample_rate or 1, frame.num_channels or 1
+        voiced = voiced_blocks(frame.audio, rate, channels)
+        if voiced is not None:
+            first, last = self._audio_secs + voiced[0], self._audio_secs + voiced[1]
+            self._voiced = (self._voiced[0] if self._voiced else first, last)
+            if clock.lead is None:
+                clock.lead = first
+        self._audio_secs += len(frame.audio) / (2 * rate * channels)
+
+    def _on_text(self, frame: TTSTextFrame) -> None:
+        words = split_words(frame.text)
+        if not words:
+            return
+        clock, now = self._reply(), time.monotonic()
+        if clock.first_audio is None:  # text with no audio: show it as if just heard
+            clock.first_audio = now
+        paced = self._pace and str(frame.text_type) != "word"  # word services time it
+        index = len(clock.sentences)
+        clock.sentences.append(Sentence(self._mark, self._arrived or now))
+        start, end = self._voiced or (self._mark, self._audio_secs)
+        starts = word_starts(words, start, end)
+        for i, at in enumerate(starts):
+            self._words.append(words[i])
+            item = _Item(" ".join(self._words), AVATAR_CAPTION_SPEAKER, False, self._segment,
+                         self._generation, clock if paced else None, index, at)
+            self._enqueue(item)
+        self._mark, self._voiced, self._arrived = self._audio_secs, None, None
 
     def _finish_reply(self) -> None:
-        if self._parts:  # the final line replaces the last interim one when that shows
-            self._enqueue(
-                " ".join(self._parts), AVATAR_CAPTION_SPEAKER, final=True, due=self._last_due
-            )
+        if self._words:  # the final line replaces the interim one when its last word shows
+            last = self._pending[-1] if self._pending else None
+            clock = last.clock if last is not None and last.segment == self._segment else None
+            self._enqueue(_Item(" ".join(self._words), AVATAR_CAPTION_SPEAKER, True,
+                                self._segment, self._generation, clock,
+                                last.sentence if last and clock else 0,
+                                last.offset if last and clock else 0.0))
         self._reset_reply()
 
     def _reset_reply(self) -> None:
-        if self._parts:
+        if self._words or self._clock is not None:
             self._segment = _new_segment()
-        self._parts, self._t0, self._audio_secs, self._mark = [], None, 0.0, 0.0
-        self._last_due = 0.0
+        self._clock, self._words, self._audio_secs, self._mark = None, [], 0.0, 0.0
+        self._voiced, self._arrived = None, None
+
+    def _interrupt(self) -> None:
+        """Barge-in: words not reached are never shown; shown lines are finalized."""
+        self._generation += 1
+        self._pending.clear()
+        self._unanchored.clear()
+        self._held = False
+        self._enqueue(_Item("", AVATAR_CAPTION_SPEAKER, True, "", self._generation,
+                            finalize_shown=True))
+        self._reset_reply()
+        self._wake.set()
+
+    def _anchor(self) -> None:
+        """Anchor the oldest waiting reply: the republisher just published its first voice."""
+        now = time.monotonic()
+        while self._unanchored:
+            clock = self._unanchored.popleft()
+            stale = clock.first_audio is None or now - clock.first_audio > ANCHOR_WAIT_SECS
+            if clock.generation == self._generation and not stale and clock.anchor is None:
+                clock.anchor = now
+                self._latency = clock.latency()
+                self._wake.set()
+                return
 
     # --- sending -----------------------------------------------------------------------------
 
-    def _enqueue(self, text: str, speaker: str, *, final: bool, due: float = 0.0) -> None:
-        self._queue.put_nowait(
-            _Item(text, speaker, final, self._segment, self._generation, due=due)
-        )
+    def _enqueue(self, item: _Item | None) -> None:
+        self._pending.append(item)
+        self._idle.clear()
+        self._ready.set()
+
+    async def _next_item(self) -> _Item | None:
+        while not self._pending:
+            self._idle.set()
+            self._ready.clear()
+            await self._ready.wait()
+        return self._pending.popleft()
 
     async def _sender(self) -> None:
         while True:
-            item = await self._queue.get()
-            try:
-                if item is None:
-                    return
-                if item.finalize_shown:
-                    shown = self._shown.pop(item.segment, "")
-                    if shown:
-                        await self._publish(item, shown)
-                    continue
-                delay = item.due - time.monotonic()
-                if delay > 0 and item.generation == self._generation and not self._draining:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
-                if item.generation != self._generation:
-                    continue  # interrupted before this sentence was reached
-                await self._publish(item, item.text)
-                if item.final:
-                    self._shown.pop(item.segment, None)
-                else:
-                    self._shown[item.segment] = item.text
-            finally:
-                self._queue.task_done()
+            item = await self._next_item()
+            if item is None:
+                self._idle.set()
+                return
+            if item.finalize_shown:
+                for segment, text in list(self._shown.items()):
+                    await self._publish(item, text, segment)
+                continue
+            await self._wait_until_due(item)
+            if item.generation != self._generation:
+                continue  # interrupted before this word was reached
+            if self._draining and not item.final:
+                continue
+            if item.segment in self._closed:
+                continue  # nothing follows a segment's final line
+            if not item.final and self._superseded(item):
+                continue
+            await self._publish(item, item.text, item.segment)
 
-    async def _publish(self, item: _Item, text: str) -> None:
+    async def _wait_until_due(self, item: _Item) -> None:
+        while not self._draining and item.generation == self._generation:
+            wait = item.due() - time.monotonic()
+            if wait <= 0 and not (self._held and not item.final):
+                return
+            self._wake.clear()
+            timeout = None if wait <= 0 else wait  # held: until released or interrupted
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _superseded(self, item: _Item) -> bool:
+        """Tell whether the next line of the same segment is due too (send that instead)."""
+        nxt = self._pending[0] if self._pending else None
+        return (nxt is not None and nxt.segment == item.segment
+                and nxt.generation == item.generation
+                and nxt.due() <= time.monotonic() + COALESCE_SECS)
+
+    async def _publish(self, item: _Item, text: str, segment: str) -> None:
+        final = item.final
+        if final:
+            self._closed.append(segment)
+            self._shown.pop(segment, None)
+        else:
+            self._shown[segment] = text
         await self.publisher.publish(
-            text, speaker=item.speaker, final=item.final, segment=item.segment, source=self.source
+            text, speaker=item.speaker, final=final, segment=segment, source=self.source
         )
 
     async def flush(self) -> None:
         """Wait until every caption queued so far has been sent (tests, shutdown)."""
-        await self._queue.join()
+        await self._idle.wait()
 
     async def _stop(self, *, drain: bool) -> None:
         if self._task is None:
@@ -340,9 +368,9 @@ class CaptionProcessor(FrameProcessor):
         task, self._task = self._task, None
         if drain:
             self._finish_reply()
-            self._draining = True  # ending: show what is left now
+            self._draining = True  # ending: send the final lines now
             self._wake.set()
-            self._queue.put_nowait(None)
+            self._enqueue(None)
             try:
                 await asyncio.wait_for(asyncio.shield(task), SEND_TIMEOUT_SECS)
                 return

@@ -161,7 +161,7 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         CaptionProcessor(captions, "speaker", speaker=lambda: gate.speaker),
         *chain.processors,
         make_tts(settings, chain.responder.known_answers() if chain.responder else ()),
-        CaptionProcessor(captions, "avatar"),
+        CaptionProcessor(captions, "avatar", interrupt_on_speech_start=True),
         avatar,
         *([republisher] if republisher else []),
         *([recorder] if recorder else []),

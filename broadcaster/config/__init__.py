@@ -148,6 +148,10 @@ class Settings:
     a demotion still grants it. The local livekit.yaml gets the webhook; a server you
     run yourself needs the ``webhook:`` block of deploy/livekit.prod.yaml."""
     state_dir: str = str(PROJECT_ROOT / ".state")
+    log_format: str = "text"
+    """"text": one readable line per event; "json": one JSON object per line (``time``,
+    ``level``, ``name``, ``message``; children's lines also get ``process``), for log
+    collectors. Secrets are scrubbed either way. Every process follows it."""
     demo_room: str = "demo"
     """``broadcaster up`` creates this webinar so the stack is usable at once."""
 

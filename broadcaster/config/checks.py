@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 STT_PROVIDERS = ("whisper", "openai", "deepgram")
 TTS_PROVIDERS = ("piper", "openai", "cartesia", "deepgram", "elevenlabs")
 AVATAR_MODES = ("relay", "direct")
+LOG_FORMATS = ("text", "json")
 
 
 def validate(s: Settings) -> None:
@@ -32,6 +33,8 @@ def validate(s: Settings) -> None:
             ("ws://", "wss://")):
         raise ConfigError(f"livekit_public_url={s.livekit_public_url!r} must start "
                           "with ws:// or wss://")
+    if s.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format={s.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
     if s.avatar_mode not in AVATAR_MODES:
         raise ConfigError(f"avatar_mode={s.avatar_mode!r} must be one of "
                           f"{', '.join(AVATAR_MODES)}")

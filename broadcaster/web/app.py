@@ -20,16 +20,19 @@ from broadcaster.web import (
     routes_metrics,
     routes_pages,
     routes_public,
+    routes_recordings,
+    routes_rehearsal,
 )
 from broadcaster.web.access_log import AccessLogger, log_path
 from broadcaster.web.auth import host_guard
-from broadcaster.web.bot_control import BotLauncher
+from broadcaster.web.bot_control import BotLauncher, rehearsal_command
 from broadcaster.web.errors import ApiError, json_error
 from broadcaster.web.floor import FloorGuard
 from broadcaster.web.keys import (
     BOTS,
     FLOOR,
     LIVEKIT,
+    REHEARSALS,
     SETTINGS,
     STORE,
     VENDOR_JS,
@@ -76,7 +79,7 @@ def _security_headers(csp: str) -> Middleware:
         h["X-Frame-Options"] = "DENY"
         h["Cross-Origin-Opener-Policy"] = "same-origin"
         h["Permissions-Policy"] = "microphone=(self), camera=(), geolocation=()"
-        if request.path.startswith("/api/") or request.path == "/healthz":
+        if request.path.startswith("/api/") or request.path in ("/healthz", "/readyz"):
             h["Cache-Control"] = "no-store"
         return response
 
@@ -139,6 +142,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     finally:
         await guard.stop()
         await app[BOTS].stop_all()
+        await app[REHEARSALS].stop_all()
         await admin.close()
         app[STORE].close()
 
@@ -148,6 +152,7 @@ def create_app(
     *,
     bots: BotLauncher | None = None,
     vendor_js: Path | None = None,
+    rehearsals: BotLauncher | None = None,
 ) -> web.Application:
     """Build the whole web app; ``bots`` and ``vendor_js`` are injectable for tests."""
     app = web.Application(
@@ -158,11 +163,14 @@ def create_app(
     app[SETTINGS] = settings
     app[STORE] = Store(settings.db_path)
     app[BOTS] = bots or BotLauncher(settings)
+    app[REHEARSALS] = rehearsals or BotLauncher(settings, rehearsal_command)
     app[WEBHOOK_IDS] = RecentIds(settings.webhook_dedupe_seconds)
     app[VENDOR_JS] = vendor_js or routes_pages.LIVEKIT_CLIENT_JS
     app.cleanup_ctx.append(_services)
     app.add_routes(routes_public.routes)
     app.add_routes(routes_host.routes)
+    app.add_routes(routes_recordings.routes)
+    app.add_routes(routes_rehearsal.routes)
     app.add_routes(routes_bans.routes)
     app.add_routes(routes_pages.routes)
     app.add_routes(routes_metrics.routes)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from broadcaster.config import Settings
+from broadcaster.logs import child_line
 
 BotCommand = Callable[[str], Sequence[str]]
 
@@ -26,6 +27,11 @@ BotCommand = Callable[[str], Sequence[str]]
 def default_command(room: str) -> list[str]:
     """Return the bot's command line: this interpreter, so the bot runs in our venv."""
     return [sys.executable, "-m", "broadcaster.bot", "--room", room]
+
+
+def rehearsal_command(room: str) -> list[str]:
+    """Return the command of the presenter's 1:1 rehearsal (broadcaster/bot/rehearsal.py)."""
+    return [sys.executable, "-m", "broadcaster.cli", "serve", "rehearsal", "--room", room]
 
 
 #: a bot that exits on its own is restarted (it asks for that with exit code 75 when
@@ -56,6 +62,7 @@ class BotLauncher:
         restart_backoff: float = 1.0,
     ) -> None:
         self._env = {**os.environ, **settings.child_env()}
+        self._log_format = settings.log_format
         self._command = command
         self._stop_timeout = stop_timeout
         self._backoff = restart_backoff
@@ -92,17 +99,22 @@ class BotLauncher:
         )
         bot = _Bot(room, proc, restarts=restarts)
         bot.watcher = asyncio.create_task(self._watch(bot), name=f"bot-watch-{room}")
-        bot.pump = asyncio.create_task(self._pump(bot), name=f"bot-output-{room}")
+        bot.pump = asyncio.create_task(self._pump(bot, self._log_format),
+                                       name=f"bot-output-{room}")
         logger.info("bot for room {} started (pid {})", room, proc.pid)
         return bot
 
     @staticmethod
-    async def _pump(bot: _Bot) -> None:
+    async def _pump(bot: _Bot, log_format: str = "text") -> None:
         """Forward the bot's output, each line marked with its room (bots are many)."""
         assert bot.proc.stdout is not None
-        prefix = f"bot[{bot.room}] "
+        name = f"bot[{bot.room}]"
         while line := await bot.proc.stdout.readline():
-            sys.stdout.write(prefix + line.decode(errors="replace"))
+            text = line.decode(errors="replace").rstrip("\n")
+            if log_format == "text":
+                sys.stdout.write(f"{name} {text}\n")
+            else:
+                sys.stdout.write(child_line(name, text, log_format))
             sys.stdout.flush()
 
     async def _watch(self, bot: _Bot) -> None:

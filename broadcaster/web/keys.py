@@ -22,6 +22,8 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 LIVEKIT: web.AppKey[LiveKitAdmin] = web.AppKey("livekit")
 WEBINARS: web.AppKey[Webinars] = web.AppKey("webinars")
 BOTS: web.AppKey[BotLauncher] = web.AppKey("bots")
+#: rehearsal processes (broadcaster/bot/rehearsal.py), one per webinar at most
+REHEARSALS: web.AppKey[BotLauncher] = web.AppKey("rehearsals")
 FLOOR: web.AppKey[FloorGuard] = web.AppKey("floor")
 #: webhook event ids already acted on (a replay is answered, not acted on)
 WEBHOOK_IDS = web.AppKey("webhook_ids", RecentIds)

@@ -48,6 +48,10 @@ class LiveKitAdmin:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise LiveKitError(f"livekit {method} failed: {type(exc).__name__}") from None
 
+    async def ping(self) -> None:
+        """Raise :class:`LiveKitError` unless LiveKit's RoomService answers (``/readyz``)."""
+        await self._call("list_rooms", api.ListRoomsRequest(names=["readyz"]))
+
     async def ensure_room(self, room: str, metadata: dict[str, Any]) -> None:
         """Create the room (or find it) and make its metadata ours.
 

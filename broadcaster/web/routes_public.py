@@ -7,6 +7,10 @@ identity; text cleaned of control and bidi characters (``text``).
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from collections.abc import Awaitable
+
 from aiohttp import web
 
 from broadcaster.roles import Role
@@ -14,18 +18,45 @@ from broadcaster.web.auth import is_host, participant
 from broadcaster.web.body import opt_str, read_object, req_str
 from broadcaster.web.client_address import client_key
 from broadcaster.web.errors import forbidden, invalid, too_many
-from broadcaster.web.keys import SETTINGS, STORE, WEBINARS
+from broadcaster.web.keys import LIVEKIT, SETTINGS, STORE, WEBINARS
+from broadcaster.web.livekit_admin import LiveKitError
 from broadcaster.web.text import clean_text
 from broadcaster.web.webinars import REMOVED
 
 routes = web.RouteTableDef()
 MAX_AFTER_DIGITS = 18
+READY_TIMEOUT_SECS = 3.0
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     """``GET /healthz`` (anyone): readiness; the demo webinar is set up before the port opens."""
     return web.json_response({"ok": True})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: LiveKit and the store both answer (k8s readiness probe).
+
+    503 with ``failed`` naming the checks that did not pass (no secrets, no URLs).
+    """
+    checks = {
+        "livekit": await _check(request.app[LIVEKIT].ping()),
+        "store": await _check(asyncio.to_thread(request.app[STORE].ping)),
+    }
+    failed = sorted(name for name, result in checks.items() if result != "ok")
+    body = {"ready": not failed, "checks": checks, "failed": failed}
+    return web.json_response(body, status=503 if failed else 200)
+
+
+async def _check(probe: Awaitable[None]) -> str:
+    try:
+        await asyncio.wait_for(probe, READY_TIMEOUT_SECS)
+    except TimeoutError:
+        return f"no answer within {READY_TIMEOUT_SECS:g} s"
+    except (LiveKitError, sqlite3.Error, OSError) as exc:
+        return f"failed: {type(exc).__name__}"
+    return "ok"
 
 
 @routes.get("/api/webinars/{room}")

@@ -176,6 +176,10 @@ class Store:
         """Close the database handle; the store is unusable afterwards."""
         self._db.close()
 
+    def ping(self) -> None:
+        """Raise ``sqlite3.Error`` unless the database answers a read (``/readyz``)."""
+        self._db.execute("SELECT count(*) FROM webinars").fetchone()
+
     # --- webinars ----------------------------------------------------------------------
     def create_webinar(self, room: str, title: str, presenter_code: str) -> Webinar:
         """Insert a new webinar; raises sqlite3.IntegrityError when the room exists."""

@@ -24,7 +24,12 @@ import numpy as np
 import soxr
 from livekit import rtc
 
-from broadcaster.protocol import CAPTION_FINAL_ATTR, CAPTION_SPEAKER_ATTR, CAPTION_TOPIC
+from broadcaster.protocol import (
+    CAPTION_FINAL_ATTR,
+    CAPTION_SEQ_ATTR,
+    CAPTION_SPEAKER_ATTR,
+    CAPTION_TOPIC,
+)
 from probes.viewer import RoomViewer
 from tests.helpers.speech import flite_pcm
 
@@ -91,6 +96,11 @@ class Mic:
 
     async def join(self, url: str, token: str) -> Mic:
         await asyncio.wait_for(self.room.connect(url, token), 15)
+        return await self.speak_in(self.room)
+
+    async def speak_in(self, room: rtc.Room) -> Mic:
+        """Publish this microphone in an already connected ``room`` (one that also listens)."""
+        self.room = room
         await self.publish()
         self._task = asyncio.create_task(self._loop())
         return self
@@ -179,6 +189,7 @@ class Viewer(RoomViewer):
         self.frames: list[FrameSeen] = []
         self.audio: list[Block] = []
         self.captions: list[Caption] = []
+        self._caption_seq: dict[str, int] = {}  # segment -> newest line number read
 
     async def join(self, url: str, token: str, *, connect_timeout: float = 15.0) -> Viewer:
         """Connect (captions too); return self."""
@@ -209,6 +220,10 @@ class Viewer(RoomViewer):
     async def _read_caption(self, reader: rtc.TextStreamReader, sender: str) -> None:
         text = await reader.read_all()
         attrs = reader.info.attributes or {}
+        segment, seq = attrs.get("lk.segment_id", ""), int(attrs.get(CAPTION_SEQ_ATTR) or 0)
+        if segment and seq <= self._caption_seq.get(segment, 0):
+            return  # an older line of the segment completed late (protocol.py): not shown
+        self._caption_seq[segment] = seq
         self.captions.append(Caption(time.monotonic(), sender, attrs.get(CAPTION_SPEAKER_ATTR, ""),
                                      attrs.get(CAPTION_FINAL_ATTR) == "true", text))
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import re
+import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+from broadcaster.bot.recorder.fmp4 import continuable
 from broadcaster.bot.recorder.writer import RecordingOptions
+from broadcaster.recordings import RECORDING_NAME, recording_dir, safe_name
 
-
-def safe_name(room: str) -> str:
-    """``room`` as one path component."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", room).strip("._") or "room"
-
-
-def recording_dir(recordings_dir: str | Path, room: str) -> Path:
-    """Where the recordings of ``room`` go: ``<recordings_dir>/<room>/``."""
-    return Path(recordings_dir) / safe_name(room)
+__all__ = [
+    "RecordingFile",
+    "continued_recording",
+    "new_recording_path",
+    "recording_dir",
+    "safe_name",
+]
 
 
 def new_recording_path(directory: Path, started: datetime) -> Path:
@@ -29,6 +29,29 @@ def new_recording_path(directory: Path, started: datetime) -> Path:
         path = directory / f"{stem}-{k}.mp4"
         k += 1
     return path
+
+
+def continued_recording(directory: Path, size: tuple[int, int],
+                        ) -> tuple[Path, datetime] | None:
+    """Find the webinar's latest file, if a run of this picture ``size`` can go on in it.
+
+    Returns its complete name (``.mp4``; the caller renames a finished one back to
+    ``.part`` while it writes) and the time its name gives (the file's time 0).
+    """
+    try:
+        names = sorted(n for n in os.listdir(directory)
+                       if RECORDING_NAME.match(n) and n.endswith((".mp4", ".mp4.part")))
+    except OSError:
+        return None
+    if not names:
+        return None
+    latest = names[-1]
+    candidate = directory / latest
+    if candidate.is_symlink() or not continuable(candidate, size):
+        return None
+    stem = latest.split(".", 1)[0].split("-", 1)[0]
+    started = datetime.strptime(stem, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return directory / latest.removesuffix(".part"), started
 
 
 @dataclass(frozen=True)
@@ -43,6 +66,8 @@ class RecordingFile:
     options: RecordingOptions
     captions_path: Path | None = None
     """The session's captions.jsonl, for the WebVTT sidecar."""
+    run_offset_s: float = 0.0
+    """Seconds from the file's time 0 to this run's (continuous files: earlier runs)."""
 
     @property
     def partial_path(self) -> Path:

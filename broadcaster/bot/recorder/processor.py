@@ -36,6 +36,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from broadcaster.bot.recorder.clock import VideoClock
 from broadcaster.bot.recorder.files import (
     RecordingFile,
+    continued_recording,
     new_recording_path,
     recording_dir,
 )
@@ -131,7 +132,8 @@ class Recorder(FrameProcessor):
         """``<recordings_dir>/<room>/<UTC>.mp4`` at the stream's fps, captions beside it."""
         from broadcaster.bot.captions import captions_path
 
-        kwargs.setdefault("options", RecordingOptions(fps=float(settings.video_fps)))
+        kwargs.setdefault("options", RecordingOptions(fps=float(settings.video_fps),
+                                                      fragmented=True, continuous=True))
         kwargs.setdefault("captions_path", captions_path(settings, room))
         kwargs.setdefault("metadata", {"title": f"broadcaster: {room}"})
         return cls(directory=recording_dir(settings.recordings_dir, room), **kwargs)
@@ -216,14 +218,26 @@ class Recorder(FrameProcessor):
     # ---------------------------------------------------------------- lifecycle
     def _begin(self, frame: OutputImageRawFrame, now: float) -> None:
         started = datetime.now(UTC) - timedelta(seconds=time.monotonic() - now)
+        width, height = frame.size
+        size = (width & ~1, height & ~1)
+        origin, offset = started, 0.0
         if self._fixed_path is not None:
             path = self._fixed_path
         else:
             assert self._directory is not None
             path = new_recording_path(self._directory, started)
-        width, height = frame.size
-        rec = self.file = RecordingFile(path, started, (width & ~1, height & ~1), self.options,
-                                        self._captions_path)
+            if self.options.fragmented and self.options.continuous:
+                self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                found = continued_recording(self._directory, size)
+                if found is not None:
+                    path, origin = found
+                    if path.exists():  # finished by an earlier run: being written again
+                        path.replace(path.with_name(path.name + ".part"))
+                else:  # a new file: its name (to the second) is its time 0
+                    origin = started.replace(microsecond=0)
+                offset = (started - origin).total_seconds()
+        rec = self.file = RecordingFile(path, origin, size, self.options, self._captions_path,
+                                        offset)
         metadata = {"creation_time": started.isoformat(timespec="microseconds"),
                     "encoder": f"broadcaster recorder (PyAV {av.__version__})",
                     **self._metadata}

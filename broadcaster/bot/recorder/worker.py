@@ -49,7 +49,7 @@ class EncodeWorker:
         end = 0.0
         try:
             writer = Writer(rec.partial_path, self.width, self.height, rec.options, stats,
-                            self.metadata)
+                            self.metadata, rec.run_offset_s)
             latest = 0.0  # arrival time (s since time 0) of the newest item handled
             while True:
                 item = self.queue.take(0.05)
@@ -80,7 +80,7 @@ class EncodeWorker:
             rec.partial_path.replace(rec.path)
             stats.duration_s = round(max(end, final / AUDIO_RATE), 3)
             stats.size_bytes = rec.path.stat().st_size
-            write_sidecars(rec, stats.duration_s, stats, self._owner)
+            write_sidecars(rec, rec.run_offset_s + stats.duration_s, stats, self._owner)
             logger.info(f"{self._owner}: recorded {stats.duration_s:.1f}s to {rec.path} "
                         f"({stats.size_bytes / 1e6:.1f} MB, {stats.video_frames_encoded} "
                         f"frames, {stats.encode_ms_per_frame:.2f} ms/frame)")

@@ -11,6 +11,7 @@ import av
 import numpy as np
 from loguru import logger
 
+from broadcaster.bot.recorder.fmp4 import FragmentAppender
 from broadcaster.bot.recorder.mixer import AUDIO_RATE
 from broadcaster.bot.recorder.stats import RecorderStats
 
@@ -33,13 +34,16 @@ class RecordingOptions:
     fragmented: bool = False
     """Fragmented MP4 (``frag_keyframe+empty_moov``): the ``.part`` file stays playable
     up to its last fragment even if the process dies before closing it."""
+    continuous: bool = False
+    """With ``fragmented``: a run goes on in the webinar's latest file (one file per
+    webinar across bot restarts, :mod:`broadcaster.bot.recorder.fmp4`)."""
 
 
 class Writer:
     """Owns the container and the encoders; every method runs in the worker thread."""
 
     def __init__(self, path: Path, width: int, height: int, options: RecordingOptions,
-                 stats: RecorderStats, metadata: dict[str, str]) -> None:
+                 stats: RecorderStats, metadata: dict[str, str], offset_s: float = 0.0) -> None:
         self.path = path
         self.options = options
         self.stats = stats
@@ -48,10 +52,16 @@ class Writer:
         container_options = {}
         if options.fragmented:
             container_options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
-        # the broadcast's voices and faces are the host's, nobody else's: the file exists
-        # (owner-only) before FFmpeg opens it, and keeps that mode when renamed
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        self.container = av.open(str(path), "w", format="mp4", options=container_options)
+        self.sink: FragmentAppender | None = None
+        if options.fragmented and options.continuous:
+            # FFmpeg writes into the webinar's file through us (owner-only, appended)
+            self.sink = FragmentAppender(path, offset_s)
+            self.container = av.open(self.sink, "w", format="mp4", options=container_options)
+        else:
+            # the broadcast's voices and faces are the host's, nobody else's: the file
+            # exists (owner-only) before FFmpeg opens it, and keeps that mode when renamed
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            self.container = av.open(str(path), "w", format="mp4", options=container_options)
         for key, value in metadata.items():
             self.container.metadata[key] = value
         rate = Fraction(options.fps).limit_denominator(1001)
@@ -113,3 +123,5 @@ class Writer:
         self.container.mux(self.video.encode(None))
         self.container.mux(self.audio.encode(None))
         self.container.close()
+        if self.sink is not None:
+            self.sink.close()

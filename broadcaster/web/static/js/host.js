@@ -2,6 +2,7 @@
 // read questions, run the avatar bot, end the session.
 import { $, api, ApiError, every, h, renderQuestion, timeOf } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
+import { refreshRecordings } from '/static/js/host_recordings.js';
 
 const KEY_STORE = 'broadcaster:host-key';
 const ROOM_STORE = 'broadcaster:host-room';
@@ -102,7 +103,8 @@ async function select(room) {
   for (const li of document.querySelectorAll('#webinars .w-item')) {
     li.classList.toggle('active', li.dataset.room === room);
   }
-  await Promise.allSettled([refreshParticipants(), refreshQuestions(), refreshBot(), refreshBans()]);
+  await Promise.allSettled([refreshParticipants(), refreshQuestions(), refreshBot(), refreshBans(),
+    refreshRecordings(room, hostApi, key, fail)]);
 }
 
 // --- participants --------------------------------------------------------------------

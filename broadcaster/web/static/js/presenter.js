@@ -3,6 +3,7 @@
 import { Track } from '/static/vendor/livekit-client.esm.mjs';
 import { $, api, ApiError, every, identityFor, openWebinar, renderQuestion, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
+import { setupRehearsal } from '/static/js/rehearsal.js';
 
 const room = roomFromPath();
 const code = new URLSearchParams(location.search).get('code') || '';
@@ -155,6 +156,7 @@ async function join(name) {
     onMetadata: showMeta, onState: setPageState, onPermissions: showFloor,
   });
   $('#join-form').hidden = true;
+  setupRehearsal(room, () => joined?.token); // before the stage plays: it may have no avatar yet
   await stage.connect(answer.url, answer.token);
   await stage.preferSound();
   showFloor();

@@ -165,7 +165,14 @@ export class Stage {
     const attrs = reader.info.attributes || {};
     const key = attrs['lk.segment_id'] || reader.info.id;
     const who = attrs[P.CAPTION_SPEAKER_ATTR] || from?.identity || '';
+    // a segment's lines are numbered (protocol.py CAPTION_SEQ_ATTR): an older one that
+    // completes late, or anything after the final line, is never shown over a newer one
+    const seq = Number(attrs[P.CAPTION_SEQ_ATTR] || 0);
     let line = this.lines.get(key);
+    if (line && (line.el.dataset.final === 'true' || (seq && seq <= (line.seq || 0)))) {
+      try { for await (const _ of reader) { /* stale */ } } catch { /* gone */ }
+      return;
+    }
     if (!line) {
       line = {
         el: h('p', { class: 'caption', dataset: { speaker: who } },
@@ -175,13 +182,15 @@ export class Stage {
       this.captions.append(line.el);
       while (this.captions.children.length > MAX_CAPTION_LINES) this.captions.firstElementChild.remove();
     }
+    line.seq = seq;
     const textEl = line.el.querySelector('.caption-text');
     let text = '';
     for await (const chunk of reader) {
-      if (text.length >= MAX_CAPTION_CHARS) continue; // drain, show no more
+      if (text.length >= MAX_CAPTION_CHARS || line.seq !== seq) continue; // drain, show no more
       text = (text + chunk).slice(0, MAX_CAPTION_CHARS);
       textEl.textContent = text;
     }
+    if (line.seq !== seq) return; // a newer line of the segment took over
     const final = (attrs[P.CAPTION_FINAL_ATTR] ?? 'true') === 'true';
     line.el.dataset.final = String(final);
     if (final) {
