@@ -327,8 +327,14 @@ class Webinars:
             raise forbidden(REMOVED)
         async with self.locks[room]:
             webinar = self.get_live(room)  # fresh, under the lock: the floor may have moved
-            await self._ensure_room(webinar)
-            connected = await self.livekit.participant(room, identity)
+            # a viewer bound for a shard never enters the stage room: its joins must not
+            # depend on the stage's node (the claim guards the identity)
+            to_shard = (self.shards.enabled and role == Role.VIEWER
+                        and identity != webinar.speaker)
+            connected = None
+            if not to_shard:
+                await self._ensure_room(webinar)
+                connected = await self.livekit.participant(room, identity)
             held = self.live_claim(webinar, identity)
             reclaim = held is not None and held.matches(claim)
             if not reclaim and (held is not None or connected is not None
