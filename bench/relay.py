@@ -87,6 +87,8 @@ async def run_relay(url: str, src_token: str, dst_token: str, seconds: float,
     entries: list[tuple[int, int, int]] = []  # (republisher entry wall µs, src ts, src id)
 
     class StampRepublisher(LiveKitRepublisher):
+        # every pipeline frame enters through offer_video (tests/test_republisher.py
+        # checks it): right after it, the pacer's pending or last real item is this frame
         def offer_video(self, frame: Any) -> None:
             super().offer_video(frame)
             item = self.pacer.pending or self.pacer.last_real
@@ -196,10 +198,29 @@ async def relay_session(seconds: float, *, simulcast: bool | None = None,
             await rep.leave()
             await stop_process(relay)
             await stop_process(source)
+        log = state / "relay.log"
+        if not out.exists():
+            raise RuntimeError(f"the relay wrote no results (exit {relay.returncode}); "
+                               f"{log}:\n{_tail(log)}")
         data = json.loads(out.read_text())
         entries = {int(e): (int(ts), int(fid)) for e, ts, fid in data["entries"]}
+        if not entries:
+            # nothing ties republished frames to source frames: every figure built on
+            # them would be empty, so stop here rather than report n=0
+            raise RuntimeError(
+                f"the relay recorded no (entry stamp, source frame) pairs although it "
+                f"published {data['stats'].get('frames_published')} frames: did pipeline "
+                f"frames bypass LiveKitRepublisher.offer_video? {log}:\n{_tail(log)}")
         return RelayRun(direct, rep, entries, data["stats"], data["encoding"], seconds, started,
                         ended, loads)
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    """The end of a child's log, for an error message."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(unreadable: {e})"
 
 
 # ------------------------------------------------------------------------ CLI for children

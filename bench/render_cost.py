@@ -106,6 +106,7 @@ def main() -> None:
 
     result = {
         "what": "CPU ms per frame (time.process_time), FaceRenderer vs np.copyto of 720p I420",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "frames_per_case": n,
         "budget_ms": BUDGET_MS,
         "baseline_copyto_720p_i420": baseline,

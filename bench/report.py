@@ -66,12 +66,13 @@ def republish_hop(d: dict[str, Any]) -> list[Row]:
 
 
 def republish_cpu(d: dict[str, Any]) -> list[Row]:
-    bare = _g(d, "encodings", "simulcast", "bare", "cpu_ms_per_frame")
-    rep = _g(d, "encodings", "simulcast", "republisher", "cpu_ms_per_frame")
+    # "ratio" is the default encoding's (one layer); "ratio_simulcast" the other
+    bare = _g(d, "encodings", "single", "bare", "cpu_ms_per_frame")
+    rep = _g(d, "encodings", "single", "republisher", "cpu_ms_per_frame")
     return [("republisher total CPU vs a bare encode of the same frames",
              f"≤ {d.get('target_ratio', 1.1):g}x",
-             f"{_f(d.get('ratio'), '.3f', 'x')} simulcast, "
-             f"{_f(d.get('ratio_single_layer'), '.3f', 'x')} one layer",
+             f"{_f(d.get('ratio'), '.3f', 'x')} one layer, "
+             f"{_f(d.get('ratio_simulcast'), '.3f', 'x')} simulcast",
              f"bare encode {_f(bare, '.2f', ' ms')}/frame vs republisher {_f(rep, '.2f', ' ms')}",
              d.get("pass"))]
 
@@ -273,6 +274,29 @@ def avatar_sessions(d: dict[str, Any]) -> list[Row]:
              d.get("pass"))]
 
 
+def faults(d: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for part, f in (d.get("faults") or {}).items():
+        live, slate = f.get("live_after") or {}, f.get("slate_after") or {}
+        rows.append((f"{part} killed (SIGKILL, {live.get('n', 0)} of {len(f.get('runs', []))} "
+                     "back): live avatar at a viewer after, p50 / p95",
+                     f"≤ {_f(f.get('goal_live_s'), '.0f', ' s')}",
+                     f"{_f(live.get('p50'), '.1f')} / {_f(live.get('p95'), '.1f', ' s')}",
+                     f"slate after p50 {_f(slate.get('p50'), '.2f', ' s')}"
+                     if slate.get("n") else "no slate frame (nobody publishes)",
+                     f.get("never_live") == 0
+                     and (live.get("p95") or 99) <= f.get("goal_live_s", 0)))
+    for name, s in (d.get("soak") or {}).items():
+        rss, span = s.get("rss_mb") or [0], (s.get("t") or [0])[-1]
+        fit = (f"fit {_f(s.get('rss_mb_per_hour_fit'), '.0f')} MB/h" if span >= 600
+               else "too short (and across kills) for a growth figure")
+        rows.append((f"{name}: RSS over {_f(span, '.0f')} s of faults (not a soak)",
+                     "≤ 5 MB/hour", f"{_f(rss[0], '.0f')} → {_f(rss[-1], '.0f')} MB ({fit})",
+                     f"threads {_f((s.get('threads') or [0])[-1], '.0f')}, open files "
+                     f"{_f((s.get('files') or [0])[-1], '.0f')}", None))
+    return rows
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "conversation": ("Answers and conversation (keyless)", conversation),
     "llm_answer": ("LLM path: time to first answer audio", llm_answer),
@@ -293,6 +317,7 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "caption_sync": ("Captions in step with the voice", caption_sync),
     "reconcile_storm": ("Floor guard under a join storm", reconcile_storm),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
+    "faults": ("Recovery after crashes (SIGKILL under a watching viewer)", faults),
 }
 
 

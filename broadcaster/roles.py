@@ -68,6 +68,7 @@ def grants_for(role: Role, room: str, *, speaking: bool = True) -> api.VideoGran
         return api.VideoGrants(
             room_join=True, room=room, can_publish=True, can_subscribe=True,
             can_publish_data=True, can_publish_sources=[CAMERA, MIC],
+            can_update_own_metadata=True,  # its ``avatar`` attribute tells pages the truth
         )
     raise InvalidInput(f"unknown role {role!r}")
 

@@ -15,6 +15,7 @@ module is the only place to change.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +26,7 @@ from pipecat.audio.resamplers.base_audio_resampler import BaseAudioResampler
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
 from pipecat.frames.frames import Frame, OutputImageRawFrame, VADUserStoppedSpeakingFrame
 from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.services.heygen.client import HeyGenClient
 from pipecat.services.heygen.video import HeyGenVideoService
 from pipecat.services.stt_service import SegmentedSTTService
@@ -112,11 +114,15 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
                 "frames are dropped until the output is ready: heygen_client_wants_video()"),
     PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_video_frame_callback", "instance",
                 "set once the service captures the avatar's video"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_connected", "instance", "socket open"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_livekit_room", "instance", "the avatar's room"),
+    PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_teardown", "class", "restart_session"),
+    PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_create_send_task", "class", "the same"),
     PrivateName("pipecat.transports.heygen.transport.HeyGenTransport", "_client", "instance",
                 "the rehearsal room's session: heygen_transport_session()"),
     PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_heyGen_session", "instance",
                 "the user's LiveKit URL and token (pipecat only logs them): "
-                "heygen_transport_session()"),
+                "heygen_transport_session(); None: the session was refused"),
 )
 
 #: pipecat's subclass API that is private by name only: every pipecat processor and
@@ -190,7 +196,6 @@ def pipecat_livekit_video_frame(frame: OutputImageRawFrame) -> rtc.VideoFrame | 
 class _OutputStandIn:
     def __init__(self) -> None:
         self._unsupported_video_formats: set[str] = set()
-
 
 _OUTPUT_STAND_IN: Any = _OutputStandIn()
 
@@ -319,6 +324,35 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
     def adapt_client(self, client: HeyGenClient) -> None:
         """Change ``client`` before it starts; the default leaves it as pipecat made it."""
 
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
+        """Run pipecat's setup, keeping ``setup`` so a session can be reopened in place."""
+        self.__dict__["_hooks_setup"] = setup
+        await super().setup(setup)
+        self.__dict__.setdefault("_hooks_set_up", asyncio.Event()).set()
+
+    async def wait_set_up(self) -> None:
+        """Return once pipecat's setup (the first session's opening) has finished."""
+        await self.__dict__.setdefault("_hooks_set_up", asyncio.Event()).wait()
+
+    async def restart_session(self) -> bool:
+        """Reopen the avatar session with pipecat's own setup; False: refused (retry)."""
+        if (setup := self.__dict__.get("_hooks_setup")) is None:
+            return False
+        old = self._client
+        ready = self.__dict__["_hooks_ready"] = bool(  # sticky: a refused session forgets
+            self.__dict__.get("_hooks_ready") or (old is not None and old._transport_ready))
+        await self._teardown()  # the session's stop, the send task
+        if old is not None:
+            await old.cleanup()
+        self._client = None
+        await HeyGenVideoService.setup(self, setup)  # a new client, a new session
+        if (client := self._client) is None or heygen_session_health(client, media=False) != "open":
+            return False
+        if ready:
+            client.transport_ready()
+        await self._create_send_task()
+        return True
+
 
 def replace_video_loop(client: HeyGenClient,
                        loop: Callable[[rtc.VideoStream], Coroutine[Any, Any, None]]) -> None:
@@ -330,10 +364,25 @@ def skip_media_join(client: HeyGenClient) -> None:
     """Make this client's LiveKit join a no-op (it then receives no avatar media)."""
 
     async def skip() -> None:
-        logger.info("direct mode: the avatar publishes into the stage room itself; "
-                    "not joining a room to receive its media")
+        logger.info("direct mode: the avatar publishes into the stage room; no media join")
 
     client._livekit_connect = skip  # type: ignore[method-assign]
+
+
+def heygen_session_health(client: HeyGenClient, *, media: bool = True) -> str:
+    """Tell "none", "socket closed", "room lost", "avatar left" or "open" (media: the room)."""
+    if client._heyGen_session is None:
+        return "none"
+    if not client._connected:
+        return "socket closed"
+    if not media:
+        return "open"
+    room = client._livekit_room
+    if room is None or not room.isconnected():
+        return "room lost"
+    if client._video_frame_callback is not None and not room.remote_participants:
+        return "avatar left"
+    return "open"
 
 
 def heygen_client_wants_video(client: HeyGenClient) -> bool:

@@ -1,10 +1,15 @@
-"""The barge-in benchmark's reading of a viewer's audio, on made-up 10 ms blocks."""
+"""The benchmarks' reading of what viewers saw, on made-up records: the barge-in bench's
+10 ms audio blocks, the republish latency bench's frame stamps."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench import e2e
 from bench.barge_in import silenced_at, voiced_share
-from bench.receiver import AudioRecord, Receiver
+from bench.receiver import AudioRecord, Receiver, VideoRecord
+from bench.relay import RelayRun
+from bench.republish_latency import analyse
 
 MS = 1000  # µs
 
@@ -33,3 +38,29 @@ def test_silence_counts_only_when_it_lasts() -> None:
     assert silenced_at(viewer((0, 2000, 900.0), (2000, 2400, 5.0)), 0) is None  # too short
     assert voiced_share(rx, 1900 * MS, 2000 * MS) == 1.0
     assert voiced_share(rx, 1950 * MS, 2050 * MS) == 0.5
+
+
+def relay_run(entries: dict[int, tuple[int, int]]) -> RelayRun:
+    """Ten source frames 40 ms apart; the direct viewer gets each 25 ms after capture,
+    the republished one 55 ms after (stamped with the relay's entry time, capture + 5 ms)."""
+    direct, rep = Receiver("direct"), Receiver("republished")
+    t0 = 1_000_000_000
+    for i in range(10):
+        ts = t0 + i * 40 * MS
+        direct.video.append(VideoRecord(ts + 25 * MS, i + 1, ts, 1280, 720))
+        rep.video.append(VideoRecord(ts + 55 * MS, i + 1, ts + 5 * MS, 1280, 720))
+    return RelayRun(direct, rep, entries, {}, {}, 1.0, t0, t0 + 400 * MS)
+
+
+def test_republish_latency_is_read_through_the_relays_entries() -> None:
+    t0 = 1_000_000_000
+    entries = {t0 + i * 40 * MS + 5 * MS: (t0 + i * 40 * MS, i + 1) for i in range(10)}
+    res = analyse(relay_run(entries))
+    assert res["frames_compared"] == 10
+    assert res["p50_ms"] == pytest.approx(30.0) and res["pass"]
+
+
+def test_republish_latency_fails_loudly_when_no_frame_can_be_compared() -> None:
+    """No entries (the relay's hook never ran): an error, never a result with n=0."""
+    with pytest.raises(RuntimeError, match="relay entries 0"):
+        analyse(relay_run({}))

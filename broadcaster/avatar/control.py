@@ -73,6 +73,7 @@ def _speak(session: Session, msg: dict[str, Any], event_id: str | None) -> None:
         raise CommandError(
             "invalid_audio", f"audio has {len(pcm)} bytes; PCM16 needs an even number"
         )
+    session.active_at = time.monotonic()
     try:
         session.runtime.speak(pcm, event_id)
     except BufferFull as exc:
@@ -80,7 +81,7 @@ def _speak(session: Session, msg: dict[str, Any], event_id: str | None) -> None:
 
 
 def _keep_alive(session: Session, msg: dict[str, Any], event_id: str | None) -> None:
-    session.ws_seen = time.monotonic()
+    session.ws_seen = session.active_at = time.monotonic()
 
 
 Command = Callable[[Session, dict[str, Any], str | None], None]

@@ -64,6 +64,8 @@ class Session:
     stopped_at: float = 0.0
     ws: web.WebSocketResponse | None = None
     ws_seen: float = 0.0
+    active_at: float = 0.0
+    """Last keep-alive or speech (monotonic): HeyGen's idle timeout counts from it."""
     empty_since: float | None = None
     lost_since: float | None = None
     runtime: AvatarRuntime = field(default_factory=AvatarRuntime)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from livekit import api
 from loguru import logger
 
+from broadcaster.avatar.limits import emulated_limit
 from broadcaster.avatar.publisher import AvatarPublisher, MediaConfig, PublishError
 from broadcaster.avatar.renderer import FaceRenderer
 from broadcaster.avatar.schema import AVATARS, QUALITY_BITRATE, SessionRequest, video_size
@@ -318,6 +319,8 @@ class SessionRegistry:
             return None
         if now >= session.started_at + session.max_duration:
             return "max_session_duration reached"
+        if (limit := emulated_limit(session, now, self.settings)) is not None:
+            return limit
         if session.ws is not None and not session.ws.closed:
             session.ws_seen = now
         elif now - session.ws_seen > self.ws_grace:

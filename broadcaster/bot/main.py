@@ -1,10 +1,11 @@
 """Run the broadcast bot for one stage room until cancelled.
 
 pipecat's LiveAvatar client never reports a dead avatar as an error (DESIGN.md),
-so the bot watches from outside: the republisher shows a slate as soon as the
-avatar's frames stop, and when they stay away for ``avatar_stall_restart_seconds``
-the bot exits with RESTART_EXIT_CODE. The bot launcher then starts a fresh bot,
-which opens a new avatar session. The same happens when the LiveKit connection
+so the bot watches from outside: :class:`AvatarKeeper` notices a dead avatar
+session within a second or two (socket closed, avatar gone, no frames), shows the
+slate and opens a new session in this process. Only when no live avatar came back
+for ``avatar_stall_restart_seconds`` does the bot exit with RESTART_EXIT_CODE, for
+the launcher to start a fresh one. The same happens when the LiveKit connection
 is lost for good (a restarted livekit-server): the new bot reconnects.
 """
 
@@ -19,11 +20,15 @@ from loguru import logger
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.workers.runner import WorkerRunner
 
+from broadcaster.bot.avatar_keeper import AvatarKeeper
 from broadcaster.bot.latency import LatencyObserver
 from broadcaster.bot.pipeline import build_bot
 from broadcaster.config import Settings
 from broadcaster.metrics import BotMetrics, bot_metrics_server
 from broadcaster.sdk_internals import transport_room
+
+#: the bot's participant attribute the pages read: "live" or "restarting" (stage_status.js)
+AVATAR_ATTRIBUTE = "avatar"
 
 #: exit code that asks the launcher for a restart (EX_TEMPFAIL)
 RESTART_EXIT_CODE = 75
@@ -31,6 +36,23 @@ RESTART_EXIT_CODE = 75
 
 class RestartRequested(Exception):
     """The avatar or the LiveKit connection is gone; a fresh bot should take over."""
+
+
+def _warn_if_failed(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning(f"could not tell the pages the avatar's state: {task.exception()}")
+
+
+def session_lifetime(settings: Settings) -> float:
+    """Return how long an avatar session lasts by design.
+
+    HeyGen's sandbox minute (real, or emulated by the local service), else the
+    session's ``max_session_duration``.
+    """
+    sandbox = settings.avatar_sandbox and (settings.use_heygen or settings.avatar_emulate_limits)
+    if sandbox:
+        return min(settings.avatar_sandbox_session_seconds, settings.avatar_max_session_seconds)
+    return float(settings.avatar_max_session_seconds)
 
 
 async def serve(settings: Settings, room: str) -> None:
@@ -51,56 +73,47 @@ async def serve(settings: Settings, room: str) -> None:
                 last_stage="publish" if parts.republisher is not None else "tts")],
         )
         trouble: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        stall_timer: asyncio.TimerHandle | None = None
 
         def fail(reason: str) -> None:
             if not trouble.done():
                 trouble.set_result(reason)
 
-        def avatar_gone(reason: str, grace: float) -> None:
-            nonlocal stall_timer
-            if stall_timer is None:
-                stall_timer = asyncio.get_running_loop().call_later(grace, fail, reason)
-
-        def avatar_back() -> None:
-            nonlocal stall_timer
-            if stall_timer is not None:
-                stall_timer.cancel()
-                stall_timer = None
-
-        grace = settings.avatar_stall_restart_seconds
         presence = metrics.watch_avatar_presence() if parts.republisher is None else None
-        if parts.republisher is not None:
-            @parts.republisher.event_handler("on_video_stalled")
-            async def _stalled(_: object, *args: object) -> None:
-                logger.warning("avatar video stalled; showing the slate")
-                avatar_gone(f"no avatar frames for {grace:.0f} s", grace)
+        stage_room: list[Any] = []  # the stage room, once connected (direct mode watches it)
 
-            @parts.republisher.event_handler("on_video_resumed")
-            async def _resumed(_: object, *args: object) -> None:
-                logger.info("avatar video resumed")
-                avatar_back()
-        else:  # direct mode: the avatar is a participant of the stage room; watch it
-            avatar_gone(f"the avatar did not join the stage room in {grace + 30:.0f} s",
-                        grace + 30)  # + the avatar session's start
+        def avatar_present() -> bool:
+            return bool(stage_room) and settings.bot_identity in {
+                p.identity for p in stage_room[0].remote_participants.values()}
 
-            @parts.transport.event_handler("on_participant_connected")
-            async def _joined(_: object, identity: str) -> None:
-                if identity == settings.bot_identity:
-                    logger.info("the avatar joined the stage room")
-                    presence.state = "live"  # type: ignore[union-attr]
-                    avatar_back()
+        def avatar_state(state: str) -> None:
+            """Tell the pages (the bot's ``avatar`` attribute) and the metrics."""
+            if presence is not None:
+                presence.state = "live" if state == "live" else "stalled"
+            elif stage_room and stage_room[0].isconnected():
+                task = asyncio.ensure_future(stage_room[0].local_participant.set_attributes(
+                    {AVATAR_ATTRIBUTE: state}))
+                task.add_done_callback(_warn_if_failed)
 
-            @parts.transport.event_handler("on_participant_disconnected")
-            async def _left(_: object, identity: str) -> None:
-                if identity == settings.bot_identity:
-                    logger.warning("the avatar left the stage room")
-                    presence.state = "stalled"  # type: ignore[union-attr]
-                    avatar_gone(f"the avatar left the stage room for {grace:.0f} s", grace)
+        republisher = parts.republisher
+        keeper = AvatarKeeper(
+            parts.avatar,
+            frames=(lambda: republisher.stats.frames_in) if republisher is not None else None,
+            present=avatar_present if republisher is None else None,
+            show_slate=republisher.show_slate if republisher is not None else None,
+            media=republisher is not None,
+            frame_timeout=settings.avatar_frame_timeout_seconds,
+            give_up_after=settings.avatar_stall_restart_seconds,
+            on_state=avatar_state, on_give_up=fail,
+            session_lifetime=session_lifetime(settings),
+            rollover_lead=settings.avatar_rollover_lead_seconds,
+            speaking=(lambda: republisher.stats.speaking) if republisher is not None else None,
+        )
+        metrics.watch_keeper(keeper)
 
         @parts.transport.event_handler("on_connected")
         async def _connected(transport: Any) -> None:
             room = transport_room(transport)
+            stage_room[:] = [room]
             metrics.watch_room(room)  # counts LiveKit reconnects
             if presence is None:
                 return
@@ -109,9 +122,6 @@ async def serve(settings: Settings, room: str) -> None:
             for sid, pub in list(room.local_participant.track_publications.items()):
                 logger.info(f"direct mode: unpublishing the listener's {pub.name!r}")
                 await room.local_participant.unpublish_track(sid)
-            if settings.bot_identity in {p.identity for p in room.remote_participants.values()}:
-                presence.state = "live"  # the avatar was there first
-                avatar_back()
 
         @parts.transport.event_handler("on_disconnected")
         async def _disconnected(_: object, *args: object) -> None:
@@ -122,6 +132,7 @@ async def serve(settings: Settings, room: str) -> None:
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
         run = asyncio.ensure_future(runner.run())
+        keeping = asyncio.ensure_future(keeper.run())
         try:
             waiting: set[asyncio.Future[Any]] = {run, trouble}
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -129,8 +140,9 @@ async def serve(settings: Settings, room: str) -> None:
                 raise RestartRequested(trouble.result())
             run.result()
         finally:
-            if stall_timer is not None:
-                stall_timer.cancel()
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeping
             if parts.shards is not None:
                 await parts.shards.stop()
             if not run.done():

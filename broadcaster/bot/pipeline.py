@@ -94,7 +94,8 @@ def avatar_session_request(settings: Settings, room: str = "") -> LiveAvatarNewS
         )
     return LiveAvatarNewSessionRequest(
         avatar_id=avatar_id,
-        is_sandbox=settings.avatar_sandbox if settings.use_heygen else False,
+        is_sandbox=settings.avatar_sandbox if settings.use_heygen or settings.avatar_emulate_limits
+        else False,
         video_settings=VideoSettings(encoding=codec),
         livekit_config=livekit_config,
         max_session_duration=settings.avatar_max_session_seconds,

@@ -175,6 +175,11 @@ class Settings:
     (LiveAvatar ``livekit_config``; no relay hop; needs ``livekit_public_url`` reachable
     by the avatar service). See docs/modes.md."""
     avatar_max_session_seconds: int = 4 * 3600
+    avatar_emulate_limits: bool = False
+    """The local avatar service ends sandbox and idle sessions as HeyGen does (below;
+    docs/recovery.md). Off by default."""
+    avatar_sandbox_session_seconds: float = 60.0
+    avatar_idle_timeout_seconds: float = 300.0
     avatar_max_sessions: int = 4
     """Avatar sessions the local service runs at once (each encodes its own video)."""
     avatar_ws_grace_seconds: float = 15.0
@@ -204,8 +209,16 @@ class Settings:
 
     # --- Bot -----------------------------------------------------------------------------
     bot_identity: str = "avatar-bot"
-    avatar_stall_restart_seconds: float = 15.0
-    """No avatar frames this long: the bot restarts to open a fresh avatar session."""
+    avatar_frame_timeout_seconds: float = 1.5
+    """A live avatar whose frames stop this long is dead: slate, session reopened in place."""
+    avatar_rollover_lead_seconds: float = 15.0
+    """A session that ends by design is replaced this long before its end, at a pause."""
+    avatar_stall_restart_seconds: float = 120.0
+    """No live avatar this long despite in-place session restarts: the bot exits and the
+    launcher starts a fresh one (the last resort)."""
+    phrase_cache: bool = True
+    """Keep the notes' answers as synthesized audio in ``state_dir/phrases`` so a
+    restarted bot speaks at once instead of re-synthesizing them (~10 s of CPU)."""
     bot_autostart: bool = True
     faq_path: str = str(DATA_DIR / "sample-agenda.md")
     """The host's notes (docs/notes.md): what the avatar answers from, with or without an

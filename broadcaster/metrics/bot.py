@@ -128,6 +128,22 @@ def avatar_state(stats: Any) -> str:
     return "live" if getattr(stats, "frames_published", 0) else "starting"
 
 
+class KeeperCollector(Collector):
+    """The avatar keeper's in-place session restarts."""
+
+    def __init__(self, keeper: Any, room: str) -> None:
+        self.keeper, self.room = keeper, room
+
+    def collect(self) -> Iterable[Metric]:
+        """Report the restarts so far."""
+        family = CounterMetricFamily(
+            "broadcaster_avatar_session_restarts",
+            "Attempts to reopen the avatar session in place after one died or ended",
+            labels=["room"])
+        family.add_metric([self.room], self.keeper.restarts)
+        yield family
+
+
 class BotMetrics:
     """One bot's metrics. Build once per bot; hand it to the observer and the server."""
 
@@ -176,6 +192,10 @@ class BotMetrics:
         """Export ``republisher.stats`` (read at scrape time) and sample its hop."""
         self._republisher = republisher
         self.registry.register(RepublisherCollector(republisher, self.room))
+
+    def watch_keeper(self, keeper: Any) -> None:
+        """Export how many avatar sessions the keeper reopened in place (read at scrape)."""
+        self.registry.register(KeeperCollector(keeper, self.room))
 
     def watch_avatar_presence(self) -> AvatarPresenceCollector:
         """Direct mode: export the avatar's state as the caller sets it."""

@@ -88,12 +88,14 @@ def make_tts(settings: Settings, known_answers: Iterable[str] = ()) -> TTSServic
     """
     provider = settings.tts_provider
     if provider == "piper":
+        from broadcaster.speech.phrase_store import PhraseStore
         from broadcaster.speech.tts_cache import CachedPiperTTSService
 
         voice = settings.tts_voice or DEFAULT_PIPER_VOICE
         logger.info(f"TTS: local Piper {voice}")
+        store = PhraseStore(Path(settings.state_dir) / "phrases") if settings.phrase_cache else None
         return CachedPiperTTSService(
-            prewarm=known_answers,
+            prewarm=known_answers, store=store, voice=voice,
             download_dir=_piper_voice_dir(voice),
             settings=CachedPiperTTSService.Settings(voice=voice),
         )

@@ -10,7 +10,8 @@ is not cached (LLM answers, a new answer) is synthesized as usual and kept.
 The cache is keyed by the sentence exactly as pipecat's TTS hands it over (its
 sentence aggregator is replayed on the known answers to get the same cuts),
 whitespace-normalized; it is bounded in bytes and forgets the least recently
-used sentence first.
+used sentence first. The answers' audio is kept on disk between runs
+(:mod:`broadcaster.speech.phrase_store`), so a restarted bot synthesizes nothing.
 
 Synthesizing ahead takes a few seconds of CPU (37 sentences of the sample notes:
 5.3 s on an idle 2-core machine), so it goes first sentences first (they decide
@@ -42,6 +43,7 @@ from pipecat.services.piper.tts import PiperTTSService
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 from broadcaster.sdk_internals import piper_voice, stream_tts_audio
+from broadcaster.speech.phrase_store import PhraseStore, store_key
 
 #: synthesizing ahead pauses this long after the speaker starts (until the answer's end
 #: or the speaker's stop shortens it), after the speaker stops (the transcript and the
@@ -95,6 +97,10 @@ class PhraseCache:
         self.hits += 1
         return chunks
 
+    def peek(self, text: str) -> tuple[bytes, ...] | None:
+        """Return the cached chunks of ``text`` without counting or reordering."""
+        return self._items.get(cache_key(text))
+
     def put(self, text: str, chunks: Iterable[bytes]) -> None:
         """Keep ``text``'s chunks, forgetting the least recently used beyond the bound."""
         key, chunks = cache_key(text), tuple(chunks)
@@ -118,12 +124,18 @@ class CachedPiperTTSService(PiperTTSService):
         prewarm: texts (whole answers) to synthesize in the background once the
             pipeline starts; requests for other text are served meanwhile.
         cache_bytes: the cache's bound (PCM at the voice's rate, ~44 kB per second).
+        store: where the answers' audio is kept between runs (None: not kept), keyed
+            by the answers, ``voice`` and the versions (:mod:`.phrase_store`).
     """
 
     def __init__(self, *, prewarm: Iterable[str] = (), cache_bytes: int = 64 * 1024 * 1024,
-                 **kwargs: Any) -> None:
+                 store: PhraseStore | None = None, voice: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cache = PhraseCache(cache_bytes)
+        self.store = store
+        self.store_key = store_key(prewarm, voice)
+        self.loaded = 0
+        """Sentences read from the store at start."""
         self._prewarm_texts = list(prewarm)
         self._prewarm_task: asyncio.Task[None] | None = None
         self.prewarmed = asyncio.Event()
@@ -178,14 +190,23 @@ class CachedPiperTTSService(PiperTTSService):
         firsts = [c[0] for c in cut if c]
         rest = [s for c in cut for s in c[1:]]
         try:
+            if self.store is not None:
+                saved = await asyncio.to_thread(self.store.load, self.store_key)
+                for text, chunks in saved.items():
+                    self.cache.put(text, chunks)
+                self.loaded = len(saved)
             for sentence in [*firsts, *rest]:
                 if sentence in self.cache:
                     continue
                 await self._step_aside()
                 self.cache.put(sentence, await asyncio.to_thread(self._synthesize, sentence))
                 count += 1
-            logger.info(f"{self}: {count} answer sentences synthesized ahead in "
-                        f"{time.monotonic() - started:.1f} s ({self.cache.bytes / 1e6:.1f} MB)")
+            logger.info(f"{self}: {self.loaded} answer sentences read from disk, {count} "
+                        f"synthesized ahead in {time.monotonic() - started:.1f} s "
+                        f"({self.cache.bytes / 1e6:.1f} MB)")
+            if count and self.store is not None:
+                kept = {s: c for s in [*firsts, *rest] if (c := self.cache.peek(s))}
+                await asyncio.to_thread(self.store.save, self.store_key, kept)
         except Exception as exc:  # a bad voice shows at the first answer too; don't die here
             logger.warning(f"{self}: could not synthesize answers ahead: {exc}")
         finally:

@@ -218,12 +218,12 @@ class AudioOut:
         if not is_silence(pcm):
             self._speech_last = now
             if not self._speaking:
-                self._speaking = True
+                self._speaking = self.stats.speaking = True
                 return BotStartedSpeakingFrame
             if now - self._speaking_frame_at >= BOT_SPEAKING_PERIOD:
                 self._speaking_frame_at = now
                 return BotSpeakingFrame
         elif self._speaking and now - self._speech_last > BOT_VAD_STOP_SECS:
-            self._speaking = False
+            self._speaking = self.stats.speaking = False
             return BotStoppedSpeakingFrame
         return None

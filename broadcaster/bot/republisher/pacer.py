@@ -122,6 +122,13 @@ class VideoPacer:
         self._mark(now, Kind.REPEAT)
         return Capture(Kind.REPEAT, self.last_real)
 
+    def source_gone(self, now: float) -> None:
+        """Forget the dead source's frames: the slate from the next poll on, no repeats."""
+        self.pending = None
+        if self.last_real_at is not None:
+            self.last_real_at = min(self.last_real_at, now - self.slate_after)
+        self.last_capture_at = min(self.last_capture_at, now - self.interval)
+
     def _mark(self, now: float, kind: Kind) -> None:
         self.last_capture_at = now
         self.last_kind = kind

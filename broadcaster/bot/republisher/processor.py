@@ -197,11 +197,20 @@ class LiveKitRepublisher(FrameProcessor):
     def tap(self, video: Callable[[rtc.VideoFrame], None] | None,
             audio: Callable[[rtc.AudioFrame], None] | None) -> None:
         """Hand every captured video and audio frame to these too (audience shards)."""
-        self._video.tap = video
-        self._audio.tap = audio
+        self._video.tap, self._audio.tap = video, audio
+
+    def show_slate(self) -> None:
+        """Show the slate at once (the avatar session is known dead; fires on_video_stalled)."""
+        self._video.source_gone()
 
     def offer_video(self, frame: OutputImageRawFrame) -> None:
-        """Hand a frame to the pacer; captured right away unless over the frame rate."""
+        """Hand a frame to the pacer; captured right away unless over the frame rate.
+
+        Every video frame enters here, the pipeline's included, so a subclass that
+        overrides it sees each one as it enters (bench/relay.py ties republished
+        frames to their source frames this way: ``pacer.pending or pacer.last_real``
+        is then this frame, whose ``entered_wall_us`` becomes its ``user_timestamp``).
+        """
         self._video.offer(frame)
 
     # ---------------------------------------------------------------- lifecycle
@@ -356,7 +365,7 @@ class LiveKitRepublisher(FrameProcessor):
             return
         if direction is FrameDirection.DOWNSTREAM:
             if isinstance(frame, OutputImageRawFrame):
-                self._video.offer(frame)
+                self.offer_video(frame)  # the one entry point: subclasses observe it
                 if self._forward:
                     await self.push_frame(frame, direction)
                 return

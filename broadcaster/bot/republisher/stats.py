@@ -30,6 +30,8 @@ class RepublisherStats:
     the whole in-process hop, pipeline transit included."""
     last_audio_lag_ms: float = 0.0
     """Last audio frame: entry -> handed to LiveKit, plus what LiveKit still queues."""
+    speaking: bool = False
+    """What is published now is the avatar's speech (the keeper rolls sessions at a pause)."""
     stalled: bool = False
     """The source has not delivered a frame for ``slate_after`` seconds (slate shown)."""
     stalls: int = 0

@@ -82,6 +82,14 @@ class VideoOut:
             self._timer.cancel()
             self._timer = None
 
+    def source_gone(self) -> None:
+        """Show the slate now: the avatar is known dead, its last frame must not linger."""
+        if self._loop is None or not self._running:
+            return
+        now = self._loop.time()
+        self.pacer.source_gone(now)
+        self._arm(now)
+
     def offer(self, frame: OutputImageRawFrame) -> None:
         """Hand a frame to the pacer; captured right away unless over the frame rate."""
         self.stats.frames_in += 1

@@ -2,6 +2,7 @@
 // read questions, run the avatar bot, end the session.
 import { $, api, ApiError, every, h, renderQuestion, timeOf } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
+import { StageStatus } from '/static/js/stage_status.js';
 import { refreshRecordings } from '/static/js/host_recordings.js';
 
 const KEY_STORE = 'broadcaster:host-key';
@@ -229,10 +230,20 @@ async function startWatching() {
     stackIdentities: t.stack_identities, captionIdentities: t.caption_identities,
   });
   $('#watch').textContent = 'Stop watching';
+  watchStageStatus();
   await stage.connect(t.url, t.token);
 }
 
+// issue 15: the preview shows the same slates as the viewers (no rejoin: click again)
+let stageStatus = null;
+function watchStageStatus() {
+  stageStatus?.stop();
+  stageStatus = new StageStatus({ stage });
+}
+
 function stopWatching() {
+  stageStatus?.stop();
+  stageStatus = null;
   stage?.disconnect();
   stage = null;
   $('#preview-card').hidden = true;

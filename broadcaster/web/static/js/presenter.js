@@ -3,6 +3,7 @@
 import { Track } from '/static/vendor/livekit-client.esm.mjs';
 import { $, api, ApiError, every, identityFor, openWebinar, renderQuestion, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
+import { StageStatus } from '/static/js/stage_status.js';
 import { setupRehearsal } from '/static/js/rehearsal.js';
 
 const room = roomFromPath();
@@ -44,7 +45,7 @@ function showFloor() {
       ? `The host gave the floor to ${who}. You can still listen; the questions come back with the floor.`
       : 'The host has taken the floor back for now.';
   } else if (floor) {
-    $('#speaker-line').textContent = 'Speak naturally: the avatar answers you, and everyone watching hears you both.';
+    $('#speaker-line').textContent = avatarLine();
   }
   document.body.dataset.floor = floor ? 'yes' : 'no';
   $('#mic-toggle').disabled = !floor;
@@ -156,11 +157,44 @@ async function join(name) {
     onMetadata: showMeta, onState: setPageState, onPermissions: showFloor,
   });
   $('#join-form').hidden = true;
+  watchStage(name, body);
   setupRehearsal(room, () => joined?.token); // before the stage plays: it may have no avatar yet
   await stage.connect(answer.url, answer.token);
   await stage.preferSound();
   showFloor();
   every(2000, pollQuestions);
+}
+
+// --- issue 15: the truth about the avatar, stage slates, reconnect banner, rejoin ---
+let avatarState = 'waiting';
+
+function avatarLine() {
+  if (avatarState === 'live') {
+    return 'Speak naturally: the avatar answers you, and everyone watching hears you both.';
+  }
+  if (avatarState === 'ended') return 'The webinar has ended.';
+  return avatarState === 'away'
+    ? 'The avatar is reconnecting: it cannot hear or answer you until it is back (a few seconds).'
+    : 'The avatar is not on stage yet: it will answer you once it has started.';
+}
+
+function watchStage(name, body) {
+  new StageStatus({
+    stage,
+    rejoin: () => rejoinToken(name, body),
+    onAvatar: (state) => { avatarState = state; showFloor(); },
+  });
+}
+
+/** A fresh token for the same identity, through the web app's join with our claim. */
+async function rejoinToken(name, body) {
+  const saved = session.load(room, ROLE) || {};
+  const answer = await api('POST', `/api/webinars/${room}/join`, {
+    body: { ...body, identity: saved.identity || joined.identity, ...(saved.claim ? { claim: saved.claim } : {}) },
+  });
+  session.save(room, ROLE, { identity: answer.identity, claim: answer.claim, name });
+  joined = answer;
+  return answer;
 }
 
 async function main() {

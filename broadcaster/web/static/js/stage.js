@@ -84,6 +84,9 @@ export class Stage {
 
   async disconnect() { await this.room.disconnect(); }
 
+  /** Connect again after LiveKit dropped the page for good (a fresh token, same room). */
+  async reconnect(url, token) { return this.connect(url, token); }
+
   get identity() { return this.room.localParticipant?.identity; }
 
   #metadata(text) {

@@ -1,6 +1,7 @@
 // Viewer page: join by link with a name, watch the stage, see the audience, ask questions.
 import { $, api, ApiError, h, identityFor, openWebinar, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
+import { StageStatus } from '/static/js/stage_status.js';
 
 const room = roomFromPath();
 const ROLE = 'viewer';
@@ -96,12 +97,29 @@ async function join(name) {
   });
   stage = mine;
   $('#join-form').hidden = true;
+  watchStage(name);
   await stage.connect(answer.url, answer.token);
   await stage.preferSound();
   $('#question-text').disabled = false;
   $('#question-send').disabled = false;
-  $('#stage-message').textContent = 'Waiting for the stage…';
   updateFloor();
+}
+
+// --- issue 15: stage slates, reconnect banner, quality dot, rejoin with the claim ---
+function watchStage(name) {
+  new StageStatus({ stage, rejoin: () => rejoinToken(name) });
+}
+
+/** A fresh token for the same identity, through the web app's join with our claim. */
+async function rejoinToken(name) {
+  const saved = session.load(room, ROLE) || {};
+  const answer = await api('POST', `/api/webinars/${room}/join`, {
+    body: { identity: saved.identity || joined.identity, name, role: ROLE,
+      ...(saved.claim ? { claim: saved.claim } : {}) },
+  });
+  session.save(room, ROLE, { identity: answer.identity, claim: answer.claim, name });
+  joined = answer;
+  return answer;
 }
 
 async function sendQuestion(text) {

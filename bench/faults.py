@@ -1,0 +1,249 @@
+"""Kill each part of ``broadcaster up`` with SIGKILL under a watching viewer; time the recovery.
+
+The whole local stack runs as a newcomer runs it (``broadcaster up``: supervisor,
+livekit-server, local avatar service, web app, the demo webinar's bot). A viewer
+joins the demo webinar through the web app's join API and stays; every frame of the
+bot's camera is classified as the slate or the avatar (probes/stage_watch.py). Each
+part is killed ``rounds`` times (bounded); after each kill the bench waits for the
+live avatar at the viewer (or ``timeout``) and records "slate shown after" and "live
+avatar back after". When LiveKit drops the viewer for good (a restarted server lost
+the room) it rejoins through the join API with its claim, as the pages do.
+
+Rounds run back to back, so the restart backoffs of the supervisor (1, 2, 4… s per
+crash in 2 min) and of the bot launcher (1 s × 2^restarts in 2 min; a livekit-server
+restart also restarts the bot) lengthen the later rounds: the first round of each part
+is what a single crash costs.
+
+Also sampled, once a second for the whole run: RSS, open files and threads of every
+process of the stack (a short soak; growth per hour is extrapolated by a fit).
+
+Results: bench/results/faults.json and faults.png; issue 15's goals: live avatar back
+within 5 s (avatar service), 10 s (livekit-server), 6 s (bot); a slate within 2 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.figures import machine, now_iso, pyplot, summary, write_result  # noqa: E402
+from bench.servers import up_stack  # noqa: E402
+from probes.stage_watch import StageWatcher  # noqa: E402
+
+GOALS = {"avatar": 5.0, "livekit": 10.0, "bot": 6.0}
+SLATE_GOAL = 2.0
+#: how to find each part among the stack's processes (a substring of its command line)
+PARTS = {"avatar": "broadcaster serve avatar", "bot": "broadcaster.bot",
+         "livekit": "livekit-server"}
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def find(root: int, part: str) -> int | None:
+    return next((p for p in descendants(root) if PARTS[part] in cmdline(p)), None)
+
+
+def sample(pid: int) -> tuple[float, int, int] | None:
+    """RSS (MB), open files, threads of one process."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024
+        threads = int(next(x for x in status.splitlines() if x.startswith("Threads")).split()[1])
+        files = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return rss, files, threads
+
+
+class Audience:
+    """One viewer of the demo webinar that rejoins through the web app when dropped."""
+
+    def __init__(self, web: str, room: str, bot: str) -> None:
+        self.web, self.room, self.bot = web, room, bot
+        self.watcher = StageWatcher(bot)
+        self.claim: str | None = None
+        self.rejoins = 0
+
+    async def join(self, http: aiohttp.ClientSession) -> None:
+        body: dict[str, Any] = {"identity": "bench-viewer", "name": "Bench Viewer",
+                                "role": "viewer"}
+        if self.claim:
+            body["claim"] = self.claim
+        async with http.post(f"{self.web}/api/webinars/{self.room}/join", json=body) as r:
+            data = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"join refused: {r.status} {data}")
+        self.claim = data.get("claim")
+        seen = self.watcher.seen
+        self.watcher = StageWatcher(self.bot)
+        self.watcher.seen = seen  # one record across rejoins
+        await self.watcher.join(data["url"], data["token"])
+
+    async def keep(self, http: aiohttp.ClientSession) -> None:
+        """Rejoin whenever LiveKit dropped the viewer (as stage_status.js does)."""
+        from livekit import rtc
+
+        while True:
+            await asyncio.sleep(0.25)
+            if self.watcher.room.connection_state == rtc.ConnectionState.CONN_DISCONNECTED:
+                try:
+                    await self.join(http)
+                    self.rejoins += 1
+                except Exception:  # the server is still down: again
+                    await asyncio.sleep(0.5)
+
+
+async def wait_live(viewer: Audience, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not viewer.watcher.live_now():
+        if time.monotonic() > deadline:
+            raise TimeoutError("no live avatar at the viewer")
+        await asyncio.sleep(0.2)
+
+
+async def bench(rounds: int, timeout: float, settle: float) -> dict[str, Any]:
+    result: dict[str, Any] = {"rounds": rounds, "faults": {}, "soak": {}}
+    async with up_stack() as stack, aiohttp.ClientSession() as http:
+        s = stack.settings
+        web = f"http://{s.web_host}:{s.web_port}"
+        viewer = Audience(web, s.demo_room, s.bot_identity)
+        await viewer.join(http)
+        keeper = asyncio.create_task(viewer.keep(http))
+        soak: dict[str, list[tuple[float, float, int, int]]] = {}
+        t_start = time.monotonic()
+
+        async def sampler() -> None:
+            while True:
+                for part in PARTS:
+                    pid = find(stack.proc.pid, part)
+                    got = sample(pid) if pid else None
+                    if got:
+                        soak.setdefault(part, []).append((time.monotonic() - t_start, *got))
+                for name, pid in (("supervisor", stack.proc.pid),):
+                    got = sample(pid)
+                    if got:
+                        soak.setdefault(name, []).append((time.monotonic() - t_start, *got))
+                await asyncio.sleep(1.0)
+
+        sampling = asyncio.create_task(sampler())
+        try:
+            await wait_live(viewer, 120)
+            for part in ("avatar", "livekit", "bot"):
+                runs = []
+                for _ in range(rounds):
+                    await wait_live(viewer, 60)
+                    await asyncio.sleep(settle)
+                    pid = find(stack.proc.pid, part)
+                    if pid is None:
+                        raise RuntimeError(f"no {part} process:\n{stack.tail()}")
+                    t0 = time.monotonic()
+                    os.kill(pid, signal.SIGKILL)
+                    while (viewer.watcher.live_after(t0) is None
+                           and time.monotonic() < t0 + timeout):
+                        await asyncio.sleep(0.1)
+                    w = viewer.watcher
+                    runs.append({"slate_after": w.slate_after(t0), "live_after": w.live_after(t0),
+                                 "longest_gap": w.longest_gap(t0, time.monotonic())})
+                    print(f"{part}: {runs[-1]}", flush=True)
+                live = [r["live_after"] for r in runs if r["live_after"] is not None]
+                slate = [r["slate_after"] for r in runs if r["slate_after"] is not None]
+                result["faults"][part] = {
+                    "runs": runs, "live_after": summary(live), "slate_after": summary(slate),
+                    "never_live": sum(r["live_after"] is None for r in runs),
+                    "goal_live_s": GOALS[part]}
+        finally:
+            sampling.cancel()
+            keeper.cancel()
+            await asyncio.gather(sampling, keeper, return_exceptions=True)
+            await viewer.watcher.leave()
+        result["viewer_rejoins"] = viewer.rejoins
+        for name, rows in soak.items():
+            a = np.asarray(rows, dtype=float)
+            slope = float(np.polyfit(a[:, 0], a[:, 1], 1)[0]) * 3600 if len(a) > 10 else None
+            result["soak"][name] = {"t": a[:, 0].tolist(), "rss_mb": a[:, 1].tolist(),
+                                    "files": a[:, 2].tolist(), "threads": a[:, 3].tolist(),
+                                    "rss_mb_per_hour_fit": slope}
+    return result
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (part, f) in enumerate(result["faults"].items()):
+        live = [r["live_after"] for r in f["runs"] if r["live_after"] is not None]
+        slate = [r["slate_after"] for r in f["runs"] if r["slate_after"] is not None]
+        ax.scatter([i - 0.1] * len(slate), slate, color="tab:orange",
+                   label="slate shown after" if i == 0 else None)
+        ax.scatter([i + 0.1] * len(live), live, color="tab:green",
+                   label="live avatar back after" if i == 0 else None)
+        ax.hlines(GOALS[part], i - 0.3, i + 0.3, colors="tab:green", linestyles="dashed")
+    ax.axhline(SLATE_GOAL, color="tab:orange", linestyle=":", linewidth=1)
+    ax.set_xticks(range(len(result["faults"])), [f"{p} killed" for p in result["faults"]])
+    ax.set_ylabel("seconds after SIGKILL, at a viewer")
+    ax.set_title("Recovery (dashed: goals)")
+    ax.legend()
+    for name, s in result["soak"].items():
+        bx.plot(s["t"], s["rss_mb"], label=name)
+    bx.set_xlabel("s")
+    bx.set_ylabel("RSS (MB)")
+    bx.set_title("RSS of each process across the kills")
+    bx.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    rounds = 2 if quick else 5
+    result = asyncio.run(bench(rounds, timeout=30.0, settle=3.0))
+    result.update(
+        bench="faults", when=now_iso(), machine=machine(), quick=quick,  # + provenance
+        what=(f"`broadcaster up`; each part SIGKILLed {rounds} times back to back under one "
+              "viewer that joined through the web app; the bot's slate and the live avatar "
+              "told apart frame by frame at the viewer (probes/stage_watch.py); left plot: "
+              "each kill, right: RSS of each process meanwhile"))
+    result["pass"] = all(f["never_live"] == 0 and (f["live_after"].get("p95") or 99) <= GOALS[p]
+                         for p, f in result["faults"].items())
+    write_result("faults", result)
+    plot(result, ROOT / "bench" / "results" / "faults.png")
+    return result
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)

@@ -1,0 +1,197 @@
+"""Keep the avatar session alive: notice a dead one within a second or two, reopen it in place.
+
+pipecat's LiveAvatar client never reports a dead session (DESIGN.md), so the keeper
+watches from outside, every ``poll`` seconds, every signal there is:
+
+- the control socket closed (the service died, or closed it): the client's own state;
+- the client's LiveKit room was lost, or the avatar participant left it;
+- no avatar frames for ``frame_timeout`` seconds while the session was live;
+- the service refusing a session: a reopen that fails is retried with a short backoff.
+
+A dead session is replaced inside the same bot process, models and caches included:
+the republisher shows its slate at once, :meth:`restart_session` closes the old
+session and opens a new one, and the keeper waits for the new avatar's frames.
+Only when no live avatar came back for ``give_up_after`` seconds does it call
+``on_give_up`` (the bot then exits for a fresh one, as before).
+
+Sessions that end by design (HeyGen's sandbox minute, ``max_session_duration``) are
+rolled over before they end: within ``rollover_lead`` seconds of the end, at the first
+moment the avatar has been quiet for ``quiet_for`` seconds (a pause between sentences),
+the keeper reopens the session without the slate; the republisher holds the last
+frame meanwhile (it shows the slate only after 2 s without frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from loguru import logger
+
+from broadcaster.sdk_internals import heygen_session_health
+
+#: the reason _watch gives for a planned session change (no slate)
+ROLLOVER = "rollover"
+
+
+class _Avatar(Protocol):
+    @property
+    def client(self) -> object | None: ...
+
+    async def wait_set_up(self) -> None: ...
+
+    async def restart_session(self) -> bool: ...
+
+
+class AvatarKeeper:
+    """Watches one avatar service and reopens its session in place when it dies.
+
+    Args:
+        avatar: the ``FastHeyGenVideoService`` (``restart_session``, ``client``).
+        frames: a counter of avatar frames received (relay mode), or None.
+        present: direct mode, where the avatar's frames never pass the bot: whether
+            the avatar participant is in the stage room.
+        show_slate: called the moment the session is known dead.
+        media: whether the client joins a room to receive the avatar (relay mode).
+        on_state: told "live", "restarting" as the state changes.
+        on_give_up: called once when no live avatar came back for ``give_up_after``.
+        session_lifetime: seconds a session lasts by design (None: unbounded); it is
+            rolled over ``rollover_lead`` seconds ahead, at a pause in ``speaking``.
+    """
+
+    def __init__(self, avatar: _Avatar, *, frames: Callable[[], int] | None = None,
+                 present: Callable[[], bool] | None = None,
+                 show_slate: Callable[[], None] | None = None, media: bool = True,
+                 poll: float = 0.2, frame_timeout: float = 1.5,
+                 first_frame_timeout: float = 10.0, retry_min: float = 0.2,
+                 retry_max: float = 0.5, give_up_after: float = 300.0,
+                 on_state: Callable[[str], None] | None = None,
+                 on_give_up: Callable[[str], None] | None = None,
+                 session_lifetime: float | None = None, rollover_lead: float = 15.0,
+                 speaking: Callable[[], bool] | None = None, quiet_for: float = 0.6) -> None:
+        self.avatar = avatar
+        self.frames = frames
+        self.present = present
+        self.show_slate = show_slate
+        self.media = media
+        self.poll = poll
+        self.frame_timeout = frame_timeout
+        self.first_frame_timeout = first_frame_timeout
+        self.retry_min, self.retry_max = retry_min, retry_max
+        self.give_up_after = give_up_after
+        self.on_state = on_state
+        self.on_give_up = on_give_up
+        self.session_lifetime = session_lifetime
+        self.rollover_lead = rollover_lead
+        self.speaking = speaking or (lambda: False)
+        self.quiet_for = quiet_for
+        self.rollovers = 0
+        """Planned rollovers so far (counted in ``restarts`` too)."""
+        self.state = "starting"
+        self.restarts = 0
+        """Sessions reopened in place so far."""
+        self.last_reason = ""
+        self.down_since: float | None = None
+
+    def _set(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
+
+    def health(self) -> str:
+        """Tell what is wrong with the current session ("open" when nothing is)."""
+        client = self.avatar.client
+        if client is None:
+            return "none"
+        return heygen_session_health(client, media=self.media)  # type: ignore[arg-type]
+
+    async def run(self) -> None:
+        """Watch until cancelled."""
+        await self.avatar.wait_set_up()
+        opened_at = time.monotonic()
+        while True:
+            reason = await self._watch(opened_at)
+            self.last_reason = reason
+            if reason == ROLLOVER:
+                self.rollovers += 1
+                logger.info("avatar session near its end: rolling over at a pause")
+            else:
+                logger.warning(f"avatar session dead ({reason}): slate, reopening it in place")
+                if self.show_slate is not None:
+                    self.show_slate()
+                self._set("restarting")
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+            opened_at = time.monotonic()  # the session's lifetime counts from its opening
+            await self._reopen()
+
+    async def _watch(self, opened_at: float) -> str:
+        """Return once the session is dead, with the reason."""
+        count = self.frames() if self.frames else 0
+        last_frame = opened_at
+        live = False
+        last_spoke = opened_at
+        while True:
+            await asyncio.sleep(self.poll)
+            now = time.monotonic()
+            health = self.health()
+            if health != "open":
+                return health
+            if self.speaking():
+                last_spoke = now
+            if self.session_lifetime is not None and live:
+                left = opened_at + self.session_lifetime - now
+                quiet = now - last_spoke >= self.quiet_for
+                if left <= self.rollover_lead and (quiet or left <= 2.0):
+                    return ROLLOVER
+            if self.present is not None:
+                if self.present():
+                    live = True
+                elif live:
+                    return "the avatar left the stage room"
+                elif now - opened_at > self.first_frame_timeout:
+                    return f"the avatar did not join in {self.first_frame_timeout:.0f} s"
+            elif self.frames is None:
+                live = True
+            else:
+                seen = self.frames()
+                if seen != count:
+                    count, last_frame, live = seen, now, True
+                elif live and now - last_frame > self.frame_timeout:
+                    return f"no avatar frames for {now - last_frame:.1f} s"
+                elif not live and now - opened_at > self.first_frame_timeout:
+                    return f"no avatar frames in {self.first_frame_timeout:.0f} s"
+            if live and self.state != "live":
+                if self.down_since is not None:
+                    logger.info(f"avatar live again {now - self.down_since:.1f} s after "
+                                f"it was found dead (restart {self.restarts})")
+                self.down_since = None
+                self._set("live")
+            self._check_give_up(now)
+
+    async def _reopen(self) -> None:
+        """Close the dead session, open new ones until one opens (backoff between)."""
+        delay = self.retry_min
+        while True:
+            self.restarts += 1
+            try:
+                opened = await self.avatar.restart_session()
+            except Exception as e:  # the service refusing in a way pipecat did not swallow
+                logger.warning(f"reopening the avatar session failed: {e}")
+                opened = False
+            if opened:
+                logger.info("avatar session reopened; waiting for its frames")
+                return
+            self._check_give_up(time.monotonic())
+            logger.info(f"the avatar service refused a session; again in {delay:.2f} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_max)
+
+    def _check_give_up(self, now: float) -> None:
+        if (self.down_since is not None and now - self.down_since > self.give_up_after
+                and self.on_give_up is not None):
+            self.on_give_up(f"no live avatar for {self.give_up_after:.0f} s "
+                            f"({self.restarts} sessions tried; last: {self.last_reason})")

@@ -1,0 +1,166 @@
+"""The avatar keeper's decisions, on a stand-in avatar service (no network).
+
+The real thing runs in tests/test_recovery_avatar.py (the local avatar service
+killed under a viewer); here each signal is produced on purpose, fast: a closed
+control socket, an avatar that left its room, frames that stop, a service that
+refuses sessions for a while, one that never comes back (the keeper gives up).
+The stand-in replaces only pipecat's client state read by ``heygen_session_health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from broadcaster.bot.avatar_keeper import AvatarKeeper
+
+
+class Room:
+    def __init__(self) -> None:
+        self.connected = True
+        self.remote_participants = {"heygen": object()}
+
+    def isconnected(self) -> bool:
+        return self.connected
+
+
+class Avatar:
+    """What the keeper sees of FastHeyGenVideoService; ``refuse`` sessions to reopen."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.refuse = refuse
+        self.opened = 0
+        self.client: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        self.opened += 1
+        self.client = SimpleNamespace(_heyGen_session=object(), _connected=True,
+                                      _livekit_room=Room(), _video_frame_callback=print)
+
+    async def wait_set_up(self) -> None:
+        return None
+
+    async def restart_session(self) -> bool:
+        if self.refuse:
+            self.refuse -= 1
+            self.client = SimpleNamespace(_heyGen_session=None)
+            return False
+        self._open()
+        return True
+
+
+async def run_keeper(keeper: AvatarKeeper, frames: list[int], until: Any,
+                     timeout: float = 5.0) -> None:
+    """Run the keeper with frames arriving every 20 ms until ``until()`` holds."""
+    task = asyncio.create_task(keeper.run())
+
+    async def feed() -> None:
+        while True:
+            if frames[1] == 0:  # frames[1]: 1 = the avatar's video stopped
+                frames[0] += 1
+            await asyncio.sleep(0.02)
+
+    feeder = asyncio.create_task(feed())
+    try:
+        async with asyncio.timeout(timeout):
+            while not until():
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        feeder.cancel()
+        await asyncio.gather(task, feeder, return_exceptions=True)
+
+
+def keeper_for(avatar: Avatar, frames: list[int], **kw: Any) -> tuple[AvatarKeeper, list[str]]:
+    slates: list[str] = []
+    keeper = AvatarKeeper(avatar, frames=lambda: frames[0], show_slate=lambda: slates.append("s"),
+                          poll=0.02, frame_timeout=0.3, first_frame_timeout=1.0,
+                          retry_min=0.02, retry_max=0.05, **kw)
+    return keeper, slates
+
+
+@pytest.mark.parametrize("kill", ["socket closed", "avatar left", "room lost"])
+async def test_each_signal_reopens_the_session_with_the_slate_first(kill: str) -> None:
+    avatar, frames = Avatar(), [0, 0]
+    keeper, slates = keeper_for(avatar, frames)
+    await run_keeper(keeper, frames, lambda: keeper.state == "live")
+    first = avatar.client
+    if kill == "socket closed":
+        first._connected = False
+    elif kill == "avatar left":
+        first._livekit_room.remote_participants = {}
+    else:
+        first._livekit_room.connected = False
+    await run_keeper(keeper, frames, lambda: avatar.opened == 2 and keeper.state == "live")
+    assert slates == ["s"] and keeper.restarts == 1 and keeper.last_reason == kill
+
+
+async def test_frames_that_stop_are_a_dead_session() -> None:
+    avatar, frames = Avatar(), [0, 0]
+    keeper, slates = keeper_for(avatar, frames)
+    phase = ["start"]
+
+    def story() -> bool:  # one keeper run: live, then the video stops, then reopened
+        if phase[0] == "start" and keeper.state == "live":
+            phase[0], frames[1] = "stopped", 1  # socket and room look fine
+        elif phase[0] == "stopped" and avatar.opened == 2:
+            phase[0], frames[1] = "reopened", 0  # the new session's video flows
+        return phase[0] == "reopened" and keeper.state == "live"
+
+    await run_keeper(keeper, frames, story)
+    assert keeper.last_reason.startswith("no avatar frames for") and slates == ["s"]
+
+
+async def test_a_refusing_service_is_asked_again_until_it_accepts() -> None:
+    avatar, frames = Avatar(refuse=4), [0, 0]
+    keeper, slates = keeper_for(avatar, frames)
+    await run_keeper(keeper, frames, lambda: keeper.state == "live")
+    avatar.client._connected = False
+    await run_keeper(keeper, frames, lambda: avatar.opened == 2 and keeper.state == "live")
+    assert keeper.restarts == 5, "four refusals, then the session that opened"
+    assert slates == ["s"], "one slate for the whole outage"
+
+
+async def test_the_keeper_gives_up_when_the_avatar_never_comes_back() -> None:
+    avatar, frames = Avatar(refuse=10_000), [0, 0]
+    reasons: list[str] = []
+    keeper, _ = keeper_for(avatar, frames, give_up_after=0.3, on_give_up=reasons.append)
+    await run_keeper(keeper, frames, lambda: keeper.state == "live")
+    avatar.client._connected = False
+    await run_keeper(keeper, frames, lambda: bool(reasons))
+    assert "no live avatar for" in reasons[0]
+
+
+async def test_a_session_that_ends_by_design_is_rolled_over_ahead_at_a_pause() -> None:
+    """Sessions of 1 s (HeyGen's sandbox minute, accelerated): each is replaced before
+    its end, while the avatar is quiet, without the slate; none dies on its own."""
+    avatar, frames = Avatar(), [0, 0]
+    speaking = [True]
+    keeper, slates = keeper_for(avatar, frames, session_lifetime=1.0, speaking=lambda: speaking[0])
+    keeper.rollover_lead, keeper.quiet_for = 0.6, 0.1
+    t0 = asyncio.get_running_loop().time()
+
+    def story() -> bool:  # the avatar talks for the first 0.55 s of the session, then pauses
+        speaking[0] = asyncio.get_running_loop().time() - t0 < 0.55
+        return avatar.opened >= 4
+
+    await run_keeper(keeper, frames, story, timeout=6.0)
+    assert slates == [], "a planned rollover shows no slate"
+    assert keeper.rollovers == keeper.restarts == 3
+    took = asyncio.get_running_loop().time() - t0
+    assert took < 3 * 1.0, "each session was replaced before its end"
+
+
+async def test_a_rollover_waits_for_the_pause_but_not_past_the_end() -> None:
+    avatar, frames = Avatar(), [0, 0]
+    keeper, slates = keeper_for(avatar, frames, session_lifetime=3.0, speaking=lambda: True)
+    keeper.rollover_lead = 2.5
+    t0 = asyncio.get_running_loop().time()
+    await run_keeper(keeper, frames, lambda: avatar.opened == 2)
+    took = asyncio.get_running_loop().time() - t0
+    assert 0.9 <= took <= 1.3, f"never quiet: forced 2 s before the end ({took:.2f} s)"
+    assert slates == []
