@@ -72,17 +72,10 @@ class ShardRouter:
         return shard_rooms(room, self.settings.audience_shards)
 
     async def _count(self, shard: str) -> int | None:
-        """Count the viewers in ``shard``.
-
-        None when LiveKit does not answer or the bot is not in it (its node died:
-        LiveKit may still answer, with nobody), so routing passes it over.
-        """
         try:
             people = await asyncio.wait_for(self.livekit.participants(shard), CALL_SECONDS)
         except (LiveKitError, TimeoutError) as exc:
             logger.warning("shard {}: no count ({})", shard, exc)
-            return None
-        if not any(p.identity == self.settings.bot_identity for p in people):
             return None
         return sum(1 for p in people if p.attributes.get("role") == Role.VIEWER)
 
