@@ -214,22 +214,30 @@ def caption_sync(d: dict[str, Any]) -> list[Row]:
 
 def conversation(d: dict[str, Any]) -> list[Row]:
     rows = []
+    target = d.get("target_accuracy", 0.9)
     for name, res in d.get("sets", {}).items():
         ours, base = res["ours"], res["baseline"]
         kinds = ", ".join(f"{k.replace('_', ' ')} {v['right']}/{v['n']}"
                           for k, v in ours.get("by_kind", {}).items())
-        fitted = " (fitted on)" if name == "tune" else " (not fitted on)"
-        rows.append((f"keyless responder, turns right: {name} set{fitted}",
-                     f"≥ {100 * d.get('target_accuracy', 0.9):.0f} % unseen",
+        fitted = res.get("fitted", name == "tune")
+        rows.append((f"keyless responder, turns right: {name} set"
+                     f"{' (fitted on)' if fitted else ' (not fitted on)'}",
+                     f"≥ {100 * target:.0f} % unseen",
                      f"{_f(100 * ours['accuracy'], '.1f', ' %')} ({kinds})",
                      f"TF-IDF responder: {_f(100 * base['accuracy'], '.1f', ' %')}",
-                     None if name == "tune" else ours["accuracy"] >= d.get("target_accuracy", 0.9)))
+                     None if fitted else ours["accuracy"] >= target))
+    for name, line in d.get("cross_validation", {}).items():
+        if name.startswith("fit without"):
+            rows.append((f"keyless responder, cross-validation: {name}",
+                         f"≥ {100 * target:.0f} % unseen", line, "–", None))
     lat = d.get("latency", {})
     p50, p95 = _g(lat, "reply_ms", "p50"), _g(lat, "reply_ms", "p95")
     load = (lat.get("load_s") or [None])[0]
-    rows.append(("keyless responder latency per turn, p50 / p95 (load)", "milliseconds",
-                 f"{_f(p50, '.2f')} / {_f(p95, '.2f')} ms (load {_f(load, '.2f', ' s')})",
-                 "–", None))
+    cached = (lat.get("load_cached_s") or [None])[0]
+    rows.append(("keyless responder latency per turn, p50 / p95 (load: cold, cached)",
+                 "milliseconds",
+                 f"{_f(p50, '.2f')} / {_f(p95, '.2f')} ms (load {_f(load, '.2f', ' s')}, "
+                 f"{_f(cached, '.2f', ' s')})", "–", None))
     return rows
 
 

@@ -7,6 +7,7 @@ Each is made by one processor and read by others further down the pipeline:
   → the republisher, which ducks the avatar's speech on a barge-in and gives it back;
 - :class:`SpeechPausedFrame` / :class:`SpeechResumedFrame`: the VAD → local Whisper,
   which starts transcribing at the pause and drops that run when the speaker goes on;
+- :class:`AudienceQuestionFrame`: the web app's "ask the avatar" (``bot.asked``) → responder;
 - :class:`I420AvatarFrame`: the avatar service (``bot.avatar_service``) → republisher,
   recorder.
 """
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from livekit import rtc
-from pipecat.frames.frames import OutputImageRawFrame, SystemFrame
+from pipecat.frames.frames import DataFrame, OutputImageRawFrame, SystemFrame
 
 I420 = "I420"
 """``ImageRawFrame.format`` of planar YUV 4:2:0 (Y, then U, then V; no row padding)."""
@@ -66,6 +67,21 @@ class SpeechPausedFrame(SystemFrame):
 @dataclass
 class SpeechResumedFrame(SystemFrame):
     """The speaker went on after a :class:`SpeechPausedFrame`."""
+
+
+@dataclass
+class AudienceQuestionFrame(DataFrame):
+    """A question from the audience that the host or the speaker chose for the avatar.
+
+    Parameters:
+        question_id: the web app's id of the question.
+        asker: who asked (the avatar says it; ``name`` is pipecat's frame name).
+        text: the question.
+    """
+
+    question_id: int = 0
+    asker: str = ""
+    text: str = ""
 
 
 @dataclass

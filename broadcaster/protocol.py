@@ -23,5 +23,9 @@ AVATAR_CAPTION_SPEAKER = "avatar"
 #: the LiveAvatar participant identity (pipecat's HeyGenTransport filters it)
 AVATAR_IDENTITY = "heygen"
 
+#: "ask the avatar": the web app (LiveKit's server API, so no participant sends it) sends
+#: the bot a question the host or the speaker picked, as JSON {"id", "name", "text"}
+ASK_TOPIC = "broadcaster.ask"
+
 ROOM_STATE_LIVE = "live"
 ROOM_STATE_ENDED = "ended"

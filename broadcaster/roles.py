@@ -176,6 +176,10 @@ def mint_token(
         .with_ttl(timedelta(seconds=ttl))
         .with_attributes({"role": role.value})
     )
+    if role is Role.BOT:
+        # LiveKit counts every participant but agents (and recorders) in the room's
+        # num_participants, which it pushes to every page: the audience count
+        token = token.with_kind("agent")
     if metadata:
         token = token.with_metadata(metadata)
     return token.to_jwt()

@@ -118,7 +118,7 @@ if installed "${satisfied[@]}"; then
 else
   say "python: installing requirements/$level.txt into .venv (about a minute when cold)"
   run_step pip "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
-    --require-hashes -r "$ROOT/requirements/$level.txt"
+    --require-hashes --no-deps -r "$ROOT/requirements/$level.txt"
   run_step broadcaster "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
     --no-deps -e "$ROOT"
   rm -f "$VENV"/.installed-* "$VENV"/.broadcaster-*

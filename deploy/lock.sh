@@ -6,6 +6,10 @@
 #                           removes what changed, keeps every other pin as it is
 #   ./dev lock --upgrade    move every pin to the newest version pyproject.toml allows
 #
+# deploy/lock-excludes.txt names packages left out of every lock (a dependency declared by
+# a package whose code using it broadcaster never runs); install.sh installs the locks with
+# --no-deps, which a complete lock allows.
+#
 # Three locks, each a superset of the one before (the same pins where they overlap):
 #   requirements/run.txt    what running needs (./dev up, the container image)
 #   requirements/test.txt   + the test and llm extras (./dev test, CI)
@@ -40,7 +44,7 @@ compile() {  # compile NAME [uv options...]: requirements/NAME.txt
   say "$out"
   # uv keeps the pins already in the output file (unless --upgrade)
   "$UV" pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
-    --quiet "${upgrade[@]}" "$@" -o "$out"
+    --excludes deploy/lock-excludes.txt --quiet "${upgrade[@]}" "$@" -o "$out"
   sed -i "1i # Locked dependencies: do not edit; regenerate with ./dev lock (deploy/lock.sh)." "$out"
 }
 compile run

@@ -174,6 +174,7 @@ def session_app_settings(livekit: Settings) -> Settings:
     publish on purpose (the bot's own gate must hold; tests/test_reconcile.py runs apps
     with it)."""
     return livekit.replace(join_burst=100_000, question_burst=100_000,
+                           audience_action_burst=100_000,
                            floor_reconcile_seconds=0.0)
 
 

@@ -1,7 +1,7 @@
 """broadcaster.answers: notes, conversational acts, retrieval on unseen phrasing, `ask`.
 
-The accuracy figures belong to bench/conversation.py; here a slice of the tune set
-must stay above a floor, so a change that breaks the responder fails CI.
+The accuracy figures belong to bench/conversation.py; here slices of the sets must
+stay above a floor, so a change that breaks the responder fails CI.
 """
 
 from __future__ import annotations
@@ -18,26 +18,41 @@ from hypothesis import strategies as st
 
 from broadcaster.answers import Answerer, Dialogue, load_notes, parse_notes
 from broadcaster.answers.acts import split_turn
+from broadcaster.answers.qtypes import question_types
 from broadcaster.answers.text import normalize, words
 from broadcaster.config import DATA_DIR, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = DATA_DIR / "sample-agenda.md"
 LAUNCH = ROOT / "docs" / "examples" / "product-launch.md"
-TUNE = ROOT / "bench" / "data" / "conversation" / "tune.jsonl"
+SETS = ROOT / "bench" / "data" / "conversation"
+TUNE = SETS / "tune.jsonl"
+COURSE = ROOT / "docs" / "examples" / "course-intro.md"
+ENERGY = ROOT / "docs" / "examples" / "home-energy.md"
 
 
 @pytest.fixture(scope="module")
 def answerers() -> dict[str, Answerer]:
     return {"sample-agenda": Answerer(load_notes(SAMPLE)),
-            "product-launch": Answerer(load_notes(LAUNCH))}
+            "product-launch": Answerer(load_notes(LAUNCH)),
+            "course-intro": Answerer(load_notes(COURSE)),
+            "home-energy": Answerer(load_notes(ENERGY))}
 
 
 def test_speech_recognition_style_text_is_normalized():
-    assert normalize("What's the PLAN, um, for today?") == "what the plan for today"
-    assert normalize("whats the plan for today") == "what the plan for today"
+    assert normalize("What's the PLAN, um, for today?") == "what is the plan for today"
+    assert normalize("whats the plan for today") == "what is the plan for today"
     assert normalize("I can't hear Tomás") == "i can not hear tomas"
     assert words("will my plover one projects carry over") == ["plover", "1", "projects", "carry"]
+    # speech recognition spells acronyms out
+    assert normalize("is there an a p i") == "is there an api"
+    assert normalize("who are the T A's") == "who are the ta"
+
+
+def test_who_asks_for_a_person_only_as_the_question_word():
+    assert question_types("who is hosting today") == {"person"}
+    assert question_types("can you tell me who is presenting") == {"person"}
+    assert question_types("is there a transcript for people who are hard of hearing") == set()
 
 
 @pytest.mark.parametrize(("turn", "act", "question"), [
@@ -99,14 +114,68 @@ def test_unreadable_notes_name_the_file(tmp_path):
         load_notes(binary)
 
 
-def test_a_slice_of_the_tune_set_stays_above_a_floor(answerers):
-    """Every fourth tune turn; bench/conversation.py reports the real figures."""
-    rows = [json.loads(line) for line in TUNE.read_text().splitlines()][::4]
+@pytest.mark.parametrize(("name", "step", "floor"), [
+    ("tune", 4, 0.85),  # fitted on (with dev and heldout-v1)
+    ("heldout-v1", 3, 0.72),  # written blind by someone else; fitted on since round 2
+    ("course", 2, 0.65),  # course-intro turns, fitted on since round 2
+    ("heldout-r2", 2, 0.75),  # a notes file and turns never fitted on (87.5 % in the bench)
+])
+def test_slices_of_the_sets_stay_above_a_floor(answerers, name, step, floor):
+    """Every step-th turn; bench/conversation.py reports the real figures."""
+    rows = [json.loads(line) for line in (SETS / f"{name}.jsonl").read_text().splitlines()]
+    rows = rows[::step]
     right = 0
     for r in rows:
         source = answerers[r["notes"]].reply(r["turn"], Dialogue()).source
         right += source == r["expect"] or source in r.get("also", [])
-    assert right / len(rows) >= 0.85, f"{right}/{len(rows)}"
+    assert right / len(rows) >= floor, f"{right}/{len(rows)}"
+
+
+@pytest.mark.parametrize("turn", [
+    "are you able to hear me okay", "avatar can you hear me now",
+    "is my audio coming through on your side", "hi are you ready to go",
+    "perfect thanks so much", "you sound very natural", "you're doing great",
+    "that's everything from my side, thanks all", "see you all next wednesday",
+    "thanks, that clears it up", "sorry I was on mute",
+])
+def test_conversational_turns_get_a_conversational_reply(answerers, turn):
+    for a in answerers.values():
+        assert a.reply(turn, Dialogue()).source == "conversation", turn
+
+
+@pytest.mark.parametrize("turn", [
+    "sorry, you cut out there", "one more question", "I've got another one actually",
+    "can I jump in here", "you're breaking up a bit", "hang on a sec, let me find my notes",
+    "brilliant, cheers Lena", "I'll leave it there", "that's all from me", "wait, I lost you",
+])
+def test_turns_that_only_keep_the_conversation_going_never_get_the_fallback(answerers, turn):
+    for a in answerers.values():
+        reply = a.reply(turn, Dialogue())
+        assert reply.source == "conversation" and reply.text != a.notes.fallback, turn
+
+
+def test_after_a_dropout_the_last_answer_is_said_again(answerers):
+    a = answerers["sample-agenda"]
+    reply = a.reply("sorry, you cut out", Dialogue(last="We start at four."))
+    assert reply.source == "conversation" and reply.text.endswith("We start at four.")
+    # a problem report after a social phrase is still answered from the notes
+    assert a.reply("sorry, there's no sound", Dialogue()).source.startswith("The video is frozen")
+
+
+@pytest.mark.parametrize("turn", [
+    "what do you think about AI taking jobs", "what's your favourite movie",
+    "do you like pizza", "what's your take on remote work",
+])
+def test_opinions_are_deflected_not_answered_from_a_topic(answerers, turn):
+    for a in answerers.values():
+        assert a.reply(turn, Dialogue()).source == "fallback", turn
+
+
+def test_a_detail_the_notes_lack_gets_the_fallback(answerers):
+    launch = answerers["product-launch"]
+    assert launch.reply("how much is the team plan", Dialogue()).source == "Pricing and plans"
+    # the notes have prices, not payment methods: "paypal" is what this question is about
+    assert launch.reply("can I pay with paypal", Dialogue()).source == "fallback"
 
 
 @settings(max_examples=150, deadline=None,
@@ -142,8 +211,17 @@ def test_ask_uses_the_bots_settings():
     r = _ask("will there be a recording", BROADCASTER_FAQ_PATH=str(SAMPLE))
     assert json.loads(r.stdout)["source"] == "Will the recording be available afterwards?"
     r = _ask("will there be a recording", BROADCASTER_FAQ_PATH=str(SAMPLE),
-             BROADCASTER_ANSWER_THRESHOLD="0.99")
+             BROADCASTER_ANSWER_THRESHOLD="1.0")
     assert json.loads(r.stdout)["source"] == "fallback"
+
+
+def test_ask_defaults_to_the_shipped_sample_notes():
+    # no --notes, no setting: the package's own sample agenda (a host's first try)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    r = subprocess.run([sys.executable, "-m", "broadcaster", "ask", "will there be a recording"],
+                       capture_output=True, timeout=60, env=env, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["source"] == "Will the recording be available afterwards?"
 
 
 @pytest.mark.parametrize(("args", "stdin", "message"), [
@@ -175,6 +253,7 @@ def test_ask_refuses_notes_with_nothing_to_answer(tmp_path):
     ("I'll let you go", "conversation"),  # a remark, not a question
     ("who won the football last night", "fallback"),  # a question the notes lack
     ("I'd like a refund for my ticket", "fallback"),  # a request the notes lack
+    ("I might be away next week, can I get a refund", "fallback"),  # asked mid-sentence
 ])
 def test_remarks_are_not_answered_as_questions(answerers, turn, source):
     assert answerers["sample-agenda"].reply(turn, Dialogue()).source == source

@@ -249,3 +249,31 @@ async def test_only_the_current_speaker_drives_the_bot(stage: Stage, lkapi: api.
     assert any("slides" in c.text.lower() for c in viewer.captions_after(said.voice_on, "rogue"))
     await stage.give_floor("sam")  # leave the floor as it was
 
+
+
+async def test_the_host_asks_the_avatar_an_audience_question(stage: Stage):
+    """Ask the avatar (issue 13 item 6): the avatar says who asked, the question, then the
+    responder's answer; captions show both; the viewer hears it."""
+    bot, viewer, web, room = stage.bot, stage.viewer, stage.web, stage.room
+    await avatar_quiet(viewer, bot, seconds=2.0)
+    priya = (await web.join(room, "priya", name="Priya")).data
+    question = "Will the slides be shared after the session"
+    posted = await web.call("POST", f"/api/webinars/{room}/questions", {"text": question},
+                            token=priya["token"])
+    assert posted.status == 201, posted.text
+    await asyncio.sleep(2.0)
+    assert not viewer.captions_after(time.monotonic() - 2.0, AVATAR_CAPTION_SPEAKER), \
+        "an audience question reached the avatar before anyone picked it"
+    t0 = time.monotonic()
+    reply = await web.host("POST", f"/api/host/webinars/{room}/questions/{posted.data['id']}/ask")
+    assert reply.status == 200 and reply.data["state"] == "answered", reply.text
+    answer = sentences(expected_answer(bot, question), 1)
+
+    def said() -> str:
+        return " ".join(c.text for c in viewer.captions_after(t0, AVATAR_CAPTION_SPEAKER))
+
+    await until(lambda: "priya asks: will the slides be shared" in said().lower()
+                and answer[:25].lower() in said().lower(), 20,
+                "the avatar to read Priya's question and answer it", bot)
+    assert viewer.loud_between(t0, time.monotonic(), LOUD_RMS), "the viewer heard nothing"
+    logger.info(f"asked the avatar: {said()!r}")

@@ -33,7 +33,12 @@ DEFAULT_REPLIES: dict[str, str] = {
     "apology": "No problem at all.",
     "repeat": "Sorry, I haven't said anything yet. What would you like to know?",
     "repeat_intro": "Of course.",
+    "connection": "Sorry, the connection must have dropped for a moment. I'm here now: "
+                  "what would you like to know?",
+    "connection_intro": "Sorry about that. Here it is again.",
+    "invite": "Of course, go ahead.",
     "remark": "I see. What would you like to ask me?",
+    "ready": "Ready when you are. What would you like to know?",
 }
 
 #: the acts of the evaluation format (bench/conversation.py); finer acts map onto "other"
@@ -41,17 +46,21 @@ EVAL_ACTS = ("greeting", "thanks", "hearing_check", "hold_on", "go_on", "goodbye
 
 _ALL = r"(?: there| everyone| everybody| all| folks| guys| avatar| again| team| y all| you all)*"
 _POLITE = (r"(?:(?:okay|ok|alright|right|yes|yeah|yep|sure|so|well|oh|and|but|sorry|please|"
-           r"(?:can|could|would|will) you(?: please)?)\s)*")
+           r"avatar|hey avatar|(?:can|could|would|will) you(?: please)?)\s)*")
+_OKAY = r"(?: okay| ok| alright| all right| well| clearly| now| fine| there)*"
+_SIDE = r"(?: (?:on|at|from) (?:your|the other) (?:side|end))?"
 
 #: act → patterns that match a whole phrase (on normalized text)
 PATTERNS: dict[str, tuple[str, ...]] = {
     "hearing_check": (
         r"(?:hello |hi )?(?:can|could|do|did) (?:you|everyone|everybody|you all|you guys|"
-        r"people|anyone|anybody) (?:still )?(?:hear|see) (?:me|us)(?: okay| ok| alright| all right"
-        r"| well| clearly| now| fine)?",
+        r"people|anyone|anybody) (?:still )?(?:hear|see) (?:me|us)" + _OKAY + _SIDE,
+        r"(?:are you|is everyone|is everybody|is anyone|are you all|are you guys) (?:still )?"
+        r"able to (?:hear|see) (?:me|us)" + _OKAY + _SIDE,
         r"(?:you|everyone) (?:hear|hearing) me(?: okay| ok)?",
-        r"(?:is|are) (?:my |the )?(?:mic|microphone|audio|sound|camera|mike)s? (?:working|on|ok"
-        r"|okay|coming through)(?: now)?",
+        r"(?:is|are) (?:my |the )?(?:mic|microphone|audio|sound|camera|mike|voice|video)s? "
+        r"(?:still )?(?:working|on|ok|okay|alright|all right|fine|good|clear|loud enough|"
+        r"coming through|coming across|getting through)" + _SIDE + r"(?: now)?",
         r"am i (?:audible|on|live|coming through|muted|on mute)(?: now)?",
         r"is (?:this|it) (?:thing )?(?:on|working)",
         r"(?:hello )?(?:are you|is anyone|is anybody|anyone|anybody) (?:still )?(?:there|here|"
@@ -72,10 +81,26 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"let me (?:think|check|see|look)(?: (?:for a (?:sec|second|moment)|about it|that))?",
         r"(?:pause|stop talking|be quiet|quiet please|not so fast|slow down)",
         r"actually(?: wait)?",
+        r"(?:can|could|may) i (?:jump|cut|chip|butt|come) in(?: here| there| for a (?:sec|second|"
+        r"moment))?",
+    ),
+    "connection": (
+        r"(?:you|the (?:audio|sound|video|stream|line|connection)) (?:are |is )?(?:breaking up|"
+        r"cutting out|cut out|dropped out|dropping out|glitching|lagging|freezing|frozen|choppy)"
+        r"(?: a bit| a little| there| again| for a (?:sec|second|moment|bit)| on me)*",
+        r"i (?:lost|missed) (?:you|the (?:audio|sound|end|last (?:bit|part)))(?: there| again|"
+        r" for a (?:sec|second|moment|bit))*",
+        r"(?:the )?(?:connection|line|audio|sound) (?:is )?(?:bad|choppy|terrible|not great)",
+    ),
+    "ready": (
+        r"(?:are you|are we|is everyone|is everybody) (?:all )?(?:ready|set|good to go|live|on air)"
+        r"(?: to (?:go|start|begin|get started))?(?: now)?",
+        r"(?:ready when you are|shall we (?:start|begin|get started)|let us (?:start|begin|"
+        r"get started|do this|go)|are we (?:starting|on))",
     ),
     "go_on": (
         r"(?:please |you can |you may )?(?:go on|go ahead|carry on|continue|keep going|proceed"
-        r"|resume)(?: please)?(?: then)?",
+        r"|resume)(?: please)?(?: then| now)*",
         r"(?:as )?you were saying",
         r"(?:please )?(?:finish|complete) (?:what you were saying|your (?:answer|point|sentence|"
         r"thought))",
@@ -85,27 +110,36 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     ),
     "goodbye": (
         r"(?:bye|goodbye|good bye|bye bye|farewell|cheerio)" + _ALL,
-        r"see (?:you|ya|y all)(?: all| everyone| later| soon| next time| around| then)*",
+        r"see (?:you|ya|y all)(?: all| everyone| later| soon| next time| around| then)*"
+        r"(?: (?:next|on|this|tomorrow)(?: (?:week|time|session|class|month|monday|tuesday|"
+        r"wednesday|thursday|friday|saturday|sunday|morning|evening))?)?",
         r"take care" + _ALL,
         r"have a (?:good|great|nice|lovely) (?:day|evening|night|one|weekend|afternoon)" + _ALL,
         r"good ?night" + _ALL,
-        r"that (?:is )?(?:all|it)(?: (?:from me|for (?:me|now|today)))?",
+        r"that (?:is )?(?:all|it|everything)(?: (?:from (?:me|us|my side|my end|our side)|"
+        r"for (?:me|us|now|today)))?",
         r"(?:i|we) (?:am|are|have) (?:done|finished|all set)(?: for (?:today|now))?",
         r"(?:i am|i will be|we are|we will be) (?:signing off|logging off|heading out|off)",
         r"catch you later",
         r"until next time",
+        r"i will (?:leave it there|let you go|stop there)(?: then| for (?:now|today))*",
+        r"(?:that will be all|nothing else|no more questions)(?: (?:from me|for (?:me|now|"
+        r"today)))*",
     ),
     "thanks": (
         r"(?:thank you|thanks|thank u|thx|cheers|many thanks|much appreciated|appreciate it|"
         r"i appreciate (?:it|that))(?: (?:so|very|really|a lot|a bunch|again|much|for that|"
-        r"for (?:the|your) (?:answer|help|explanation|info|information)|everyone|avatar))*",
+        r"for (?:the|your) (?:answer|help|explanation|info|information)|everyone|everybody|all"
+        r"|guys|folks|you all|y all|avatar))*",
     ),
     "greeting": (
+        # "hi lena avatar": a name before "avatar" (first: alternatives match in order)
+        r"(?:hi|hello|hey|good (?:morning|afternoon|evening)) [a-z]+ avatar",
         r"(?:hi|hello|hey|hiya|howdy|yo|greetings|good (?:morning|afternoon|evening|day)|morning"
         r"|afternoon|evening)" + _ALL,
         r"how (?:are|re) (?:you|ya|things)(?: doing| going)?(?: today| this (?:morning|afternoon|"
         r"evening))?",
-        r"how it going|what up|how do you do",
+        r"how (?:is )?it going|what (?:is )?up|how do you do",
         r"(?:(?:it is|it s) )?(?:nice|good|great|lovely|glad) to (?:meet|see|hear|be here with)"
         r" (?:you|everyone|everybody|you all|all of you|y all)" + _ALL,
         r"(?:(?:it is|it s) )?(?:nice|good|great|lovely|glad) to be (?:here|with you)" + _ALL,
@@ -124,14 +158,23 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"it is|such a|very|so|really|pretty|super|quite) )*(?:a )?"
         r"(?:great|good|nice|cool|brilliant|excellent|helpful|clear|amazing|awesome|impressive|"
         r"fantastic|interesting|perfect|wonderful|neat|fascinating|useful|smart|clever|lovely|"
-        r"incredible|beautiful|fun)(?: (?:answer|point|explanation|demo|stuff|one|job|work|"
-        r"thanks|thank you))?",
+        r"incredible|beautiful|fun)(?: (?:answer|point|explanation|demo|stuff|one|job|work))?",
+        r"(?:you|it|this|that|the avatar|your voice) (?:sound|sounds|look|looks|seem|seems|are|is"
+        r"|feel|feels)(?: (?:so|very|really|pretty|super|quite|incredibly|totally))* (?:natural|"
+        r"real|realistic|human|lifelike|great|good|amazing|awesome|impressive|clear|smart|"
+        r"helpful|cool|fantastic|brilliant)",
+        r"you (?:are|re) doing (?:great|well|fine|amazing|brilliantly|a (?:great|good|fantastic|"
+        r"nice) job)",
+        r"you explain(?: things| it| this| that)? (?:really |very |so |super )?(?:well|clearly)",
+        r"(?:it is )?(?:so |really )?(?:nice|great|good|exciting|cool|amazing|awesome) to "
+        r"(?:finally )?(?:see|have|hear) (?:this|that|it|you)(?: [a-z]+){0,3}",
         r"(?:wow|oh wow|whoa)",
         r"(?:i|we) (?:love|like) (?:it|that|this)",
         r"(?:good|great|nice) (?:job|work|one)",
     ),
     "apology": (
         r"(?:sorry|my bad|apologies|oops|excuse me)(?: about that| for that| everyone)?",
+        r"i (?:was|am) (?:on mute|muted)",
         r"never mind|nevermind|forget it|no worries",
     ),
     "acknowledgement": (
@@ -141,13 +184,17 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"that makes sense|understood|fair enough|sounds good|noted|mhm|uh huh|gotcha|"
         r"i understand|that answers it|that answers my question|okay then|no|nope|cool|"
         r"perfect|great|good|nice|excellent)",
+        r"that (?:really |totally |definitely )?(?:helped|helps|helped a lot|helps a lot|clears "
+        r"(?:it|that|things) up|cleared (?:it|that|things) up|answers (?:it|that|my question))",
     ),
 }
 
 #: phrases that introduce a question; dropped with the social phrases around it
 _LEADIN = (
-    r"(?:i (?:have|have got|got) a (?:quick )?question(?: for you)?|(?:a |one )?quick (?:question|"
-    r"one)|(?:another|one more|a|my|next|other|last|follow up|followup) question(?: is)?|"
+    r"(?:i (?:have|have got|got) (?:a|another|one more|one other|two|a couple of|a few) (?:quick "
+    r"|small |last |more |follow up )?(?:question|one|thing)s?(?: for you)?(?: actually)?|"
+    r"(?:a |one )?quick (?:question|one)|"
+    r"(?:another|one more|a|my|next|other|last|follow up|followup) question(?: is)?|"
     r"i was wondering|i wonder|i would like to know|i want to know|so|and|also|now|then|"
     r"anyway|next|my question is|the question is|question|"
     # "can i ask ..." is a lead-in only before a question ("can i ask the avatar" is one)
@@ -157,8 +204,8 @@ _LEADIN = (
 )
 
 #: order in which a turn with several acts is answered for (the most specific first)
-PRIORITY = ("repeat", "hearing_check", "hold_on", "go_on", "goodbye", "thanks", "greeting",
-            "apology", "praise", "acknowledgement")
+PRIORITY = ("repeat", "connection", "hearing_check", "ready", "hold_on", "go_on", "goodbye",
+            "thanks", "greeting", "apology", "praise", "acknowledgement")
 
 _COMPILED = {
     act: re.compile(r"(?:" + "|".join(f"(?:{p})" for p in pats) + r")")
@@ -224,16 +271,63 @@ _QUESTION_START = re.compile(
     r"|we (?:would like|want|need))\b")
 
 
+#: a question asked inside a sentence ("I might be away, can I get an extension")
+_ASKED_INSIDE = re.compile(
+    r"\b(?:what|when|where|who|which|why|how)\b|\b(?:can|could|do|does|did|will|would|should"
+    r"|is|are|am|may|shall) (?:i|we|you|they|it|there|he|she|this|that|my|our)\b")
+
+
 def question_like(turn: Turn, raw: str) -> bool:
-    """Whether what is left of a turn is asked (a question or a request: it deserves the
-    fallback when the notes lack it) rather than said in passing ("one second, my dog
-    is barking")."""
+    """Tell whether what is left of a turn is asked rather than said in passing.
+
+    A question or a request deserves the fallback when the notes lack it; a remark ("one
+    second, my dog is barking") a conversational reply.
+    """
     return ("?" in raw or turn.asked or bool(_QUESTION_START.match(turn.question))
-            or bool(_QUESTION_START.match(normalize(raw))))
+            or bool(_QUESTION_START.match(normalize(raw)))
+            or bool(_ASKED_INSIDE.search(turn.question)))
+
+
+#: words of a problem report ("sorry, there's no sound", "hi, my video is stuck")
+_TROUBLE = re.compile(
+    r"\b(?:no|not|never|cannot|nothing|nobody|stuck|froze|frozen|freezes|freezing|broken|"
+    r"missing|black|blank|silent|muted|error|problem|issue|trouble|wrong|fail|fails|failed|"
+    r"failing|crash|crashed|crashes|crashing|keeps|anymore)\b")
+
+
+def said_in_passing(turn: Turn, raw: str) -> bool:
+    """Tell a social phrase followed by a remark from one followed by a question.
+
+    "One sec, my cat is on the keyboard", "brilliant, cheers Priya", "hang on, let me
+    find my bill": the social phrase is what to reply to, and the rest is not looked up
+    in the notes (it matched a topic by its words: "bill", a host's name). A question,
+    or a problem report ("sorry, there's no sound"), is still answered.
+    """
+    return (turn.act is not None and not question_like(turn, raw)
+            and not _TROUBLE.search(turn.question))
+
+
+#: asking the avatar for an opinion or a taste: notes hold facts, so never from a topic
+_OPINION = re.compile(
+    r"\b(?:what (?:do|did|would) you (?:personally |honestly |really )?(?:think|reckon|feel|"
+    r"make) (?:about|of)|(?:what is|how is) your (?:personal |honest )?(?:opinion|view|take|"
+    r"feeling)|your (?:personal |honest )?(?:opinion|view|take|thoughts) (?:on|about|of)|"
+    r"your (?:all time )?favou?rite|do you (?:personally |honestly |really )?(?:like|love|"
+    r"prefer|enjoy|hate|believe in)|are you a fan of|in your opinion)\b")
+
+
+def asks_opinion(question: str) -> bool:
+    """Tell a question about the avatar's own opinion or taste.
+
+    "What do you think of ...", "your favourite ...", "do you like ...": the notes hold
+    no opinions, and a topic that shares a word with the question ("what do you think
+    about AI" / a roadmap's "AI summaries") would answer a different one: the fallback.
+    """
+    return bool(_OPINION.search(question))
 
 
 def _first_head(text: str) -> tuple[str, int] | None:
-    """The longest social phrase (or lead-in: act "") at the start of ``text``."""
+    """Find the longest social phrase (or lead-in: act "") at the start of ``text``."""
     best: tuple[str, int] | None = None
     for act, rx in _HEAD.items():
         m = rx.match(text)
@@ -246,7 +340,7 @@ def _first_head(text: str) -> tuple[str, int] | None:
 
 
 def _first_tail(text: str) -> tuple[str, int] | None:
-    """A closing thanks or goodbye at the end of ``text``."""
+    """Find a closing thanks or goodbye at the end of ``text``."""
     for act in ("thanks", "goodbye"):
         m = _TAIL[act].search(text)
         if m and m.start() > 0:

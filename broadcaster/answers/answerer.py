@@ -18,10 +18,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from broadcaster.answers.acts import DEFAULT_REPLIES, EVAL_ACTS, question_like, split_turn
+from broadcaster.answers.acts import (
+    DEFAULT_REPLIES,
+    EVAL_ACTS,
+    Turn,
+    asks_opinion,
+    question_like,
+    said_in_passing,
+    split_turn,
+)
 from broadcaster.answers.notes import Notes, Topic, load_notes
 from broadcaster.answers.retrieval import Hit, Retriever, Weights
-from broadcaster.answers.text import normalize
+from broadcaster.answers.text import normalize, words
 from broadcaster.config import Settings
 
 FALLBACK = "fallback"
@@ -42,6 +50,7 @@ class Reply:
     """The topic's heading, "fallback", "conversation" or "llm"."""
     topic: Topic | None = None
     score: float = 0.0
+    """How sure the responder is that the notes answer the question (0-1)."""
     act: str | None = None
     """The conversational act replied to (finer than :data:`EVAL_ACTS`)."""
     question: str = ""
@@ -51,9 +60,12 @@ class Reply:
 
     @property
     def for_llm(self) -> bool:
-        """With an LLM configured, whether it answers this turn: a question the notes
-        cover. Conversational turns and questions outside the notes are answered at
-        once, as without an LLM (the bot and ``broadcaster ask`` both ask this)."""
+        """Tell whether, with an LLM configured, it answers this turn.
+
+        It does for a question the notes cover. Conversational turns and questions
+        outside the notes are answered at once, as without an LLM (the bot and
+        ``broadcaster ask`` both ask this).
+        """
         return self.source not in (FALLBACK, CONVERSATION, LLM)
 
     @property
@@ -82,12 +94,13 @@ class Dialogue:
     (bench/llm_answer.py); each question is grounded in its own topics instead."""
 
     def said(self, text: str, question: str = "") -> None:
+        """Note an answer said in full (and, for an LLM's context, what it answered)."""
         self.last, self.unsaid = text, ""
         if question and self.keep > 0:
             self.history = [*self.history, (question, text)][-self.keep:]
 
     def interrupted(self, spoken_chars: int) -> None:
-        """The answer was cut after about ``spoken_chars``: keep the rest from that sentence."""
+        """Keep the rest of an answer cut after about ``spoken_chars``, from that sentence."""
         if not self.last or spoken_chars >= len(self.last):
             self.unsaid = ""
             return
@@ -107,30 +120,52 @@ class Answerer:
     _turns: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        """Index the notes' topics (embeddings from the disk cache when they are there)."""
         self.retriever = Retriever(self.notes.topics, self.weights)
 
     def worth_answering(self, text: str) -> bool:
-        """False for silence and Whisper's noise hallucinations ("you", "so")."""
+        """Tell silence and Whisper's noise hallucinations ("you", "so") from words."""
         return normalize(text) not in NOISE
 
     def reply(self, text: str, dialogue: Dialogue | None = None) -> Reply:
-        """What to say to ``text`` (a transcript), given what was said before."""
+        """Decide what to say to ``text`` (a transcript), given what was said before."""
         turn = split_turn(normalize(text))
-        if not turn.question.strip():
-            if turn.act is None:
-                return Reply(self.notes.fallback, FALLBACK)
-            return self._social(turn.act, dialogue)
-        hits = tuple(self.retriever.rank(turn.question)[:3])
-        best = hits[0] if hits else None
-        if best is None or best.score < self.weights.min_score:
+        direct = self.without_notes(turn, text, dialogue)
+        if direct is not None:
+            return direct
+        match = self.retriever.match(turn.question)
+        hits, best = match.hits[:3], match.best
+        if best is None or match.confidence < self.weights.min_confidence:
             if not question_like(turn, text):
                 # a remark the notes don't cover, not a question ("one second, my dog is
                 # barking", "I'll let you go"): "that's a good question" would be wrong
                 return self._social(turn.act or "remark", dialogue)
-            return Reply(self.notes.fallback, FALLBACK, score=best.score if best else 0.0,
+            return Reply(self.notes.fallback, FALLBACK, score=match.confidence,
                          question=turn.question, hits=hits)
         return Reply(_clip(best.topic.answer, self.max_chars), best.topic.title,
-                     topic=best.topic, score=best.score, question=turn.question, hits=hits)
+                     topic=best.topic, score=match.confidence, question=turn.question,
+                     hits=hits)
+
+    def without_notes(self, turn: Turn, text: str,
+                      dialogue: Dialogue | None = None) -> Reply | None:
+        """Reply to a turn that is not looked up in the notes, else None.
+
+        Social turns, a lead-in alone ("one more question"), a social phrase followed by
+        a remark, and a question for the avatar's opinion (bench/conversation_fit.py
+        fits the retrieval models on the other turns, through this same decision).
+        """
+        if not turn.question.strip() or (turn.act is not None and not words(turn.question)):
+            # nothing left, or only words that carry nothing ("perfect, thanks so much")
+            if turn.act is not None:
+                return self._social(turn.act, dialogue)
+            if turn.asked:  # "one more question", "I've got another one": invite it
+                return self._social("invite", dialogue)
+            return Reply(self.notes.fallback, FALLBACK)
+        if said_in_passing(turn, text):
+            return self._social(turn.act or "remark", dialogue)
+        if asks_opinion(turn.question):
+            return Reply(self.notes.fallback, FALLBACK, question=turn.question)
+        return None
 
     def known_answers(self) -> list[str]:
         """Every fixed text :meth:`reply` can say: the TTS synthesizes them ahead."""
@@ -144,7 +179,7 @@ class Answerer:
         return self.notes.conversation.get(act) or (DEFAULT_REPLIES[act],)
 
     def _say(self, act: str) -> str:
-        """The host's replies for ``act`` in turn (round robin), else the built-in one."""
+        """Pick the host's replies for ``act`` in turn (round robin), else the built-in one."""
         replies = self._replies(act)
         n = self._turns.get(act, 0)
         self._turns[act] = n + 1
@@ -154,6 +189,9 @@ class Answerer:
         if act == "go_on" and dialogue is not None and dialogue.unsaid:
             rest = dialogue.unsaid
             return Reply(f"{self._say('resume')} {rest}", CONVERSATION, act="resume")
+        if act == "connection" and dialogue is not None and dialogue.last:
+            return Reply(f"{self._say('connection_intro')} {dialogue.last}", CONVERSATION,
+                         act="connection")
         if act == "repeat" and dialogue is not None and dialogue.last:
             return Reply(f"{self._say('repeat_intro')} {dialogue.last}", CONVERSATION,
                          act="repeat")
@@ -170,6 +208,6 @@ def _clip(text: str, max_chars: int) -> str:
 
 
 def build_answerer(settings: Settings, notes_path: str | None = None) -> Answerer:
-    """The bot's Answerer for ``settings`` (the one construction path, bot and CLI)."""
+    """Build the bot's Answerer for ``settings`` (the one construction path, bot and CLI)."""
     notes = load_notes(notes_path or settings.faq_path)
-    return Answerer(notes, Weights(min_score=settings.answer_threshold))
+    return Answerer(notes, Weights(min_confidence=settings.answer_threshold))

@@ -31,7 +31,7 @@ SYSTEM = (
 
 def grounded_messages(question: str, hits: Sequence[Hit],
                       history: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
-    """The chat messages for ``question``: instructions, the best topics, recent turns."""
+    """Build the chat messages for ``question``: instructions, best topics, recent turns."""
     notes = "\n\n".join(f"{h.topic.title}: {h.topic.answer}" for h in hits)
     messages = [{"role": "system", "content": SYSTEM}]
     for asked, answered in history:
@@ -55,6 +55,7 @@ class GroundedLLM:
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
+        """Open the client (no request yet)."""
         from openai import AsyncOpenAI
 
         # local OpenAI-compatible servers take any key; the SDK insists on one
@@ -63,7 +64,7 @@ class GroundedLLM:
 
     async def stream(self, question: str, hits: Sequence[Hit],
                      history: Sequence[tuple[str, str]] = ()) -> AsyncIterator[str]:
-        """The answer's text as it is generated (cancel the iteration to stop it)."""
+        """Stream the answer's text as it is generated (cancel the iteration to stop it)."""
         messages = grounded_messages(question, hits[: self.context_topics], history)
         response = await self._client.chat.completions.create(
             model=self.model, messages=messages, stream=True, max_tokens=self.max_tokens,
@@ -78,15 +79,16 @@ class GroundedLLM:
 
     async def complete(self, question: str, hits: Sequence[Hit],
                        history: Sequence[tuple[str, str]] = ()) -> str:
-        """The whole answer (for ``broadcaster ask``)."""
+        """Wait for the whole answer (for ``broadcaster ask``)."""
         return "".join([d async for d in self.stream(question, hits, history)]).strip()
 
     async def close(self) -> None:
+        """Close the HTTP client."""
         await self._client.close()
 
 
 def build_llm(settings: Settings) -> GroundedLLM | None:
-    """The LLM of ``settings``, or None when none is configured (the keyless default)."""
+    """Build the LLM of ``settings``, or None when none is configured (the default)."""
     if not settings.llm_base_url:
         return None
     return GroundedLLM(base_url=settings.llm_base_url, api_key=settings.llm_api_key,

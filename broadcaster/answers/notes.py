@@ -75,7 +75,7 @@ def speakable(markdown: str) -> str:
 
 
 def _items(markdown: str) -> tuple[str, ...]:
-    """A conversation reply: one per list item, else the whole text as one reply."""
+    """Split a conversation reply: one per list item, else the whole text as one."""
     lines = [ln for ln in markdown.splitlines() if ln.strip()]
     if lines and all(re.match(r"^\s*(?:[-*+]|\d+[.)])\s+", ln) for ln in lines):
         return tuple(s for s in (speakable(ln) for ln in lines) if s)

@@ -24,7 +24,10 @@ QUESTION: dict[str, re.Pattern[str]] = {
                        r"|\bwhat (?:day|month|year)\b|\bstart(?:s|ing)? at\b|\bby when\b"),
     "money": re.compile(r"\bhow much\b|\bcost\b|\bprice\b|\bpricing\b|\bfee\b|\bcharge\b"
                         r"|\bpay\b|\bexpensive\b|\bcheap\b|\bafford"),
-    "person": re.compile(r"^(?:so |and |but )?who\b|\bwho (?:is|are|was|will)\b"
+    # "who" asks for a person at the start ("who is hosting"), not in a relative clause
+    # ("a transcript for people who are hard of hearing")
+    "person": re.compile(r"^(?:so |and |but |then |ok |okay )?who\b"
+                         r"|\b(?:tell me|know|ask|wondering|wonder) who\b"
                          r"|\bwhat (?:is|are) (?:the|your) names?\b"),
     "number": re.compile(r"\bhow many\b|\bhow big\b|\bhow large\b|\bmaximum\b|\blimit\b"),
     "language": re.compile(r"\blanguages?\b|\btranslat|\bin (?:my|your|other) language"),
@@ -55,10 +58,10 @@ EVIDENCE: dict[str, re.Pattern[str]] = {
 
 
 def question_types(normalized: str) -> set[str]:
-    """The answer types ``normalized`` (a normalized question) asks for."""
+    """List the answer types ``normalized`` (a normalized question) asks for."""
     return {t for t, rx in QUESTION.items() if rx.search(normalized)}
 
 
 def evidence_types(text: str) -> set[str]:
-    """The answer types ``text`` (a topic's heading and answer, as written) can give."""
+    """List the answer types ``text`` (a topic's heading and answer, as written) gives."""
     return {t for t, rx in EVIDENCE.items() if rx.search(text)}

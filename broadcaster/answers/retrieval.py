@@ -1,61 +1,77 @@
-"""Which topic of the notes a question is about, and how sure we are.
+"""Which topic of the notes a question is about, and how sure we are that the notes answer it.
 
-Signals, each good where the others are weak, combined into one score per topic:
+Two decisions, each a small linear model over signals that are good where the others
+are weak:
 
-- **coverage**: the IDF-weighted share of the question's content words that the
-  topic has: stemmed (Snowball), through an everyday synonym
-  (:data:`broadcaster.answers.text.SYNONYMS`), an acronym of the notes' own words
-  ("sso" / "single sign-on"), or partly, by WordLlama similarity, through a close
-  word ("kept" / "keep"). A word no topic has ("football") weighs the most and
-  counts against every topic: that is what keeps out-of-scope questions low.
-- **heading coverage**: the same, against the heading alone. Hosts phrase headings
-  the way people ask, so a question that repeats the heading's words is about it.
-- **semantic**: WordLlama static embeddings (shipped in its wheel, no network) of
-  the question against the heading, the whole topic and each of its sentences
-  (the best): paraphrases with few shared words still land.
-- **bm25**: Okapi BM25 (``bm25s``) over the same stems, scaled by the best topic's:
-  a ranking signal (its raw scale grows with the question, so not a confidence).
-- **answer type**: "when" wants a time, "how much" a price, "who" a person
-  (:mod:`broadcaster.answers.qtypes`); a topic with nothing of that type is
-  pushed down, one with it up.
+1. **Ranking** the topics. Per topic: sentence embeddings (all-MiniLM-L6-v2,
+   :mod:`broadcaster.answers.encoder`) of the question against the heading, the whole
+   topic and its best sentence (paraphrases with no shared word land here); the
+   word-level signals of :mod:`broadcaster.answers.lexical` (coverage, heading
+   coverage, BM25); whether the topic holds the kind of answer asked for
+   (:mod:`broadcaster.answers.qtypes`); and whether it is the notes' introduction
+   (the text under the document's own title, whose heading names everything).
+2. **Answering or not** ("not in my notes"): a logistic model over the best topic's
+   signals, its lead over the second, and the share of the question's words that the
+   notes never mention, gives a confidence between 0 and 1; below
+   ``Weights.min_confidence`` (setting ``answer_threshold``) the fallback is said.
 
-Weights and the "not in my notes" threshold are fitted on
-bench/data/conversation/tune.jsonl (``python -m bench.conversation --fit``) and
-kept as :class:`Weights`' defaults.
+Both are fitted by ``python -m bench.conversation --fit`` on every turn of
+bench/data/conversation (four sets, three notes files; the fit also reports how it
+does on sets and notes files it was not fitted on) and kept as :class:`Weights`'
+defaults. Turns the answerer replies to without the notes
+(:meth:`broadcaster.answers.answerer.Answerer.without_notes`) are not fitted on.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import time
-from collections import Counter
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from broadcaster.answers.encoder import sentence_encoder
+from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
 from broadcaster.answers.qtypes import evidence_types, question_types
-from broadcaster.answers.text import STOPWORDS, SYNONYMS, normalize, stem, terms, words
+from broadcaster.answers.text import normalize, words
+
+RANK_FEATURES = ("title", "body", "sentence", "coverage", "heading", "bm25", "answer_type",
+                 "intro")
+"""Per topic: embedding similarity to its heading, to the whole topic, to its best
+sentence; word coverage of the topic, of its heading; BM25; answer type (+1 / 0 / -1);
+1 for the notes' introduction."""
+
+ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "coverage", "answer_type",
+                   "intro", "unknown", "offtopic", "length")
+"""Per question, of its best topic: the ranking score and its lead over the second,
+that topic's signals, the share of the question's words no topic has, how much such a
+word is what the question is about rather than what the topic is about (``offtopic``:
+"can I pay with *paypal*" against a pricing topic), and the number of content words
+(capped at 8, over 8)."""
+
+
+def _default_rank() -> dict[str, float]:
+    return {"title": 0.375, "body": 1.064, "sentence": 0.748, "coverage": 0.339, "heading": 0.178,
+            "bm25": 0.049, "answer_type": 0.173, "intro": -0.398}
+
+
+def _default_accept() -> dict[str, float]:
+    return {"score": 0.616, "margin": 3.087, "title": 3.117, "body": 0.547, "sentence": 0.097,
+            "coverage": 1.309, "answer_type": -0.21, "intro": 0.0, "unknown": -0.298,
+            "offtopic": -3.517, "length": -0.571}
 
 
 @dataclass(frozen=True)
 class Weights:
-    """How the signals combine; the defaults are fitted on the tune set."""
+    """How the signals combine; the defaults are fitted (``bench.conversation --fit``)."""
 
-    coverage: float = 0.4
-    heading: float = 0.1
-    semantic: float = 0.2
-    bm25: float = 0.1
-    answer_type: float = 0.1
-    min_score: float = 0.26
-    """Below this, the fallback: the question is not in the notes."""
-    unknown: float = 1.0
-    """How much more than the rarest word of the notes a word no topic has weighs."""
+    rank: dict[str, float] = field(default_factory=_default_rank)
+    accept: dict[str, float] = field(default_factory=_default_accept)
+    accept_bias: float = -0.346
+    min_confidence: float = 0.5
+    """Below this confidence the fallback is said: the question is not in the notes."""
 
 
 @dataclass(frozen=True)
@@ -67,152 +83,118 @@ class Hit:
     features: dict[str, float]
 
 
-@lru_cache(maxsize=1)
-def embedder() -> Any:
-    """The WordLlama model in its wheel (its loader looks in the wrong folder by default)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    import wordllama
-    from wordllama import WordLlama
+@dataclass(frozen=True)
+class Match:
+    """The topics ranked for a question, and how sure we are the best one answers it."""
 
-    # wordllama calls logging.basicConfig(level=INFO) on import: every library's INFO
-    # records would start printing in the bot and in `broadcaster ask`; undo it
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
+    hits: tuple[Hit, ...]
+    confidence: float
+    """0-1: the logistic model's belief that the notes answer the question."""
+    features: dict[str, float]
+    """The answering model's inputs (:data:`ACCEPT_FEATURES`)."""
 
-    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+    @property
+    def best(self) -> Hit | None:
+        """Return the best topic, if the notes have any."""
+        return self.hits[0] if self.hits else None
 
 
-def _sentences(text: str) -> list[str]:
+def _missing(lex: WordSignals, topic: int) -> tuple[str, ...]:
+    """List the question's words that ``topic`` does not have (not even a near word)."""
+    if lex.credit is None:
+        return ()
+    return tuple(dict.fromkeys(w for w, c in zip(lex.words, lex.credit[:, topic], strict=True)
+                               if c < MISSING_BELOW))
+
+
+MISSING_BELOW = 0.5
+"""A word a topic has less than this much of (near words earn their similarity) is one
+the topic lacks."""
+
+
+def sentences(text: str) -> list[str]:
+    """Cut a topic's answer into its sentences."""
     parts = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
     return parts or [text]
-
-
-_GLUE = frozenset({"the", "a", "an", "and", "or", "of", "to", "is", "are", "be", "it", "we",
-                   "you", "your", "our"})
-
-
-def _acronyms(text: str) -> dict[str, set[str]]:
-    """Initials of 2-4 consecutive content words → their stems ("sso" → single sign on)."""
-    tokens = [t for t in re.split(r"[^a-z0-9]+", text.lower()) if t]
-    out: dict[str, set[str]] = {}
-    for n in (2, 3, 4):
-        for i in range(len(tokens) - n + 1):
-            run = tokens[i:i + n]
-            if (run[0] in STOPWORDS or any(t in _GLUE or t.isdigit() for t in run)
-                    or run[-1] in ("a", "an")):
-                continue
-            out.setdefault("".join(t[0] for t in run), set()).update(stem(t) for t in run)
-    return out
 
 
 class Retriever:
     """The notes' topics, indexed for lexical and semantic matching."""
 
-    soft_floor = 0.45
-    """Word similarity below which a near word earns nothing."""
-
     def __init__(self, topics: tuple[Topic, ...] | list[Topic],
                  weights: Weights | None = None) -> None:
-        import bm25s
-
         started = time.perf_counter()
         self.topics = tuple(topics)
         self.weights = weights or Weights()
-        docs = [terms(t.title) * 2 + terms(t.answer) for t in self.topics]
-        self._doc_sets = [set(d) for d in docs]
-        self._title_sets = [set(terms(t.title)) for t in self.topics]
-        df = Counter(term for d in self._doc_sets for term in d)
-        n = len(docs)
-        self._idf = {t: math.log((n + 1) / (c + 0.5)) for t, c in df.items()}
-        self._unknown_idf = math.log((n + 1) / 0.5) * self.weights.unknown
-        self._bm25 = bm25s.BM25()
-        self._bm25.index([d or ["_"] for d in docs], show_progress=False)
-        self._acronyms = _acronyms(" ".join(t.title + " " + t.answer for t in self.topics))
+        self.lexical = LexicalIndex(self.topics)
         self._evidence = [evidence_types(t.title + " " + t.answer) for t in self.topics]
-        model = embedder()
-        self._titles = model.embed([normalize(t.title) for t in self.topics], norm=True)
-        self._bodies = model.embed([normalize(t.title + " " + t.answer) for t in self.topics],
-                                   norm=True)
-        sents = [(i, normalize(s)) for i, t in enumerate(self.topics)
-                 for s in _sentences(t.answer)]
-        self._sent_owner = np.array([i for i, _ in sents])
-        self._sents = model.embed([s for _, s in sents], norm=True)
-        # every word of the notes, embedded alone, with the topics (and headings) it is in
-        surface = sorted({w for t in self.topics for w in words(t.title + " " + t.answer)})
-        self._word_vecs = model.embed(surface, norm=True) if surface else np.zeros((0, 256))
-        self._word_in_doc = np.array([[stem(w) in d for w in surface] for d in self._doc_sets],
-                                     dtype=float).reshape(n, len(surface))
-        self._word_in_title = np.array(
-            [[stem(w) in d for w in surface] for d in self._title_sets],
-            dtype=float).reshape(n, len(surface))
+        top_level = min((t.level for t in self.topics), default=1)
+        self._intro = np.array([float(t.level == top_level == 1) for t in self.topics])
+        encoder = sentence_encoder()
+        sents = [(i, s) for i, t in enumerate(self.topics) for s in sentences(t.answer)]
+        texts = ([t.title for t in self.topics]
+                 + [f"{t.title}. {t.answer}" for t in self.topics] + [s for _, s in sents])
+        vecs = encoder.encode_cached(texts)
+        n = len(self.topics)
+        self._titles, self._bodies, self._sents = vecs[:n], vecs[n:2 * n], vecs[2 * n:]
+        self._sent_owner = np.array([i for i, _ in sents], dtype=int)
+        # one question's whole path now, not on the presenter's first question: with the
+        # embeddings read from the disk cache the encoder has not run yet (its weights'
+        # pages, BLAS's threads: up to a second on a busy machine)
+        self.match("will this be recorded")
         self.load_seconds = time.perf_counter() - started
 
     def rank(self, question: str) -> list[Hit]:
-        """Every topic scored for ``question``, best first (ties: file order)."""
+        """Score every topic for ``question``, best first (ties: file order)."""
+        return list(self.match(question).hits)
+
+    def match(self, question: str) -> Match:
+        """Rank the topics for ``question``; say how sure we are the best one answers it."""
         w = self.weights
         said = words(question)
-        coverage, heading = self._coverage(said)
-        semantic = self._semantic(question)
-        bm25 = self._bm25_scores(said)
-        top = float(bm25.max()) if bm25.size and bm25.max() > 0 else 1.0
+        lex = self.lexical.signals(said)
+        title, body, sentence = self._semantic(question)
         wanted = question_types(normalize(question))
         hits = []
         for i, topic in enumerate(self.topics):
             kind = (1.0 if wanted & self._evidence[i] else -1.0) if wanted else 0.0
-            f = {"coverage": float(coverage[i]), "heading": float(heading[i]),
-                 "semantic": float(semantic[i]), "bm25": float(bm25[i] / top),
-                 "answer_type": kind}
-            score = (w.coverage * f["coverage"] + w.heading * f["heading"]
-                     + w.semantic * f["semantic"] + w.bm25 * f["bm25"]
-                     + w.answer_type * f["answer_type"])
-            hits.append(Hit(topic, score, f))
+            f = {"title": float(title[i]), "body": float(body[i]),
+                 "sentence": float(sentence[i]), "coverage": float(lex.coverage[i]),
+                 "heading": float(lex.heading[i]), "bm25": float(lex.bm25[i]),
+                 "answer_type": kind, "intro": float(self._intro[i])}
+            hits.append(Hit(topic, sum(w.rank[k] * f[k] for k in RANK_FEATURES), f))
         order = sorted(range(len(hits)), key=lambda i: (-hits[i].score, i))
-        return [hits[i] for i in order]
+        ranked = tuple(hits[i] for i in order)
+        if not ranked:
+            return Match((), 0.0, {})
+        best = ranked[0]
+        second = ranked[1].score if len(ranked) > 1 else 0.0
+        a = {"score": best.score, "margin": best.score - second, "unknown": lex.unknown,
+             "offtopic": self._offtopic(question, _missing(lex, order[0]), order[0]),
+             "length": min(len(said), 8) / 8}
+        a.update({k: best.features[k] for k in ("title", "body", "sentence", "coverage",
+                                                "answer_type", "intro")})
+        z = w.accept_bias + sum(w.accept[k] * a[k] for k in ACCEPT_FEATURES)
+        return Match(ranked, 1.0 / (1.0 + math.exp(-z)), a)
 
-    def _alternatives(self, word: str) -> set[str]:
-        alts = {stem(word), *(stem(s) for s in SYNONYMS.get(word, ()))}
-        if stem(word) not in self._idf:
-            alts |= self._acronyms.get(word, set())
-        return alts
+    def _offtopic(self, question: str, unknown: tuple[str, ...], best: int) -> float:
+        """Measure how much a word the notes lack is the question's subject.
 
-    def _coverage(self, said: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Per topic, and per heading: IDF-weighted share of the question's words it has."""
+        For each such word: its similarity to the question minus its similarity to the
+        best topic; the largest. "hipaa" in "is plover hipaa compliant" is what the
+        question is about; "hook" in "can I hook it up to my calendar" is not.
+        """
+        if not unknown:
+            return 0.0
+        encoder = sentence_encoder()
+        q = encoder.encode_one(question)
+        return float((encoder.encode_many(list(unknown)) @ (q - self._bodies[best])).max())
+
+    def _semantic(self, question: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.topics)
-        if not said:
-            return np.zeros(n), np.zeros(n)
-        doc_credit = np.zeros((len(said), n))
-        title_credit = np.zeros((len(said), n))
-        weight = np.zeros(len(said))
-        vecs = embedder().embed(said, norm=True)
-        for i, word in enumerate(said):
-            alts = self._alternatives(word)
-            known = [self._idf[a] for a in alts if a in self._idf]
-            weight[i] = max(known) if known else self._unknown_idf
-            sims = self._word_vecs @ vecs[i]
-            sims = np.where(sims >= self.soft_floor, sims, 0.0)
-            in_doc = np.array([bool(alts & d) for d in self._doc_sets], dtype=float)
-            in_title = np.array([bool(alts & d) for d in self._title_sets], dtype=float)
-            doc_credit[i] = np.maximum(in_doc, (self._word_in_doc * sims).max(axis=1,
-                                                                               initial=0.0))
-            title_credit[i] = np.maximum(in_title, (self._word_in_title * sims).max(
-                axis=1, initial=0.0))
-        total = weight.sum()
-        return (weight @ doc_credit) / total, (weight @ title_credit) / total
-
-    def _semantic(self, question: str) -> np.ndarray:
-        text = normalize(question)
-        if not text:
-            return np.zeros(len(self.topics))
-        q = embedder().embed([text], norm=True)[0]
-        best = np.maximum(self._titles @ q, self._bodies @ q)
+        if not normalize(question):
+            return np.zeros(n), np.zeros(n), np.zeros(n)
+        q = sentence_encoder().encode_one(question)
+        best = np.full(n, -1.0)
         np.maximum.at(best, self._sent_owner, self._sents @ q)
-        return best
-
-    def _bm25_scores(self, said: list[str]) -> np.ndarray:
-        query = [a for w in said for a in self._alternatives(w) if a in self._idf]
-        if not query:
-            return np.zeros(len(self.topics))
-        return np.asarray(self._bm25.get_scores(query), dtype=float)
+        return self._titles @ q, self._bodies @ q, best

@@ -1,7 +1,8 @@
 """Assemble the broadcast bot: a plain pipecat pipeline.
 
     LiveKit input (stage room, as the bot)
-      → SpeakerGate → VAD → STT → speaker captions → responder (FAQ or LLM) → TTS
+      → SpeakerGate → VAD → STT → speaker captions → (questions the host or speaker
+        picked, from the web app) → responder (FAQ or LLM) → TTS
       → avatar captions → HeyGenVideoService (LIVE_AVATAR; local service or HeyGen)
       → LiveKitRepublisher (avatar video + speech as the bot's camera + microphone)
 
@@ -34,6 +35,7 @@ from pipecat.services.heygen.api_liveavatar import (
 from pipecat.services.heygen.client import ServiceType
 from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 
+from broadcaster.bot.asked import AskedQuestions
 from broadcaster.bot.avatar_service import FastHeyGenVideoService
 from broadcaster.bot.captions import CaptionProcessor, CaptionPublisher
 from broadcaster.bot.recorder import Recorder
@@ -133,6 +135,8 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
     )
     gate = SpeakerGate()
     gate.follow_transport(transport)
+    asked = AskedQuestions()  # "ask the avatar": questions the host or speaker picked
+    asked.follow_transport(transport)
     captions = CaptionPublisher.for_session(settings, room, lambda: transport_room(transport))
     chain = make_responder(settings)
     avatar = FastHeyGenVideoService(
@@ -160,6 +164,7 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         SpeakerVADProcessor(vad_analyzer=make_vad(settings)),
         make_stt(settings),
         CaptionProcessor(captions, "speaker", speaker=lambda: gate.speaker),
+        asked,
         *chain.processors,
         make_tts(settings, chain.responder.known_answers() if chain.responder else ()),
         CaptionProcessor(captions, "avatar", interrupt_on_speech_start=True),

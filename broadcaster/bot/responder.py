@@ -49,7 +49,7 @@ from broadcaster.answers.answerer import (
 from broadcaster.answers.llm import GroundedLLM, build_llm
 from broadcaster.answers.notes import load_notes
 from broadcaster.config import Settings
-from broadcaster.frames import SpeakerChangedFrame
+from broadcaster.frames import AudienceQuestionFrame, SpeakerChangedFrame
 
 #: Piper's en_US-joe-medium speaks about 14 characters a second: where an interrupted
 #: answer stopped is estimated from how long the avatar had been talking
@@ -87,10 +87,11 @@ class Responder(FrameProcessor):
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Responder:
+        """Build a keyless Responder from a notes file (tests, tools)."""
         return cls(Answerer(load_notes(path)), **kwargs)
 
     def answer(self, question: str) -> Reply:
-        """What the keyless responder says to ``question`` (no dialogue state)."""
+        """Decide what the keyless responder says to ``question`` (no dialogue state)."""
         return self.answerer.reply(question)
 
     def known_answers(self) -> list[str]:
@@ -98,6 +99,7 @@ class Responder(FrameProcessor):
         return self.answerer.known_answers()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Answer final transcripts; follow the speaker, the avatar's speech and barge-in."""
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
         if isinstance(frame, BotStartedSpeakingFrame):
@@ -123,6 +125,8 @@ class Responder(FrameProcessor):
             if self._pending:
                 await self._cancel_hold()
                 self._hold_task = self.create_task(self._hold_then_respond())
+        elif isinstance(frame, AudienceQuestionFrame):
+            await self._answer(frame.text, preface=asked(frame))
         elif isinstance(frame, SpeakerChangedFrame):
             if self._pending:
                 logger.info(f"{self}: speaker changed; dropping unanswered {frame.previous!r}")
@@ -130,6 +134,7 @@ class Responder(FrameProcessor):
             await self._cancel_hold()
 
     async def cleanup(self) -> None:
+        """Stop a held answer and an LLM generation; close the LLM client."""
         await self._cancel_hold()
         await self._cancel_llm()
         if self.llm is not None:
@@ -137,7 +142,7 @@ class Responder(FrameProcessor):
         await super().cleanup()
 
     async def _interrupted(self) -> None:
-        """The speaker talks: stop generating, and note where the answer was cut."""
+        """Stop generating when the speaker talks, and note where the answer was cut."""
         await self._cancel_llm()
         if self._answering and self._bot_since is not None:
             spoken = (time.monotonic() - self._bot_since) * CHARS_PER_SECOND
@@ -166,17 +171,23 @@ class Responder(FrameProcessor):
         await self._cancel_hold()
         question = " ".join(f.text.strip() for f in self._pending)
         self._pending.clear()
+        await self._answer(question)
+
+    async def _answer(self, question: str, preface: str = "") -> None:
+        """Answer ``question``; ``preface`` is said first (who asked, for the audience's)."""
         reply = self.answerer.reply(question, self.dialogue)
         logger.info(f"{self}: {question!r} -> [{reply.source}] ({reply.score:.2f})")
         if self.llm is not None and reply.for_llm:
             await self._cancel_llm()
+            if preface:
+                await self._say(preface)
             self._llm_task = self.create_task(self._generate(question, reply))
             return
         self.answers.append(reply)
         if reply.source != CONVERSATION:
             self.dialogue.said(reply.text, reply.question)
             self._answering = True
-        await self._say(reply.text)
+        await self._say(f"{preface} {reply.text}".strip())
 
     async def _say(self, text: str) -> None:
         await self.push_frame(LLMFullResponseStartFrame())
@@ -218,6 +229,12 @@ class Responder(FrameProcessor):
         self._llm_task = None
 
 
+def asked(frame: AudienceQuestionFrame) -> str:
+    """Return what the avatar says before answering an audience question: who asked, and what."""
+    text = frame.text.strip()
+    return f"{frame.asker} asks: {text}{'' if text[-1:] in '.?!' else '?'}"
+
+
 # --- assembling the slot between STT and TTS ---------------------------------------------------
 
 
@@ -238,7 +255,7 @@ class ResponderChain:
 
 
 def make_responder(settings: Settings, *, turns: bool = True) -> ResponderChain:
-    """The processors that turn transcripts into the words the TTS speaks.
+    """Build the processors that turn transcripts into the words the TTS speaks.
 
     The same construction path as ``broadcaster ask``: :func:`build_answerer` and
     :func:`build_llm` on the same settings.

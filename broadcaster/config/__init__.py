@@ -131,6 +131,12 @@ class Settings:
     """Questions one source address may send at once, whatever identities it uses."""
     question_rate_per_minute: float = 60.0
     """How fast an address's question allowance refills (per minute)."""
+    audience_actions_per_minute: int = 30
+    """Hand raises/lowers and question votes one participant may make in any minute."""
+    audience_action_burst: int = 120
+    """Hand and vote actions one source address may make at once (token bucket)."""
+    audience_action_rate_per_minute: float = 240.0
+    """How fast an address's hand and vote allowance refills (per minute)."""
     floor_reconcile_seconds: float = 2.0
     """How often the web app makes LiveKit's view match its store (who may publish, who
     was removed, ended webinars), also at start; webhooks can be lost. 0: never."""
@@ -223,10 +229,10 @@ class Settings:
     faq_path: str = str(DATA_DIR / "sample-agenda.md")
     """The host's notes (docs/notes.md): what the avatar answers from, with or without an
     LLM."""
-    answer_threshold: float = 0.26
+    answer_threshold: float = 0.5
     """How sure the keyless responder must be that a question is in the notes before it
-    answers from them (0-1); below, it says the notes' fallback. Higher: fewer wrong
-    answers, more "not in my notes" (calibrated by bench/conversation.py)."""
+    answers from them (a probability, 0-1); below, it says the notes' fallback. Higher:
+    fewer wrong answers, more "not in my notes" (calibrated by bench/conversation.py)."""
     llm_base_url: str = ""
     llm_api_key: str = field(default="", metadata=_env("BROADCASTER_LLM_API_KEY", secret=True))
     llm_model: str = "gpt-4o-mini"

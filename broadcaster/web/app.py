@@ -14,6 +14,7 @@ from broadcaster.config import Settings, http_url
 from broadcaster.netutil import server_limits
 from broadcaster.roles import InvalidInput
 from broadcaster.web import (
+    routes_audience,
     routes_bans,
     routes_host,
     routes_livekit,
@@ -24,11 +25,13 @@ from broadcaster.web import (
     routes_rehearsal,
 )
 from broadcaster.web.access_log import AccessLogger, log_path
+from broadcaster.web.audience import Audience
 from broadcaster.web.auth import host_guard
 from broadcaster.web.bot_control import BotLauncher, rehearsal_command
 from broadcaster.web.errors import ApiError, json_error
 from broadcaster.web.floor import FloorGuard
 from broadcaster.web.keys import (
+    AUDIENCE,
     BOTS,
     FLOOR,
     LIVEKIT,
@@ -135,7 +138,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     admin = LiveKitAdmin(app[SETTINGS])
     app[LIVEKIT] = admin
     webinars = app[WEBINARS] = Webinars(app[SETTINGS], app[STORE], admin)
+    audience = app[AUDIENCE] = Audience(webinars)
     guard = app[FLOOR] = FloorGuard(webinars)
+    guard.observers.append(audience.drop_absent_hands)
     guard.start()
     try:
         yield
@@ -172,6 +177,7 @@ def create_app(
     app.add_routes(routes_recordings.routes)
     app.add_routes(routes_rehearsal.routes)
     app.add_routes(routes_bans.routes)
+    app.add_routes(routes_audience.routes)
     app.add_routes(routes_pages.routes)
     app.add_routes(routes_metrics.routes)
     app.add_routes(routes_livekit.routes)

@@ -11,6 +11,7 @@ from broadcaster.config import Settings
 from broadcaster.web.rate_limit import RecentIds
 
 if TYPE_CHECKING:
+    from broadcaster.web.audience import Audience
     from broadcaster.web.bot_control import BotLauncher
     from broadcaster.web.floor import FloorGuard
     from broadcaster.web.livekit_admin import LiveKitAdmin
@@ -21,6 +22,8 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE: web.AppKey[Store] = web.AppKey("store")
 LIVEKIT: web.AppKey[LiveKitAdmin] = web.AppKey("livekit")
 WEBINARS: web.AppKey[Webinars] = web.AppKey("webinars")
+#: raised hands and the moderated Q&A (web/audience.py)
+AUDIENCE: web.AppKey[Audience] = web.AppKey("audience")
 BOTS: web.AppKey[BotLauncher] = web.AppKey("bots")
 #: rehearsal processes (broadcaster/bot/rehearsal.py), one per webinar at most
 REHEARSALS: web.AppKey[BotLauncher] = web.AppKey("rehearsals")

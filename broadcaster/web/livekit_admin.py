@@ -14,6 +14,11 @@ from livekit import api
 
 from broadcaster.config import Settings
 
+#: LiveKit closes a room whose participants are all agents (the bot's token is of kind
+#: ``agent``) after its empty / departure timeout; a webinar's room lives until the host
+#: ends it (then the web app deletes it), so these are long
+ROOM_IDLE_SECONDS = 12 * 3600
+
 
 class LiveKitError(RuntimeError):
     """LiveKit's server API failed; the message is safe to show (no credentials)."""
@@ -59,7 +64,9 @@ class LiveKitAdmin:
         metadata, so every join re-asserts both.
         """
         text = json.dumps(metadata)
-        await self._call("create_room", api.CreateRoomRequest(name=room, metadata=text))
+        await self._call("create_room", api.CreateRoomRequest(
+            name=room, metadata=text, empty_timeout=ROOM_IDLE_SECONDS,
+            departure_timeout=ROOM_IDLE_SECONDS))
         await self._call("update_room_metadata",
                          api.UpdateRoomMetadataRequest(room=room, metadata=text))
 
@@ -101,6 +108,17 @@ class LiveKitAdmin:
             "remove_participant", api.RoomParticipantIdentity(room=room, identity=identity)
         )
         return resp is not None
+
+    async def send_data(self, room: str, data: bytes, *, topic: str,
+                        identities: list[str]) -> None:
+        """Send ``data`` (reliable) from the server to ``identities`` only.
+
+        What a participant receives with no sender (a server SDK's) carries the trust
+        of the API secret.
+        """
+        await self._call("send_data", api.SendDataRequest(
+            room=room, data=data, kind=api.DataPacket.Kind.RELIABLE, topic=topic,
+            destination_identities=identities))
 
     async def delete_room(self, room: str) -> None:
         """Close ``room`` for everyone in it; a room already gone is not an error."""

@@ -8,6 +8,7 @@ from broadcaster.roles import check_identity
 from broadcaster.web.body import opt_str, read_object, req_str
 from broadcaster.web.keys import BOTS, WEBINARS
 from broadcaster.web.participant_list import participant_list
+from broadcaster.web.participant_pages import page_of
 
 routes = web.RouteTableDef()
 
@@ -46,9 +47,9 @@ async def participants(request: web.Request) -> web.Response:
     """``GET .../participants`` (host): who is in the room now, their roles and tracks."""
     svc = request.app[WEBINARS]
     room = request.match_info["room"]
-    people = await participant_list(svc, room)
+    people = await participant_list(svc, room)  # ?q= &offset= &limit= (participant_pages)
     return web.json_response({"room": room, "speaker": svc.get(room).speaker,
-                              "participants": people})
+                              **page_of(people, request.query)})
 
 
 def _target(request: web.Request) -> tuple[str, str]:

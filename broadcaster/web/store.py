@@ -56,11 +56,27 @@ CREATE TABLE IF NOT EXISTS bans (
     PRIMARY KEY (room, identity)
 );
 CREATE INDEX IF NOT EXISTS bans_claim ON bans(room, claim_hash);
+CREATE TABLE IF NOT EXISTS hands (
+    room      TEXT NOT NULL,
+    identity  TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    raised_at REAL NOT NULL,
+    PRIMARY KEY (room, identity)
+);
+CREATE INDEX IF NOT EXISTS hands_order ON hands(room, raised_at);
+CREATE TABLE IF NOT EXISTS question_votes (
+    question_id INTEGER NOT NULL,
+    identity    TEXT NOT NULL,
+    PRIMARY KEY (question_id, identity)
+);
 """
 #: columns added after the first release: (table, column, declaration)
 MIGRATIONS = [
     ("webinars", "host_floor", "INTEGER NOT NULL DEFAULT 0"),
     ("identity_claims", "seen_at", "REAL"),
+    ("questions", "state", "TEXT NOT NULL DEFAULT 'open'"),
+    ("questions", "votes", "INTEGER NOT NULL DEFAULT 0"),
+    ("questions", "answered_at", "REAL"),
 ]
 PRIVATE_FILE = 0o600
 
@@ -91,12 +107,17 @@ class Question:
     name: str
     text: str
     created_at: float
+    state: str = "open"
+    """open, answered or hidden (web/audience.py: Q&A moderation)."""
+    votes: int = 0
+    answered_at: float | None = None
 
     def as_json(self) -> dict[str, object]:
         """Describe the question for the speaker's page (the room is in the URL)."""
         return {
             "id": self.id, "identity": self.identity, "name": self.name,
-            "text": self.text, "created_at": self.created_at,
+            "text": self.text, "created_at": self.created_at, "state": self.state,
+            "votes": self.votes, "answered_at": self.answered_at,
         }
 
 
@@ -175,6 +196,11 @@ class Store:
     def close(self) -> None:
         """Close the database handle; the store is unusable afterwards."""
         self._db.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for the modules that own tables of their own (web/audience.py)."""
+        return self._db
 
     def ping(self) -> None:
         """Raise ``sqlite3.Error`` unless the database answers a read (``/readyz``)."""

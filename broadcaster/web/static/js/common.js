@@ -101,8 +101,7 @@ export function every(ms, fn) {
 }
 
 /**
- * Open a viewer or presenter page: load the webinar, show it, keep the audience count
- * fresh. Returns false when the page cannot join (unknown room or ended webinar).
+ * Open a viewer or presenter page: load the webinar, show it and its audience count. Returns false when the page cannot join (unknown room or ended webinar).
  */
 export async function openWebinar(room, { showMeta, setPageState }) {
   try {
@@ -115,11 +114,14 @@ export async function openWebinar(room, { showMeta, setPageState }) {
     $('#join-button').disabled = true;
     return false;
   }
-  every(3000, async () => {
+  // once, for the page before it joins; then LiveKit's pushed count (audience-count.js)
+  try {
     const counts = await api('GET', `/api/webinars/${room}/audience`);
     const el = $('#audience-count');
-    el.textContent = String(counts.viewers);
-    el.dataset.participants = String(counts.participants);
-  });
+    if (!el.dataset.source) {
+      el.textContent = String(counts.viewers);
+      el.dataset.participants = String(counts.participants);
+    }
+  } catch { /* the pushed count takes over once connected */ }
   return true;
 }

@@ -1,8 +1,10 @@
 // Host console: sign in with the host key, create and pick webinars, hand the floor,
 // read questions, run the avatar bot, end the session.
-import { $, api, ApiError, every, h, renderQuestion, timeOf } from '/static/js/common.js';
+import { $, api, ApiError, every, h, timeOf } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 import { StageStatus } from '/static/js/stage_status.js';
+import { hostAudience } from '/static/js/host-audience.js';
+import { peopleControls, peopleQuery, resetPeople, showPeopleMeta } from '/static/js/host-people.js';
 import { refreshRecordings } from '/static/js/host_recordings.js';
 
 const KEY_STORE = 'broadcaster:host-key';
@@ -10,7 +12,6 @@ const ROOM_STORE = 'broadcaster:host-room';
 let key = null;
 let current = null;       // the selected webinar
 let webinars = [];
-let lastQuestion = 0;
 let stage = null;
 let endArmed = null;
 
@@ -96,16 +97,17 @@ function showWebinar(w) {
 async function select(room) {
   if (current?.room !== room) {
     stopWatching();
-    lastQuestion = 0;
+    resetPeople();
     $('#host-questions').replaceChildren();
+    $('#hands').replaceChildren();
   }
   sessionStorage.setItem(ROOM_STORE, room);
   showWebinar(await hostApi('GET', `/api/host/webinars/${room}`));
   for (const li of document.querySelectorAll('#webinars .w-item')) {
     li.classList.toggle('active', li.dataset.room === room);
   }
-  await Promise.allSettled([refreshParticipants(), refreshQuestions(), refreshBot(), refreshBans(),
-    refreshRecordings(room, hostApi, key, fail)]);
+  await Promise.allSettled([refreshParticipants(), audience.refreshQuestions(),
+    audience.refreshHands(), refreshBot(), refreshBans(), refreshRecordings(room, hostApi, key, fail)]);
 }
 
 // --- participants --------------------------------------------------------------------
@@ -157,11 +159,12 @@ async function refreshParticipants() {
     $('#participants-empty').hidden = false;
     return;
   }
-  const data = await hostApi('GET', `/api/host/webinars/${current.room}/participants`);
+  const data = await hostApi('GET', `/api/host/webinars/${current.room}/participants${peopleQuery()}`);
   $('#participants').replaceChildren(...data.participants.map(row));
   $('#participants-empty').hidden = data.participants.length > 0;
-  $('#participant-total').textContent = String(data.participants.length);
-  $('#d-viewers').textContent = String(data.participants.filter((p) => p.role === 'viewer').length);
+  $('#participant-total').textContent = String(data.total);
+  $('#d-viewers').textContent = String(data.counts.viewer || 0);
+  showPeopleMeta(data);
   current.speaker = data.speaker;
   $('#d-speaker').textContent = data.speaker
     ? (data.participants.find((p) => p.identity === data.speaker)?.name || data.speaker) : 'none';
@@ -190,20 +193,11 @@ async function refreshBans() {
   $('#bans-empty').hidden = data.bans.length > 0;
 }
 
-// --- questions -----------------------------------------------------------------------
-async function refreshQuestions() {
-  if (!current) return;
-  const room = current.room;
-  const data = await hostApi('GET', `/api/webinars/${room}/questions?after=${lastQuestion}`);
-  if (current?.room !== room) return;
-  for (const q of data.questions) {
-    $('#host-questions').append(renderQuestion(q));
-    lastQuestion = Math.max(lastQuestion, q.id);
-  }
-  const total = $('#host-questions').children.length;
-  $('#host-question-total').textContent = String(total);
-  $('#host-questions-empty').hidden = total > 0;
-}
+// --- hands and questions (host-audience.js) -----------------------------------------
+const audience = hostAudience({
+  key: () => key, room: () => current?.room, toast, fail,
+  after: () => refreshParticipants(),
+});
 
 // --- bot -----------------------------------------------------------------------------
 function showBot(s) {
@@ -321,8 +315,10 @@ function main() {
     try { showBot(await hostApi('POST', `/api/host/webinars/${current.room}/bot/stop`)); } catch (err) { fail(err); }
   });
 
+  peopleControls(() => refreshParticipants().catch(fail));
   every(2000, async () => { if (key && current) await refreshParticipants(); });
-  every(2000, async () => { if (key && current) await refreshQuestions(); });
+  every(2000, async () => { if (key && current) await audience.refreshQuestions(); });
+  every(2000, async () => { if (key && current) await audience.refreshHands(); });
   every(5000, async () => { if (key && current) await refreshBans(); });
   every(4000, async () => { if (key && current) await refreshBot(); });
 

@@ -1,9 +1,12 @@
 // Presenter page: join with the invite code, publish the microphone, see the audience's
 // questions, and know whether you hold the floor right now.
 import { Track } from '/static/vendor/livekit-client.esm.mjs';
-import { $, api, ApiError, every, identityFor, openWebinar, renderQuestion, roomFromPath, session } from '/static/js/common.js';
+import { $, api, ApiError, every, h, identityFor, openWebinar, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 import { StageStatus } from '/static/js/stage_status.js';
+import { questionItem, sortTabs } from '/static/js/qa.js';
+import { presenterControls } from '/static/js/presenter-controls.js';
+import { followAudience } from '/static/js/audience-count.js';
 import { setupRehearsal } from '/static/js/rehearsal.js';
 
 const room = roomFromPath();
@@ -13,7 +16,7 @@ let joined = null;
 let stage = null;
 let wantMic = true;   // the presenter wants to talk whenever they hold the floor
 let meter = null;
-let lastQuestion = 0;
+let qaSort = () => 'top';
 
 const CONN_TEXT = {
   idle: 'not connected', connecting: 'connecting…', live: 'connected',
@@ -49,7 +52,7 @@ function showFloor() {
   }
   document.body.dataset.floor = floor ? 'yes' : 'no';
   $('#mic-toggle').disabled = !floor;
-  if (floor && wantMic && !micOn()) startMic().catch(showMicError);
+  if (floor && wantMic && !micOn() && !controls.idle()) startMic().catch(showMicError);
   if (!floor) stopMeter();
   renderMic();
 }
@@ -62,9 +65,12 @@ function showMeta(meta) {
 }
 
 const micOn = () => Boolean(stage?.room.localParticipant.isMicrophoneEnabled);
+const micPublished = () => Boolean(stage?.room.localParticipant.getTrackPublication(Track.Source.Microphone));
+const controls = presenterControls({ stage: () => stage, changed: () => renderMic() });
 
 function renderMic() {
   const on = micOn();
+  controls.render({ floor: holdsFloor(), published: micPublished(), on });
   $('#mic-state').textContent = on ? 'live' : 'off';
   $('#mic-state').dataset.state = on ? 'on' : 'off';
   $('#mic-toggle').textContent = on ? 'Mute microphone' : 'Start microphone';
@@ -82,9 +88,11 @@ async function startMic() {
     echoCancellation: $('#opt-echo').checked,
     noiseSuppression: $('#opt-noise').checked,
     autoGainControl: $('#opt-agc').checked,
+    deviceId: controls.deviceId(),
   });
   const track = lp.getTrackPublication(Track.Source.Microphone)?.track;
   if (track) startMeter(track.mediaStreamTrack);
+  await controls.started();
   renderMic();
 }
 
@@ -121,14 +129,24 @@ function stopMeter() {
 }
 
 async function pollQuestions() {
-  // who may read the questions is decided on the live floor (the server checks too)
+  // asking the avatar is for whoever holds the floor (the server checks too)
   if (!joined || !holdsFloor()) return;
-  const data = await api('GET', `/api/webinars/${room}/questions?after=${lastQuestion}`, { token: joined.token });
-  for (const q of data.questions) {
-    $('#questions').append(renderQuestion(q));
-    lastQuestion = Math.max(lastQuestion, q.id);
-  }
-  const total = $('#questions').children.length;
+  const data = await api('GET', `/api/webinars/${room}/qa?sort=${qaSort()}`, { token: joined.token });
+  $('#questions').replaceChildren(...data.questions.map((q) => questionItem(q, {
+    extra: q.state === 'answered' ? [h('span', { class: 'badge tiny votes-badge' }, `▲ ${q.votes}`)] : [
+      h('span', { class: 'badge tiny votes-badge' }, `▲ ${q.votes}`),
+      h('button', {
+        class: 'btn small primary', type: 'button', title: 'The avatar reads it out and answers',
+        onclick: async (ev) => {
+          ev.currentTarget.disabled = true;
+          try {
+            await api('POST', `/api/webinars/${room}/questions/${q.id}/ask`, { token: joined.token });
+          } catch (err) { $('#speaker-line').textContent = err.message; }
+          await pollQuestions();
+        },
+      }, 'Ask avatar')],
+  })));
+  const total = data.questions.length;
   $('#question-total').textContent = String(total);
   $('#questions-empty').hidden = total > 0;
 }
@@ -160,9 +178,12 @@ async function join(name) {
   watchStage(name, body);
   setupRehearsal(room, () => joined?.token); // before the stage plays: it may have no avatar yet
   await stage.connect(answer.url, answer.token);
+  followAudience(stage.room);
+  // (before preferSound: a stage with no avatar yet may hold that promise)
+  qaSort = sortTabs($('#presenter-qa-tabs'), () => pollQuestions().catch(() => {}));
+  every(2000, pollQuestions);
   await stage.preferSound();
   showFloor();
-  every(2000, pollQuestions);
 }
 
 // --- issue 15: the truth about the avatar, stage slates, reconnect banner, rejoin ---

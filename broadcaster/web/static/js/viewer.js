@@ -1,12 +1,18 @@
 // Viewer page: join by link with a name, watch the stage, see the audience, ask questions.
-import { $, api, ApiError, h, identityFor, openWebinar, roomFromPath, session } from '/static/js/common.js';
+import { $, api, ApiError, identityFor, openWebinar, roomFromPath, session } from '/static/js/common.js';
 import { Stage } from '/static/js/stage.js';
 import { StageStatus } from '/static/js/stage_status.js';
+import { startHands } from '/static/js/hands.js';
+import { qaElements, startBoard } from '/static/js/qa.js';
+import { viewerControls } from '/static/js/viewer-controls.js';
+import { followAudience } from '/static/js/audience-count.js';
 
 const room = roomFromPath();
 const ROLE = 'viewer';
 let joined = null; // the join answer: token, identity, claim...
 let stage = null;
+let hands = null; // the raise-hand card (hands.js)
+let board = null; // the Q&A board (qa.js)
 
 function setPageState(state) {
   document.body.dataset.state = state;
@@ -67,6 +73,7 @@ function updateFloor() {
   $('#floor-card').hidden = !canPublish;
   document.body.dataset.floor = canPublish ? 'yes' : 'no';
   if (!canPublish) $('#floor-mic').textContent = 'Turn on microphone';
+  hands?.onFloor(canPublish);
 }
 
 async function join(name) {
@@ -99,6 +106,11 @@ async function join(name) {
   $('#join-form').hidden = true;
   watchStage(name);
   await stage.connect(answer.url, answer.token);
+  followAudience(stage.room);
+  // (before preferSound: a stage with no avatar yet may hold that promise)
+  hands = startHands({ room, token: answer.token, card: $('#hand-card') });
+  $('#qa-card').hidden = false;
+  board = startBoard({ room, token: answer.token, ...qaElements() });
   await stage.preferSound();
   $('#question-text').disabled = false;
   $('#question-send').disabled = false;
@@ -123,10 +135,8 @@ async function rejoinToken(name) {
 }
 
 async function sendQuestion(text) {
-  const q = await api('POST', `/api/webinars/${room}/questions`, { body: { text }, token: joined.token });
-  $('#my-questions').prepend(h('li', { class: 'q mine', dataset: { id: q.id } },
-    h('div', { class: 'q-body' }, h('p', { class: 'q-text' }, q.text),
-      h('span', { class: 'small muted' }, 'sent ✓'))));
+  await api('POST', `/api/webinars/${room}/questions`, { body: { text }, token: joined.token });
+  await board?.refresh();
 }
 
 async function toggleFloorMic() {
@@ -138,6 +148,7 @@ async function toggleFloorMic() {
 
 async function main() {
   if (!room) return;
+  viewerControls($('#stage'));
   $('#join-name').value = localStorage.getItem('broadcaster:name') || '';
   if (!await openWebinar(room, { showMeta, setPageState })) return;
 
@@ -169,7 +180,7 @@ async function main() {
       await sendQuestion(value);
       text.value = '';
       $('#question-count').textContent = '0 / 500';
-      $('#question-status').textContent = 'Question sent to the presenter.';
+      $('#question-status').textContent = 'Question sent: everyone can vote for it.';
     } catch (err) {
       $('#question-status').textContent = err.message;
     } finally {
