@@ -83,6 +83,14 @@ class Settings(DerivedSettings):
     viewers_hidden: bool = True
     """Viewer tokens are ``hidden``: no participant events fan out per viewer."""
     audience_cache_seconds: float = 2.0
+    audience_shards: int = 0
+    """Audience shard rooms for viewers (docs/scaling.md): 0 (default, one node) puts
+    viewers in the stage room; N > 0 puts them in N shard rooms ``<room>--a1`` ... that a
+    multi-node LiveKit (Redis) spreads over its nodes, and the bot publishes the avatar
+    into each (encoded once). Host and presenter stay in the stage room."""
+    shard_capacity: int = 250
+    """Viewers per audience shard room; when every shard is full a join gets HTTP 503
+    with the reason (those already watching keep their quality)."""
     identity_claim_seconds: int = 4 * 3600
     """An identity belongs to whoever holds its claim (a secret handed out at join) until
     this long after they were last seen (joined, or connected at a reconciliation); then
@@ -180,8 +188,12 @@ class Settings(DerivedSettings):
     video_codec: str = "VP8"
     video_max_bitrate: int = 1_700_000
     video_simulcast: bool = False
-    """Republish 720p/360p/180p layers so the SFU can serve weak links (costs ~25% CPU;
-    new viewers start on a low layer). Off: one full-size layer, see docs/republisher.md."""
+    """Republish 720p/360p/180p VP8 simulcast layers (costs ~25% CPU; new viewers start on
+    a low layer; a 500 kbit/s viewer still got ~5 fps: see docs/republisher.md)."""
+    video_svc: str = ""
+    """Republish VP9 with this SVC scalability mode (e.g. "L3T1": 720p/360p/180p spatial
+    layers in one stream, each at full frame rate) so the SFU forwards to each viewer the
+    layers its link carries. Empty: one ``video_codec`` layer. See docs/republisher.md."""
 
     # --- Bot -----------------------------------------------------------------------------
     bot_identity: str = "avatar-bot"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
@@ -192,6 +193,11 @@ class LiveKitRepublisher(FrameProcessor):
         self._audio_source = audio_source
         self._video.start(video_source, slate_first=False)
         self._running = True
+
+    def tap(self, video: Callable[[rtc.VideoFrame], None] | None,
+            audio: Callable[[rtc.AudioFrame], None] | None) -> None:
+        """Hand every captured video and audio frame to these too (audience shards)."""
+        self._video.tap, self._audio.tap = video, audio
 
     def show_slate(self) -> None:
         """Show the slate at once (the avatar session is known dead; fires on_video_stalled)."""
