@@ -51,7 +51,6 @@ async def publish(url: str, token: str, seconds: float, simulcast: bool, state: 
                   codec: str | None, scalability_mode: str | None,
                   max_bitrate: int | None = None, audio: str = "hiss") -> None:
     from livekit import rtc
-    from livekit.rtc._proto.video_frame_pb2 import FrameMetadata
 
     from broadcaster.bot.republisher import RepublishEncoding, audio_options
     from broadcaster.config import Settings
@@ -88,7 +87,7 @@ async def publish(url: str, token: str, seconds: float, simulcast: bool, state: 
                                480) for _ in range(50)]
     else:
         hiss = [rtc.AudioFrame(bytes(960), 48_000, 1, 480)]
-    meta = FrameMetadata()
+    meta = rtc.FrameMetadata()
     t0 = time.monotonic()
     i = 0
     next_audio = t0

@@ -39,6 +39,7 @@ from broadcaster.roles import (
     stack_identities,
 )
 from broadcaster.shards import is_shard_name
+from broadcaster.web.audience_count import AudienceCount
 from broadcaster.web.errors import conflict, forbidden, gone, invalid, not_found
 from broadcaster.web.livekit_admin import LiveKitAdmin
 from broadcaster.web.rate_limit import SlidingWindowLimit, TokenBuckets
@@ -79,8 +80,8 @@ class Webinars:
         self.store = store
         self.livekit = livekit
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._audience: dict[str, tuple[float, dict[str, Any]]] = {}
         self.shards = ShardRouter(settings, livekit)
+        self.counts = AudienceCount(settings, livekit, self.shards)
         self._room_checked: dict[str, float] = {}
         self.stack = stack_identities(settings)
         self.question_limit = SlidingWindowLimit(settings.questions_per_minute, 60.0)
@@ -232,7 +233,7 @@ class Webinars:
                 await self.livekit.remove(room, identity)
             await self.shards.remove(room, identity)
             self.shards.forget(room)
-            self._audience.pop(room, None)
+            self.forget_audience(room)
         logger.info("webinar {}: {} removed and banned", room, identity)
         return webinar
 
@@ -268,7 +269,7 @@ class Webinars:
                 await self.shards.set_metadata(room, metadata(webinar))
                 await self.livekit.delete_room(room)
                 await self.shards.delete(room)
-                self._audience.pop(room, None)
+                self.forget_audience(room)
                 self._room_checked.pop(room, None)
                 logger.info("webinar {} ended", room)
         return webinar
@@ -355,7 +356,7 @@ class Webinars:
                 self.shards.ensure(joins, metadata(webinar))
             token = mint_token(self.settings, grant, joins, identity, name=display,
                                speaking=speaking)
-        self._audience.pop(room, None)
+        self.forget_audience(room)
         logger.info("webinar {}: {} joined as {}{}", room, identity, role,
                     " (speaker)" if speaking else "")
         return {
@@ -366,32 +367,13 @@ class Webinars:
         }
 
     async def audience(self, room: str) -> dict[str, Any]:
-        """Count viewers and participants via the server API (pages cannot: viewers hide).
-
-        With shards: the sums over the stage and the shards, and ``shards``: each shard's
-        viewers.
-        """
+        """Count viewers and participants (:class:`AudienceCount`); 404 for no webinar."""
         self.get(room)
-        now = time.monotonic()
-        cached = self._audience.get(room)
-        if cached and now - cached[0] < self.settings.audience_cache_seconds:
-            return cached[1]
-        people = await self.livekit.participants(room)
-        counts: dict[str, Any] = {
-            "viewers": sum(1 for p in people if p.attributes.get("role") == Role.VIEWER),
-            "participants": len(people),
-        }
-        if self.shards.enabled:
-            shards = await self.shards.counts(room, fresh=True)
-            counts["viewers"] += sum(shards.values())
-            counts["participants"] += sum(shards.values())
-            counts["shards"] = shards
-        self._audience[room] = (now, counts)
-        return counts
+        return await self.counts.count(room)
 
     def forget_audience(self, room: str) -> None:
         """Someone joined or left: the next count asks LiveKit again."""
-        self._audience.pop(room, None)
+        self.counts.forget(room)
 
     # --- the floor ---------------------------------------------------------------------
     async def _hand_floor(self, webinar: Webinar, new: str) -> Webinar:

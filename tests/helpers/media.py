@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from livekit import rtc
-from livekit.rtc._proto.video_frame_pb2 import FrameMetadata
 
 
 @dataclass
@@ -44,7 +43,7 @@ class FramePublisher:
         base[: w * h] = np.tile((np.arange(w) * 255 // max(w - 1, 1)).astype(np.uint8), h)
         bar = max(4, w // 16)
         t0 = time.monotonic()
-        meta = FrameMetadata()
+        meta = rtc.FrameMetadata()
         while True:
             # a ramp with a moving bar: every frame differs, and cheaply encodes
             buf = base.copy()
