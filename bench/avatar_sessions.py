@@ -29,16 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (  # noqa: E402
-    RESULTS,
-    fresh_settings,
-    livekit_server,
-    machine,
-    now_iso,
-    pyplot,
-    stop_process,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, write_result  # noqa: E402
+from bench.servers import fresh_settings, livekit_server, stop_process  # noqa: E402
 
 NAME = "avatar_sessions"
 #: main before issue 11's fix (stopped sessions kept their renderer and publisher)

@@ -37,10 +37,11 @@ import aiohttp
 import numpy as np
 
 from bench import procstat
-from bench.harness import RESULTS, machine, now_iso, pyplot, stop_process, up_stack, write_result
+from bench.figures import RESULTS, machine, now_iso, pyplot, write_result
 from bench.loadtool import LoadViewers, source_addrs
 from bench.ports import with_fresh_ports
 from bench.provenance import provenance
+from bench.servers import stop_process, up_stack
 
 STEPS = (50, 100, 150, 200, 250, 300, 350, 400)
 QUICK_STEPS = (25, 50, 100)

@@ -37,19 +37,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import procstat  # noqa: E402
-from bench.harness import (  # noqa: E402
-    RESULTS,
-    fresh_settings,
-    livekit_server,
-    machine,
-    now_iso,
-    pyplot,
-    stop_process,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, write_result  # noqa: E402
 from bench.loadtool import LoadViewers  # noqa: E402
 from bench.ports import recent_server_logs, with_fresh_ports  # noqa: E402
 from bench.provenance import provenance  # noqa: E402
+from bench.servers import fresh_settings, livekit_server, stop_process  # noqa: E402
 
 FPS = 25
 SIZES = {"once": ((1280, 720),), "once_layers": ((1280, 720), (640, 360), (320, 180)),

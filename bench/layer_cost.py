@@ -33,19 +33,11 @@ from typing import Any
 import numpy as np
 
 from bench import procstat
-from bench.harness import (
-    RESULTS,
-    fresh_settings,
-    livekit_server,
-    machine,
-    now_iso,
-    pyplot,
-    stop_process,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, write_result
 from bench.loadtool import LoadViewers
 from bench.ports import recent_server_logs, with_fresh_ports
 from bench.provenance import provenance
+from bench.servers import fresh_settings, livekit_server, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 #: mode -> plain_publisher arguments

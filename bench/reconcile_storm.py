@@ -36,16 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (  # noqa: E402
-    RESULTS,
-    fresh_settings,
-    machine,
-    now_iso,
-    pyplot,
-    stop_process,
-    summary,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
+from bench.servers import fresh_settings, stop_process  # noqa: E402
 from broadcaster import livekit_server  # noqa: E402
 
 NAME = "reconcile_storm"

@@ -28,17 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import netns
-from bench.harness import (
-    RESULTS,
-    fresh_settings,
-    machine,
-    now_iso,
-    pyplot,
-    stop_process,
-    write_result,
-)
+from bench.figures import RESULTS, machine, now_iso, pyplot, write_result
 from bench.ports import recent_server_logs, with_fresh_ports
 from bench.provenance import provenance
+from bench.servers import fresh_settings, stop_process
 from broadcaster import livekit_server as lks
 
 ROOT = Path(__file__).resolve().parents[1]
