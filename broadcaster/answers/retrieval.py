@@ -60,9 +60,9 @@ def _default_rank() -> dict[str, float]:
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.616, "margin": 3.087, "title": 3.117, "body": 0.547, "sentence": 0.097,
-            "coverage": 1.309, "answer_type": -0.21, "intro": 0.0, "unknown": -0.298,
-            "offtopic": -3.517, "length": -0.571, "focus": 0.0}
+    return {"score": 0.645, "margin": 2.87, "title": 3.027, "body": 1.282, "sentence": -0.203,
+            "coverage": 1.085, "answer_type": -0.193, "intro": 0.0, "unknown": -0.414,
+            "offtopic": -2.632, "length": -0.785, "focus": -1.198}
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -0.346
+    accept_bias: float = -0.165
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
