@@ -37,6 +37,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "frame_delivery": ("frame_delivery",),
     "stt_speculation": ("stt_speculation",),
     "e2e": ("speech_latency", "join_latency", "lipsync", "barge_in", "caption_sync"),
+    "capacity": ("capacity",),
+    "layer_cost": ("layer_cost",),
+    "weak_link": ("weak_link",),
+    "encode_once": ("encode_once",),
     "reconcile_storm": ("reconcile_storm",),
     "avatar_sessions": ("avatar_sessions",),
     "faults": ("faults",),
@@ -46,7 +50,9 @@ ALL = tuple(b for g in GROUPS.values() for b in g)
 MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0.2, 0.5),
            "republish_hop": (1, 2), "republish_cpu": (1, 2.5),
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
-           "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "reconcile_storm": (1.5, 6.5),
+           "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "capacity": (6, 15),
+           "layer_cost": (1.5, 5), "weak_link": (1.5, 2.5), "encode_once": (1.5, 4),
+           "reconcile_storm": (1.5, 6.5),
            "avatar_sessions": (1, 4), "faults": (3, 6)}
 
 

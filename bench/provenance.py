@@ -6,6 +6,7 @@ per configuration themselves, use it too.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,33 @@ def provenance() -> dict[str, Any]:
     dirty = bool(git("status", "--porcelain", "--", "broadcaster", "bench", "probes",
                      ":!bench/results"))
     server = ROOT / ".tools" / "bin" / "livekit-server.version"
+    livekit_server = server.read_text().strip() if server.exists() else None
+    packages = {p: pkg(p) for p in PACKAGES}
     return {"commit": (git("rev-parse", "--short", "HEAD") or "unknown")
             + ("+dirty" if dirty else ""),
-            "packages": {p: pkg(p) for p in PACKAGES},
-            "livekit_server": server.read_text().strip() if server.exists() else None}
+            "packages": packages,
+            "livekit_server": livekit_server,
+            "dirty": dirty,
+            # the scale benches' stamp (issue 14): also the Go load tool and Redis
+            "versions": {**packages, "livekit-server": livekit_server,
+                         "server-sdk-go": _go_module("github.com/livekit/server-sdk-go/v2"),
+                         "redis-server": _redis_version()}}
+
+
+def _go_module(name: str) -> str | None:
+    try:
+        text = (ROOT / "bench" / "loadviewers" / "go.mod").read_text()
+    except OSError:
+        return None
+    m = re.search(rf"^\s*{re.escape(name)} (\S+)", text, re.M)
+    return m.group(1) if m else None
+
+
+def _redis_version() -> str | None:
+    try:
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
+                             check=False).stdout
+    except OSError:
+        return None
+    m = re.search(r"v=(\S+)", out)
+    return m.group(1) if m else None

@@ -143,6 +143,63 @@ def barge_in(d: dict[str, Any]) -> list[Row]:
              f"{_f(_g(d, 'direct_ms', 'p50'), '.0f', ' ms')}", d.get("pass"))]
 
 
+def capacity(d: dict[str, Any]) -> list[Row]:
+    a, b = d.get("avatar", {}), d.get("baseline", {})
+    return [("receive-only viewers at ≥ 24 fps and ≤ 1 % loss on one 2-core box; "
+             "viewers per SFU core (marginal SFU CPU per viewer)",
+             "measured (issue 14)",
+             f"{a.get('max_viewers_ok')} viewers; {_f(a.get('viewers_per_sfu_core'), '.0f')} "
+             f"per SFU core ({_f(a.get('sfu_millicores_per_viewer'), '.2f')} mcore/viewer); "
+             f"bot {_f(a.get('publisher_cores_mean'), '.2f')} core",
+             f"plain publisher: {b.get('max_viewers_ok')} viewers, "
+             f"{_f(b.get('viewers_per_sfu_core'), '.0f')} per SFU core "
+             f"({_f(b.get('sfu_millicores_per_viewer'), '.2f')} mcore/viewer); ratio "
+             f"{_f(d.get('ratio_viewers_per_core_vs_baseline'), '.2f')}; VP9 3-layer SVC: "
+             f"{_f(_g(d, 'baseline_svc', 'sfu_millicores_per_viewer'), '.2f')} mcore/viewer",
+             None)]
+
+
+def layer_cost(d: dict[str, Any]) -> list[Row]:
+    m = d.get("modes", {})
+
+    def cell(name: str) -> str:
+        x = m.get(name, {})
+        return f"{_f(x.get('cores_median'), '.3f')} ({_f(x.get('ratio_vs_single'), '.2f', 'x')})"
+
+    return [("publisher CPU (cores) for 720p25 with layers (x one VP8 layer)", "measured",
+             f"VP8 simulcast {cell('vp8_simulcast')}; VP9 SVC L3T1 {cell('vp9_svc_l3t1')}; "
+             f"VP9 L3T3_KEY {cell('vp9_svc')}; AV1 L3T3_KEY {cell('av1_svc')}",
+             f"one VP8 layer {_f(_g(m, 'vp8_single', 'cores_median'), '.3f')} core", None)]
+
+
+def weak_link(d: dict[str, Any]) -> list[Row]:
+    if d.get("skipped"):
+        return [("viewer behind 500 kbit/s", "≥ 15 fps on a lower layer",
+                 f"not measured: {d['skipped']}", "", None)]
+    m = d.get("modes", {})
+
+    def cell(name: str) -> str:
+        w = _g(m, name, "weak") or {}
+        return f"{_f(w.get('fps'), '.1f')} fps at {w.get('size') or '–'}"
+
+    best = next((n for n in ("vp9_svc_l3t1", "vp8_simulcast") if _g(m, n, "weak_ok")), None)
+    return [("viewer behind a 500 kbit/s link (tc tbf) while another stays at 720p",
+             "≥ 15 fps on a lower layer",
+             f"VP9 SVC L3T1: {cell('vp9_svc_l3t1')}; VP8 simulcast: {cell('vp8_simulcast')}; "
+             f"VP9 L3T3_KEY: {cell('vp9_svc')}",
+             f"one VP8 layer: {cell('vp8_single')}", best is not None)]
+
+
+def encode_once(d: dict[str, Any]) -> list[Row]:
+    m = d.get("modes", {})
+    return [("CPU per extra audience room fed the same 720p25 video", "≤ 0.05 core (issue 14)",
+             f"encoded once (EncodedVideoSource): "
+             f"{_f(_g(m, 'once', 'cores_per_extra_room'), '.3f')} core; three layers once: "
+             f"{_f(_g(m, 'once_layers', 'cores_per_extra_room'), '.3f')} core",
+             f"encoded per room: {_f(_g(m, 'reencode', 'cores_per_extra_room'), '.3f')} core",
+             (_g(m, "once", "cores_per_extra_room") or 1) <= 0.05)]
+
+
 def caption_sync(d: dict[str, Any]) -> list[Row]:
     o = d.get("offset_ms", {})
     b = d.get("baseline_sentence_offset_ms", {})
@@ -261,6 +318,10 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "join_latency": ("Viewer join → first frame", join_latency),
     "lipsync": ("Lip sync", lipsync),
     "barge_in": ("Barge-in", barge_in),
+    "capacity": ("Viewer capacity", capacity),
+    "layer_cost": ("Layer encode cost", layer_cost),
+    "weak_link": ("Viewer on a weak link", weak_link),
+    "encode_once": ("Encode once for several rooms", encode_once),
     "caption_sync": ("Captions in step with the voice", caption_sync),
     "reconcile_storm": ("Floor guard under a join storm", reconcile_storm),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
@@ -327,6 +388,61 @@ def _details(name: str, d: dict[str, Any]) -> list[str]:
         rs = d.get("relay_stats", {})
         out.append(f"- republisher: {rs.get('frames_published')} published, "
                    f"{rs.get('frames_repeated')} repeats, {rs.get('frames_dropped')} dropped")
+    elif name == "capacity":
+        out.append("| phase | viewers | fps q5 / p50 | loss q95 | video kbps | SFU cores | "
+                   "publisher cores | load client cores | box cores |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for phase, pub in (("avatar", "bot"), ("baseline", "publisher"),
+                           ("baseline_svc", "publisher")):
+            for st in _g(d, phase, "steps") or []:
+                c = st.get("cpu_cores", {})
+                out.append(
+                    f"| {phase} | {st['viewers']}{' (saturated)' if st.get('saturated') else ''}"
+                    f" | {_f(st['fps_at_quantile'], '.1f')} / "
+                    f"{_f(_g(st, 'fps', 'p50'), '.1f')} | "
+                    f"{_f(100 * st['loss_at_quantile'], '.2f', ' %')} | "
+                    f"{_f(_g(st, 'kbps', 'p50'), '.0f')} | {_f(c.get('sfu'), '.2f')} | "
+                    f"{_f(c.get(pub), '.2f')} | {_f(c.get('loadviewers'), '.2f')} | "
+                    f"{_f(st.get('box_cores'), '.2f')} |")
+        out.append(f"\nStopped: avatar — {_g(d, 'avatar', 'stopped') or 'cap reached'}; "
+                   f"baseline — {_g(d, 'baseline', 'stopped') or 'cap reached'}; baseline_svc"
+                   f" — {_g(d, 'baseline_svc', 'stopped') or 'cap reached'}. Avatar "
+                   f"service (HeyGen's stand-in, not on a production box): "
+                   f"{_f(_g(d, 'avatar', 'avatar_service_cores_mean'), '.2f')} core. "
+                   f"Commit {d.get('commit')}, livekit-server "
+                   f"{_g(d, 'versions', 'livekit-server')}, server-sdk-go "
+                   f"{_g(d, 'versions', 'server-sdk-go')}.")
+    elif name == "layer_cost":
+        out.append("| mode | publisher cores | x one layer | layers seen (size @ fps, kbit/s) |")
+        out.append("|---|---|---|---|")
+        for mode, x in d.get("modes", {}).items():
+            layers = "; ".join(
+                f"{q}: {ly['size'][0]}x{ly['size'][1]} @ {_f(ly.get('fps'), '.0f')}, "
+                f"{_f(ly.get('kbps'), '.0f')}" if ly.get("size") and ly["size"][0]
+                else f"{q}: ? @ {_f(ly.get('fps'), '.0f')}, {_f(ly.get('kbps'), '.0f')}"
+                for q, ly in (x.get("layers") or {}).items())
+            out.append(f"| {mode} | {_f(x.get('cores_median'), '.3f')} | "
+                       f"{_f(x.get('ratio_vs_single'), '.2f')} | {layers} |")
+        py = d.get("pyav", {})
+        out.append("\nlibvpx VP8 per layer, encoded once in PyAV (ms per frame): "
+                   + ", ".join(f"{k.removeprefix('pyav_vp8_')} {v:.2f}" for k, v in py.items()))
+    elif name == "weak_link" and not d.get("skipped"):
+        out.append("| mode | normal viewer | weak viewer (500 kbit/s) | weak viewer's sizes over"
+                   " time (s: height) | through the link |")
+        out.append("|---|---|---|---|---|")
+        for mode, x in d.get("modes", {}).items():
+            n, w = x.get("normal", {}), x.get("weak", {})
+            ch = ", ".join(f"{c['t']:.0f}: {c['height']}" for c in w.get("size_changes", []))
+            out.append(f"| {mode} | {_f(n.get('fps'), '.1f')} fps {n.get('size') or '–'} | "
+                       f"{_f(w.get('fps'), '.1f')} fps {w.get('size') or '–'} | {ch} | "
+                       f"{_f(x.get('weak_link_kbps'), '.0f')} kbit/s |")
+    elif name == "encode_once":
+        out.append("| mode | rooms | publisher cores | viewer fps | viewer size |")
+        out.append("|---|---|---|---|---|")
+        for mode, x in d.get("modes", {}).items():
+            for r in x.get("runs", []):
+                out.append(f"| {mode} | {r['k']} | {_f(r.get('cores'), '.3f')} | "
+                           f"{_f(r.get('viewer_fps'), '.1f')} | {r.get('viewer_height')}p |")
     elif name == "reconcile_storm":
         for r in d.get("modes", {}).values():
             o = r.get("offender_publish_seconds", {})

@@ -7,8 +7,9 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -35,11 +36,22 @@ def find_binary(settings: Settings) -> str:
     )
 
 
-def render_config(settings: Settings, path: Path, *, log_level: str | None = None) -> Path:
+def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Lay ``extra`` over ``base``, nested mappings merged key by key."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def render_config(settings: Settings, path: Path, *, log_level: str | None = None,
+                  extra: Mapping[str, Any] | None = None) -> Path:
     """Write the local livekit.yaml with the configured ports and the web app's webhook.
 
     The webhook is the floor guard's; secrets stay out of the file (the webhook names the
-    API key only).
+    API key only). ``extra`` (e.g. ``redis``, ``rtc.node_ip``) is merged over the result.
     """
     config = yaml.safe_load(Path(settings.livekit_config_template).read_text())
     if log_level:
@@ -51,6 +63,8 @@ def render_config(settings: Settings, path: Path, *, log_level: str | None = Non
     if settings.floor_guard:  # signed with this key (its secret comes from LIVEKIT_KEYS)
         config["webhook"] = {"api_key": settings.livekit_api_key,
                              "urls": [settings.webhook_url]}
+    if extra:
+        merge(config, extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -73,14 +87,15 @@ def ports(settings: Settings) -> list[tuple[str, int, str]]:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, log_path: Path, *,
-                  log_level: str | None = None) -> AsyncIterator[Settings]:
+async def running(settings: Settings, log_path: Path, *, log_level: str | None = None,
+                  extra: Mapping[str, Any] | None = None) -> AsyncIterator[Settings]:
     """Run livekit-server for ``settings`` until the block ends.
 
     Its output goes to ``log_path``, its config beside it (tests and benchmarks; ``up``
-    runs it under its supervisor).
+    runs it under its supervisor). ``extra``: config keys merged over the rendered ones.
     """
-    config = render_config(settings, log_path.with_suffix(".yaml"), log_level=log_level)
+    config = render_config(settings, log_path.with_suffix(".yaml"), log_level=log_level,
+                           extra=extra)
     argv, extra_env = command(settings, config)
     proc = await asyncio.to_thread(_spawn, argv, {**os.environ, **extra_env}, log_path)
     try:

@@ -5,7 +5,8 @@
 #   deploy/install.sh            what running needs: Python packages (requirements/run.txt),
 #                                livekit-server, livekit-client
 #   deploy/install.sh --test     ... plus the test tools (requirements/test.txt) and Debian's
-#                                chromium and flite (browser and speech tests), and a local
+#                                chromium, flite and redis-server (browser, speech and
+#                                multi-node LiveKit tests), and a local
 #                                LLM for the LLM path (deploy/llm.sh)
 #   deploy/install.sh --bench    ... plus the benchmark extras (requirements/bench.txt)
 #
@@ -78,11 +79,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   exit 1
 fi
 
-# 1. Debian packages (tests and benches only: chromium for the browser tests, flite for speech)
+# 1. Debian packages (tests and benches only: chromium for the browser tests, flite for speech,
+#    redis-server for the multi-node LiveKit cluster)
 if [ "$level" != run ]; then
   apt_missing=()
   command -v chromium >/dev/null || apt_missing+=(chromium)
   command -v flite >/dev/null || apt_missing+=(flite)
+  command -v redis-server >/dev/null || apt_missing+=(redis-server)
   if [ "${#apt_missing[@]}" -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     say "apt: installing ${apt_missing[*]}"
@@ -90,7 +93,7 @@ if [ "$level" != run ]; then
     run_step apt-install $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y \
       "${apt_missing[@]}"
   else
-    say "apt: chromium and flite already installed"
+    say "apt: chromium, flite and redis-server already installed"
   fi
 fi
 
@@ -146,5 +149,9 @@ fi
 # 5. a real LLM for the LLM path's tests and benchmark (llama.cpp server + SmolLM2-135M)
 if [ "$level" != run ]; then
   bash "$ROOT/deploy/llm.sh"
+fi
+# 5. the Go load viewers for the capacity benchmarks (cached in .tools/bin)
+if [ "$level" = bench ]; then
+  bash "$ROOT/bench/loadviewers/build.sh"
 fi
 say "done"

@@ -22,6 +22,7 @@ from broadcaster.netutil import free_port
 # Fixtures of each part live beside its tests; importing them here shares them.
 from tests.fixtures_avatar import *  # noqa: E402,F403
 from tests.fixtures_bot import *  # noqa: E402,F403
+from tests.fixtures_cluster import *  # noqa: E402,F403
 from tests.fixtures_deploy import *  # noqa: E402,F403
 from tests.fixtures_web import *  # noqa: E402,F403
 

@@ -288,3 +288,38 @@ async def test_the_participant_list_pages_searches_and_counts_roles(
                 assert r.status == 422 and "query" in r.data["error"], (bad_query, r.text)
     finally:
         await asyncio.gather(*(r.disconnect() for r in rooms))
+
+
+async def test_a_hand_whose_owner_left_goes_down_by_itself_a_reconnect_keeps_it(
+        web_client: WebClient, monkeypatch: Any) -> None:
+    """The floor guard's rounds lower the hand of someone gone longer than the grace, so
+    the host's queue never offers the floor to an empty seat; a page that reconnects
+    within the grace keeps its place."""
+    import broadcaster.web.audience as audience_module
+    from broadcaster.web.keys import FLOOR
+
+    monkeypatch.setattr(audience_module, "HAND_ABSENT_SECONDS", 0.5)
+    c = web_client
+    assert c.app is not None
+    guard = c.app[FLOOR]
+    room = (await c.new_webinar("Stale hands"))["room"]
+    people = {i: await joined(c, room, i, name=i.title()) for i in ("dee", "eve")}
+    rooms = {i: await connect(p["url"], p["token"]) for i, p in people.items()}
+    try:
+        for who in ("dee", "eve"):
+            await c.call("POST", hand_path(room), {"raised": True}, token=people[who]["token"])
+        await rooms["dee"].disconnect()
+        await rooms["eve"].disconnect()
+        await asyncio.sleep(0.5)  # LiveKit notices both leaving
+        await guard.reconcile_once()  # gone, but not for long yet: both still queued
+        queue = (await c.host("GET", f"/api/host/webinars/{room}/hands")).data["hands"]
+        assert [h["identity"] for h in queue] == ["dee", "eve"]
+        rooms["eve"] = await connect(people["eve"]["url"], people["eve"]["token"])  # back
+        await asyncio.sleep(0.6)
+        await guard.reconcile_once()
+        queue = (await c.host("GET", f"/api/host/webinars/{room}/hands")).data["hands"]
+        assert [h["identity"] for h in queue] == ["eve"], "dee left; eve came back in time"
+        assert (await c.call("GET", hand_path(room), token=people["eve"]["token"])
+                ).data["position"] == 1
+    finally:
+        await asyncio.gather(*(r.disconnect() for r in rooms.values()))

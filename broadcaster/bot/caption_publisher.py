@@ -9,10 +9,11 @@ Each line goes on ``protocol.CAPTION_TOPIC`` with the attributes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +34,8 @@ SEND_TIMEOUT_SECS = 5.0
 SEQ_SEGMENTS_KEPT = 1024
 
 RoomSource = rtc.Room | Callable[[], "rtc.Room | None"] | None
+TextSender = Callable[..., Awaitable[None]]
+"""``send(text, topic=..., attributes=...)``: e.g. ShardFanout.send_text."""
 
 
 def captions_path(settings: Settings, room: str) -> Path:
@@ -56,6 +59,8 @@ class CaptionPublisher:
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.sent = 0
+        self.also: TextSender | None = None
+        """Sends each caption to more rooms too (the audience shards)."""
         self._seq: OrderedDict[str, int] = OrderedDict()
 
     @classmethod
@@ -77,16 +82,21 @@ class CaptionPublisher:
         """Send one caption (and keep it, if final). Never raises: captions are best effort."""
         if final:
             self._keep(text, speaker=speaker, source=source)
-        room = self.room()
-        if room is None:
-            logger.debug(f"captions: no connected room; not sent: {text[:60]!r}")
-            return
         attributes = {
             CAPTION_SPEAKER_ATTR: speaker,
             CAPTION_FINAL_ATTR: "true" if final else "false",
             SEGMENT_ATTR: segment,
             CAPTION_SEQ_ATTR: str(self._next_seq(segment)),
         }
+        if self.also is not None:  # the audience shards (broadcaster.bot.shard_fanout)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.also(text, topic=CAPTION_TOPIC, attributes=attributes),
+                    SEND_TIMEOUT_SECS)
+        room = self.room()
+        if room is None:
+            logger.debug(f"captions: no connected room; not sent: {text[:60]!r}")
+            return
         try:
             await asyncio.wait_for(
                 room.local_participant.send_text(

@@ -127,6 +127,8 @@ async def serve(settings: Settings, room: str) -> None:
         async def _disconnected(_: object, *args: object) -> None:
             fail("lost the LiveKit connection")
 
+        if parts.shards is not None:
+            parts.shards.start()
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
         run = asyncio.ensure_future(runner.run())
@@ -141,6 +143,8 @@ async def serve(settings: Settings, room: str) -> None:
             keeping.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await keeping
+            if parts.shards is not None:
+                await parts.shards.stop()
             if not run.done():
                 await worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

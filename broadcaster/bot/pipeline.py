@@ -41,6 +41,7 @@ from broadcaster.bot.captions import CaptionProcessor, CaptionPublisher
 from broadcaster.bot.recorder import Recorder
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
 from broadcaster.bot.responder import make_responder
+from broadcaster.bot.shard_fanout import ShardFanout
 from broadcaster.bot.speaker_gate import SpeakerGate
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
@@ -60,6 +61,8 @@ class BotParts:
     """None in direct mode: the avatar publishes into the stage room itself."""
     captions: CaptionPublisher
     recorder: Recorder | None = None
+    shards: ShardFanout | None = None
+    """The audience shards' publisher (``audience_shards`` > 0); started by the runner."""
 
 
 def point_liveavatar_at(settings: Settings) -> None:
@@ -150,6 +153,11 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         mute_on_speech_start=True,  # every VAD start interrupts (make_responder)
     )
     recorder = Recorder.for_session(settings, room) if settings.record and not direct else None
+    shards = None
+    if republisher is not None and settings.audience_shards:
+        shards = ShardFanout(settings, room, republisher.encoding)
+        republisher.tap(shards.offer_video, shards.offer_audio)
+        captions.also = shards.send_text
     processors: list[Any] = [
         transport.input(),
         gate,
@@ -166,4 +174,4 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         *chain.after_output,
     ]
     return BotParts(Pipeline(processors), transport, gate, avatar, republisher, captions,
-                    recorder)
+                    recorder, shards)

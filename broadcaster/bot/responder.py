@@ -230,7 +230,7 @@ class Responder(FrameProcessor):
 
 
 def asked(frame: AudienceQuestionFrame) -> str:
-    """What the avatar says before answering an audience question: who asked, and what."""
+    """Return what the avatar says before answering an audience question: who asked, and what."""
     text = frame.text.strip()
     return f"{frame.asker} asks: {text}{'' if text[-1:] in '.?!' else '?'}"
 

@@ -14,7 +14,6 @@ state directory, so nothing secret is committed and restarts keep working.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +26,18 @@ from broadcaster.config.checks import (  # noqa: F401 (the names' home is config
     TTS_PROVIDERS,
     validate,
 )
+from broadcaster.config.derived import DerivedSettings
+from broadcaster.config.paths import (  # noqa: F401 (their home is config.paths)
+    DATA_DIR,
+    HEYGEN_API_URL,
+    HEYGEN_SANDBOX_AVATAR_ID,
+    LOCAL_AVATAR_ID,
+    PACKAGE_DIR,
+    PROJECT_ROOT,
+    WEBHOOK_PATH,
+    IPNetwork,
+    http_url,
+)
 from broadcaster.config.sources import (  # noqa: F401 (ConfigError is used through here)
     ConfigError,
     env_name,
@@ -34,42 +45,13 @@ from broadcaster.config.sources import (  # noqa: F401 (ConfigError is used thro
     stored_secret,
 )
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # broadcaster/
-DATA_DIR = PACKAGE_DIR / "data"
-"""Runtime data shipped inside the package, so a plain ``pip install .`` has it too."""
-
-
-def _project_root() -> Path:
-    """Return the checkout this package runs from, else the working directory.
-
-    A checkout keeps its tools (``.tools``: livekit-server, livekit-client), state
-    (``.state``) and recordings beside the code; an installed package keeps them
-    where it is run from (the container image's ``/app``).
-    """
-    checkout = PACKAGE_DIR.parent
-    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
-
-
-PROJECT_ROOT = _project_root()
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-HEYGEN_API_URL = "https://api.liveavatar.com/v1"
-HEYGEN_SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
-LOCAL_AVATAR_ID = "local-presenter"
-#: speech providers (broadcaster.speech); the first of each needs no key and no network
-WEBHOOK_PATH = "/api/livekit/webhook"  # the web app's endpoint for livekit-server's events
-
-
-def http_url(ws_url: str) -> str:
-    """Turn a LiveKit ``ws(s)://`` URL into the same server's ``http(s)://`` URL."""
-    return ws_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-
 
 def _env(name: str, *, secret: bool = False) -> dict[str, Any]:
     return {"env": name, "secret": secret}
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(DerivedSettings):
     """Everything configurable. Construct with :meth:`load`, not directly."""
 
     # --- LiveKit -------------------------------------------------------------------------
@@ -101,6 +83,14 @@ class Settings:
     viewers_hidden: bool = True
     """Viewer tokens are ``hidden``: no participant events fan out per viewer."""
     audience_cache_seconds: float = 2.0
+    audience_shards: int = 0
+    """Audience shard rooms for viewers (docs/scaling.md): 0 (default, one node) puts
+    viewers in the stage room; N > 0 puts them in N shard rooms ``<room>--a1`` ... that a
+    multi-node LiveKit (Redis) spreads over its nodes, and the bot publishes the avatar
+    into each (encoded once). Host and presenter stay in the stage room."""
+    shard_capacity: int = 250
+    """Viewers per audience shard room; when every shard is full a join gets HTTP 503
+    with the reason (those already watching keep their quality)."""
     identity_claim_seconds: int = 4 * 3600
     """An identity belongs to whoever holds its claim (a secret handed out at join) until
     this long after they were last seen (joined, or connected at a reconciliation); then
@@ -198,8 +188,12 @@ class Settings:
     video_codec: str = "VP8"
     video_max_bitrate: int = 1_700_000
     video_simulcast: bool = False
-    """Republish 720p/360p/180p layers so the SFU can serve weak links (costs ~25% CPU;
-    new viewers start on a low layer). Off: one full-size layer, see docs/republisher.md."""
+    """Republish 720p/360p/180p VP8 simulcast layers (costs ~25% CPU; new viewers start on
+    a low layer; a 500 kbit/s viewer still got ~5 fps: see docs/republisher.md)."""
+    video_svc: str = ""
+    """Republish VP9 with this SVC scalability mode (e.g. "L3T1": 720p/360p/180p spatial
+    layers in one stream, each at full frame rate) so the SFU forwards to each viewer the
+    layers its link carries. Empty: one ``video_codec`` layer. See docs/republisher.md."""
 
     # --- Bot -----------------------------------------------------------------------------
     bot_identity: str = "avatar-bot"
@@ -269,82 +263,6 @@ class Settings:
     question?", 0.3 after 30 ms more than 0.15 (which leaves it to Silero's confidence)."""
 
     # -------------------------------------------------------------------------------------
-    @property
-    def managed_livekit(self) -> bool:
-        """True when broadcaster runs livekit-server itself (no LIVEKIT_URL given)."""
-        return not self.livekit_url
-
-    @property
-    def effective_livekit_url(self) -> str:
-        """The LiveKit URL broadcaster's own processes connect to."""
-        return self.livekit_url or f"ws://127.0.0.1:{self.livekit_port}"
-
-    @property
-    def browser_livekit_url(self) -> str:
-        """What pages and the avatar service (direct mode) are told to connect to."""
-        return self.livekit_public_url or self.effective_livekit_url
-
-    @property
-    def livekit_http_url(self) -> str:
-        """The same server over HTTP(S), for the RoomService API."""
-        return http_url(self.effective_livekit_url)
-
-    @property
-    def effective_public_url(self) -> str:
-        """The base URL of shared links."""
-        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
-
-    @property
-    def webhook_url(self) -> str:
-        """Where livekit-server posts its events: the web app, as livekit-server reaches it."""
-        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
-        return f"http://{host}:{self.web_port}{WEBHOOK_PATH}"
-
-    @property
-    def use_heygen(self) -> bool:
-        """Real HeyGen when its key is set and the API URL is not overridden."""
-        return bool(self.heygen_api_key) and (
-            not self.liveavatar_api_url or self.liveavatar_api_url == HEYGEN_API_URL
-        )
-
-    @property
-    def effective_liveavatar_api_url(self) -> str:
-        """The LiveAvatar API the bot talks to: configured, HeyGen's, or the local service."""
-        if self.liveavatar_api_url:
-            return self.liveavatar_api_url.rstrip("/")
-        if self.use_heygen:
-            return HEYGEN_API_URL
-        return f"http://{self.avatar_host}:{self.avatar_port}/v1"
-
-    @property
-    def effective_avatar_id(self) -> str:
-        """The avatar the bot asks for."""
-        if self.avatar_id:
-            return self.avatar_id
-        return HEYGEN_SANDBOX_AVATAR_ID if self.use_heygen else LOCAL_AVATAR_ID
-
-    @property
-    def liveavatar_key(self) -> str:
-        """The X-API-KEY the bot sends: HeyGen's key, or the local service's."""
-        return self.heygen_api_key if self.use_heygen else self.avatar_api_key
-
-    @property
-    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
-        """``trusted_proxies`` parsed (ValueError names a bad entry)."""
-        nets = []
-        for item in self.trusted_proxies.split(","):
-            if item.strip():
-                try:
-                    nets.append(ipaddress.ip_network(item.strip(), strict=False))
-                except ValueError:
-                    raise ValueError(f"{item.strip()!r} is not an address or network") from None
-        return tuple(nets)
-
-    @property
-    def db_path(self) -> Path:
-        """The web app's SQLite database."""
-        return Path(self.state_dir) / "broadcaster.db"
-
     def secret_values(self) -> list[str]:
         """Every configured secret, for log scrubbing and leak tests."""
         return [

@@ -6,6 +6,7 @@ starts.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from broadcaster.config.sources import ConfigError
@@ -49,6 +50,19 @@ def validate(s: Settings) -> None:
         )
     if s.video_codec.upper() not in ("VP8", "H264"):
         raise ConfigError(f"video_codec={s.video_codec!r} must be VP8 or H264")
+    if s.video_svc and not re.fullmatch(r"L[1-3]T[1-3](_KEY)?", s.video_svc):
+        raise ConfigError(f"video_svc={s.video_svc!r} must be empty or an SVC mode "
+                          "such as L3T1, L3T3 or L3T3_KEY")
+    if not 0 <= s.audience_shards <= 64:
+        raise ConfigError(f"audience_shards={s.audience_shards} must be between 0 and 64")
+    if s.shard_capacity < 1:
+        raise ConfigError(f"shard_capacity={s.shard_capacity} must be at least 1")
+    if s.audience_shards and s.avatar_mode != "relay":
+        raise ConfigError("audience_shards needs avatar_mode=relay: the bot publishes the "
+                          "avatar into the shard rooms")
+    if s.video_svc and s.video_simulcast:
+        raise ConfigError("video_svc and video_simulcast exclude each other (SVC layers "
+                          "are one stream; simulcast is several)")
     if s.video_width % 2 or s.video_height % 2 or s.video_width <= 0:
         raise ConfigError(
             f"video size {s.video_width}x{s.video_height} must be positive and even"

@@ -138,8 +138,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     admin = LiveKitAdmin(app[SETTINGS])
     app[LIVEKIT] = admin
     webinars = app[WEBINARS] = Webinars(app[SETTINGS], app[STORE], admin)
-    app[AUDIENCE] = Audience(webinars)
+    audience = app[AUDIENCE] = Audience(webinars)
     guard = app[FLOOR] = FloorGuard(webinars)
+    guard.observers.append(audience.drop_absent_hands)
     guard.start()
     try:
         yield

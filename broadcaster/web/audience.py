@@ -36,6 +36,9 @@ MAX_ID_DIGITS = 18
 LIST_LIMIT = 200
 #: a viewer's list is built from one query per room and sort at most this often
 LIST_CACHE_SECONDS = 1.0
+#: a raised hand outlives its owner's absence this long (a reload, a network blip), then
+#: goes down by itself so the host never hands the floor to an empty seat
+HAND_ABSENT_SECONDS = 20.0
 
 
 def question_id(raw: str) -> int:
@@ -57,6 +60,7 @@ class Audience:
         self.action_address_limit = TokenBuckets(s.audience_action_burst,
                                                  s.audience_action_rate_per_minute)
         self._lists: dict[tuple[str, str], tuple[float, list[Question]]] = {}
+        self._absent_since: dict[tuple[str, str], float] = {}
 
     # --- who may act -------------------------------------------------------------------
     def admit(self, room: str, identity: str, address: str) -> Webinar:
@@ -112,6 +116,30 @@ class Audience:
             "(SELECT 1 FROM bans b WHERE b.room = h.room AND b.identity = h.identity) "
             "ORDER BY raised_at, identity", (room,))
         return [dict(r) for r in rows if r["identity"] != webinar.speaker]
+
+    def drop_absent_hands(self, room: str, present: set[str], now: float) -> list[str]:
+        """Lower the hands of owners gone from ``room`` for ``HAND_ABSENT_SECONDS``.
+
+        Called by the floor guard's every round with LiveKit's view of who is connected
+        (no webhook needed); returns the identities whose hands went down.
+        """
+        raised = [r[0] for r in self.db.execute("SELECT identity FROM hands WHERE room = ?",
+                                                 (room,))]
+        for key in [k for k in self._absent_since if k[0] == room and k[1] not in raised]:
+            del self._absent_since[key]
+        dropped = []
+        for identity in raised:
+            key = (room, identity)
+            if identity in present:
+                self._absent_since.pop(key, None)
+            elif now - self._absent_since.setdefault(key, now) >= HAND_ABSENT_SECONDS:
+                self.lower(room, identity)
+                del self._absent_since[key]
+                dropped.append(identity)
+        if dropped:
+            logger.info("webinar {}: hands of {} went down: gone for {:g} s", room,
+                        len(dropped), HAND_ABSENT_SECONDS)
+        return dropped
 
     def lower(self, room: str, identity: str) -> bool:
         """Put ``identity``'s hand down; False when it was not up."""

@@ -19,6 +19,7 @@ from livekit import api
 
 from broadcaster.netutil import is_local_host_header
 from broadcaster.roles import InvalidInput, verify_token
+from broadcaster.shards import stage_of
 from broadcaster.web.errors import forbidden, unauthorized
 from broadcaster.web.keys import SETTINGS
 
@@ -75,7 +76,8 @@ def participant(request: web.Request, room: str) -> api.access_token.Claims:
         claims = verify_token(request.app[SETTINGS], token)
     except InvalidInput as exc:
         raise unauthorized(str(exc)) from None
-    if claims.video is None or claims.video.room != room:
+    shards = request.app[SETTINGS].audience_shards  # a viewer's token names its shard
+    if claims.video is None or stage_of(claims.video.room, shards) != room:
         raise forbidden("token is for another room")
     return claims
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 
 from livekit import api
 from loguru import logger
@@ -44,6 +45,9 @@ class FloorGuard:
         self.webinars = webinars
         self.settings = webinars.settings
         self.rounds = 0
+        #: called every round per live webinar with who LiveKit has connected, and when
+        #: (the audience's stale hands go down this way)
+        self.observers: list[Callable[[str, set[str], float], object]] = []
         self._task: asyncio.Task[None] | None = None
 
     # --- one person ----------------------------------------------------------------------
@@ -128,6 +132,9 @@ class FloorGuard:
             if webinar.state != ROOM_STATE_ENDED:
                 svc.store.touch_claims(webinar.room, [p.identity for p in people], now,
                                        now - TOUCH_SECONDS)
+                present = {p.identity for p in people}
+                for observe in self.observers:
+                    observe(webinar.room, present, now)
             banned = svc.store.banned_identities(webinar.room)
             for person in people:
                 if self.wanted(webinar, person, banned) is not None:

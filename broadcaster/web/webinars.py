@@ -38,9 +38,12 @@ from broadcaster.roles import (
     speaker_permission,
     stack_identities,
 )
+from broadcaster.shards import is_shard_name
+from broadcaster.web.audience_count import AudienceCount
 from broadcaster.web.errors import conflict, forbidden, gone, invalid, not_found
 from broadcaster.web.livekit_admin import LiveKitAdmin
 from broadcaster.web.rate_limit import SlidingWindowLimit, TokenBuckets
+from broadcaster.web.shards import ShardRouter
 from broadcaster.web.store import Ban, Claim, Store, Webinar
 
 MAX_TITLE_CHARS = 120
@@ -77,7 +80,8 @@ class Webinars:
         self.store = store
         self.livekit = livekit
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._audience: dict[str, tuple[float, dict[str, int]]] = {}
+        self.shards = ShardRouter(settings, livekit)
+        self.counts = AudienceCount(settings, livekit, self.shards)
         self._room_checked: dict[str, float] = {}
         self.stack = stack_identities(settings)
         self.question_limit = SlidingWindowLimit(settings.questions_per_minute, 60.0)
@@ -158,6 +162,8 @@ class Webinars:
         """Create a webinar and its LiveKit room; 409 if taken, nothing kept if LiveKit fails."""
         title = check_title(title)
         room = check_room(room) if room is not None else slug(title)
+        if is_shard_name(room):
+            raise invalid(f"room {room!r} must not end like an audience shard ('--a<n>')")
         try:
             webinar = self.store.create_webinar(room, title, secrets.token_urlsafe(12))
         except sqlite3.IntegrityError:
@@ -225,7 +231,9 @@ class Webinars:
             self.store.delete_claim(room, identity)
             if person is not None:
                 await self.livekit.remove(room, identity)
-            self._audience.pop(room, None)
+            await self.shards.remove(room, identity)
+            self.shards.forget(room)
+            self.forget_audience(room)
         logger.info("webinar {}: {} removed and banned", room, identity)
         return webinar
 
@@ -258,8 +266,10 @@ class Webinars:
                 self.store.end_webinar(room)
                 webinar = self.get(room)
                 await self.livekit.set_metadata(room, metadata(webinar))
+                await self.shards.set_metadata(room, metadata(webinar))
                 await self.livekit.delete_room(room)
-                self._audience.pop(room, None)
+                await self.shards.delete(room)
+                self.forget_audience(room)
                 self._room_checked.pop(room, None)
                 logger.info("webinar {} ended", room)
         return webinar
@@ -318,8 +328,14 @@ class Webinars:
             raise forbidden(REMOVED)
         async with self.locks[room]:
             webinar = self.get_live(room)  # fresh, under the lock: the floor may have moved
-            await self._ensure_room(webinar)
-            connected = await self.livekit.participant(room, identity)
+            # a viewer bound for a shard never enters the stage room: its joins must not
+            # depend on the stage's node (the claim guards the identity)
+            to_shard = (self.shards.enabled and role == Role.VIEWER
+                        and identity != webinar.speaker)
+            connected = None
+            if not to_shard:
+                await self._ensure_room(webinar)
+                connected = await self.livekit.participant(room, identity)
             held = self.live_claim(webinar, identity)
             reclaim = held is not None and held.matches(claim)
             if not reclaim and (held is not None or connected is not None
@@ -334,35 +350,30 @@ class Webinars:
             # the floor's own claim holder keeps it across a reload; nobody else gets it
             speaking = webinar.speaker == identity
             grant = Role.PRESENTER if speaking else Role(role)
-            token = mint_token(self.settings, grant, room, identity, name=display,
+            joins = room
+            if grant == Role.VIEWER and self.shards.enabled:  # 503 when every shard is full
+                joins = await self.shards.route(room, identity)
+                self.shards.ensure(joins, metadata(webinar))
+            token = mint_token(self.settings, grant, joins, identity, name=display,
                                speaking=speaking)
-        self._audience.pop(room, None)
+        self.forget_audience(room)
         logger.info("webinar {}: {} joined as {}{}", room, identity, role,
                     " (speaker)" if speaking else "")
         return {
             "token": token, "url": self.settings.browser_livekit_url, "identity": identity,
             "name": display, "role": role, "claim": secret, "room": room,
+            "livekit_room": joins,
             "title": webinar.title, "speaker": webinar.speaker, **self._stack_names(),
         }
 
-    async def audience(self, room: str) -> dict[str, int]:
-        """Count viewers and participants via the server API (pages cannot: viewers hide)."""
+    async def audience(self, room: str) -> dict[str, Any]:
+        """Count viewers and participants (:class:`AudienceCount`); 404 for no webinar."""
         self.get(room)
-        now = time.monotonic()
-        cached = self._audience.get(room)
-        if cached and now - cached[0] < self.settings.audience_cache_seconds:
-            return cached[1]
-        people = await self.livekit.participants(room)
-        counts = {
-            "viewers": sum(1 for p in people if p.attributes.get("role") == Role.VIEWER),
-            "participants": len(people),
-        }
-        self._audience[room] = (now, counts)
-        return counts
+        return await self.counts.count(room)
 
     def forget_audience(self, room: str) -> None:
         """Someone joined or left: the next count asks LiveKit again."""
-        self._audience.pop(room, None)
+        self.counts.forget(room)
 
     # --- the floor ---------------------------------------------------------------------
     async def _hand_floor(self, webinar: Webinar, new: str) -> Webinar:
@@ -384,4 +395,5 @@ class Webinars:
         self.store.set_speaker(webinar.room, speaker)
         webinar = self.get(webinar.room)
         await self.livekit.set_metadata(webinar.room, metadata(webinar))
+        await self.shards.set_metadata(webinar.room, metadata(webinar))
         return webinar

@@ -73,6 +73,8 @@ class AudioOut:
         self._speaking = False
         self._speech_last = 0.0
         self._speaking_frame_at = 0.0
+        self.tap: Callable[[rtc.AudioFrame], None] | None = None
+        """Also handed every captured frame (audience shards: broadcaster.bot.shard_fanout)."""
 
     def start(self, source: rtc.AudioSource | None) -> None:
         """Capture into ``source`` from now on; run :meth:`run` in a task alongside."""
@@ -196,13 +198,14 @@ class AudioOut:
         samples = len(pcm) // (2 * self.channels)
         if samples == 0:
             return
+        captured = rtc.AudioFrame(pcm, self.sample_rate, self.channels, samples)
         try:
-            await source.capture_frame(
-                rtc.AudioFrame(pcm, self.sample_rate, self.channels, samples)
-            )
+            await source.capture_frame(captured)
         except Exception as e:
             logger.error(f"{self._owner}: audio capture failed: {e}")
             return
+        if self.tap is not None:
+            self.tap(captured)
         self.stats.audio_frames_published += 1
         if self.speaking_frames:
             signal = self._speaking_signal(pcm)

@@ -34,17 +34,21 @@ class RepublishEncoding:
     simulcast: bool = False
     degradation_preference: rtc.DegradationPreference = (
         rtc.DegradationPreference.MAINTAIN_RESOLUTION)
+    scalability_mode: str = ""
+    """SVC (``video_svc``, e.g. "L3T1"): one VP9 stream with spatial layers."""
 
     @classmethod
     def from_settings(cls, settings: Any, *, simulcast: bool = False) -> RepublishEncoding:
-        """From ``broadcaster.config.Settings`` (video_width/height/fps/codec/max_bitrate)."""
+        """Build from ``broadcaster.config.Settings`` (video_* including ``video_svc``)."""
+        svc = getattr(settings, "video_svc", "")
         return cls(
             width=settings.video_width,
             height=settings.video_height,
             fps=float(settings.video_fps),
-            codec=settings.video_codec.upper(),
+            codec="VP9" if svc else settings.video_codec.upper(),
             max_bitrate=settings.video_max_bitrate,
             simulcast=simulcast,
+            scalability_mode=svc,
         )
 
     def video_options(self) -> rtc.TrackPublishOptions:
@@ -59,6 +63,8 @@ class RepublishEncoding:
             # livekit types the field by its proto enum; the public IntEnum has its values
             degradation_preference=self.degradation_preference,  # type: ignore[arg-type]
         )
+        if self.scalability_mode:
+            options.scalability_mode = self.scalability_mode
         options.frame_metadata_features.extend(
             [rtc.FrameMetadataFeature.FMF_FRAME_ID, rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP]
         )

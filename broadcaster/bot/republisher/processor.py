@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
@@ -73,21 +74,19 @@ class LiveKitRepublisher(FrameProcessor):
         bot_speaking_frames: emit Bot{Started,Stopped}SpeakingFrame (both directions)
             and BotSpeakingFrame (upstream, every 0.2 s) from the published audio, as
             pipecat's output transport would (default: when ``forward_media`` is off).
-        exclusive_sources: unpublish any other camera/microphone track of the local
-            participant (e.g. the silent "pipecat-audio" track every LiveKitTransport
-            publishes) so viewers see exactly one of each.
+        exclusive_sources: unpublish the local participant's other camera/microphone
+            tracks (e.g. every LiveKitTransport's silent "pipecat-audio") so viewers
+            see exactly one of each.
         announce_ready: push ``OutputTransportReadyFrame`` upstream once published
             (``HeyGenVideoService`` drops avatar frames until one passes it).
         malloc_tuning: call :func:`tune_malloc` (process-wide) on construction.
         connect_timeout: bound (s) on waiting for the room and on each track publication.
-        mute_on_speech_start: barge-in as early as the VAD allows. The avatar's speech
-            ducks (published as silence) at a ``SpeechOnsetFrame`` and comes back at a
-            ``SpeechOnsetCancelledFrame`` (a noise costs viewers ~50 ms of it); it is
-            muted at a ``VADUserStartedSpeakingFrame`` rather than at pipecat's
-            ``InterruptionFrame``, which goes round the pipeline task first (~40 ms
-            later on 2 cores). Only for pipelines where every VAD start interrupts (a
-            VAD user-turn start strategy, as in ours); with other strategies the
-            avatar would go on mouthing a muted answer.
+        mute_on_speech_start: barge-in as early as the VAD allows: the avatar's speech
+            ducks (published as silence) at a ``SpeechOnsetFrame``, comes back at a
+            ``SpeechOnsetCancelledFrame`` (a noise costs ~50 ms of it), and is muted at
+            ``VADUserStartedSpeakingFrame`` (pipecat's ``InterruptionFrame`` comes ~40 ms
+            later). Only where every VAD start interrupts (a VAD user-turn strategy, as
+            ours), else the avatar would go on mouthing a muted answer.
     """
 
     def __init__(
@@ -123,8 +122,7 @@ class LiveKitRepublisher(FrameProcessor):
         self._own_room: rtc.Room | None = None
         self._room: rtc.Room | None = None
         self.encoding = encoding or RepublishEncoding()
-        self._video_track_name = video_track_name
-        self._audio_track_name = audio_track_name
+        self._video_track_name, self._audio_track_name = video_track_name, audio_track_name
         self._forward = forward_media
         self._exclusive = exclusive_sources
         self._announce_ready = announce_ready
@@ -180,18 +178,21 @@ class LiveKitRepublisher(FrameProcessor):
         """The ``frame_id`` of the last captured frame (publish sequence number)."""
         return self._video.frame_id
 
-    def bind_sources(
-        self, video_source: rtc.VideoSource, audio_source: rtc.AudioSource | None = None
-    ) -> None:
+    def bind_sources(self, video_source: rtc.VideoSource,
+                     audio_source: rtc.AudioSource | None = None) -> None:
         """Capture into sources you publish yourself, without a room (benchmarks, tests).
 
-        Call from the event loop; frames offered with :meth:`offer_video` are then paced
-        and captured exactly as when publishing.
+        Call from the event loop; offered frames are then paced and captured as when live.
         """
         self._video_source = video_source
         self._audio_source = audio_source
         self._video.start(video_source, slate_first=False)
         self._running = True
+
+    def tap(self, video: Callable[[rtc.VideoFrame], None] | None,
+            audio: Callable[[rtc.AudioFrame], None] | None) -> None:
+        """Hand every captured video and audio frame to these too (audience shards)."""
+        self._video.tap, self._audio.tap = video, audio
 
     def show_slate(self) -> None:
         """Show the slate at once (the avatar session is known dead; fires on_video_stalled)."""
@@ -200,10 +201,9 @@ class LiveKitRepublisher(FrameProcessor):
     def offer_video(self, frame: OutputImageRawFrame) -> None:
         """Hand a frame to the pacer; captured right away unless over the frame rate.
 
-        Every video frame enters here, the pipeline's included, so a subclass that
-        overrides it sees each one as it enters (bench/relay.py ties republished
-        frames to their source frames this way: ``pacer.pending or pacer.last_real``
-        is then this frame, whose ``entered_wall_us`` becomes its ``user_timestamp``).
+        Every video frame enters here, the pipeline's included: bench/relay.py overrides
+        it to tie republished frames to their sources (``pacer.pending or
+        pacer.last_real`` is then this frame; its ``entered_wall_us``, the timestamp).
         """
         self._video.offer(frame)
 
@@ -387,8 +387,7 @@ class LiveKitRepublisher(FrameProcessor):
 
     async def _signal(self, kind: type[Frame]) -> None:
         if kind is BotSpeakingFrame:
-            # 5 per second: upstream only, where its consumers are (the worker's idle
-            # timer, user-turn strategies); halves its pipeline cost
+            # 5/s, upstream only (its consumers: idle timer, turn strategies): half the cost
             await self.push_frame(BotSpeakingFrame(), FrameDirection.UPSTREAM)
         else:
             await self.broadcast_frame(kind)

@@ -61,6 +61,8 @@ class VideoOut:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._warned_sizes: set[tuple[int, int]] = set()
+        self.tap: Callable[[rtc.VideoFrame], None] | None = None
+        """Also handed every captured frame (audience shards: broadcaster.bot.shard_fanout)."""
 
     def start(self, source: rtc.VideoSource, *, slate_first: bool = True) -> None:
         """Capture into ``source`` from now on (call from the loop).
@@ -179,6 +181,8 @@ class VideoOut:
                 item.entered_wall_us if kind is Kind.REAL else time.time_ns() // 1000
             )
         source.capture_frame(video, metadata=meta)
+        if self.tap is not None:
+            self.tap(video)
         stats = self.stats
         if kind is Kind.REAL and item is not None:
             stats.frames_published += 1

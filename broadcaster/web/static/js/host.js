@@ -164,10 +164,22 @@ async function refreshParticipants() {
   $('#participants-empty').hidden = data.participants.length > 0;
   $('#participant-total').textContent = String(data.total);
   $('#d-viewers').textContent = String(data.counts.viewer || 0);
+  await showShards(current.room);
   showPeopleMeta(data);
   current.speaker = data.speaker;
   $('#d-speaker').textContent = data.speaker
     ? (data.participants.find((p) => p.identity === data.speaker)?.name || data.speaker) : 'none';
+}
+
+/** With audience shards, the total over every shard and each shard's viewers. */
+async function showShards(room) {
+  const el = $('#d-shards');
+  const counts = await api('GET', `/api/webinars/${room}/audience`).catch(() => null);
+  el.hidden = !counts?.shards;
+  if (!counts?.shards || current?.room !== room) return;
+  $('#d-viewers').textContent = String(counts.viewers);
+  el.textContent = ` (${Object.entries(counts.shards)
+    .map(([shard, n]) => `${shard.split('--').pop()}: ${n}`).join(', ')})`;
 }
 
 // --- removed people ------------------------------------------------------------------

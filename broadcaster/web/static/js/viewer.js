@@ -29,7 +29,28 @@ function setPageState(state) {
     $('#question-text').disabled = true;
     $('#question-send').disabled = true;
   }
-  if (state === 'disconnected') $('#stage-message').textContent = 'Disconnected. Reload to rejoin.';
+  if (state === 'disconnected') $('#stage-message').textContent = 'Disconnected. Joining again…';
+  rejoinSoon(state);
+}
+
+// Issue 14: when the LiveKit node of this viewer's room is lost, the page joins again
+// through the join API (which may place it in another audience shard) instead of asking
+// for a reload: at once when disconnected, after 3 s of 'reconnecting'.
+let rejoinTimer = null;
+function rejoinSoon(state, delay) {
+  clearTimeout(rejoinTimer);
+  if (!joined || !(state === 'disconnected' || state === 'reconnecting')) return;
+  rejoinTimer = setTimeout(async () => {
+    const old = stage;
+    stage = null; // its late events are not this page's state any more
+    try { await old?.disconnect(); } catch { /* already gone */ }
+    try {
+      await join(session.load(room, ROLE)?.name || joined.name);
+    } catch (err) {
+      $('#stage-message').textContent = `${err.message || err} (trying again)`;
+      rejoinSoon('disconnected', 3000);
+    }
+  }, delay ?? (state === 'reconnecting' ? 3000 : 500));
 }
 
 function showMeta(meta) {
@@ -73,14 +94,15 @@ async function join(name) {
   session.save(room, ROLE, { identity: answer.identity, claim: answer.claim, name });
   localStorage.setItem('broadcaster:name', name);
 
-  stage = new Stage({
+  const mine = new Stage({
     root: $('#stage'),
     botIdentity: answer.bot_identity,
     stackIdentities: answer.stack_identities, captionIdentities: answer.caption_identities,
     onMetadata: showMeta,
-    onState: setPageState,
+    onState: (state) => { if (stage === mine) setPageState(state); },
     onPermissions: updateFloor,
   });
+  stage = mine;
   $('#join-form').hidden = true;
   watchStage(name);
   await stage.connect(answer.url, answer.token);

@@ -1,0 +1,193 @@
+"""Routing viewers to audience shard rooms (``audience_shards`` > 0; docs/scaling.md).
+
+Each shard is a LiveKit room that LiveKit's multi-node routing placed on one of its
+nodes; the web app only picks a shard for each viewer: the least-filled one below
+``shard_capacity``, from counts LiveKit gave at most ``audience_cache_seconds`` ago plus
+the joins routed since (a storm of joins costs LiveKit one listing per shard, not one
+per viewer). A shard whose node is gone is still routable: the next join re-homes the
+room on a live node (LiveKit's own doing) and the web app re-asserts its metadata.
+When every shard is full the join is refused with 503 and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from broadcaster.config import Settings
+from broadcaster.roles import Role
+from broadcaster.shards import shard_rooms
+from broadcaster.web.errors import ApiError
+from broadcaster.web.livekit_admin import LiveKitAdmin, LiveKitError
+
+#: a shard room is re-created (with metadata) at most this often per shard
+ENSURE_SECONDS = 5.0
+#: a shard that cannot be (re-)created is tried again for this long (a node loss: ~5 s)
+ENSURE_GIVE_UP_SECONDS = 20.0
+#: a LiveKit call about one shard waits at most this long (a dead node must not stall joins)
+CALL_SECONDS = 1.5
+#: a shard LiveKit did not answer about is passed over this long (or until it answers)
+UNREACHABLE_SECONDS = 15.0
+
+
+def full(shards: int, capacity: int) -> ApiError:
+    """503: every shard holds ``capacity`` viewers; say so, and when to try again."""
+    return ApiError(503, f"this webinar is full ({shards} x {capacity} viewers): "
+                    "try again in a minute", headers={"Retry-After": "60"})
+
+
+@dataclass
+class _Counts:
+    at: float = -1e9
+    viewers: dict[str, int] = field(default_factory=dict)
+    routed: dict[str, int] = field(default_factory=dict)
+    open: set[str] = field(default_factory=set)
+    refreshing: asyncio.Task[None] | None = None
+
+
+class ShardRouter:
+    """Which shard a viewer joins, the shards' counts, their metadata."""
+
+    def __init__(self, settings: Settings, livekit: LiveKitAdmin) -> None:
+        self.settings = settings
+        self.livekit = livekit
+        self._counts: dict[str, _Counts] = {}
+        self._ensured: dict[str, float] = {}
+        self._where: dict[tuple[str, str], str] = {}  # (room, identity) -> its shard
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._unreachable: dict[str, float] = {}  # shard -> until (monotonic)
+
+    @property
+    def enabled(self) -> bool:
+        """Shards are on (``audience_shards`` > 0)."""
+        return self.settings.audience_shards > 0
+
+    def names(self, room: str) -> list[str]:
+        """Return the shard rooms of ``room`` (none when shards are off)."""
+        return shard_rooms(room, self.settings.audience_shards)
+
+    async def _count(self, shard: str) -> int | None:
+        try:
+            people = await asyncio.wait_for(self.livekit.participants(shard), CALL_SECONDS)
+        except (LiveKitError, TimeoutError) as exc:
+            logger.warning("shard {}: no count ({})", shard, exc)
+            return None
+        return sum(1 for p in people if p.attributes.get("role") == Role.VIEWER)
+
+    async def _refresh(self, room: str, c: _Counts) -> None:
+        names = self.names(room)
+        got = await asyncio.gather(*(self._count(n) for n in names))
+        try:  # the shards the bot has opened (LiveKit placed them one by one)
+            listed = await asyncio.wait_for(self.livekit.rooms(names), CALL_SECONDS)
+            c.open = {r.name for r in listed}
+        except (LiveKitError, TimeoutError) as exc:
+            logger.warning("shards of {}: not listed ({})", room, exc)
+        c.at = now = time.monotonic()
+        c.viewers = {n: v for n, v in zip(names, got, strict=True) if v is not None}
+        for n, v in zip(names, got, strict=True):
+            if v is None:  # its node is gone or stuck: new and rejoining viewers go elsewhere
+                self._unreachable[n] = now + UNREACHABLE_SECONDS
+            else:
+                self._unreachable.pop(n, None)
+        c.routed = {}
+
+    async def counts(self, room: str, *, fresh: bool = False) -> dict[str, int]:
+        """Viewers per shard (LiveKit's count plus the joins routed since it was taken)."""
+        c = self._counts.setdefault(room, _Counts())
+        stale = time.monotonic() - c.at >= self.settings.audience_cache_seconds
+        if fresh or stale:
+            if c.refreshing is None or c.refreshing.done():
+                c.refreshing = asyncio.ensure_future(self._refresh(room, c))
+            await asyncio.shield(c.refreshing)
+        return {n: c.viewers.get(n, 0) + c.routed.get(n, 0) for n in self.names(room)}
+
+    async def route(self, room: str, identity: str) -> str:
+        """Return the shard for ``identity``, counted as joined; 503 when all are full.
+
+        The one it had (a reload: LiveKit replaces the old session), unless LiveKit did
+        not answer about it (its node died: the viewer goes to another shard); else the
+        least-filled reachable one with room.
+        """
+        counts = await self.counts(room)
+        now = time.monotonic()
+        c = self._counts[room]
+        cap = self.settings.shard_capacity
+        up = {n: v for n, v in counts.items() if self._unreachable.get(n, 0.0) <= now}
+        had = self._where.get((room, identity))
+        if had is not None and had in up:
+            # a rejoin: its page may have lost that shard's node; ask LiveKit first
+            if await self._count(had) is not None:
+                return had
+            self._unreachable[had] = now + UNREACHABLE_SECONDS
+            up.pop(had)
+        free = {n: v for n, v in (up or counts).items() if v < cap}
+        if not free:
+            raise full(len(counts), cap)
+        # shards LiveKit has placed already first: rooms made by a burst of joins at once
+        # would all land on one node (it places by node stats refreshed every 2 s)
+        placed = {n: v for n, v in free.items() if n in c.open}
+        shard = min((placed or free).items(), key=lambda kv: (kv[1], kv[0]))[0]
+        c.routed[shard] = c.routed.get(shard, 0) + 1
+        self._where[(room, identity)] = shard
+        return shard
+
+    def forget(self, room: str) -> None:
+        """Someone left or was removed: count again on the next join."""
+        self._counts.pop(room, None)
+
+    def ensure(self, shard: str, metadata: dict[str, Any]) -> None:
+        """(Re-)create ``shard`` with the stage's metadata, in the background.
+
+        At most every few seconds: after a node loss LiveKit re-homes the room
+        empty-handed, and while it still counts the dead node as up the call waits; the
+        viewer's join need not.
+        """
+        now = time.monotonic()
+        if now - self._ensured.get(shard, -ENSURE_SECONDS) < ENSURE_SECONDS:
+            return
+        self._ensured[shard] = now
+        task = asyncio.ensure_future(self._ensure(shard, metadata))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ensure(self, shard: str, metadata: dict[str, Any]) -> None:
+        deadline = time.monotonic() + ENSURE_GIVE_UP_SECONDS
+        while True:
+            try:
+                await asyncio.wait_for(self.livekit.ensure_room(shard, metadata),
+                                       CALL_SECONDS)
+                return
+            except (LiveKitError, TimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    logger.warning("shard {}: not ensured ({!r})", shard, exc)
+                    self._ensured.pop(shard, None)
+                    return
+            await asyncio.sleep(1.0)
+
+    async def set_metadata(self, room: str, metadata: dict[str, Any]) -> None:
+        """Copy the stage's metadata (title, speaker, state) to every shard."""
+        text = json.dumps(metadata)
+        for shard, result in zip(self.names(room), await asyncio.gather(
+                *(asyncio.wait_for(self.livekit.set_metadata(s, metadata), CALL_SECONDS)
+                  for s in self.names(room)), return_exceptions=True), strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("shard {}: metadata not set ({!r}): {}", shard, result,
+                               text[:80])
+
+    async def delete(self, room: str) -> None:
+        """Close every shard room (the webinar ended; pages saw the metadata first)."""
+        await asyncio.gather(*(self.livekit.delete_room(s) for s in self.names(room)),
+                             return_exceptions=True)
+        self.forget(room)
+        self._where = {k: v for k, v in self._where.items() if k[0] != room}
+
+    async def remove(self, room: str, identity: str) -> None:
+        """Put ``identity`` out of whichever shard holds it."""
+        self._where.pop((room, identity), None)
+        await asyncio.gather(*(self.livekit.remove(s, identity) for s in self.names(room)),
+                             return_exceptions=True)
