@@ -47,7 +47,7 @@ def _features(rows: list[dict[str, Any]], answerers: dict[str, Any]) -> list[dic
             hits = sorted(m.hits, key=lambda h: ret.topics.index(h.topic))
             item["X"] = np.array([[h.features[k] for k in RANK_FEATURES] for h in hits])
             item["titles"] = [h.topic.title for h in hits]
-            item.update({k: m.features[k] for k in ("unknown", "offtopic", "length")})
+            item.update({k: m.features[k] for k in ("unknown", "offtopic", "length", "focus")})
             item["asked"] = question_like(turn, r["turn"])
         out.append(item)
     return out
@@ -63,7 +63,8 @@ def _accept_row(item: dict[str, Any], w: Any) -> tuple[Any, int]:
     i = int(order[0])
     f = dict(zip(RANK_FEATURES, item["X"][i], strict=True))
     f.update(score=s[i], margin=s[i] - (s[order[1]] if len(s) > 1 else 0.0),
-             unknown=item["unknown"], length=item["length"], offtopic=item["offtopic"])
+             unknown=item["unknown"], length=item["length"], offtopic=item["offtopic"],
+             focus=item["focus"])
     return np.array([f[k] for k in ACCEPT_FEATURES]), i
 
 

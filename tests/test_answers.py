@@ -257,3 +257,37 @@ def test_ask_refuses_notes_with_nothing_to_answer(tmp_path):
 ])
 def test_remarks_are_not_answered_as_questions(answerers, turn, source):
     assert answerers["sample-agenda"].reply(turn, Dialogue()).source == source
+
+
+@pytest.mark.parametrize("turn", [
+    # a social core with a remark around it, not a question about the notes
+    "thanks, that was exactly what I needed to know",
+    "can you hear me alright, my audio's been a bit funny today",
+    "are you getting me, I think my mic keeps dropping out",
+    "did my voice drop out just then, can you still hear me",
+    "sorry, go ahead, what were you saying",
+    "please carry on where you left off",
+    "go ahead and finish your answer",
+    "bear with me for a second while I sort this out",
+    "I love how quickly you answer",
+    "I'm a bit nervous, this is my first online course",
+])
+def test_a_social_core_with_words_around_it_stays_social(answerers, turn):
+    for a in answerers.values():
+        assert a.reply(turn, Dialogue()).source == "conversation", turn
+
+
+@pytest.mark.parametrize(("notes", "turn", "source"), [
+    # a social phrase joined to a real question stays a question
+    ("product-launch", "great demo, when can we actually get it", "Release dates and availability"),
+    ("sample-agenda", "hello, can you hear me? will this be recorded",
+     "Will the recording be available afterwards?"),
+    ("sample-agenda", "if I miss part of it can I watch it later",
+     "Will the recording be available afterwards?"),
+    # a bare fragment is not answered from a topic its heading does not name
+    ("sample-agenda", "today", "fallback"),
+    ("product-launch", "tomorrow", "fallback"),
+    ("product-launch", "pricing", "Pricing and plans"),
+])
+def test_questions_and_fragments_around_social_phrases(answerers, notes, turn, source):
+    assert answerers[notes].reply(turn, Dialogue()).source == source

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from broadcaster.answers.asking import asks, troubled
 from broadcaster.answers.text import normalize
 
 #: act → its default reply (hosts override these in their notes, docs/notes.md)
@@ -54,7 +55,14 @@ _SIDE = r"(?: (?:on|at|from) (?:your|the other) (?:side|end))?"
 PATTERNS: dict[str, tuple[str, ...]] = {
     "hearing_check": (
         r"(?:hello |hi )?(?:can|could|do|did) (?:you|everyone|everybody|you all|you guys|"
-        r"people|anyone|anybody) (?:still )?(?:hear|see) (?:me|us)" + _OKAY + _SIDE,
+        r"people|anyone|anybody) (?:still )?(?:hear|see|get|read) (?:me|us)" + _OKAY + _SIDE,
+        r"(?:are|is) (?:you|everyone|everybody|anyone|you all|you guys) (?:still )?(?:getting|"
+        r"receiving|reading|hearing) (?:me|us)" + _OKAY + _SIDE,
+        # the speaker's own sound: "did my voice drop out", "is my mic cutting out"
+        r"(?:did|has|have|is|was|am) (?:my|the|i) ?(?:voice|audio|sound|mic|microphone|mike|"
+        r"connection|signal|line)? (?:just )?(?:drop|dropped|dropping|cut|cutting|break|breaking"
+        r"|go|going|cut out|drop out|breaking up)(?: out| up)?(?: (?:just )?(?:then|there|again|"
+        r"for a (?:sec|second|moment|bit)))*",
         r"(?:are you|is everyone|is everybody|is anyone|are you all|are you guys) (?:still )?"
         r"able to (?:hear|see) (?:me|us)" + _OKAY + _SIDE,
         r"(?:you|everyone) (?:hear|hearing) me(?: okay| ok)?",
@@ -80,6 +88,8 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"something else|a different question|another thing)(?: else)?(?: instead)?",
         r"let me (?:think|check|see|look)(?: (?:for a (?:sec|second|moment)|about it|that))?",
         r"(?:pause|stop talking|be quiet|quiet please|not so fast|slow down)",
+        r"bear with me(?: (?:a|one) (?:sec|second|moment|minute))?",
+        r"hold (?:that|the|your) thought(?: (?:for )?(?:a|one) (?:sec|second|moment|minute))?",
         r"actually(?: wait)?",
         r"(?:can|could|may) i (?:jump|cut|chip|butt|come) in(?: here| there| for a (?:sec|second|"
         r"moment))?",
@@ -106,6 +116,9 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"thought))",
         r"(?:sorry )?i am (?:done|finished|back)(?: now)?",
         r"where were we",
+        r"(?:so |and )?what (?:were you|was it you were|you were) (?:saying|about to say)",
+        r"(?:please )?do (?:go on|continue|carry on|go ahead)",
+        r"(?:back|over) to you(?: (?:now|then|again))*",
         r"(?:please )?(?:continue|go on) with (?:what you were saying|your answer|that)",
     ),
     "goodbye": (
@@ -195,8 +208,8 @@ _LEADIN = (
     r"|small |last |more |follow up )?(?:question|one|thing)s?(?: for you)?(?: actually)?|"
     r"(?:a |one )?quick (?:question|one)|"
     r"(?:another|one more|a|my|next|other|last|follow up|followup) question(?: is)?|"
-    r"i was wondering|i wonder|i would like to know|i want to know|so|and|also|now|then|"
-    r"anyway|next|my question is|the question is|question|"
+    r"i was wondering|i wonder|i would like to know|i want to know|"
+    r"my question is|the question is|question|"
     # "can i ask ..." is a lead-in only before a question ("can i ask the avatar" is one)
     r"(?:can i|may i|could i|let me|let us) ask(?: you)?(?= (?:what|when|where|who|which|why|how"
     r"|is|are|do|does|did|will|would|can|could|should|if|whether|about)\b)|"
@@ -216,6 +229,8 @@ _HEAD = {act: re.compile(r"^" + _POLITE + r"(?:" + rx.pattern + r")(?: |$)")
 _TAIL = {act: re.compile(r"(?:^| )" + _POLITE + r"(?:" + rx.pattern + r")$")
          for act, rx in _COMPILED.items()}
 _LEADIN_HEAD = re.compile(r"^(?:" + _LEADIN + r")(?: |$)")
+#: joining words peeled like a lead-in, which ask nothing ("go ahead *and* finish")
+_JOIN_HEAD = re.compile(r"^(?:so|and|also|now|then|anyway|next|but|oh)(?: |$)")
 
 
 @dataclass(frozen=True)
@@ -249,7 +264,9 @@ def split_turn(normalized: str) -> Turn:
         if hit is None:
             break
         act, end = hit
-        if act:
+        if act == _JOIN:
+            pass
+        elif act:
             acts.append(act)
         else:
             asked = True
@@ -264,35 +281,24 @@ def split_turn(normalized: str) -> Turn:
     return Turn(acts=tuple(acts + tail[::-1]), question=text, asked=asked)
 
 
-_QUESTION_START = re.compile(
-    r"^(?:what|when|where|who|whom|whose|which|why|how|is|are|am|was|were|do|does|did|will"
-    r"|would|can|could|should|shall|may|might|have|has|had|tell|explain|describe|give|show"
-    r"|walk|any|anything|anyone|please|i (?:would like|want|need|am looking for|was hoping)"
-    r"|we (?:would like|want|need))\b")
+def _marked(raw: str) -> bool:
+    """Tell whether a "?" ends a clause that is not itself social.
 
-
-#: a question asked inside a sentence ("I might be away, can I get an extension")
-_ASKED_INSIDE = re.compile(
-    r"\b(?:what|when|where|who|which|why|how)\b|\b(?:can|could|do|does|did|will|would|should"
-    r"|is|are|am|may|shall) (?:i|we|you|they|it|there|he|she|this|that|my|our)\b")
+    "Can you hear me? I think my mic keeps dropping out" asks nothing of the notes.
+    """
+    clauses = re.split(r"(?<=\?)", raw)
+    return any(c.rstrip().endswith("?") and split_turn(normalize(c)).question
+               for c in clauses)
 
 
 def question_like(turn: Turn, raw: str) -> bool:
     """Tell whether what is left of a turn is asked rather than said in passing.
 
     A question or a request deserves the fallback when the notes lack it; a remark ("one
-    second, my dog is barking") a conversational reply.
+    second, my dog is barking") a conversational reply. Only what is left after the
+    social phrases counts: "can you hear me" opens a question, but a social one.
     """
-    return ("?" in raw or turn.asked or bool(_QUESTION_START.match(turn.question))
-            or bool(_QUESTION_START.match(normalize(raw)))
-            or bool(_ASKED_INSIDE.search(turn.question)))
-
-
-#: words of a problem report ("sorry, there's no sound", "hi, my video is stuck")
-_TROUBLE = re.compile(
-    r"\b(?:no|not|never|cannot|nothing|nobody|stuck|froze|frozen|freezes|freezing|broken|"
-    r"missing|black|blank|silent|muted|error|problem|issue|trouble|wrong|fail|fails|failed|"
-    r"failing|crash|crashed|crashes|crashing|keeps|anymore)\b")
+    return turn.asked or _marked(raw) or asks(turn.question)
 
 
 def said_in_passing(turn: Turn, raw: str) -> bool:
@@ -303,8 +309,14 @@ def said_in_passing(turn: Turn, raw: str) -> bool:
     in the notes (it matched a topic by its words: "bill", a host's name). A question,
     or a problem report ("sorry, there's no sound"), is still answered.
     """
-    return (turn.act is not None and not question_like(turn, raw)
-            and not _TROUBLE.search(turn.question))
+    if turn.act is None or question_like(turn, raw):
+        return False
+    # a hearing check already answers a remark about one's own sound ("can you hear me, my
+    # mic keeps dropping out"); after any other act a problem report is looked up
+    return turn.act in _ABOUT_SOUND or not troubled(turn.question)
+
+
+_ABOUT_SOUND = frozenset({"hearing_check", "connection"})
 
 
 #: asking the avatar for an opinion or a taste: notes hold facts, so never from a topic
@@ -326,6 +338,9 @@ def asks_opinion(question: str) -> bool:
     return bool(_OPINION.search(question))
 
 
+_JOIN = "join"
+
+
 def _first_head(text: str) -> tuple[str, int] | None:
     """Find the longest social phrase (or lead-in: act "") at the start of ``text``."""
     best: tuple[str, int] | None = None
@@ -336,6 +351,9 @@ def _first_head(text: str) -> tuple[str, int] | None:
     m = _LEADIN_HEAD.match(text)
     if m and m.end() > 0 and (best is None or m.end() > best[1]):
         best = ("", m.end())
+    m = _JOIN_HEAD.match(text)
+    if m and m.end() > 0 and (best is None or m.end() > best[1]):
+        best = (_JOIN, m.end())
     return best
 
 

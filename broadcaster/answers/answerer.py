@@ -27,6 +27,7 @@ from broadcaster.answers.acts import (
     said_in_passing,
     split_turn,
 )
+from broadcaster.answers.asking import troubled
 from broadcaster.answers.notes import Notes, Topic, load_notes
 from broadcaster.answers.retrieval import Hit, Retriever, Weights
 from broadcaster.answers.text import normalize, words
@@ -35,6 +36,11 @@ from broadcaster.config import Settings
 FALLBACK = "fallback"
 CONVERSATION = "conversation"
 LLM = "llm"
+
+#: a turn of at most this many words that asks nothing is a fragment ("today", "the grades")
+FRAGMENT_WORDS = 3
+#: a statement that asks nothing is answered from the notes only above this confidence
+STATEMENT_CONFIDENCE = 0.9
 
 #: what Whisper "hears" in noise or silence; never worth an answer
 NOISE = frozenset({"", "you", "so", "um", "uh", "hmm", "mm", "ah", "oh",
@@ -135,6 +141,17 @@ class Answerer:
             return direct
         match = self.retriever.match(turn.question)
         hits, best = match.hits[:3], match.best
+        asked = question_like(turn, text) or troubled(turn.question)
+        if best is not None and not asked and match.confidence >= self.weights.min_confidence:
+            if len(turn.question.split()) <= FRAGMENT_WORDS:
+                # a bare fragment ("today", "pricing"): only a topic whose heading names it
+                if best.features["heading"] < 1.0 - 1e-6:
+                    return Reply(self.notes.fallback, FALLBACK, score=match.confidence,
+                                 question=turn.question, hits=hits)
+            elif match.confidence < STATEMENT_CONFIDENCE:
+                # a statement, neither asked nor a problem ("I'm a bit nervous, this is my
+                # first course"): answered from the notes only when they plainly cover it
+                return self._social(turn.act or "remark", dialogue)
         if best is None or match.confidence < self.weights.min_confidence:
             if not question_like(turn, text):
                 # a remark the notes don't cover, not a question ("one second, my dog is
@@ -154,7 +171,8 @@ class Answerer:
         a remark, and a question for the avatar's opinion (bench/conversation_fit.py
         fits the retrieval models on the other turns, through this same decision).
         """
-        if not turn.question.strip() or (turn.act is not None and not words(turn.question)):
+        if not turn.question.strip() or (turn.act is not None and not words(turn.question)
+                                         and not question_like(turn, text)):
             # nothing left, or only words that carry nothing ("perfect, thanks so much")
             if turn.act is not None:
                 return self._social(turn.act, dialogue)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from broadcaster.answers.encoder import sentence_encoder
+from broadcaster.answers.focus import focus_word
 from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
 from broadcaster.answers.qtypes import evidence_types, question_types
@@ -44,12 +45,13 @@ sentence; word coverage of the topic, of its heading; BM25; answer type (+1 / 0 
 1 for the notes' introduction."""
 
 ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "coverage", "answer_type",
-                   "intro", "unknown", "offtopic", "length")
+                   "intro", "unknown", "offtopic", "length", "focus")
 """Per question, of its best topic: the ranking score and its lead over the second,
 that topic's signals, the share of the question's words no topic has, how much such a
 word is what the question is about rather than what the topic is about (``offtopic``:
 "can I pay with *paypal*" against a pricing topic), and the number of content words
-(capped at 8, over 8)."""
+(capped at 8, over 8); how much the best topic lacks the word the question asks for
+(``focus``, :mod:`broadcaster.answers.focus`: "is there a *break*", "how many *credits*")."""
 
 
 def _default_rank() -> dict[str, float]:
@@ -58,9 +60,9 @@ def _default_rank() -> dict[str, float]:
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.616, "margin": 3.087, "title": 3.117, "body": 0.547, "sentence": 0.097,
-            "coverage": 1.309, "answer_type": -0.21, "intro": 0.0, "unknown": -0.298,
-            "offtopic": -3.517, "length": -0.571}
+    return {"score": 0.645, "margin": 2.87, "title": 3.027, "body": 1.282, "sentence": -0.203,
+            "coverage": 1.085, "answer_type": -0.193, "intro": 0.0, "unknown": -0.414,
+            "offtopic": -2.632, "length": -0.785, "focus": -1.198}
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -0.346
+    accept_bias: float = -0.165
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
@@ -92,6 +94,8 @@ class Match:
     """0-1: the logistic model's belief that the notes answer the question."""
     features: dict[str, float]
     """The answering model's inputs (:data:`ACCEPT_FEATURES`)."""
+    missing: tuple[str, ...] = ()
+    """The question's words the best topic lacks (not even a near word)."""
 
     @property
     def best(self) -> Hit | None:
@@ -105,6 +109,14 @@ def _missing(lex: WordSignals, topic: int) -> tuple[str, ...]:
         return ()
     return tuple(dict.fromkeys(w for w, c in zip(lex.words, lex.credit[:, topic], strict=True)
                                if c < MISSING_BELOW))
+
+
+def _lacks_focus(question: str, lex: WordSignals, topic: int) -> float:
+    """How much ``topic`` lacks the word the question asks for (0 when none is shown)."""
+    focus = focus_word(normalize(question))
+    if focus is None or lex.credit is None or focus not in lex.words:
+        return 0.0
+    return 1.0 - float(lex.credit[lex.words.index(focus), topic])
 
 
 MISSING_BELOW = 0.5
@@ -169,13 +181,15 @@ class Retriever:
             return Match((), 0.0, {})
         best = ranked[0]
         second = ranked[1].score if len(ranked) > 1 else 0.0
+        missing = _missing(lex, order[0])
         a = {"score": best.score, "margin": best.score - second, "unknown": lex.unknown,
-             "offtopic": self._offtopic(question, _missing(lex, order[0]), order[0]),
-             "length": min(len(said), 8) / 8}
+             "offtopic": self._offtopic(question, missing, order[0]),
+             "length": min(len(said), 8) / 8,
+             "focus": _lacks_focus(question, lex, order[0])}
         a.update({k: best.features[k] for k in ("title", "body", "sentence", "coverage",
                                                 "answer_type", "intro")})
         z = w.accept_bias + sum(w.accept[k] * a[k] for k in ACCEPT_FEATURES)
-        return Match(ranked, 1.0 / (1.0 + math.exp(-z)), a)
+        return Match(ranked, 1.0 / (1.0 + math.exp(-z)), a, missing)
 
     def _offtopic(self, question: str, unknown: tuple[str, ...], best: int) -> float:
         """Measure how much a word the notes lack is the question's subject.
