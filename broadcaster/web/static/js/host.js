@@ -163,12 +163,13 @@ async function refreshParticipants() {
   $('#participants').replaceChildren(...data.participants.map(row));
   $('#participants-empty').hidden = data.participants.length > 0;
   $('#participant-total').textContent = String(data.total);
-  $('#d-viewers').textContent = String(data.counts.viewer || 0);
-  await showShards(current.room);
+  // (with shards, showShards gives the total over every shard instead)
+  if ($('#d-shards').hidden) $('#d-viewers').textContent = String(data.counts.viewer || 0);
   showPeopleMeta(data);
   current.speaker = data.speaker;
   $('#d-speaker').textContent = data.speaker
     ? (data.participants.find((p) => p.identity === data.speaker)?.name || data.speaker) : 'none';
+  await showShards(current.room); // last: the list and its range above update together
 }
 
 /** With audience shards, the total over every shard and each shard's viewers. */
