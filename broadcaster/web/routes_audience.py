@@ -11,13 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcaster.roles import check_identity
 from broadcaster.web.audience import SORTS, question_id
 from broadcaster.web.auth import is_host, participant
 from broadcaster.web.body import read_object, req_str
 from broadcaster.web.client_address import client_key
 from broadcaster.web.errors import forbidden, invalid, type_name
 from broadcaster.web.keys import AUDIENCE, SETTINGS, WEBINARS
+from broadcaster.web.routes_host import participant_target
 from broadcaster.web.text import clean_text
 from broadcaster.web.webinars import REMOVED
 
@@ -118,19 +118,11 @@ async def hands(request: web.Request) -> web.Response:
     return web.json_response({"room": room, "hands": request.app[AUDIENCE].hands(room)})
 
 
-def _hand_target(request: web.Request) -> tuple[str, str]:
-    room = request.match_info["room"]
-    request.app[WEBINARS].get(room)
-    identity = request.match_info["identity"]
-    check_identity(identity)
-    return room, identity
-
-
 @routes.post("/api/host/webinars/{room}/hands/{identity}/floor")
 async def hand_floor(request: web.Request) -> web.Response:
     """Give the hand's owner the floor in one click (promote); the hand goes down."""
     await read_object(request, set())
-    room, identity = _hand_target(request)
+    room, identity = participant_target(request)
     webinar = await request.app[AUDIENCE].give_floor(room, identity)
     return web.json_response({"room": room, "speaker": webinar.speaker})
 
@@ -139,7 +131,7 @@ async def hand_floor(request: web.Request) -> web.Response:
 async def lower_hand(request: web.Request) -> web.Response:
     """Put someone's hand down without giving them the floor."""
     await read_object(request, set())
-    room, identity = _hand_target(request)
+    room, identity = participant_target(request)
     return web.json_response({"room": room, "identity": identity,
                               "lowered": request.app[AUDIENCE].lower(room, identity)})
 

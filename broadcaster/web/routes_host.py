@@ -52,7 +52,7 @@ async def participants(request: web.Request) -> web.Response:
                               **page_of(people, request.query)})
 
 
-def _target(request: web.Request) -> tuple[str, str]:
+def participant_target(request: web.Request) -> tuple[str, str]:
     """Return the room and identity a participant route names, both validated."""
     room = request.match_info["room"]
     request.app[WEBINARS].get(room)  # 422/404 for the room before judging the identity
@@ -65,7 +65,7 @@ def _target(request: web.Request) -> tuple[str, str]:
 async def promote(request: web.Request) -> web.Response:
     """``POST .../{identity}/promote`` (host): hand that person the floor; answers the speaker."""
     await read_object(request, set())
-    room, identity = _target(request)
+    room, identity = participant_target(request)
     webinar = await request.app[WEBINARS].promote(room, identity)
     return web.json_response({"room": room, "speaker": webinar.speaker})
 
@@ -74,7 +74,7 @@ async def promote(request: web.Request) -> web.Response:
 async def demote(request: web.Request) -> web.Response:
     """``POST .../{identity}/demote`` (host): take publishing away; answers the speaker."""
     await read_object(request, set())
-    room, identity = _target(request)
+    room, identity = participant_target(request)
     webinar = await request.app[WEBINARS].demote(room, identity)
     return web.json_response({"room": room, "speaker": webinar.speaker})
 
@@ -83,7 +83,7 @@ async def demote(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     """``POST .../{identity}/remove`` (host): demote, ban (identity and claim), disconnect."""
     await read_object(request, set())
-    room, identity = _target(request)
+    room, identity = participant_target(request)
     webinar = await request.app[WEBINARS].remove(room, identity)
     return web.json_response({"room": room, "removed": identity, "banned": True,
                               "speaker": webinar.speaker})
