@@ -36,6 +36,7 @@ import numpy as np
 from bench.figures import RESULTS, progress
 from bench.receiver import AUDIO_RATE, CHUNK, Receiver
 from bench.servers import Stack, up_stack
+from broadcaster.room_connect import connect_room
 from probes.speech import flite
 
 QUESTIONS = (
@@ -223,7 +224,7 @@ class Presenter:
         from livekit import rtc
 
         self.room = rtc.Room()
-        await asyncio.wait_for(self.room.connect(url, token), 20)
+        await connect_room(self.room, url, token, seconds=20)
         self.source = rtc.AudioSource(AUDIO_RATE, 1, queue_size_ms=100)
         track = rtc.LocalAudioTrack.create_audio_track("mic", self.source)
         opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)

@@ -26,6 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from broadcaster.room_connect import connect_room
+
 
 async def record(url: str, token: str, seconds: float, publisher: str | None
                  ) -> dict[str, Any]:
@@ -53,7 +55,7 @@ async def record(url: str, token: str, seconds: float, publisher: str | None
         tasks.append(asyncio.create_task(read(rtc.VideoStream(track))))
 
     room.on("disconnected", lambda *_: done.set())
-    await asyncio.wait_for(room.connect(url, token), 30)
+    await connect_room(room, url, token, seconds=30)
     connected = time.monotonic()
     try:
         await asyncio.wait_for(done.wait(), seconds)

@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
 from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
 from bench.servers import fresh_settings, stop_process  # noqa: E402
 from broadcaster import livekit_server  # noqa: E402
+from broadcaster.room_connect import connect_room  # noqa: E402
 
 NAME = "reconcile_storm"
 #: give up on one offender after this long (the baseline never demotes her)
@@ -78,8 +79,8 @@ async def crowd(web: str, room: str, n: int, concurrency: int) -> None:
             for attempt in range(3):  # a busy 2-core box: a real page retries too
                 lk = rtc.Room()
                 try:
-                    await asyncio.wait_for(lk.connect(answer["url"], answer["token"],
-                                                      rtc.RoomOptions(auto_subscribe=False)), 40)
+                    await connect_room(lk, answer["url"], answer["token"], seconds=40,
+                                       options=rtc.RoomOptions(auto_subscribe=False))
                     break
                 except Exception:
                     with contextlib.suppress(Exception):
@@ -114,7 +115,7 @@ async def _probe(settings: Any, lkapi: Any, room: str, token: str) -> float | No
     from livekit import api, rtc
 
     offender = rtc.Room()
-    await asyncio.wait_for(offender.connect(settings.effective_livekit_url, token), 20)
+    await connect_room(offender, settings.effective_livekit_url, token, seconds=20)
     t0 = time.monotonic()
     source = rtc.AudioSource(48000, 1)
     track = rtc.LocalAudioTrack.create_audio_track("mic", source)

@@ -13,6 +13,8 @@ import contextlib
 
 from livekit import rtc
 
+from broadcaster.room_connect import connect_room
+
 
 class RoomViewer:
     """Receives video and audio in a LiveKit room; subclasses record it.
@@ -38,7 +40,7 @@ class RoomViewer:
     async def join(self, url: str, token: str, *, connect_timeout: float = 20.0) -> None:
         """Connect; tracks are handed over as they are subscribed."""
         self.room.on("track_subscribed", self._subscribed)
-        await asyncio.wait_for(self.room.connect(url, token), connect_timeout)
+        await connect_room(self.room, url, token, seconds=connect_timeout)
 
     def _subscribed(self, track: rtc.Track, publication: rtc.RemoteTrackPublication,
                     participant: rtc.RemoteParticipant) -> None:

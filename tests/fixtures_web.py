@@ -24,6 +24,7 @@ from loguru import logger
 from broadcaster.config import Settings
 from broadcaster.netutil import wait_http_ok
 from broadcaster.roles import Role, mint_token
+from broadcaster.room_connect import connect_room
 from broadcaster.web.app import create_app, make_runner
 from broadcaster.web.bot_control import BotLauncher
 from broadcaster.web.keys import STORE
@@ -226,7 +227,7 @@ async def lkapi(livekit: Settings) -> AsyncIterator[api.LiveKitAPI]:
 
 async def connect(url: str, token: str) -> rtc.Room:
     room = rtc.Room()
-    await asyncio.wait_for(room.connect(url, token), 15)
+    await connect_room(room, url, token, seconds=15)
     return room
 
 
@@ -267,7 +268,8 @@ class FakeBot:
     async def __aenter__(self) -> FakeBot:
         token = mint_token(self.settings, Role.BOT, self.room_name, self.settings.bot_identity,
                            name="Avatar")
-        await asyncio.wait_for(self.room.connect(self.settings.effective_livekit_url, token), 15)
+        await connect_room(self.room, self.settings.effective_livekit_url, token,
+                           seconds=15)
         video = rtc.VideoSource(self.w, self.h)
         vtrack = rtc.LocalVideoTrack.create_video_track("avatar-video", video)
         await self.room.local_participant.publish_track(vtrack, rtc.TrackPublishOptions(

@@ -4,6 +4,7 @@
   subpackages and top-level modules has no cycle.
 - Modules stay small: one job each, none over MAX_LINES lines.
 - pipecat and LiveKit private names are used in broadcaster/sdk_internals.py only.
+- A LiveKit join with a time limit goes through broadcaster/room_connect.py.
 """
 
 from __future__ import annotations
@@ -254,3 +255,19 @@ def test_subclasses_touch_no_sdk_private_name() -> None:
                                     f"{name}, private to {sdk[name]}")
     assert not problems, "go through broadcaster/sdk_internals.py:\n" + "\n".join(
         sorted(set(problems)))
+
+
+def test_room_joins_with_a_time_limit_go_through_connect_room() -> None:
+    """``wait_for(room.connect(…))`` can end the process 15 s later (see
+    broadcaster/room_connect.py): every limited join goes through ``connect_room``."""
+    problems = []
+    for path in source_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and node.args):
+                continue
+            fn, first = node.func, node.args[0]
+            called = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+            if (called in ("wait_for", "timeout", "shield") and isinstance(first, ast.Call)
+                    and isinstance(first.func, ast.Attribute) and first.func.attr == "connect"):
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not problems, "use broadcaster.room_connect.connect_room:\n" + "\n".join(problems)

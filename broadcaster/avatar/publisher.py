@@ -31,6 +31,7 @@ from broadcaster.avatar.renderer import FaceRenderer
 from broadcaster.avatar.runtime import AvatarRuntime
 from broadcaster.avatar.speech import BLOCK_SAMPLES, OUT_RATE
 from broadcaster.avatar.ticker import SteadyTicker
+from broadcaster.room_connect import connect_room
 
 #: audio queued inside the LiveKit source; lip sync compensates for it
 AUDIO_QUEUE_MS = 60
@@ -93,10 +94,8 @@ class AvatarPublisher:
     async def start(self, url: str, token: str) -> None:
         """Join ``url`` with ``token``, publish both tracks, start the media loops."""
         try:
-            await asyncio.wait_for(
-                self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=False)),
-                CONNECT_TIMEOUT,
-            )
+            await connect_room(self.room, url, token, seconds=CONNECT_TIMEOUT,
+                               options=rtc.RoomOptions(auto_subscribe=False))
         except Exception as exc:
             raise PublishError(f"could not join the LiveKit room: {exc!s}") from exc
         self.started_at = time.monotonic()

@@ -29,6 +29,7 @@ from loguru import logger
 from broadcaster.bot.republisher import RepublishEncoding, audio_options
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
+from broadcaster.room_connect import connect_room
 from broadcaster.shards import shard_rooms
 
 #: seconds between two joins of a lost shard (a dead node's rooms move within ~5 s)
@@ -152,7 +153,7 @@ class ShardFanout:
             room.on("disconnected", lambda *_: shard.lost.set())
             room.on("reconnecting", lambda *_: shard.lost.set())
             try:
-                await asyncio.wait_for(room.connect(url, token), CONNECT_SECONDS)
+                await connect_room(room, url, token, seconds=CONNECT_SECONDS)
                 await self._publish(shard, room)
             except Exception as exc:  # the SDK raises its own errors as well as timeouts
                 logger.warning(f"shard {shard.name}: join failed ({exc!r}); again")

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
+from broadcaster.room_connect import connect_room
+
 
 @dataclass
 class FramePublisher:
@@ -28,7 +30,7 @@ class FramePublisher:
     async def start(self, url: str, token: str, *, options: rtc.TrackPublishOptions | None = None,
                     timeout: float = 15.0) -> FramePublisher:
         self.room = rtc.Room()
-        await asyncio.wait_for(self.room.connect(url, token), timeout)
+        await connect_room(self.room, url, token, seconds=timeout)
         source = rtc.VideoSource(self.width, self.height)
         track = rtc.LocalVideoTrack.create_video_track("frames", source)
         opts = options or rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
@@ -90,7 +92,7 @@ class FrameCounter:
 
         for name in ("reconnecting", "reconnected", "disconnected"):
             self.room.on(name, lambda *_, n=name: self.events.append((time.monotonic(), n)))
-        await asyncio.wait_for(self.room.connect(url, token), timeout)
+        await connect_room(self.room, url, token, seconds=timeout)
         return self
 
     async def _read(self, stream: rtc.VideoStream) -> None:

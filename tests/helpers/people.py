@@ -30,6 +30,7 @@ from broadcaster.protocol import (
     CAPTION_SPEAKER_ATTR,
     CAPTION_TOPIC,
 )
+from broadcaster.room_connect import connect_room
 from probes.viewer import RoomViewer
 from tests.helpers.speech import flite_pcm
 
@@ -95,7 +96,7 @@ class Mic:
         self._task: asyncio.Task[None] | None = None
 
     async def join(self, url: str, token: str) -> Mic:
-        await asyncio.wait_for(self.room.connect(url, token), 15)
+        await connect_room(self.room, url, token, seconds=15)
         return await self.speak_in(self.room)
 
     async def speak_in(self, room: rtc.Room) -> Mic:

@@ -39,9 +39,11 @@ from broadcaster.bot.republisher.pacer import VideoPacer
 from broadcaster.bot.republisher.stats import RepublisherStats
 from broadcaster.bot.republisher.video import VideoOut
 from broadcaster.frames import SpeechOnsetCancelledFrame, SpeechOnsetFrame
+from broadcaster.room_connect import connect_room
 from broadcaster.sdk_internals import transport_room
 
 RoomLike = Any  # rtc.Room | LiveKitTransport | Callable[[], rtc.Room]
+CONNECT_SECONDS = 20.0  # joining our own room (url + token)
 
 
 class LiveKitRepublisher(FrameProcessor):
@@ -214,9 +216,8 @@ class LiveKitRepublisher(FrameProcessor):
         await super().setup(setup)
         if self._url and self._token:
             self._own_room = rtc.Room()
-            await self._own_room.connect(
-                self._url, self._token, options=rtc.RoomOptions(auto_subscribe=False)
-            )
+            await connect_room(self._own_room, self._url, self._token, seconds=CONNECT_SECONDS,
+                               options=rtc.RoomOptions(auto_subscribe=False))
             logger.info(f"{self}: connected to {self._own_room.name} as "
                         f"{self._own_room.local_participant.identity}")
 
