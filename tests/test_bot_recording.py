@@ -88,11 +88,20 @@ async def test_the_recording_holds_the_broadcast(
     assert await asyncio.to_thread(bot.proc.wait, 30) == 0, bot.tail()
 
     (path,) = recording_dir(s.recordings_dir, room).glob("*.mp4")
-    started = datetime.fromisoformat(
-        json.loads(path.with_suffix(".json").read_text())["started_at"]).timestamp()
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    started = datetime.fromisoformat(sidecar["started_at"]).timestamp()
+    stats = sidecar["stats"]
     duration, lumas, size, audio, rate = decode(path)
     assert size == (s.video_width, s.video_height)
-    assert abs(len(lumas) / duration - s.video_fps) <= 0.1 * s.video_fps, (len(lumas), duration)
+    # the file holds every frame the stream brought (the recorder drops only frames that
+    # come faster than fps, or behind a stalled encoder) ...
+    assert abs(len(lumas) - stats["video_frames_encoded"]) <= 1, (len(lumas), stats)
+    arrived = stats["video_frames_in"] - stats["video_frames_dropped_rate"]
+    assert stats["video_frames_dropped_backlog"] <= 0.02 * arrived, stats
+    assert len(lumas) >= arrived - stats["video_frames_dropped_backlog"], (len(lumas), stats)
+    # ... and that stream ran near fps: 25 ± 10 % when the box is quiet, 21.9 once in a
+    # full CI run (the avatar's own frames arrived late; the recorder lost none of them)
+    assert 0.8 * s.video_fps <= len(lumas) / duration <= 1.1 * s.video_fps, (len(lumas), duration)
     moving = sum(not np.array_equal(a, b) for a, b in zip(lumas, lumas[1:], strict=False))
     assert moving >= 0.5 * len(lumas), f"only {moving} of {len(lumas)} frames change"
 
