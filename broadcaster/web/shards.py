@@ -6,6 +6,9 @@ nodes; the web app only picks a shard for each viewer: the least-filled one belo
 the joins routed since (a storm of joins costs LiveKit one listing per shard, not one
 per viewer). A shard whose node is gone is still routable: the next join re-homes the
 room on a live node (LiveKit's own doing) and the web app re-asserts its metadata.
+A page that lost its shard says which (``lost``): LiveKit counts a dead node as up for
+~5 s and may still answer about its rooms, so that page goes to another shard with room
+rather than back to the dead node (where its connect would hang until LiveKit notices).
 When every shard is full the join is refused with 503 and the reason.
 """
 
@@ -22,7 +25,7 @@ from loguru import logger
 from broadcaster.config import Settings
 from broadcaster.roles import Role
 from broadcaster.shards import shard_rooms
-from broadcaster.web.errors import ApiError
+from broadcaster.web.errors import ApiError, invalid
 from broadcaster.web.livekit_admin import LiveKitAdmin, LiveKitError
 
 #: a shard room is re-created (with metadata) at most this often per shard
@@ -106,28 +109,41 @@ class ShardRouter:
             await asyncio.shield(c.refreshing)
         return {n: c.viewers.get(n, 0) + c.routed.get(n, 0) for n in self.names(room)}
 
-    async def route(self, room: str, identity: str) -> str:
+    def check_lost(self, room: str, lost: str | None) -> None:
+        """422 unless ``lost`` (what a rejoining page lost) is ``room`` or one of its shards."""
+        if lost is not None and lost != room and lost not in self.names(room):
+            raise invalid(f"field 'lost' must name this webinar's room or one of its "
+                          f"audience shards, not {lost[:80]!r}")
+
+    async def route(self, room: str, identity: str, lost: str | None = None) -> str:
         """Return the shard for ``identity``, counted as joined; 503 when all are full.
 
         The one it had (a reload: LiveKit replaces the old session), unless LiveKit did
-        not answer about it (its node died: the viewer goes to another shard); else the
-        least-filled reachable one with room.
+        not answer about it or the page ``lost`` it (its node died: the viewer goes to
+        another shard); else the least-filled reachable one with room, not ``lost``
+        while another has room.
         """
         counts = await self.counts(room)
         now = time.monotonic()
         c = self._counts[room]
         cap = self.settings.shard_capacity
-        up = {n: v for n, v in counts.items() if self._unreachable.get(n, 0.0) <= now}
         had = self._where.get((room, identity))
-        if had is not None and had in up:
+        if had in counts:  # a rejoin leaves its seat: it may always come back to it
+            counts[had] = max(0, counts[had] - 1)
+        up = {n: v for n, v in counts.items() if self._unreachable.get(n, 0.0) <= now}
+        if had is not None and had in up and had != lost:
             # a rejoin: its page may have lost that shard's node; ask LiveKit first
             if await self._count(had) is not None:
                 return had
             self._unreachable[had] = now + UNREACHABLE_SECONDS
             up.pop(had)
         free = {n: v for n, v in (up or counts).items() if v < cap}
+        if not free and had in counts:  # not turned away: those watching are not touched
+            free = {had: counts[had]}
         if not free:
             raise full(len(counts), cap)
+        # only this page's word, so only this page avoids it (the audience is untrusted)
+        free = {n: v for n, v in free.items() if n != lost} or free
         # shards LiveKit has placed already first: rooms made by a burst of joins at once
         # would all land on one node (it places by node stats refreshed every 2 s)
         placed = {n: v for n, v in free.items() if n in c.open}
