@@ -36,6 +36,8 @@ ENSURE_GIVE_UP_SECONDS = 20.0
 CALL_SECONDS = 1.5
 #: a shard LiveKit did not answer about is passed over this long (or until it answers)
 UNREACHABLE_SECONDS = 15.0
+#: a page that lost its shard is routed on LiveKit's word at most this old
+LOST_FRESH_SECONDS = 1.0
 
 
 def full(shards: int, capacity: int) -> ApiError:
@@ -50,6 +52,7 @@ class _Counts:
     viewers: dict[str, int] = field(default_factory=dict)
     routed: dict[str, int] = field(default_factory=dict)
     open: set[str] = field(default_factory=set)
+    bot: set[str] = field(default_factory=set)  # shards LiveKit listed the bot in
     refreshing: asyncio.Task[None] | None = None
 
 
@@ -74,17 +77,29 @@ class ShardRouter:
         """Return the shard rooms of ``room`` (none when shards are off)."""
         return shard_rooms(room, self.settings.audience_shards)
 
-    async def _count(self, shard: str) -> int | None:
+    async def _people(self, shard: str) -> list[Any] | None:
         try:
-            people = await asyncio.wait_for(self.livekit.participants(shard), CALL_SECONDS)
+            return await asyncio.wait_for(self.livekit.participants(shard), CALL_SECONDS)
         except (LiveKitError, TimeoutError) as exc:
             logger.warning("shard {}: no count ({})", shard, exc)
+            return None
+
+    async def _count(self, shard: str) -> int | None:
+        people = await self._people(shard)
+        if people is None:
             return None
         return sum(1 for p in people if p.attributes.get("role") == Role.VIEWER)
 
     async def _refresh(self, room: str, c: _Counts) -> None:
         names = self.names(room)
-        got = await asyncio.gather(*(self._count(n) for n in names))
+        lists = await asyncio.gather(*(self._people(n) for n in names))
+        got = [None if people is None else
+               sum(1 for p in people if p.attributes.get("role") == Role.VIEWER)
+               for people in lists]
+        # a room on a node that just died is still answered for, empty, until LiveKit
+        # counts the node as gone (~5 s): the bot's absence tells it apart
+        c.bot = {n for n, people in zip(names, lists, strict=True) if people is not None
+                 and any(p.identity == self.settings.bot_identity for p in people)}
         try:  # the shards the bot has opened (LiveKit placed them one by one)
             listed = await asyncio.wait_for(self.livekit.rooms(names), CALL_SECONDS)
             c.open = {r.name for r in listed}
@@ -99,10 +114,15 @@ class ShardRouter:
                 self._unreachable.pop(n, None)
         c.routed = {}
 
-    async def counts(self, room: str, *, fresh: bool = False) -> dict[str, int]:
-        """Viewers per shard (LiveKit's count plus the joins routed since it was taken)."""
+    async def counts(self, room: str, *, fresh: bool = False,
+                     within: float | None = None) -> dict[str, int]:
+        """Viewers per shard: LiveKit's count plus the joins routed since it was taken.
+
+        The count is at most ``within`` (default ``audience_cache_seconds``) old.
+        """
         c = self._counts.setdefault(room, _Counts())
-        stale = time.monotonic() - c.at >= self.settings.audience_cache_seconds
+        limit = self.settings.audience_cache_seconds if within is None else within
+        stale = time.monotonic() - c.at >= limit
         if fresh or stale:
             if c.refreshing is None or c.refreshing.done():
                 c.refreshing = asyncio.ensure_future(self._refresh(room, c))
@@ -123,7 +143,9 @@ class ShardRouter:
         another shard); else the least-filled reachable one with room, not ``lost``
         while another has room.
         """
-        counts = await self.counts(room)
+        # a page that lost its room: where the bot is, as LiveKit says now (one listing
+        # per second however many pages ask at once)
+        counts = await self.counts(room, within=LOST_FRESH_SECONDS if lost else None)
         now = time.monotonic()
         c = self._counts[room]
         cap = self.settings.shard_capacity
@@ -142,6 +164,9 @@ class ShardRouter:
             free = {had: counts[had]}
         if not free:
             raise full(len(counts), cap)
+        # where the bot publishes first: a viewer elsewhere sees no avatar (and a dead
+        # node's room, still answered for, has no bot)
+        free = {n: v for n, v in free.items() if n in c.bot} or free
         # only this page's word, so only this page avoids it (the audience is untrusted)
         free = {n: v for n, v in free.items() if n != lost} or free
         # shards LiveKit has placed already first: rooms made by a burst of joins at once

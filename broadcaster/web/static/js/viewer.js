@@ -121,10 +121,17 @@ async function join(name, lost) {
 }
 
 // --- issue 15: stage slates, reconnect banner, quality dot, rejoin with the claim ---
+// a freeze that rejoining did not cure (not a node loss) is retried ever more slowly
+let frozenDelay = 0;
 function watchStage(name, mine) {
   const status = new StageStatus({
     stage: mine, rejoin: () => rejoinToken(name),
-    onFrozen: () => { if (stage === mine) rejoinSoon('frozen'); else status.stop(); },
+    onAvatar: (state) => { if (state === 'live') frozenDelay = 0; },
+    onFrozen: () => {
+      if (stage !== mine) { status.stop(); return; }
+      rejoinSoon('frozen', frozenDelay);
+      frozenDelay = Math.min(Math.max(2 * frozenDelay, 2000), 30000);
+    },
   });
 }
 
