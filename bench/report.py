@@ -280,13 +280,14 @@ def join_storm(d: dict[str, Any]) -> list[Row]:
              f"{_f(_g(d, 'join_api_ms', 'p95'), '.0f')} ms; connect p50 / p95 "
              f"{_f(_g(d, 'connect_ms', 'p50'), '.0f')} / "
              f"{_f(_g(d, 'connect_ms', 'p95'), '.0f')} ms", d.get("pass")),
-            ("… the audience count after it; the demoted presenter's stale token during it, "
+            ("… the audience count's peak; the demoted presenter's stale token during it, "
              "p50 (max)", "= viewers; demoted",
-             f"{_g(d, 'audience_after', 'viewers')} counted; "
+             f"{max((c[1] for c in d.get('audience_polls') or []), default=None)} counted; "
              f"{_f(_g(d, 'stale_token_publish_s', 'p50'), '.2f')} "
              f"({_f(_g(d, 'stale_token_publish_s', 'max'), '.2f', ' s')}), never demoted "
              f"{d.get('stale_token_never_demoted')}",
-             f"webhooks lost {d.get('webhooks_lost_lines')}; CPU s: web "
+             f"webhooks dropped {d.get('webhooks_dropped', d.get('webhooks_lost_lines'))}; "
+             f"CPU s: web "
              f"{_f(cpu.get('web'), '.1f')}, nodes "
              + " / ".join(_f(v, ".1f") for k, v in sorted(cpu.items()) if k != "web"),
              None)]
