@@ -97,8 +97,10 @@ async def storm(n: int, ramp: float) -> dict[str, Any]:
                     await lk.room.create_room(api.CreateRoomRequest(
                         name=shard, empty_timeout=600, departure_timeout=600))
                     await asyncio.sleep(2.5)
-                homes = {sh: (n.index if (n := await cluster.room_node(sh)) else None)
-                         for sh in shard_rooms("storm", SHARDS)}
+                homes: dict[str, int | None] = {}
+                for shard in shard_rooms("storm", SHARDS):
+                    home = await cluster.room_node(shard)
+                    homes[shard] = home.index if home else None
                 pids = {"web": web.pid, **{f"node{x.index}": x.proc.pid for x in cluster.nodes}}
                 cpu0 = {k: _cpu_seconds(p) for k, p in pids.items()}
                 counts: list[tuple[float, int]] = []
