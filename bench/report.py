@@ -286,7 +286,9 @@ def join_storm(d: dict[str, Any]) -> list[Row]:
              f"{_f(_g(d, 'stale_token_publish_s', 'p50'), '.2f')} "
              f"({_f(_g(d, 'stale_token_publish_s', 'max'), '.2f', ' s')}), never demoted "
              f"{d.get('stale_token_never_demoted')}",
-             f"webhooks dropped {d.get('webhooks_dropped', d.get('webhooks_lost_lines'))}; "
+             "webhooks dropped " + (", ".join(f"{v} {k}" for k, v in
+                                             (d.get("webhooks_dropped") or {}).items())
+                                   or "none") + "; "
              f"CPU s: web "
              f"{_f(cpu.get('web'), '.1f')}, nodes "
              + " / ".join(_f(v, ".1f") for k, v in sorted(cpu.items()) if k != "web"),
