@@ -42,6 +42,8 @@ def stack_specs(settings: Settings) -> list[ChildSpec]:
         name="web", argv=[sys.executable, "-m", "broadcaster", "serve", "web"], env=env,
         ready_url=f"http://{settings.web_host}:{settings.web_port}/healthz",
         ports=[("web app", settings.web_port, "tcp")],
+        # it stops its bots first (each within BotLauncher's 10 s): let it finish that
+        stop_timeout=25.0,
     ))
     return specs
 
