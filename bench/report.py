@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.report_recovery import rollover, soak
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -326,6 +328,8 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "reconcile_storm": ("Floor guard under a join storm", reconcile_storm),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
     "faults": ("Recovery after crashes (SIGKILL under a watching viewer)", faults),
+    "rollover": ("Session rollover over a webinar hour (accelerated)", rollover),
+    "soak": ("Soak (50 viewers, a question a minute)", soak),
 }
 
 
