@@ -17,6 +17,7 @@ real bot). No mocks.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -192,6 +193,12 @@ async def test_sigterm_with_an_answer_in_flight_leaves_no_process_and_no_session
     await watch.room.disconnect()
     assert code == 0, stack.tail(80)
     assert not left, [(p, procstat.argv(p)) for p in left]
+    # the answer was finished or cut cleanly: the viewer's last avatar line is a final
+    # line (not words left hanging), and it is in the webinar's captions on disk
+    assert watch.lines and watch.lines[-1][1], f"left hanging: {watch.lines[-3:]}"
+    disk = Path(s.state_dir) / "sessions" / room / "captions.jsonl"
+    kept = [json.loads(x) for x in disk.read_text().splitlines()] if disk.exists() else []
+    assert watch.lines[-1][2] in [k["text"] for k in kept if k["speaker"] == "avatar"], kept
     assert stack.grep(rf"avatar session {re.escape(started[-1])} stopped: stopped by client"), \
         stack.tail(80)
     assert stack.grep(r"bot for room \S+ stopped \(exit 0\)"), stack.tail(80)
