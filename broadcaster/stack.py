@@ -31,6 +31,8 @@ def stack_specs(settings: Settings) -> list[ChildSpec]:
         specs.append(ChildSpec(
             name="livekit", argv=argv, env=lk_env, ready_url=settings.livekit_http_url,
             ready_timeout=30, ports=livekit_server.ports(settings),
+            # by then the bots are gone: viewers still connected need not hold the stop
+            repeat_stop_after=1.0,
         ))
     if not settings.use_heygen:
         specs.append(ChildSpec(

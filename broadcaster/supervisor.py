@@ -46,6 +46,9 @@ class ChildSpec:
     ports: list[tuple[str, int, str]] = field(default_factory=list)
     restart: bool = True
     stop_timeout: float = 10.0
+    #: signal the stop again after this many seconds: livekit-server's first SIGTERM
+    #: waits for every participant to leave, its second one closes the rooms at once
+    repeat_stop_after: float | None = None
 
 
 def check_programs(specs: Sequence[ChildSpec]) -> None:
@@ -134,6 +137,13 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
+            first = self.spec.repeat_stop_after
+            if first is not None and first < self.spec.stop_timeout:
+                try:
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), first)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), self.spec.stop_timeout)
         except TimeoutError:
             logger.warning(f"{self.spec.name} ignored SIGTERM for {self.spec.stop_timeout:.0f} s")

@@ -175,6 +175,24 @@ async def test_an_interruption_keeps_only_what_was_shown(tmp_path):
     assert [x["text"] for x in lines] == ["One."]
 
 
+async def test_a_stop_mid_reply_closes_the_line_as_far_as_it_was_shown(tmp_path):
+    # SIGTERM cancels the bot's pipeline while the avatar talks: the line viewers see is
+    # finalized as far as it was shown (not left hanging), and the transcript keeps it
+    publisher = CaptionPublisher(None, tmp_path / "captions.jsonl")  # no room: file only
+    captions = CaptionProcessor(publisher, "avatar")
+
+    async def script(worker, sink):
+        for frame in [LLMFullResponseStartFrame(), TTSStartedFrame(), tts_audio(5.0),
+                      sentence("One."), tts_audio(5.0), sentence("Two.")]:
+            await worker.queue_frame(frame)
+        await asyncio.sleep(0.8)  # "One." is shown; "Two." would be in 5 s
+        await worker.cancel()
+
+    await run_pipeline([captions], script)
+    lines = [json.loads(x) for x in (tmp_path / "captions.jsonl").read_text().splitlines()]
+    assert [x["text"] for x in lines] == ["One."]
+
+
 async def test_word_level_tts_is_not_paced_twice(tmp_path):
     publisher = CaptionPublisher(None, tmp_path / "captions.jsonl")
     captions = CaptionProcessor(publisher, "avatar")

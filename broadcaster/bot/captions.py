@@ -376,6 +376,13 @@ class CaptionProcessor(FrameProcessor):
                 return
             except TimeoutError:
                 logger.warning(f"{self}: captions still unsent at shutdown")
+        elif self._shown and self.source == "avatar":
+            # cancelled mid-reply (the bot stops): close the lines viewers saw as a barge-in
+            # does, so no words are left hanging and the transcript on disk has them
+            self._interrupt()
+            self._enqueue(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), SEND_TIMEOUT_SECS)
         await self.cancel_task(task)
 
 
