@@ -226,6 +226,12 @@ def growth(rows: list[tuple[float, float, int, int]]) -> dict[str, Any]:
         out[f"{key}_max"] = float(a[:, i].max())
         out[f"{key}_per_hour"] = (round(float(np.polyfit(after[:, 0], after[:, i], 1)[0]) * 3600, 2)
                                   if len(after) >= 5 else None)
+    # the second half alone: a step while the caches fill (first answers, first viewers)
+    # is not a steady growth; a leak keeps its slope in the second half too
+    half = a[a[:, 0] >= a[-1, 0] / 2]
+    out["rss_mb_per_hour_second_half"] = (
+        round(float(np.polyfit(half[:, 0], half[:, 1], 1)[0]) * 3600, 2)
+        if len(half) >= 5 else None)
     return out
 
 
@@ -278,14 +284,18 @@ def plot(result: dict[str, Any], path: Path) -> None:
         t = np.asarray(s["t"]) / 60
         rate = result["processes"][name]["rss_mb_per_hour"]
         label = f"{name} ({rate:+.1f} MB/h)" if rate is not None else name
-        axes[0].plot(t, s["rss_mb"], label=label)
+        rss = np.asarray(s["rss_mb"])
+        base = rss[np.searchsorted(t, WARMUP_S / 60)] if t[-1] > WARMUP_S / 60 else rss[0]
+        axes[0].plot(t, rss - base, label=label)  # growth since the warm-up
         axes[1].plot(t, s["files"], label=name)
         axes[2].plot(t, s["threads"], label=name)
-    for ax, what in zip(axes, ("RSS (MB)", "open files", "threads"), strict=True):
+    titles = ("RSS change since the warm-up (MB)", "open files", "threads")
+    for ax, what in zip(axes, titles, strict=True):
         ax.axvline(WARMUP_S / 60, color="gray", lw=0.8, ls=":")
         ax.set(xlabel="minutes", ylabel=what, title=what)
         ax.legend(fontsize=7)
-    axes[0].set_yscale("log")
+    axes[0].axhline(0, color="gray", lw=0.5)
+    axes[0].set_ylim(-10, None)  # the warm-up's climb is off the chart
     q = result["questions"]
     fig.suptitle(
         f"Soak, {result['minutes']:g} min, {VIEWERS} viewers, a question a minute "
