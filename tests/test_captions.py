@@ -346,3 +346,25 @@ def test_nothing_follows_a_final_line_of_its_segment(steps):
         if final:
             closed.add(segment)
     assert len({seg for *_, seg in lines.lines}) == len(closed), "a line was never finalized"
+
+
+async def test_the_runner_closes_the_line_in_flight_before_it_stops_the_pipeline():
+    # the bot's runner calls close_shown() before cancelling (the room is gone once the
+    # cancel reaches the captions): the final line is sent while viewers can still get it
+    lines = Lines()
+    captions = CaptionProcessor(lines, "avatar")
+    sent: dict[str, list] = {}
+
+    async def script(worker, sink):
+        for frame in [LLMFullResponseStartFrame(), TTSStartedFrame(), tts_audio(5.0),
+                      sentence("One."), tts_audio(5.0), sentence("Two.")]:
+            await worker.queue_frame(frame)
+        await asyncio.sleep(0.8)
+        await captions.close_shown()
+        sent["before_cancel"] = list(lines.lines)
+        await worker.cancel()
+
+    await run_pipeline([captions], script)
+    before = sent["before_cancel"]
+    assert before and before[-1][1:3] == ("One.", True), before
+    assert not any("Two." in text for _, text, _, _ in lines.lines)

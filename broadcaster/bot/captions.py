@@ -362,6 +362,14 @@ class CaptionProcessor(FrameProcessor):
         """Wait until every caption queued so far has been sent (tests, shutdown)."""
         await self._idle.wait()
 
+    async def close_shown(self, seconds: float = 1.0) -> None:
+        """Finalize the lines viewers see as far as shown (a stop mid-reply), and send them."""
+        if self._task is None or not self._shown:
+            return
+        self._interrupt()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), seconds)
+
     async def _stop(self, *, drain: bool) -> None:
         if self._task is None:
             return
