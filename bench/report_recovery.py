@@ -55,5 +55,6 @@ def rollover(d: dict[str, Any]) -> list[Row]:
              " slate frames at a viewer", "0",
              f"{d.get('slate_frames')} slate frames; {d.get('rollovers')} rollovers, "
              f"{d.get('ended_by_service')} ended by the service",
-             f"longest gap {_f(d.get('longest_gap_s'), '.2f', ' s')}, longest unchanged "
-             f"picture {_f(d.get('longest_freeze_s'), '.2f', ' s')}", d.get("pass"))]
+             f"longest gap at the viewer {_f(d.get('longest_gap_s'), '.2f', ' s')}; last "
+             f"frame held per rollover p50 {_f((d.get('held_s') or {}).get('p50'), '.2f')} / "
+             f"max {_f((d.get('held_s') or {}).get('max'), '.2f', ' s')}", d.get("pass"))]
