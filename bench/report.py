@@ -291,7 +291,9 @@ def faults(d: dict[str, Any]) -> list[Row]:
         rows.append((f"{part} killed (SIGKILL, {live.get('n', 0)} of {len(f.get('runs', []))} "
                      "back): live avatar at a viewer after, p50 / p95",
                      f"≤ {_f(f.get('goal_live_s'), '.0f', ' s')}",
-                     f"{_f(live.get('p50'), '.1f')} / {_f(live.get('p95'), '.1f', ' s')}",
+                     f"{_f(live.get('p50'), '.1f')} / {_f(live.get('p95'), '.1f', ' s')} "
+                     f"(round 1: {_f((f.get('runs') or [{}])[0].get('live_after'), '.1f', ' s')};"
+                     " later rounds wait out restart backoffs)",
                      f"slate after p50 {_f(slate.get('p50'), '.2f', ' s')}"
                      if slate.get("n") else "no slate frame (nobody publishes)",
                      f.get("never_live") == 0
