@@ -51,7 +51,8 @@ DATA = ROOT / "bench" / "data" / "conversation"
 NOTES = {"sample-agenda": ROOT / "broadcaster" / "data" / "sample-agenda.md",
          "product-launch": ROOT / "docs" / "examples" / "product-launch.md",
          "course-intro": ROOT / "docs" / "examples" / "course-intro.md",
-         "home-energy": ROOT / "docs" / "examples" / "home-energy.md"}
+         "home-energy": ROOT / "docs" / "examples" / "home-energy.md",
+         "clinic-open-day": ROOT / "docs" / "examples" / "clinic-open-day.md"}
 KINDS = ("answerable", "out_of_scope", "social")
 TARGET = 0.90
 
