@@ -66,7 +66,7 @@ def load_set(path: Path) -> list[dict[str, Any]]:
 
 
 FIT_SETS = [DATA / "tune.jsonl", DATA / "dev.jsonl", DATA / "heldout-v1.jsonl",
-            DATA / "course.jsonl"]
+            DATA / "course.jsonl", DATA / "tune-r4.jsonl"]
 """What ``--fit`` fits the weights on by default."""
 
 

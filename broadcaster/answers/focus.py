@@ -37,3 +37,17 @@ def focus_word(question: str) -> str | None:
     if not rest or rest[0] in _GENERIC:
         return None
     return rest[0]
+
+
+_COUNTED = re.compile(r"\bhow many (?:of (?:the|your|our) )?(?=[a-z])")
+
+
+def counted_word(question: str) -> str | None:
+    """Return what "how many" counts in ``question`` (normalized): "how many *credits*"."""
+    m = _COUNTED.search(question)
+    if m is None:
+        return None
+    rest = words(question[m.end():])
+    if not rest or rest[0] in _GENERIC:
+        return None
+    return rest[0]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from broadcaster.answers.encoder import sentence_encoder
-from broadcaster.answers.focus import focus_word
+from broadcaster.answers.focus import counted_word, focus_word
 from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
 from broadcaster.answers.qtypes import evidence_types, question_types
@@ -52,6 +52,9 @@ word is what the question is about rather than what the topic is about (``offtop
 "can I pay with *paypal*" against a pricing topic), and the number of content words
 (capped at 8, over 8); how much the best topic lacks the word the question asks for
 (``focus``, :mod:`broadcaster.answers.focus`: "is there a *break*", "how many *credits*")."""
+
+QUESTION_FEATURES = ("unknown", "offtopic", "length", "focus")
+"""The answering model's inputs that belong to the question, not to a topic."""
 
 
 def _default_rank() -> dict[str, float]:
@@ -120,6 +123,10 @@ def _lacks_focus(question: str, lex: WordSignals, topic: int) -> float:
 
 
 MISSING_BELOW = 0.5
+
+LACKS_ANSWER = 0.2
+"""The confidence left to a question whose best topic cannot hold the kind of fact it
+asks for (:meth:`Retriever._lacks_answer`): below any sensible threshold."""
 """A word a topic has less than this much of (near words earn their similarity) is one
 the topic lacks."""
 
@@ -189,7 +196,43 @@ class Retriever:
         a.update({k: best.features[k] for k in ("title", "body", "sentence", "coverage",
                                                 "answer_type", "intro")})
         z = w.accept_bias + sum(w.accept[k] * a[k] for k in ACCEPT_FEATURES)
-        return Match(ranked, 1.0 / (1.0 + math.exp(-z)), a, missing)
+        confidence = 1.0 / (1.0 + math.exp(-z))
+        if self._lacks_answer(question, wanted, lex, order[0]):
+            confidence = min(confidence, LACKS_ANSWER)
+        return Match(ranked, confidence, a, missing)
+
+    def _lacks_answer(self, question: str, wanted: set[str], lex: WordSignals,
+                      best: int) -> bool:
+        """Tell a topic that cannot hold the fact asked for, however close its words are.
+
+        A price asked ("how much does the hotel cost") needs a price in the topic; a count
+        of something ("how many *employees*") needs that thing named in it: a topic on
+        the team's size answers neither. The weaker answer-type cues (a time, a person)
+        stay a feature of the model: "when" is often answered by a plan's order.
+        """
+        if "money" in wanted and "money" not in self._evidence[best]:
+            return True
+        counted = counted_word(normalize(question))
+        if counted is None or lex.credit is None or counted not in lex.words:
+            return False
+        return float(lex.credit[lex.words.index(counted), best]) < MISSING_BELOW
+
+    def match_any(self, questions: list[str]) -> Match:
+        """Match a turn's readings (:func:`broadcaster.answers.rewrite.queries`).
+
+        The whole question (first) when the notes answer it, else the reading the notes
+        answer most surely: a reading only rescues a question; it never replaces an answer
+        the whole question already gets.
+        """
+        best = self.match(questions[0])
+        if best.confidence >= self.weights.min_confidence or len(questions) == 1:
+            return best
+        sentence_encoder().encode_many(questions[1:])  # one batch, not one pass each
+        for q in questions[1:]:
+            m = self.match(q)
+            if m.confidence > best.confidence:
+                best = m
+        return best
 
     def _offtopic(self, question: str, unknown: tuple[str, ...], best: int) -> float:
         """Measure how much a word the notes lack is the question's subject.
