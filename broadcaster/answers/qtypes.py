@@ -48,7 +48,8 @@ EVIDENCE: dict[str, re.Pattern[str]] = {
                        r"|\bnext (?:week|month|year)\b|\bwithin (?:a|one|\d+) (?:day|week)",
                        re.I),
     "money": re.compile(r"[$€£¥]|\b(?:euros?|dollars?|pounds?|usd|eur|gbp|cents?|free|"
-                        r"fee|fees|price|prices|pricing|cost|costs|per (?:user|month|year|seat))\b", re.I),
+                        r"fee|fees|price|prices|pricing|cost|costs|per (?:user|month|year|"
+                        r"seat))\b", re.I),
     "person": re.compile(r"\b[A-Z][a-zà-ÿ]+ [A-Z][a-zà-ÿ]+\b(?<!\. [A-Z][a-z])"),
     "number": re.compile(r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|"
                          r"ten|hundred|thousand|thousands|million|dozen)\b", re.I),
