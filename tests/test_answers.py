@@ -360,6 +360,9 @@ def test_readings_start_with_the_whole_question_and_stay_few(text):
      "Class fee and refunds"),
     # a price asked of a topic with no price, a count of a thing the topic never names
     ("how much is a jar of starter", "fallback"),
+    # a price of a thing the priced topic never names; a price it does name
+    ("how much does the cast iron pot cost", "fallback"),
+    ("how much is the class", "Class fee and refunds"),
     ("how many students has Marta taught", "fallback"),
     # a taste, not a fact, whoever's it is
     ("what's Marta's favourite bread", "fallback"),

@@ -51,3 +51,29 @@ def counted_word(question: str) -> str | None:
     if not rest or rest[0] in _GENERIC:
         return None
     return rest[0]
+
+
+_PRICED = re.compile(r"\bhow much (?:is|are|does|do|will|would|did|was|were) (?:a |an |the |one "
+                     r"|your |my |our )?(?=[a-z])|\b(?:cost|price|fee) (?:of|for) (?:a |an |the "
+                     r"|one |your |my |our )?(?=[a-z])")
+
+
+def priced_words(question: str) -> tuple[str, ...]:
+    """Return what a price question prices: "how much is *parking*", "the cost of an *extra user*".
+
+    The first one or two content words of the phrase; empty when none is shown.
+    """
+    m = _PRICED.search(question)
+    if m is None:
+        return ()
+    phrase = []
+    for w in question[m.end():].split():
+        content = words(w)
+        if not content:
+            break
+        phrase.append(content[0])
+        if len(phrase) == 2:
+            break
+    if not phrase or phrase[0] in _GENERIC or phrase[0] in ("cost", "costs", "price", "charge"):
+        return ()
+    return tuple(phrase)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from broadcaster.answers.encoder import sentence_encoder
-from broadcaster.answers.focus import counted_word, focus_word
+from broadcaster.answers.focus import counted_word, focus_word, priced_words
 from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
 from broadcaster.answers.qtypes import evidence_types, question_types
@@ -149,6 +149,7 @@ class Retriever:
         self._evidence = [evidence_types(t.title + " " + t.answer) for t in self.topics]
         top_level = min((t.level for t in self.topics), default=1)
         self._intro = np.array([float(t.level == top_level == 1) for t in self.topics])
+        self._intro_topics = [i for i, v in enumerate(self._intro) if v]
         encoder = sentence_encoder()
         sents = [(i, s) for i, t in enumerate(self.topics) for s in sentences(t.answer)]
         texts = ([t.title for t in self.topics]
@@ -205,17 +206,35 @@ class Retriever:
                       best: int) -> bool:
         """Tell a topic that cannot hold the fact asked for, however close its words are.
 
-        A price asked ("how much does the hotel cost") needs a price in the topic; a count
-        of something ("how many *employees*") needs that thing named in it: a topic on
-        the team's size answers neither. The weaker answer-type cues (a time, a person)
-        stay a feature of the model: "when" is often answered by a plan's order.
+        A price asked ("how much does the hotel cost") needs a price in the topic, and the
+        thing priced named in it ("how much is *parking*" against a ticket price); a count
+        of something ("how many *employees*") needs that thing named in it. The weaker
+        answer-type cues (a time, a person) stay a feature of the model: "when" is often
+        answered by a plan's order.
         """
         if "money" in wanted and "money" not in self._evidence[best]:
             return True
-        counted = counted_word(normalize(question))
-        if counted is None or lex.credit is None or counted not in lex.words:
-            return False
-        return float(lex.credit[lex.words.index(counted), best]) < MISSING_BELOW
+        said = normalize(question)
+        counted = counted_word(said)
+        for thing in ((counted,) if counted else (),
+                      priced_words(said) if "money" in wanted else ()):
+            # the thing is missing when none of its words is in the topic, and it is not
+            # what the whole notes are about ("how much is *plover*" at Plover's launch)
+            have = [self._credit(lex, w, best) for w in thing]
+            intro = [self._credit(lex, w, i) for w in thing for i in self._intro_topics]
+            if have and max(have) < MISSING_BELOW and max(intro, default=0.0) < MISSING_BELOW:
+                return True
+        return False
+
+    @staticmethod
+    def _credit(lex: WordSignals, word: str, topic: int) -> float:
+        """Tell how much ``topic`` has ``word`` of the question.
+
+        1 when it is not a content word the index knows: nothing to hold against the topic.
+        """
+        if lex.credit is None or word not in lex.words:
+            return 1.0
+        return float(lex.credit[lex.words.index(word), topic])
 
     def match_any(self, questions: list[str]) -> Match:
         """Match a turn's readings (:func:`broadcaster.answers.rewrite.queries`).
