@@ -1,7 +1,7 @@
 """The keyless responder on turns written the way people speak: accuracy and latency.
 
 Each set is JSON lines: ``{"notes": "sample-agenda" | "product-launch" |
-"course-intro", "turn",
+"course-intro" | "home-energy" | "clinic-open-day", "turn",
 "kind": "answerable" | "out_of_scope" | "social", "expect": heading | "fallback" |
 "conversation", "also": [other acceptable headings], "act": ...}``. A turn is
 right when the responder's source (``broadcaster ask``'s: the heading,
@@ -11,10 +11,13 @@ Sets (bench/data/conversation), all fitted on since round 2 (:data:`FIT_SETS`):
 ``tune.jsonl`` and ``dev.jsonl`` (written by round 1's developer), ``heldout-v1.jsonl``
 (233 turns written blind by someone else; round 1 scored 62.7 % on it, and it has been
 a development set since), ``course.jsonl`` (course-intro turns written in round 2
-before the responder was run on them). Because every set is fitted on, the run also
+before the responder was run on them), ``tune-r4.jsonl`` (round 4's working set, on the
+product-launch and home-energy notes). Because every set is fitted on, the run also
 reports cross-validation: fits that left one set, or one notes file, out, scored on
 what they left out (bench/conversation_fit.py). A ``heldout*.jsonl`` dropped in the
-folder is evaluated and not fitted on: the figure that counts.
+folder is evaluated and not fitted on: the figure that counts (``heldout-r4``: 135 turns
+on course-intro, sample-agenda and docs/examples/clinic-open-day.md, a notes file written
+for it; scored once before round 4's changes and once after).
 The baseline in the same run is the responder round 1 replaced (TF-IDF over the
 notes, one threshold; kept here verbatim in :func:`_baseline`).
 
@@ -51,7 +54,8 @@ DATA = ROOT / "bench" / "data" / "conversation"
 NOTES = {"sample-agenda": ROOT / "broadcaster" / "data" / "sample-agenda.md",
          "product-launch": ROOT / "docs" / "examples" / "product-launch.md",
          "course-intro": ROOT / "docs" / "examples" / "course-intro.md",
-         "home-energy": ROOT / "docs" / "examples" / "home-energy.md"}
+         "home-energy": ROOT / "docs" / "examples" / "home-energy.md",
+         "clinic-open-day": ROOT / "docs" / "examples" / "clinic-open-day.md"}
 KINDS = ("answerable", "out_of_scope", "social")
 TARGET = 0.90
 
@@ -65,7 +69,7 @@ def load_set(path: Path) -> list[dict[str, Any]]:
 
 
 FIT_SETS = [DATA / "tune.jsonl", DATA / "dev.jsonl", DATA / "heldout-v1.jsonl",
-            DATA / "course.jsonl"]
+            DATA / "course.jsonl", DATA / "tune-r4.jsonl"]
 """What ``--fit`` fits the weights on by default."""
 
 

@@ -31,7 +31,8 @@ def _features(rows: list[dict[str, Any]], answerers: dict[str, Any]) -> list[dic
     import numpy as np
 
     from broadcaster.answers.acts import question_like, split_turn
-    from broadcaster.answers.retrieval import RANK_FEATURES
+    from broadcaster.answers.retrieval import QUESTION_FEATURES, RANK_FEATURES
+    from broadcaster.answers.rewrite import queries
     from broadcaster.answers.text import normalize
 
     out = []
@@ -43,11 +44,11 @@ def _features(rows: list[dict[str, Any]], answerers: dict[str, Any]) -> list[dic
             item["fixed"] = direct.source
         else:
             ret = answerers[r["notes"]].retriever
-            m = ret.match(turn.question)
+            m = ret.match_any(queries(r["turn"], turn.question))
             hits = sorted(m.hits, key=lambda h: ret.topics.index(h.topic))
             item["X"] = np.array([[h.features[k] for k in RANK_FEATURES] for h in hits])
             item["titles"] = [h.topic.title for h in hits]
-            item.update({k: m.features[k] for k in ("unknown", "offtopic", "length", "focus")})
+            item.update({k: m.features[k] for k in QUESTION_FEATURES})
             item["asked"] = question_like(turn, r["turn"])
         out.append(item)
     return out
@@ -56,15 +57,14 @@ def _features(rows: list[dict[str, Any]], answerers: dict[str, Any]) -> list[dic
 def _accept_row(item: dict[str, Any], w: Any) -> tuple[Any, int]:
     import numpy as np
 
-    from broadcaster.answers.retrieval import ACCEPT_FEATURES, RANK_FEATURES
+    from broadcaster.answers.retrieval import ACCEPT_FEATURES, QUESTION_FEATURES, RANK_FEATURES
 
     s = item["X"] @ w
     order = np.argsort(-s, kind="stable")
     i = int(order[0])
     f = dict(zip(RANK_FEATURES, item["X"][i], strict=True))
-    f.update(score=s[i], margin=s[i] - (s[order[1]] if len(s) > 1 else 0.0),
-             unknown=item["unknown"], length=item["length"], offtopic=item["offtopic"],
-             focus=item["focus"])
+    f.update(score=s[i], margin=s[i] - (s[order[1]] if len(s) > 1 else 0.0))
+    f.update({k: item[k] for k in QUESTION_FEATURES})
     return np.array([f[k] for k in ACCEPT_FEATURES]), i
 
 

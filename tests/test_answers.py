@@ -291,3 +291,87 @@ def test_a_social_core_with_words_around_it_stays_social(answerers, turn):
 ])
 def test_questions_and_fragments_around_social_phrases(answerers, notes, turn, source):
     assert answerers[notes].reply(turn, Dialogue()).source == source
+
+
+# ----------------------------------------------------------------- round 4: readings, types
+# notes no set was written on, and turns that are in no set
+BAKERY = """# Sourdough at home — live baking class
+
+A live class from the Crumb & Co bakery, Saturday 6 June from 10 am to noon.
+
+## What we bake today
+
+We mix a country loaf together, shape it, and bake it in a cast iron pot.
+
+## Your teacher
+
+Your teacher is Marta Silva, head baker at Crumb & Co for twelve years.
+
+## What you need at home
+
+A kitchen scale, a big bowl, a cast iron pot with a lid, flour, salt and a jar of
+starter.
+
+## Class fee and refunds
+
+The class costs 35 euros. Cancel up to two days before for a full refund.
+
+## Fallback
+
+That isn't in my class notes.
+"""
+
+
+@pytest.fixture(scope="module")
+def bakery() -> Answerer:
+    return Answerer(parse_notes(BAKERY))
+
+
+def test_a_turns_readings_drop_the_preamble_undo_the_frame_and_split_two_questions():
+    from broadcaster.answers.rewrite import queries, unframe
+
+    q = normalize("so lots of you have been writing in, and I was wondering, what flour is best")
+    assert queries("so lots of you have been writing in, and I was wondering, what flour is "
+                   "best", q)[1:] == ["what flour is best"]
+    assert unframe("can you remind everybody when the loaf goes in") == "when the loaf goes in"
+    assert unframe("i wanted to check whether the pot needs a lid") == "the pot needs a lid"
+    two = queries("do I need a scale, and is rye flour fine", "do i need a scale and is rye "
+                                                              "flour fine")
+    assert "do i need a scale" in two and "is rye flour fine" in two
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_readings_start_with_the_whole_question_and_stay_few(text):
+    from broadcaster.answers.rewrite import MAX_QUERIES, queries
+
+    question = split_turn(normalize(text)).question
+    out = queries(text, question)
+    assert out[0] == question and 1 <= len(out) <= MAX_QUERIES
+    assert all(words(q) for q in out[1:])
+
+
+@pytest.mark.parametrize(("turn", "source"), [
+    # a question after a preamble, or framed, still finds its topic
+    ("right, so loads of people in the chat have been asking about this, who's teaching",
+     "Your teacher"),
+    ("somebody wants to know if they need a special pot", "What you need at home"),
+    ("a couple of people asked this earlier, can they get their money back",
+     "Class fee and refunds"),
+    # a price asked of a topic with no price, a count of a thing the topic never names
+    ("how much is a jar of starter", "fallback"),
+    # a price of a thing the priced topic never names; a price it does name
+    ("how much does the cast iron pot cost", "fallback"),
+    ("how much is the class", "Class fee and refunds"),
+    ("how many students has Marta taught", "fallback"),
+    # a taste, not a fact, whoever's it is
+    ("what's Marta's favourite bread", "fallback"),
+])
+def test_round_four_turns_on_notes_no_set_was_written_on(bakery, turn, source):
+    assert bakery.reply(turn, Dialogue()).source == source, turn
+
+
+def test_how_much_of_a_thing_is_a_quantity_not_a_price():
+    assert "money" not in question_types(normalize("how much flour do I need"))
+    assert "money" in question_types(normalize("how much is it"))
+    assert "money" in question_types(normalize("how much does the class cost"))

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from broadcaster.answers.asking import asks, troubled
+from broadcaster.answers.rewrite import clauses
 from broadcaster.answers.text import normalize
 
 #: act → its default reply (hosts override these in their notes, docs/notes.md)
@@ -298,7 +299,17 @@ def question_like(turn: Turn, raw: str) -> bool:
     second, my dog is barking") a conversational reply. Only what is left after the
     social phrases counts: "can you hear me" opens a question, but a social one.
     """
-    return turn.asked or _marked(raw) or asks(turn.question)
+    return turn.asked or _marked(raw) or asks(turn.question) or _clause_asks(turn, raw)
+
+
+def _clause_asks(turn: Turn, raw: str) -> bool:
+    """Tell whether a clause of the question, cut at speech recognition's commas, asks.
+
+    "A few people have asked this, can we bring our stuff across": the comma shows the
+    question the run-on words hide. A social clause ("can you hear me, ...") asks nothing.
+    """
+    return any(asks(q) for c in clauses(raw) if f" {c} " in f" {turn.question} "
+               and (q := split_turn(c).question))
 
 
 def said_in_passing(turn: Turn, raw: str) -> bool:
@@ -324,7 +335,7 @@ _OPINION = re.compile(
     r"\b(?:what (?:do|did|would) you (?:personally |honestly |really )?(?:think|reckon|feel|"
     r"make) (?:about|of)|(?:what is|how is) your (?:personal |honest )?(?:opinion|view|take|"
     r"feeling)|your (?:personal |honest )?(?:opinion|view|take|thoughts) (?:on|about|of)|"
-    r"your (?:all time )?favou?rite|do you (?:personally |honestly |really )?(?:like|love|"
+    r"(?:all time )?favou?rites?|do you (?:personally |honestly |really )?(?:like|love|"
     r"prefer|enjoy|hate|believe in)|are you a fan of|in your opinion)\b")
 
 

@@ -30,6 +30,7 @@ from broadcaster.answers.acts import (
 from broadcaster.answers.asking import troubled
 from broadcaster.answers.notes import Notes, Topic, load_notes
 from broadcaster.answers.retrieval import Hit, Retriever, Weights
+from broadcaster.answers.rewrite import queries
 from broadcaster.answers.text import normalize, words
 from broadcaster.config import Settings
 
@@ -139,7 +140,7 @@ class Answerer:
         direct = self.without_notes(turn, text, dialogue)
         if direct is not None:
             return direct
-        match = self.retriever.match(turn.question)
+        match = self.retriever.match_any(queries(text, turn.question))
         hits, best = match.hits[:3], match.best
         asked = question_like(turn, text) or troubled(turn.question)
         if best is not None and not asked and match.confidence >= self.weights.min_confidence:

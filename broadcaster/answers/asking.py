@@ -30,6 +30,12 @@ _ASKED_INSIDE = re.compile(
     r"\bany (?:ideas|tips|advice|suggestions|thoughts|recommendations)\b|"
     # asking by saying so ("I'm curious about the captions", "more details on pricing")
     r"\b(?:curious|interested|wondering) (?:about|in|if|whether)\b|"
+    # an embedded question after a verb of asking or knowing ("someone wants to know *if*
+    # there is a trial", "people keep asking *whether*", "wondering *when* it ships")
+    r"\b(?:know|knows|asking|asks|asked|ask|wonder|wonders|wondered|check|confirm)"
+    r" (?:if|whether)\b|"
+    r"\b(?:wondering|wonders|wondered|to know|asking|asked|asks) (?:me |us |you )?"
+    r"(?:what|when|where|who|which|why|how)\b|"
     r"\b(?:info|information|details|detail) (?:on|about)\b")
 
 #: a wh-word that opens a relative clause, not a question: the subject comes before any

@@ -37,3 +37,43 @@ def focus_word(question: str) -> str | None:
     if not rest or rest[0] in _GENERIC:
         return None
     return rest[0]
+
+
+_COUNTED = re.compile(r"\bhow many (?:of (?:the|your|our) )?(?=[a-z])")
+
+
+def counted_word(question: str) -> str | None:
+    """Return what "how many" counts in ``question`` (normalized): "how many *credits*"."""
+    m = _COUNTED.search(question)
+    if m is None:
+        return None
+    rest = words(question[m.end():])
+    if not rest or rest[0] in _GENERIC:
+        return None
+    return rest[0]
+
+
+_PRICED = re.compile(r"\bhow much (?:is|are|does|do|will|would|did|was|were) (?:a |an |the |one "
+                     r"|your |my |our )?(?=[a-z])|\b(?:cost|price|fee) (?:of|for) (?:a |an |the "
+                     r"|one |your |my |our )?(?=[a-z])")
+
+
+def priced_words(question: str) -> tuple[str, ...]:
+    """Return what a price question prices: "how much is *parking*", "the cost of an *extra user*".
+
+    The first one or two content words of the phrase; empty when none is shown.
+    """
+    m = _PRICED.search(question)
+    if m is None:
+        return ()
+    phrase = []
+    for w in question[m.end():].split():
+        content = words(w)
+        if not content:
+            break
+        phrase.append(content[0])
+        if len(phrase) == 2:
+            break
+    if not phrase or phrase[0] in _GENERIC or phrase[0] in ("cost", "costs", "price", "charge"):
+        return ()
+    return tuple(phrase)

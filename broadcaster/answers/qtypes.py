@@ -22,7 +22,10 @@ QUESTION: dict[str, re.Pattern[str]] = {
     "time": re.compile(r"^(?:so |and |but )?when\b|\bwhat time\b|\bwhat date\b|\bwhich day\b"
                        r"|\bhow soon\b|\bwhen (?:is|are|do|does|will|can|did)\b"
                        r"|\bwhat (?:day|month|year)\b|\bstart(?:s|ing)? at\b|\bby when\b"),
-    "money": re.compile(r"\bhow much\b|\bcost\b|\bprice\b|\bpricing\b|\bfee\b|\bcharge\b"
+    # "how much" asks a price unless a noun follows ("how much electricity", "time")
+    "money": re.compile(r"\bhow much(?= (?:is|are|was|does|do|did|will|would|should|can|could"
+                        r"|it|this|that|they|for|to|money|extra|more|less|of a|on)\b| *$)"
+                        r"|\bcost\b|\bprice\b|\bpricing\b|\bfee\b|\bcharge\b"
                         r"|\bpay\b|\bexpensive\b|\bcheap\b|\bafford"),
     # "who" asks for a person at the start ("who is hosting"), not in a relative clause
     # ("a transcript for people who are hard of hearing")
@@ -45,7 +48,8 @@ EVIDENCE: dict[str, re.Pattern[str]] = {
                        r"|\bnext (?:week|month|year)\b|\bwithin (?:a|one|\d+) (?:day|week)",
                        re.I),
     "money": re.compile(r"[$€£¥]|\b(?:euros?|dollars?|pounds?|usd|eur|gbp|cents?|free|"
-                        r"price|prices|pricing|cost|costs|per (?:user|month|year|seat))\b", re.I),
+                        r"fee|fees|price|prices|pricing|cost|costs|per (?:user|month|year|"
+                        r"seat))\b", re.I),
     "person": re.compile(r"\b[A-Z][a-zà-ÿ]+ [A-Z][a-zà-ÿ]+\b(?<!\. [A-Z][a-z])"),
     "number": re.compile(r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|"
                          r"ten|hundred|thousand|thousands|million|dozen)\b", re.I),

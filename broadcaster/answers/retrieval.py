@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from broadcaster.answers.encoder import sentence_encoder
-from broadcaster.answers.focus import focus_word
+from broadcaster.answers.focus import counted_word, focus_word, priced_words
 from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
 from broadcaster.answers.qtypes import evidence_types, question_types
@@ -52,6 +52,9 @@ word is what the question is about rather than what the topic is about (``offtop
 "can I pay with *paypal*" against a pricing topic), and the number of content words
 (capped at 8, over 8); how much the best topic lacks the word the question asks for
 (``focus``, :mod:`broadcaster.answers.focus`: "is there a *break*", "how many *credits*")."""
+
+QUESTION_FEATURES = ("unknown", "offtopic", "length", "focus")
+"""The answering model's inputs that belong to the question, not to a topic."""
 
 
 def _default_rank() -> dict[str, float]:
@@ -120,6 +123,10 @@ def _lacks_focus(question: str, lex: WordSignals, topic: int) -> float:
 
 
 MISSING_BELOW = 0.5
+
+LACKS_ANSWER = 0.2
+"""The confidence left to a question whose best topic cannot hold the kind of fact it
+asks for (:meth:`Retriever._lacks_answer`): below any sensible threshold."""
 """A word a topic has less than this much of (near words earn their similarity) is one
 the topic lacks."""
 
@@ -142,6 +149,7 @@ class Retriever:
         self._evidence = [evidence_types(t.title + " " + t.answer) for t in self.topics]
         top_level = min((t.level for t in self.topics), default=1)
         self._intro = np.array([float(t.level == top_level == 1) for t in self.topics])
+        self._intro_topics = [i for i, v in enumerate(self._intro) if v]
         encoder = sentence_encoder()
         sents = [(i, s) for i, t in enumerate(self.topics) for s in sentences(t.answer)]
         texts = ([t.title for t in self.topics]
@@ -189,7 +197,61 @@ class Retriever:
         a.update({k: best.features[k] for k in ("title", "body", "sentence", "coverage",
                                                 "answer_type", "intro")})
         z = w.accept_bias + sum(w.accept[k] * a[k] for k in ACCEPT_FEATURES)
-        return Match(ranked, 1.0 / (1.0 + math.exp(-z)), a, missing)
+        confidence = 1.0 / (1.0 + math.exp(-z))
+        if self._lacks_answer(question, wanted, lex, order[0]):
+            confidence = min(confidence, LACKS_ANSWER)
+        return Match(ranked, confidence, a, missing)
+
+    def _lacks_answer(self, question: str, wanted: set[str], lex: WordSignals,
+                      best: int) -> bool:
+        """Tell a topic that cannot hold the fact asked for, however close its words are.
+
+        A price asked ("how much does the hotel cost") needs a price in the topic, and the
+        thing priced named in it ("how much is *parking*" against a ticket price); a count
+        of something ("how many *employees*") needs that thing named in it. The weaker
+        answer-type cues (a time, a person) stay a feature of the model: "when" is often
+        answered by a plan's order.
+        """
+        if "money" in wanted and "money" not in self._evidence[best]:
+            return True
+        said = normalize(question)
+        counted = counted_word(said)
+        for thing in ((counted,) if counted else (),
+                      priced_words(said) if "money" in wanted else ()):
+            # the thing is missing when none of its words is in the topic, and it is not
+            # what the whole notes are about ("how much is *plover*" at Plover's launch)
+            have = [self._credit(lex, w, best) for w in thing]
+            intro = [self._credit(lex, w, i) for w in thing for i in self._intro_topics]
+            if have and max(have) < MISSING_BELOW and max(intro, default=0.0) < MISSING_BELOW:
+                return True
+        return False
+
+    @staticmethod
+    def _credit(lex: WordSignals, word: str, topic: int) -> float:
+        """Tell how much ``topic`` has ``word`` of the question.
+
+        1 when it is not a content word the index knows: nothing to hold against the topic.
+        """
+        if lex.credit is None or word not in lex.words:
+            return 1.0
+        return float(lex.credit[lex.words.index(word), topic])
+
+    def match_any(self, questions: list[str]) -> Match:
+        """Match a turn's readings (:func:`broadcaster.answers.rewrite.queries`).
+
+        The whole question (first) when the notes answer it, else the reading the notes
+        answer most surely: a reading only rescues a question; it never replaces an answer
+        the whole question already gets.
+        """
+        best = self.match(questions[0])
+        if best.confidence >= self.weights.min_confidence or len(questions) == 1:
+            return best
+        sentence_encoder().encode_many(questions[1:])  # one batch, not one pass each
+        for q in questions[1:]:
+            m = self.match(q)
+            if m.confidence > best.confidence:
+                best = m
+        return best
 
     def _offtopic(self, question: str, unknown: tuple[str, ...], best: int) -> float:
         """Measure how much a word the notes lack is the question's subject.
