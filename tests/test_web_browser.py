@@ -30,6 +30,7 @@ from tests.fixtures_web import (
 from tests.helpers.browser import (
     VIEWPORT,
     chromium,
+    full_page_screenshot,
     needs_chromium,
     open_page,
     screenshot_dir,
@@ -165,7 +166,7 @@ async def test_viewer_page_connects_and_shows_the_audience(
     await page.wait_for_timeout(500)  # let the question's slide-in animation finish
     await page.screenshot(path=str(screenshot_dir() / "viewer.png"))
     await page.set_viewport_size({"width": 390, "height": 844})  # a phone
-    await page.screenshot(path=str(screenshot_dir() / "viewer-mobile.png"), full_page=True)
+    await full_page_screenshot(page, screenshot_dir() / "viewer-mobile.png")
     await page.set_viewport_size(VIEWPORT)
     no_secrets(await page.content(), web_client.settings)
     assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
@@ -274,7 +275,7 @@ async def test_host_console_lists_and_promotes(
     await page.wait_for_selector("#preview-card #stage[data-video='on']", timeout=15000)
     await page.mouse.move(0, 0)
     await page.wait_for_selector("#toast", state="hidden", timeout=10000)
-    await page.screenshot(path=str(screenshot_dir() / "host.png"), full_page=True)
+    await full_page_screenshot(page, screenshot_dir() / "host.png")
     await page.click("#bans li[data-identity='grace-py'] button:has-text('Let back in')")
     await page.wait_for_selector("#bans li[data-identity='grace-py']", state="detached")
     assert (await web_client.join(room, "grace-py")).status == 200
