@@ -119,8 +119,8 @@ async def test_viewer_page_connects_and_shows_the_audience(
         return await server_viewers(lkapi, room) == 2
 
     assert await wait_until(two_viewers)
-    # the count is LiveKit's own, pushed to the page (no polling): everyone but agents;
-    # the bot's token is of kind agent, so it is not audience
+    # the count is LiveKit's own, pushed to the page (no polling): everyone but agents
+    # (the bot's token is of kind agent), less the presenter the page sees: the audience
     people = (await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
               ).participants
     bot = [p for p in people if p.identity == web_client.settings.bot_identity]
@@ -129,9 +129,10 @@ async def test_viewer_page_connects_and_shows_the_audience(
     assert counted == len(people) - 1 == 3  # Maya (presenter), this page, Grace
     shown = page.locator("#audience-count[data-source='livekit']")
     await page.wait_for_function(
-        "n => document.querySelector('#audience-count').textContent === String(n)",
-        arg=counted, timeout=12000)
-    assert await shown.text_content() == str(counted)
+        "n => document.querySelector('#audience-count').textContent === String(n) && "
+        "document.querySelector('#audience-count').dataset.participants === '3'",
+        arg=counted - 1, timeout=12000)
+    assert await shown.text_content() == "2"  # this page and Grace, not Maya
 
     # captions arrive as LiveKit text streams (protocol.py)
     caption = "Welcome, everyone! Today: how a live AI avatar reaches thousands of viewers."
