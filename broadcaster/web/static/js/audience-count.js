@@ -26,7 +26,10 @@ export function followAudience(room) {
   const el = $('#audience-count');
   const show = () => {
     if (room.state !== 'connected') return;
-    const audience = Math.max(0, room.numParticipants - staffIn(room));
+    // LiveKit's count reaches a page that just joined up to 5 s stale (without itself):
+    // a viewer's own page is one of the audience whatever it says
+    const self = STAFF.has(room.localParticipant?.attributes?.role) ? 0 : 1;
+    const audience = Math.max(self, room.numParticipants - staffIn(room));
     el.textContent = String(audience);
     el.dataset.source = 'livekit';
     el.dataset.participants = String(room.numParticipants);
