@@ -214,10 +214,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.scatter([i + 0.1] * len(live), live, color="tab:green",
                    label="live avatar back after" if i == 0 else None)
         ax.hlines(GOALS[part], i - 0.3, i + 0.3, colors="tab:green", linestyles="dashed")
+        for k, r in enumerate(f["runs"], 1):  # the round: later ones wait out restart backoffs
+            if r["live_after"] is not None:
+                ax.annotate(str(k), (i + 0.1, r["live_after"]), xytext=(5, -3),
+                            textcoords="offset points", fontsize=7)
+        lv = f.get("live_after") or {}
+        if lv.get("n"):
+            ax.text(i, -1.2, f"p50 {lv['p50']:.1f} / p95 {lv['p95']:.1f} s", ha="center",
+                    fontsize=8)
     ax.axhline(SLATE_GOAL, color="tab:orange", linestyle=":", linewidth=1)
     ax.set_xticks(range(len(result["faults"])), [f"{p} killed" for p in result["faults"]])
     ax.set_ylabel("seconds after SIGKILL, at a viewer")
-    ax.set_title("Recovery (dashed: goals)")
+    ax.set_title("Recovery (dashed: goals; numbers: round, back to back)")
+    ax.set_ylim(-2, None)
     ax.legend()
     for name, s in result["soak"].items():
         bx.plot(s["t"], s["rss_mb"], label=name)

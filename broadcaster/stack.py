@@ -31,6 +31,8 @@ def stack_specs(settings: Settings) -> list[ChildSpec]:
         specs.append(ChildSpec(
             name="livekit", argv=argv, env=lk_env, ready_url=settings.livekit_http_url,
             ready_timeout=30, ports=livekit_server.ports(settings),
+            # by then the bots are gone: viewers still connected need not hold the stop
+            repeat_stop_after=1.0,
         ))
     if not settings.use_heygen:
         specs.append(ChildSpec(
@@ -42,6 +44,8 @@ def stack_specs(settings: Settings) -> list[ChildSpec]:
         name="web", argv=[sys.executable, "-m", "broadcaster", "serve", "web"], env=env,
         ready_url=f"http://{settings.web_host}:{settings.web_port}/healthz",
         ports=[("web app", settings.web_port, "tcp")],
+        # it stops its bots first (each within BotLauncher's 10 s): let it finish that
+        stop_timeout=25.0,
     ))
     return specs
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
+from broadcaster import proctree
 from broadcaster.logs import child_line, make_scrubber
 from broadcaster.netutil import port_taken, wait_http_ok
 
@@ -45,6 +46,9 @@ class ChildSpec:
     ports: list[tuple[str, int, str]] = field(default_factory=list)
     restart: bool = True
     stop_timeout: float = 10.0
+    #: signal the stop again after this many seconds: livekit-server's first SIGTERM
+    #: waits for every participant to leave, its second one closes the rooms at once
+    repeat_stop_after: float | None = None
 
 
 def check_programs(specs: Sequence[ChildSpec]) -> None:
@@ -121,20 +125,34 @@ class Child:
             sys.stdout.flush()
 
     async def stop(self) -> None:
-        """Stop the child: SIGTERM, then SIGKILL after ``stop_timeout``."""
+        """Stop the child: SIGTERM, then SIGKILL after ``stop_timeout``.
+
+        Then end whatever it started and left behind (its tree is noted before the SIGTERM).
+        """
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return
         logger.info(f"stopping {self.spec.name}")
+        below = proctree.tree(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
+            first = self.spec.repeat_stop_after
+            if first is not None and first < self.spec.stop_timeout:
+                try:
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), first)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), self.spec.stop_timeout)
         except TimeoutError:
             logger.warning(f"{self.spec.name} ignored SIGTERM for {self.spec.stop_timeout:.0f} s")
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+        if left := await proctree.end(below):
+            logger.warning(f"{self.spec.name} left {len(left)} process(es) running "
+                           f"(pids {', '.join(str(p) for p, _ in left)}): ended them")
         if self.pump:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self.pump, 2)
@@ -147,6 +165,7 @@ class Supervisor:
                  log_format: str = "text") -> None:
         self.children = [Child(spec, make_scrubber(secrets), log_format) for spec in specs]
         self._stopping = asyncio.Event()
+        self._foreign: set[int] = set()  # our children before run(): not orphans to end
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop every child (safe from a signal handler)."""
@@ -159,6 +178,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        # orphans of a crashed part (a bot of a dead web app) become ours, not init's
+        proctree.become_subreaper()
+        self._foreign = set(proctree.children_map().get(os.getpid(), []))
         code = 0
         try:
             for child in self.children:
@@ -178,6 +200,7 @@ class Supervisor:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 0.5)
+            await self.end_orphans()
             for child in self.children:
                 if child.alive or self._stopping.is_set():
                     continue
@@ -197,6 +220,26 @@ class Supervisor:
         return 0
 
     async def stop_all(self) -> None:
-        """Stop every child, in reverse start order."""
+        """Stop every child, in reverse start order, then any orphan they left us."""
         for child in reversed(self.children):
             await child.stop()
+        await self.end_orphans()
+
+    async def end_orphans(self) -> None:
+        """End the processes re-parented to us (their part died before stopping them).
+
+        A bot left by a crashed web app would otherwise run on beside the new one's.
+        """
+        ours = {c.proc.pid for c in self.children if c.proc is not None}
+        adopted = [pid for pid in proctree.children_map().get(os.getpid(), [])
+                   if pid not in ours and pid not in self._foreign]
+        if not adopted:
+            return
+        procs: list[proctree.Proc] = []
+        for pid in adopted:
+            if (st := proctree.start_time(pid)) is not None:
+                procs += [(pid, st), *proctree.tree(pid)]
+        if left := await proctree.end(procs):
+            logger.warning(f"ended {len(left)} orphaned process(es) "
+                           f"(pids {', '.join(str(p) for p, _ in left)})")
+        proctree.reap(adopted)

@@ -175,6 +175,24 @@ async def test_an_interruption_keeps_only_what_was_shown(tmp_path):
     assert [x["text"] for x in lines] == ["One."]
 
 
+async def test_a_stop_mid_reply_closes_the_line_as_far_as_it_was_shown(tmp_path):
+    # SIGTERM cancels the bot's pipeline while the avatar talks: the line viewers see is
+    # finalized as far as it was shown (not left hanging), and the transcript keeps it
+    publisher = CaptionPublisher(None, tmp_path / "captions.jsonl")  # no room: file only
+    captions = CaptionProcessor(publisher, "avatar")
+
+    async def script(worker, sink):
+        for frame in [LLMFullResponseStartFrame(), TTSStartedFrame(), tts_audio(5.0),
+                      sentence("One."), tts_audio(5.0), sentence("Two.")]:
+            await worker.queue_frame(frame)
+        await asyncio.sleep(0.8)  # "One." is shown; "Two." would be in 5 s
+        await worker.cancel()
+
+    await run_pipeline([captions], script)
+    lines = [json.loads(x) for x in (tmp_path / "captions.jsonl").read_text().splitlines()]
+    assert [x["text"] for x in lines] == ["One."]
+
+
 async def test_word_level_tts_is_not_paced_twice(tmp_path):
     publisher = CaptionPublisher(None, tmp_path / "captions.jsonl")
     captions = CaptionProcessor(publisher, "avatar")
@@ -328,3 +346,25 @@ def test_nothing_follows_a_final_line_of_its_segment(steps):
         if final:
             closed.add(segment)
     assert len({seg for *_, seg in lines.lines}) == len(closed), "a line was never finalized"
+
+
+async def test_the_runner_closes_the_line_in_flight_before_it_stops_the_pipeline():
+    # the bot's runner calls close_shown() before cancelling (the room is gone once the
+    # cancel reaches the captions): the final line is sent while viewers can still get it
+    lines = Lines()
+    captions = CaptionProcessor(lines, "avatar")
+    sent: dict[str, list] = {}
+
+    async def script(worker, sink):
+        for frame in [LLMFullResponseStartFrame(), TTSStartedFrame(), tts_audio(5.0),
+                      sentence("One."), tts_audio(5.0), sentence("Two.")]:
+            await worker.queue_frame(frame)
+        await asyncio.sleep(0.8)
+        await captions.close_shown()
+        sent["before_cancel"] = list(lines.lines)
+        await worker.cancel()
+
+    await run_pipeline([captions], script)
+    before = sent["before_cancel"]
+    assert before and before[-1][1:3] == ("One.", True), before
+    assert not any("Two." in text for _, text, _, _ in lines.lines)

@@ -214,3 +214,22 @@ async def test_sandbox_sessions_roll_over_ahead_without_a_slate(
             assert gap < 1.5, f"a {gap:.2f} s freeze at the viewer"
         finally:
             await viewer.leave()
+
+
+async def test_the_avatar_service_stops_on_sigint_closing_its_live_sessions(
+        stage: tuple[BotStage, AvatarProcess]) -> None:
+    """SIGINT (Ctrl-C) to the avatar service while a bot's session is live: it exits 0
+    at once and closes that session itself (its room deleted), leaving nothing to reap."""
+    bot, avatar = stage
+    async with running_bot(bot.settings, bot.webinar):
+        started = re.findall(r"avatar session (\S+) started", avatar.log.read_text())
+        assert avatar.proc is not None and started
+        t0 = time.monotonic()
+        avatar.proc.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(avatar.proc.wait, 15)
+        took = time.monotonic() - t0
+        logger.info(f"avatar service SIGINT with a live session: exit {code} in {took:.2f} s")
+        assert code == 0, avatar.log.read_text()[-3000:]
+        assert took < 5
+        assert re.search(rf"avatar session {re.escape(started[-1])} stopped: service shutting "
+                         "down", avatar.log.read_text()), avatar.log.read_text()[-3000:]

@@ -89,3 +89,35 @@ def test_scrubber_hides_configured_secrets_tokens_and_url_keys():
     out = scrub(line)
     assert "configured-secret-value" not in out and "s3cr3t" not in out and jwt not in out
     assert "ws://h/ws?token=***&x=1" in out
+
+
+async def test_stopping_a_child_leaves_none_of_its_processes_behind(tmp_path):
+    """A child that dies (SIGTERM's default action) leaving its own child behind, in a
+    session of its own and deaf to SIGTERM (a stuck bot under a killed web app): the
+    supervisor ends that one too, so nothing is left for init to adopt."""
+    from broadcaster.supervisor import Child
+
+    pidfile = tmp_path / "grandchild.pid"
+    spec = ChildSpec(name="leaky", argv=[sys.executable, str(HELPERS / "leaky_parent.py"),
+                                         str(pidfile)], stop_timeout=2.0)
+    child = Child(spec, lambda s: s)
+    await child.start()
+    await _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10)
+    grandchild = int(pidfile.read_text())
+    try:
+        await asyncio.sleep(0.3)  # the supervisor sees the tree as it runs
+        t0 = time.monotonic()
+        await child.stop()
+        assert child.proc.returncode is not None
+        await _wait_for(lambda: not _alive(grandchild) or _zombie(grandchild), 2)
+        assert time.monotonic() - t0 < 10
+    finally:
+        if _alive(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False

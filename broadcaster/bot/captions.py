@@ -362,6 +362,14 @@ class CaptionProcessor(FrameProcessor):
         """Wait until every caption queued so far has been sent (tests, shutdown)."""
         await self._idle.wait()
 
+    async def close_shown(self, seconds: float = 1.0) -> None:
+        """Finalize the lines viewers see as far as shown (a stop mid-reply), and send them."""
+        if self._task is None or not self._shown:
+            return
+        self._interrupt()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), seconds)
+
     async def _stop(self, *, drain: bool) -> None:
         if self._task is None:
             return
@@ -376,6 +384,13 @@ class CaptionProcessor(FrameProcessor):
                 return
             except TimeoutError:
                 logger.warning(f"{self}: captions still unsent at shutdown")
+        elif self._shown and self.source == "avatar":
+            # cancelled mid-reply (the bot stops): close the lines viewers saw as a barge-in
+            # does, so no words are left hanging and the transcript on disk has them
+            self._interrupt()
+            self._enqueue(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), SEND_TIMEOUT_SECS)
         await self.cancel_task(task)
 
 

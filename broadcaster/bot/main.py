@@ -146,6 +146,8 @@ async def serve(settings: Settings, room: str) -> None:
             if parts.shards is not None:
                 await parts.shards.stop()
             if not run.done():
+                if parts.avatar_captions is not None:  # while the room is still there
+                    await parts.avatar_captions.close_shown()
                 await worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(run, 10)

@@ -63,6 +63,8 @@ class BotParts:
     recorder: Recorder | None = None
     shards: ShardFanout | None = None
     """The audience shards' publisher (``audience_shards`` > 0); started by the runner."""
+    avatar_captions: CaptionProcessor | None = None
+    """The avatar's captions: the runner closes the line in flight before it stops."""
 
 
 def point_liveavatar_at(settings: Settings) -> None:
@@ -158,6 +160,7 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         shards = ShardFanout(settings, room, republisher.encoding)
         republisher.tap(shards.offer_video, shards.offer_audio)
         captions.also = shards.send_text
+    avatar_captions = CaptionProcessor(captions, "avatar", interrupt_on_speech_start=True)
     processors: list[Any] = [
         transport.input(),
         gate,
@@ -167,11 +170,11 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         asked,
         *chain.processors,
         make_tts(settings, chain.responder.known_answers() if chain.responder else ()),
-        CaptionProcessor(captions, "avatar", interrupt_on_speech_start=True),
+        avatar_captions,
         avatar,
         *([republisher] if republisher else []),
         *([recorder] if recorder else []),
         *chain.after_output,
     ]
     return BotParts(Pipeline(processors), transport, gate, avatar, republisher, captions,
-                    recorder, shards)
+                    recorder, shards, avatar_captions)

@@ -1,0 +1,60 @@
+"""Summary rows of the recovery benches for docs/benchmarks.md (soak, rollover)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Row = tuple[str, str, str, str, Any]  # measure, target, result, baseline, pass
+
+
+def _f(v: Any, fmt: str = ".1f", unit: str = "") -> str:
+    if v is None:
+        return "–"
+    try:
+        return f"{v:{fmt}}{unit}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def soak(d: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    goal = d.get("goal_rss_mb_per_hour", 5.0)
+    for name, p in (d.get("processes") or {}).items():
+        rate = p.get("rss_mb_per_hour")
+        ours = name != "loadviewers"
+        rows.append((f"{name}: RSS growth over {_f(d.get('minutes'), 'g')} min (fit after "
+                     f"{_f(d.get('warmup_excluded_s'), '.0f')} s)",
+                     f"≤ {goal:g} MB/hour" if ours else "(load client, not ours)",
+                     f"{_f(rate, '+.1f', ' MB/h')} ({_f(p.get('rss_mb_first'), '.0f')} → "
+                     f"{_f(p.get('rss_mb_last'), '.0f')} MB)",
+                     f"open files {_f(p.get('files_first'), '.0f')} → "
+                     f"{_f(p.get('files_last'), '.0f')}, threads "
+                     f"{_f(p.get('threads_first'), '.0f')} → {_f(p.get('threads_last'), '.0f')}",
+                     (rate is not None and rate <= goal) if ours else None))
+    q, c = d.get("questions") or {}, d.get("captions") or {}
+    rows.append(("nothing lost: typed questions stored; final captions a viewer got on disk; "
+                 "spoken questions captioned",
+                 "all", f"{q.get('typed_stored')}/{q.get('typed')} stored; "
+                 f"{c.get('final_received', 0) - c.get('received_not_on_disk_n', 0)}/"
+                 f"{c.get('final_received')} captions on disk; "
+                 f"{q.get('spoken_with_a_speaker_caption')}/{q.get('spoken')} spoken",
+                 f"{_f(_viewer_fps(d), '.1f')} fps at the 5th-percentile viewer",
+                 not q.get("missing") and not c.get("received_not_on_disk_n")
+                 and q.get("spoken_with_a_speaker_caption") == q.get("spoken")))
+    return rows
+
+
+def _viewer_fps(d: dict[str, Any]) -> Any:
+    w = d.get("viewer_window") or {}
+    return w.get("fps_at_quantile")
+
+
+def rollover(d: dict[str, Any]) -> list[Row]:
+    return [(f"one webinar hour of one-minute sandbox sessions ({d.get('sessions_planned')} "
+             f"sessions of {_f(d.get('session_s'), 'g')} s, {_f(d.get('accelerated_x'), 'g')}x):"
+             " slate frames at a viewer", "0",
+             f"{d.get('slate_frames')} slate frames; {d.get('rollovers')} rollovers, "
+             f"{d.get('ended_by_service')} ended by the service",
+             f"longest gap at the viewer {_f(d.get('longest_gap_s'), '.2f', ' s')}; last "
+             f"frame held per rollover p50 {_f((d.get('held_s') or {}).get('p50'), '.2f')} / "
+             f"max {_f((d.get('held_s') or {}).get('max'), '.2f', ' s')}", d.get("pass"))]

@@ -1,0 +1,164 @@
+"""An hour-long webinar against HeyGen's one-minute sandbox sessions, accelerated: what viewers see.
+
+Real LiveAvatar sandbox sessions end after about a minute; the local avatar service
+emulates that (``avatar_emulate_limits``). Here the whole stack (``broadcaster up``)
+runs with sandbox sessions of ``SESSION_S`` seconds (the minute, accelerated
+60/SESSION_S times) for ``SESSIONS`` sessions: one webinar hour. The bot must replace
+each session before the service ends it, at a pause between sentences (the avatar is
+asked a question every ``ASK_EVERY_S`` seconds so the switches meet speech). One viewer,
+joined through the web app, classifies every frame as slate or avatar
+(probes/stage_watch.py) and reports: slate frames (goal 0), the longest time without a
+frame, the longest unchanged picture, rollovers done by the bot, sessions the service
+had to end itself (goal 0).
+
+Results: bench/results/rollover.json and rollover.png.
+Run: ``.venv/bin/python -m bench.rollover`` (``--quick``: 15 sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.e2e import wait_bot_live, web_join  # noqa: E402
+from bench.faults import Audience  # noqa: E402
+from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
+from bench.servers import up_stack  # noqa: E402
+
+SESSION_S = 4.0
+LEAD_S = 2.5
+SESSIONS = 60
+ASK_EVERY_S = 20.0
+QUESTIONS = ("What is on the agenda today?", "Will the recording be available afterwards?",
+             "How do I ask a question?", "Are captions available?")
+
+
+async def bench(sessions: int) -> dict[str, Any]:
+    overrides = {"avatar_emulate_limits": True, "avatar_sandbox_session_seconds": SESSION_S,
+                 "avatar_rollover_lead_seconds": LEAD_S}
+    async with up_stack(**overrides) as stack, aiohttp.ClientSession() as http:
+        s = stack.settings
+        web = f"http://{s.web_host}:{s.web_port}"
+        room = s.demo_room
+        await wait_bot_live(stack, http, 180)
+        viewer = Audience(web, room, s.bot_identity)
+        await viewer.join(http)
+        asker = await web_join(http, web, room, "rollover-asker")
+        host = {"Authorization": f"Bearer {s.host_key}"}
+        await asyncio.sleep(2.0)
+        t0 = time.monotonic()
+        t1 = t0 + sessions * SESSION_S
+        asked = 0
+        windows: list[dict[str, Any]] = []
+        try:
+            while time.monotonic() < t1:
+                if time.monotonic() >= t0 + asked * ASK_EVERY_S:
+                    text = QUESTIONS[asked % len(QUESTIONS)]
+                    async with http.post(f"{web}/api/webinars/{room}/questions",
+                                         json={"text": f"{text} ({asked})"},
+                                         headers={"Authorization":
+                                                  f"Bearer {asker['token']}"}) as r:
+                        qid = (await r.json()).get("id")
+                    if qid is not None:
+                        async with http.post(
+                                f"{web}/api/host/webinars/{room}/questions/{qid}/ask",
+                                json={}, headers=host) as r:
+                            await r.read()
+                    asked += 1
+                w0 = time.monotonic()
+                await asyncio.sleep(SESSION_S)
+                w1 = time.monotonic()
+                w = viewer.watcher
+                windows.append({"t": round(w0 - t0, 2), "slate_frames": w.slate_frames(w0, w1),
+                                "longest_gap_s": round(w.longest_gap(w0, w1), 3),
+                                "longest_freeze_s": round(w.longest_freeze(w0, w1), 3)})
+            w = viewer.watcher
+            seen = [x for x in w.seen if t0 <= x.t <= t1]
+            result = {
+                "sessions_planned": sessions, "session_s": SESSION_S, "lead_s": LEAD_S,
+                "accelerated_x": round(60.0 / SESSION_S, 1), "wall_s": round(t1 - t0, 1),
+                "questions_asked": asked, "frames": len(seen),
+                "fps": round(len(seen) / (t1 - t0), 2),
+                "slate_frames": w.slate_frames(t0, t1),
+                "longest_gap_s": round(w.longest_gap(t0, t1), 3),
+                "longest_freeze_s": round(w.longest_freeze(t0, t1), 3),
+                "rollovers": len(stack.grep(r"rolling over at a pause")),
+                "ended_by_service": len(stack.grep(r"stopped: sandbox session limit")),
+                "dead_sessions": len(stack.grep(r"avatar session dead")),
+                "viewer_rejoins": viewer.rejoins, "windows": windows,
+                "held_s": held_frame_seconds([line for _, line in stack.lines]),
+            }
+        finally:
+            await viewer.watcher.leave()
+    return result
+
+
+def held_frame_seconds(lines: list[str]) -> dict[str, float]:
+    """How long each rollover held the last frame: "rolling over" → "reopened" in the
+    bot's log (a held frame is re-encoded, so a viewer cannot tell it from a live one)."""
+    stamp = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+) INFO +broadcaster\.bot\.avatar_keeper: "
+                       r"avatar session (near its end|reopened)")
+    out, since = [], None
+    for line in lines:
+        if m := stamp.search(line):
+            t = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+            if m[4] == "near its end":
+                since = t
+            elif since is not None:
+                out.append(t - since)
+                since = None
+    return summary(out)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    w = result["windows"]
+    t = np.asarray([x["t"] for x in w]) / SESSION_S
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    ax.plot(t, [x["longest_gap_s"] for x in w], "o-", ms=3, label="longest time without a frame")
+    ax.bar(t, [x["slate_frames"] / 25 for x in w], width=0.6, color="tab:red", alpha=0.5,
+           label="slate shown (s)")
+    ax.set(xlabel=f"sandbox session (each {SESSION_S:g} s = one minute, accelerated)",
+           ylabel="seconds", title=(
+               f"{SESSIONS if not result.get('quick') else 15} sandbox sessions of "
+               f"{SESSION_S:g} s: {result['rollovers']} rollovers, {result['slate_frames']} "
+               f"slate frames, {result['ended_by_service']} ended by the service\n"
+               f"(commit {result.get('commit')})"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    sessions = 15 if quick else SESSIONS
+    result = asyncio.run(bench(sessions))
+    result.update(
+        bench="rollover", when=now_iso(), machine=machine(), quick=quick,
+        what=(f"`broadcaster up` with emulated sandbox sessions of {SESSION_S:g} s "
+              f"({sessions} sessions: one webinar hour of one-minute sessions, accelerated), "
+              f"a question asked every {ASK_EVERY_S:g} s; one viewer through the web app "
+              "classifies every frame (slate or avatar)"),
+        goal="no slate frame; no session ended by the service")
+    result["pass"] = result["slate_frames"] == 0 and result["ended_by_service"] == 0
+    write_result("rollover", result)
+    plot(result, RESULTS / "rollover.png")
+    return result
+
+
+if __name__ == "__main__":
+    res = run(quick="--quick" in sys.argv)
+    print({k: v for k, v in res.items() if k not in ("windows",)})
