@@ -42,6 +42,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "weak_link": ("weak_link",),
     "encode_once": ("encode_once",),
     "reconcile_storm": ("reconcile_storm",),
+    "join_storm": ("join_storm",),
     "avatar_sessions": ("avatar_sessions",),
     "faults": ("faults",),
     "rollover": ("rollover",),
@@ -54,7 +55,7 @@ MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0
            "republish_latency": (0.6, 1.3), "frame_delivery": (1.3, 10.5),
            "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "capacity": (6, 15),
            "layer_cost": (1.5, 5), "weak_link": (1.5, 2.5), "encode_once": (1.5, 4),
-           "reconcile_storm": (1.5, 6.5),
+           "reconcile_storm": (1.5, 6.5), "join_storm": (1, 1.5),
            "avatar_sessions": (1, 4), "faults": (3, 6),
            "rollover": (2, 5.5), "soak": (5, 32)}
 

@@ -272,6 +272,32 @@ def reconcile_storm(d: dict[str, Any]) -> list[Row]:
              f"webhooks lost: {both.get('webhooks_lost_lines')}", None)]
 
 
+def join_storm(d: dict[str, Any]) -> list[Row]:
+    cpu = d.get("cpu_seconds") or {}
+    return [(f"{d.get('viewers')} viewer joins (join API + LiveKit signal and WebRTC connect, "
+             f"{d.get('shards')} shards on {d.get('nodes')} nodes): all in, errors",
+             "≤ 10 s, no error",
+             f"{_f(d.get('all_joined_and_connected_s'), '.1f', ' s')} "
+             f"({_f(d.get('joins_per_second'), '.0f')}/s), {d.get('errors')} errors",
+             f"join API p50 / p95 {_f(_g(d, 'join_api_ms', 'p50'), '.0f')} / "
+             f"{_f(_g(d, 'join_api_ms', 'p95'), '.0f')} ms; connect p50 / p95 "
+             f"{_f(_g(d, 'connect_ms', 'p50'), '.0f')} / "
+             f"{_f(_g(d, 'connect_ms', 'p95'), '.0f')} ms", d.get("pass")),
+            ("… the audience count's peak; the demoted presenter's stale token during it, "
+             "p50 (max)", "= viewers; demoted",
+             f"{max((c[1] for c in d.get('audience_polls') or []), default=None)} counted; "
+             f"{_f(_g(d, 'stale_token_publish_s', 'p50'), '.2f')} "
+             f"({_f(_g(d, 'stale_token_publish_s', 'max'), '.2f', ' s')}), never demoted "
+             f"{d.get('stale_token_never_demoted')}",
+             "webhooks dropped " + (", ".join(f"{v} {k}" for k, v in
+                                             (d.get("webhooks_dropped") or {}).items())
+                                   or "none") + "; "
+             f"CPU s: web "
+             f"{_f(cpu.get('web'), '.1f')}, nodes "
+             + " / ".join(_f(v, ".1f") for k, v in sorted(cpu.items()) if k != "web"),
+             None)]
+
+
 def avatar_sessions(d: dict[str, Any]) -> list[Row]:
     after, before = d.get("after") or {}, d.get("before") or {}
     per = d.get("sessions_per_round")
@@ -329,6 +355,7 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "encode_once": ("Encode once for several rooms", encode_once),
     "caption_sync": ("Captions in step with the voice", caption_sync),
     "reconcile_storm": ("Floor guard under a join storm", reconcile_storm),
+    "join_storm": ("Join storm on a 3-node cluster", join_storm),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
     "faults": ("Recovery after crashes (SIGKILL under a watching viewer)", faults),
     "rollover": ("Session rollover over a webinar hour (accelerated)", rollover),

@@ -198,3 +198,22 @@ def test_helm_values(manifests: list[dict[str, Any]],
     config = by_kind(manifests, "ConfigMap")["broadcaster-config"]["data"]
     ingress_hosts = {r["host"] for r in by_kind(manifests, "Ingress")["livekit"]["spec"]["rules"]}
     assert config["LIVEKIT_URL"].removeprefix("wss://") in ingress_hosts
+
+
+def test_helm_values_make_a_multi_node_cluster_the_shards_spread_over(
+        manifests: list[dict[str, Any]]) -> None:
+    """Several LiveKit pods, one per Kubernetes node, one Redis, a selector that spreads
+    new rooms; the web app's shards match the pods (docs/scaling.md, issue 14)."""
+    values = yaml.safe_load(HELM_VALUES.read_text())
+    lk = values["livekit"]
+    assert values["replicaCount"] >= 2 and not values["autoscaling"]["enabled"]
+    anti = values["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname", "one SFU per node (host ports)"
+    assert lk["node_selector"] == {"kind": "any", "sort_by": "rooms", "algorithm": "lowest"}
+    (redis_dep,) = [d for n, d in by_kind(manifests, "Deployment").items() if n == "redis"]
+    assert redis_dep["spec"]["replicas"] == 1, "one Redis is LiveKit's one room registry"
+    config = by_kind(manifests, "ConfigMap")["broadcaster-config"]["data"]
+    shards = int(config["BROADCASTER_AUDIENCE_SHARDS"])
+    assert shards >= values["replicaCount"], "at least one audience shard per LiveKit pod"
+    capacity = int(config["BROADCASTER_SHARD_CAPACITY"])
+    assert 0 < capacity <= lk["room"]["max_participants"]

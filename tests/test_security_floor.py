@@ -37,6 +37,7 @@ async def test_finding1_a_viewer_cannot_take_the_floor_of_a_speaker_who_left(
     petra = await joined(c, room, "petra", "presenter", code=w["presenter_code"])
     p = await connect(petra["url"], petra["token"])
     assert await try_publish_mic(p) is not None
+    left = p.local_participant.sid
     await p.disconnect()
     await asyncio.sleep(2.0)  # longer than the identity reservation
     assert (await c.call("GET", f"/api/webinars/{room}")).data["speaker"] == "petra"
@@ -49,7 +50,8 @@ async def test_finding1_a_viewer_cannot_take_the_floor_of_a_speaker_who_left(
         assert reply.status in (403, 409), reply.text
         assert "token" not in (reply.data or {}), reply.text
     people = await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
-    assert [x.identity for x in people.participants] == []
+    # nobody got in (petra's own old session may still be listed a moment under load)
+    assert [(x.identity, x.name) for x in people.participants if x.sid != left] == []
 
     # the real presenter's own rejoin, with her claim, gets the floor back at once
     again = await joined(c, room, "petra", "presenter", code=w["presenter_code"],

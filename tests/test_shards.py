@@ -7,7 +7,8 @@ publishes the avatar into the stage room and, encoded once, into every shard. Wh
 viewer would notice is asserted: the avatar's frames and voice arrive on every shard,
 the audience count sums the shards, a full webinar says so (503), the host's end
 reaches every shard, and when a shard's node is SIGKILLed its viewer, rejoining through
-the join API as the page does, watches again within 10 s.
+the join API as the page does (it notices the frozen picture, names the shard it lost,
+gives a hanging connect 4 s), watches again within 10 s.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from tests.fixtures_web import WebClient, serving
 from tests.helpers.people import Viewer, until
 
 SHARDS = 3
-#: issue 14 asks for 10 s; measured here 8.9, 9.1, 11.1 and 12.4 s (the rejoin's first
-#: LiveKit connect can hang 5 s while LiveKit still counts the dead node as up), so the
-#: test holds the mechanism to 15 s and docs/scaling.md reports the goal as not yet met
-NODE_LOSS_BUDGET_S = 15.0
+#: issue 14: a dead node's viewers watch again within 10 s (docs/scaling.md has the runs)
+NODE_LOSS_BUDGET_S = 10.0
+#: the viewer page's rules (stage_status.js FROZEN_MS, stage.js CONNECT_TIMEOUT_MS,
+#: viewer.js's retry): a live avatar's picture frozen this long means the node is gone
+FROZEN_S = 2.5
+CONNECT_S = 4.0
+RETRY_S = 1.0
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -54,18 +58,50 @@ async def sharded(cluster: Cluster, avatar_service: str, avatar_settings
             yield web, bot
 
 
-async def _join(web: WebClient, bot: BotStage, identity: str, claim: str | None = None
-                ) -> tuple[dict, Viewer]:
+async def _join(web: WebClient, bot: BotStage, identity: str, claim: str | None = None,
+                lost: str | None = None) -> tuple[dict, Viewer]:
     body = {"claim": claim} if claim else {}
+    if lost:
+        body["lost"] = lost
     reply = await web.join(bot.room, identity, **body)
     assert reply.status == 200, reply.text
     viewer = Viewer(identity, bot.settings.bot_identity)
     try:
-        await viewer.join(reply.data["url"], reply.data["token"], connect_timeout=5)
+        await viewer.join(reply.data["url"], reply.data["token"], connect_timeout=CONNECT_S)
     except BaseException:
         await viewer.leave()
         raise
     return reply.data, viewer
+
+
+async def _page_rejoins(web: WebClient, bot: BotStage,
+                        viewers: dict[str, tuple[dict, Viewer]], shard: str, killed: float
+                        ) -> tuple[float, float]:
+    """What the viewer page does when its shard's node dies; return when it noticed and
+    when it was watching again (5 fresh frames), in seconds after the kill."""
+    data, viewer = viewers[shard]
+    noticed = None  # LiveKit drops the page, or the live avatar's picture freezes
+    while noticed is None and time.monotonic() - killed < NODE_LOSS_BUDGET_S:
+        last = viewer.frames[-1][0] if viewer.frames else killed
+        if not viewer.room.isconnected() or time.monotonic() - last >= FROZEN_S:
+            noticed = time.monotonic() - killed
+        await asyncio.sleep(0.05)
+    assert noticed is not None, f"the viewer of {shard} never noticed its node was gone"
+    while time.monotonic() - killed < NODE_LOSS_BUDGET_S + 5:
+        await viewer.leave()  # the page joins again via the API, naming what it lost
+        try:
+            data, viewer = await _join(web, bot, data["identity"], data["claim"], lost=shard)
+            viewers[shard] = (data, viewer)
+            start = time.monotonic()
+            while time.monotonic() - start < 3:
+                fresh = [f for f in viewer.frames if f[0] > start]
+                if len(fresh) >= 5:
+                    return noticed, fresh[4][0] - killed
+                await asyncio.sleep(0.05)
+        except Exception as exc:  # a connect that hangs on the dead node gives up
+            print(f"{shard}: rejoin at +{time.monotonic() - killed:.1f} s: {exc!r}"[:300])
+            await asyncio.sleep(RETRY_S)
+    raise AssertionError(f"the viewer of {shard} never watched again")
 
 
 async def test_viewers_on_every_shard_see_the_avatar_and_a_node_loss_heals(
@@ -102,38 +138,26 @@ async def test_viewers_on_every_shard_see_the_avatar_and_a_node_loss_heals(
             counts
 
         # --- node loss: SIGKILL a shard's node (not node 1, the clients' entry point) ----
-        # (nor the stage's node: its loss restarts the bot, a case this does not cover)
+        # (nor the stage's node if it can be helped: its loss restarts the bot)
         stage_node = await cluster.room_node(bot.room)
-        victim = next((s for s in names if homes[s] not in (cluster.nodes[0], stage_node)),
-                      None) or next(s for s in names if homes[s] is not cluster.nodes[0])
-        node = homes[victim]
+        first = next((s for s in names if homes[s] not in (cluster.nodes[0], stage_node)),
+                     None) or next(s for s in names if homes[s] is not cluster.nodes[0])
+        node = homes[first]
         assert node is not None
-        data, viewer = viewers[victim]
+        victims = [s for s in names if homes[s] is node]
         killed = time.monotonic()
         node.kill()
-        back: float | None = None
-        while back is None and time.monotonic() - killed < NODE_LOSS_BUDGET_S + 5:
-            await viewer.leave()  # the page: disconnected, so it joins again via the API
-            try:
-                data, viewer = await _join(web, bot, data["identity"], data["claim"])
-                viewers[victim] = (data, viewer)
-                start = time.monotonic()
-                while time.monotonic() - start < 3 and back is None:
-                    fresh = [f for f in viewer.frames if f[0] > start]
-                    if len(fresh) >= 5:
-                        back = fresh[4][0] - killed
-                    await asyncio.sleep(0.05)
-            except Exception as exc:  # joins fail until LiveKit notices the dead node
-                print(f"rejoin at +{time.monotonic() - killed:.1f} s: {exc!r}"[:300])
-                await asyncio.sleep(0.3)
-        assert back is not None and back < NODE_LOSS_BUDGET_S, \
-            f"the viewer of {victim} watched again after {back} s"
-        moved = await cluster.room_node(data["livekit_room"])
-        print(f"node loss: viewer of {victim} watching again {back:.1f} s after SIGKILL "
-              f"on {data['livekit_room']} (node {moved.index if moved else '?'})")
-        # either another shard, or LiveKit re-homed this one on a live node (the bot
-        # joined it again first): both are a live node
-        assert moved is not None and moved is not node and moved.alive
+        backs = await asyncio.gather(*(_page_rejoins(web, bot, viewers, s, killed)
+                                       for s in victims))
+        for shard, (noticed, back) in zip(victims, backs, strict=True):
+            data = viewers[shard][0]
+            moved = await cluster.room_node(data["livekit_room"])
+            print(f"node loss: viewer of {shard} noticed at +{noticed:.1f} s, watching "
+                  f"again {back:.1f} s after SIGKILL on {data['livekit_room']} "
+                  f"(node {moved.index if moved else '?'})")
+            assert back < NODE_LOSS_BUDGET_S, f"the viewer of {shard} was back after {back} s"
+            # on a live node: another shard, or this one re-homed by the bot's rejoin
+            assert moved is not None and moved is not node and moved.alive
 
         # --- the host's end reaches every shard (room metadata) ---------------------------
         ended = await web.host("POST", f"/api/host/webinars/{bot.room}/end")
@@ -171,6 +195,14 @@ async def test_a_full_webinar_says_so_and_a_reload_keeps_its_shard(cluster: Clus
         assert late.headers.get("Retry-After") == "60"
         again = await web.join(room, "early-a", claim=a.data["claim"])
         assert again.status == 200 and again.data["livekit_room"] == a.data["livekit_room"]
+        # a page that lost its node's room, in a full webinar: not turned away (its seat)
+        moved = await web.join(room, "early-a", claim=a.data["claim"],
+                               lost=a.data["livekit_room"])
+        assert moved.status == 200 and moved.data["livekit_room"] == a.data["livekit_room"]
+        for lost in ("other--a1", f"{room}--a3", "x" * 5000, 7, ["a"]):  # not its rooms
+            bad_lost = await web.join(room, "early-a", claim=a.data["claim"], lost=lost)
+            assert bad_lost.status == 422 and "lost" in bad_lost.data["error"], \
+                bad_lost.text
         shard_token = a.data["token"]  # questions from a shard are the webinar's questions
         asked = await web.call("POST", f"/api/webinars/{room}/questions",
                                {"text": "Can you hear me?"}, token=shard_token)

@@ -74,3 +74,38 @@ async def test_stage_slates_tell_viewers_and_the_presenter_the_truth(
             timeout=15000)
     assert not [p for p in problems if "pageerror" in p or "Content Security Policy" in p], \
         problems
+
+
+async def test_a_frozen_live_avatar_makes_the_viewer_page_rejoin_naming_its_room(
+        tmp_path_factory: pytest.TempPathFactory, web: str, web_client: WebClient,
+        livekit) -> None:
+    """Issue 14: when a LiveKit node dies its events stop too, so the page sees the
+    bot still 'live' while the picture stands still. After 2.5 s frozen it joins again
+    through the join API naming the room it lost (which routes it elsewhere), and a
+    freeze that rejoining does not cure is retried ever more slowly (no API storm)."""
+    room = (await web_client.new_webinar(TITLE))["room"]
+    problems: list[str] = []
+    joins: list[tuple[float, dict]] = []
+    async with chromium(tmp_path_factory.mktemp("chromium-frozen")) as browser:
+        viewer = await open_page(browser, f"{web}/w/{room}", problems)
+        viewer.on("request", lambda r: joins.append((time.monotonic(), r.post_data_json))
+                  if r.url.endswith(f"/api/webinars/{room}/join") else None)
+        await viewer.fill("#join-name", "Grace Hopper")
+        await viewer.click("#join-button")
+        async with FakeBot(livekit, room) as bot:
+            await viewer.wait_for_selector("#stage[data-avatar='live']", timeout=15000)
+            assert [j for _, j in joins if j.get("lost")] == []
+            bot._tasks[0].cancel()  # the picture stops; the bot stays, still "live"
+            frozen = time.monotonic()
+            deadline = frozen + 8
+            while time.monotonic() < deadline and not any(j.get("lost") for _, j in joins):
+                await viewer.wait_for_timeout(100)
+            lost = [(t - frozen, j) for t, j in joins if j.get("lost")]
+            assert lost, f"the page never rejoined: {joins}"
+            assert 2.0 <= lost[0][0] <= 5.0, lost[0][0]  # frozen 2.5 s, checked each 0.25 s
+            assert lost[0][1]["lost"] == room  # shards off: the webinar's room itself
+            await viewer.wait_for_selector("body[data-state='live']", timeout=10000)
+            await viewer.wait_for_timeout(8000)  # still frozen: retries slow down
+            retries = [t - frozen for t, j in joins if j.get("lost")]
+            assert len(retries) <= 4, f"rejoined at {retries} s: no back-off"
+    assert not [p for p in problems if "pageerror" in p], problems

@@ -80,7 +80,8 @@ async def join(request: web.Request) -> web.Response:
     if wait is not None:
         raise too_many(f"too many joins from your address: try again in "
                        f"{max(1, round(wait))} s", wait)
-    body = await read_object(request, {"identity", "name", "role", "code", "claim"})
+    body = await read_object(request, {"identity", "name", "role", "code", "claim",
+                                       "lost"})
     answer = await svc.join(
         room,
         identity=req_str(body, "identity"),
@@ -88,6 +89,7 @@ async def join(request: web.Request) -> web.Response:
         role=opt_str(body, "role") or Role.VIEWER.value,
         code=opt_str(body, "code"),
         claim=opt_str(body, "claim"),
+        lost=opt_str(body, "lost"),
     )
     return web.json_response(answer)
 

@@ -6,6 +6,9 @@ nodes; the web app only picks a shard for each viewer: the least-filled one belo
 the joins routed since (a storm of joins costs LiveKit one listing per shard, not one
 per viewer). A shard whose node is gone is still routable: the next join re-homes the
 room on a live node (LiveKit's own doing) and the web app re-asserts its metadata.
+A page that lost its shard says which (``lost``): LiveKit counts a dead node as up for
+~5 s and may still answer about its rooms, so that page goes to another shard with room
+rather than back to the dead node (where its connect would hang until LiveKit notices).
 When every shard is full the join is refused with 503 and the reason.
 """
 
@@ -22,7 +25,7 @@ from loguru import logger
 from broadcaster.config import Settings
 from broadcaster.roles import Role
 from broadcaster.shards import shard_rooms
-from broadcaster.web.errors import ApiError
+from broadcaster.web.errors import ApiError, invalid
 from broadcaster.web.livekit_admin import LiveKitAdmin, LiveKitError
 
 #: a shard room is re-created (with metadata) at most this often per shard
@@ -33,6 +36,8 @@ ENSURE_GIVE_UP_SECONDS = 20.0
 CALL_SECONDS = 1.5
 #: a shard LiveKit did not answer about is passed over this long (or until it answers)
 UNREACHABLE_SECONDS = 15.0
+#: a page that lost its shard is routed on LiveKit's word at most this old
+LOST_FRESH_SECONDS = 1.0
 
 
 def full(shards: int, capacity: int) -> ApiError:
@@ -47,6 +52,7 @@ class _Counts:
     viewers: dict[str, int] = field(default_factory=dict)
     routed: dict[str, int] = field(default_factory=dict)
     open: set[str] = field(default_factory=set)
+    bot: set[str] = field(default_factory=set)  # shards LiveKit listed the bot in
     refreshing: asyncio.Task[None] | None = None
 
 
@@ -71,17 +77,29 @@ class ShardRouter:
         """Return the shard rooms of ``room`` (none when shards are off)."""
         return shard_rooms(room, self.settings.audience_shards)
 
-    async def _count(self, shard: str) -> int | None:
+    async def _people(self, shard: str) -> list[Any] | None:
         try:
-            people = await asyncio.wait_for(self.livekit.participants(shard), CALL_SECONDS)
+            return await asyncio.wait_for(self.livekit.participants(shard), CALL_SECONDS)
         except (LiveKitError, TimeoutError) as exc:
             logger.warning("shard {}: no count ({})", shard, exc)
+            return None
+
+    async def _count(self, shard: str) -> int | None:
+        people = await self._people(shard)
+        if people is None:
             return None
         return sum(1 for p in people if p.attributes.get("role") == Role.VIEWER)
 
     async def _refresh(self, room: str, c: _Counts) -> None:
         names = self.names(room)
-        got = await asyncio.gather(*(self._count(n) for n in names))
+        lists = await asyncio.gather(*(self._people(n) for n in names))
+        got = [None if people is None else
+               sum(1 for p in people if p.attributes.get("role") == Role.VIEWER)
+               for people in lists]
+        # a room on a node that just died is still answered for, empty, until LiveKit
+        # counts the node as gone (~5 s): the bot's absence tells it apart
+        c.bot = {n for n, people in zip(names, lists, strict=True) if people is not None
+                 and any(p.identity == self.settings.bot_identity for p in people)}
         try:  # the shards the bot has opened (LiveKit placed them one by one)
             listed = await asyncio.wait_for(self.livekit.rooms(names), CALL_SECONDS)
             c.open = {r.name for r in listed}
@@ -96,38 +114,61 @@ class ShardRouter:
                 self._unreachable.pop(n, None)
         c.routed = {}
 
-    async def counts(self, room: str, *, fresh: bool = False) -> dict[str, int]:
-        """Viewers per shard (LiveKit's count plus the joins routed since it was taken)."""
+    async def counts(self, room: str, *, fresh: bool = False,
+                     within: float | None = None) -> dict[str, int]:
+        """Viewers per shard: LiveKit's count plus the joins routed since it was taken.
+
+        The count is at most ``within`` (default ``audience_cache_seconds``) old.
+        """
         c = self._counts.setdefault(room, _Counts())
-        stale = time.monotonic() - c.at >= self.settings.audience_cache_seconds
+        limit = self.settings.audience_cache_seconds if within is None else within
+        stale = time.monotonic() - c.at >= limit
         if fresh or stale:
             if c.refreshing is None or c.refreshing.done():
                 c.refreshing = asyncio.ensure_future(self._refresh(room, c))
             await asyncio.shield(c.refreshing)
         return {n: c.viewers.get(n, 0) + c.routed.get(n, 0) for n in self.names(room)}
 
-    async def route(self, room: str, identity: str) -> str:
+    def check_lost(self, room: str, lost: str | None) -> None:
+        """422 unless ``lost`` (what a rejoining page lost) is ``room`` or one of its shards."""
+        if lost is not None and lost != room and lost not in self.names(room):
+            raise invalid(f"field 'lost' must name this webinar's room or one of its "
+                          f"audience shards, not {lost[:80]!r}")
+
+    async def route(self, room: str, identity: str, lost: str | None = None) -> str:
         """Return the shard for ``identity``, counted as joined; 503 when all are full.
 
         The one it had (a reload: LiveKit replaces the old session), unless LiveKit did
-        not answer about it (its node died: the viewer goes to another shard); else the
-        least-filled reachable one with room.
+        not answer about it or the page ``lost`` it (its node died: the viewer goes to
+        another shard); else the least-filled reachable one with room, not ``lost``
+        while another has room.
         """
-        counts = await self.counts(room)
+        # a page that lost its room: where the bot is, as LiveKit says now (one listing
+        # per second however many pages ask at once)
+        counts = await self.counts(room, within=LOST_FRESH_SECONDS if lost else None)
         now = time.monotonic()
         c = self._counts[room]
         cap = self.settings.shard_capacity
-        up = {n: v for n, v in counts.items() if self._unreachable.get(n, 0.0) <= now}
         had = self._where.get((room, identity))
-        if had is not None and had in up:
+        if had in counts:  # a rejoin leaves its seat: it may always come back to it
+            counts[had] = max(0, counts[had] - 1)
+        up = {n: v for n, v in counts.items() if self._unreachable.get(n, 0.0) <= now}
+        if had is not None and had in up and had != lost:
             # a rejoin: its page may have lost that shard's node; ask LiveKit first
             if await self._count(had) is not None:
                 return had
             self._unreachable[had] = now + UNREACHABLE_SECONDS
             up.pop(had)
         free = {n: v for n, v in (up or counts).items() if v < cap}
+        if not free and had in counts:  # not turned away: those watching are not touched
+            free = {had: counts[had]}
         if not free:
             raise full(len(counts), cap)
+        # where the bot publishes first: a viewer elsewhere sees no avatar (and a dead
+        # node's room, still answered for, has no bot)
+        free = {n: v for n, v in free.items() if n in c.bot} or free
+        # only this page's word, so only this page avoids it (the audience is untrusted)
+        free = {n: v for n, v in free.items() if n != lost} or free
         # shards LiveKit has placed already first: rooms made by a burst of joins at once
         # would all land on one node (it places by node stats refreshed every 2 s)
         placed = {n: v for n, v in free.items() if n in c.open}

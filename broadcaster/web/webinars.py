@@ -310,10 +310,11 @@ class Webinars:
     # --- public actions ----------------------------------------------------------------
     async def join(
         self, room: str, identity: str, name: str | None, role: str, code: str | None,
-        claim: str | None,
+        claim: str | None, lost: str | None = None,
     ) -> dict[str, Any]:
-        """Mint a token for ``identity``, unless someone else holds that identity here."""
+        """Mint a token for ``identity`` unless another holds it (``lost``: ShardRouter)."""
         webinar = self.get_live(room)
+        self.shards.check_lost(room, lost)
         if role not in (Role.VIEWER, Role.PRESENTER):
             raise invalid("field 'role' must be 'viewer' or 'presenter'")
         if claim is not None and not 1 <= len(claim) <= MAX_CLAIM_CHARS:
@@ -352,7 +353,7 @@ class Webinars:
             grant = Role.PRESENTER if speaking else Role(role)
             joins = room
             if grant == Role.VIEWER and self.shards.enabled:  # 503 when every shard is full
-                joins = await self.shards.route(room, identity)
+                joins = await self.shards.route(room, identity, lost)
                 self.shards.ensure(joins, metadata(webinar))
             token = mint_token(self.settings, grant, joins, identity, name=display,
                                speaking=speaking)

@@ -9,6 +9,7 @@ import { $, h } from '/static/js/common.js';
 const MAX_CAPTION_LINES = 3;
 const CAPTION_LINGER_MS = 8000;
 const MAX_CAPTION_CHARS = 2000;
+const CONNECT_TIMEOUT_MS = 4000;
 
 export class Stage {
   /**
@@ -75,7 +76,11 @@ export class Stage {
 
   async connect(url, token) {
     this.#setState('connecting');
-    await this.room.connect(url, token, { autoSubscribe: true });
+    // short limits (the SDK's are 15 s): a room on a LiveKit node that just died hangs
+    // the connect until LiveKit notices (~5 s); the page sooner asks the join API again
+    await this.room.connect(url, token, {
+      autoSubscribe: true, websocketTimeout: CONNECT_TIMEOUT_MS, peerConnectionTimeout: CONNECT_TIMEOUT_MS,
+    });
     this.#setState('live');
     this.#metadata(this.room.metadata);
     this.#audioStatus();

@@ -13,6 +13,7 @@ const STALL_MS = 1500;      // a picture frozen this long is not a live avatar
 const CHECK_MS = 250;
 const REJOIN_MIN_MS = 500;
 const REJOIN_MAX_MS = 4000;
+const FROZEN_MS = 2500;     // the bot says it is live, yet no picture this long: its node is gone
 
 export const AVATAR_ATTR = 'avatar';   // the bot's participant attribute: live | restarting
 
@@ -23,8 +24,13 @@ export class StageStatus {
    * @param {() => Promise<{url: string, token: string}>} [opts.rejoin]  a fresh token through
    *        the web app's join API (with the page's claim); called when LiveKit drops us for good
    * @param {(state: string) => void} [opts.onAvatar]  'waiting' | 'live' | 'away' | 'ended'
+   * @param {() => void} [opts.onFrozen]  the bot is (as far as LiveKit told us) in the room
+   *        and live, yet its picture stopped: the room's LiveKit node died (issue 14; its
+   *        events stop too, so the SDK notices late); called once per freeze
    */
-  constructor({ stage, rejoin, onAvatar }) {
+  constructor({ stage, rejoin, onAvatar, onFrozen }) {
+    this.onFrozen = onFrozen || null;
+    this.frozenSince = 0;
     this.stage = stage;
     this.root = stage.root;
     this.video = stage.video;
@@ -140,6 +146,8 @@ export class StageStatus {
     else if (this.#botState() === 'live' && moving) state = 'live';
     else state = this.everLive ? 'away' : 'waiting';
     if (state === 'live') this.everLive = true;
+    this.#frozen(now, state !== 'live' && this.everLive && this.#botState() === 'live'
+      && this.stage.room.state === 'connected' && this.#onScreen());
     const title = this.stage.meta.title || document.getElementById('title')?.textContent || '';
     this.slate.title.textContent = title;
     if (state !== this.avatar) {
@@ -149,6 +157,22 @@ export class StageStatus {
         waiting: 'Starting soon', away: 'Back in a moment', ended: 'This webinar has ended', live: '',
       }[state];
       this.onAvatar(state);
+    }
+  }
+
+  /** adaptiveStream pauses a video nobody can see: no frames then is no fault. */
+  #onScreen() {
+    if (document.visibilityState !== 'visible') return false;
+    const r = this.video.getBoundingClientRect();
+    return r.width > 0 && r.bottom > 0 && r.top < window.innerHeight;
+  }
+
+  #frozen(now, frozen) {
+    if (!frozen) { this.frozenSince = 0; return; }
+    if (!this.frozenSince) this.frozenSince = now;
+    if (this.frozenSince > 0 && now - this.frozenSince >= FROZEN_MS && this.onFrozen) {
+      this.frozenSince = -1;  // once per freeze
+      this.onFrozen();
     }
   }
 

@@ -34,23 +34,25 @@ function setPageState(state) {
 }
 
 // Issue 14: when the LiveKit node of this viewer's room is lost, the page joins again
-// through the join API (which may place it in another audience shard) instead of asking
-// for a reload: at once when disconnected, after 3 s of 'reconnecting'.
+// through the join API, naming the room it lost (the API sends it to another audience
+// shard), instead of asking for a reload: at once when disconnected or when the live
+// avatar's picture froze (StageStatus: the dead node's events stop too), after 3 s of
+// 'reconnecting'. A connect that hangs gives up after 4 s (stage.js) and asks again.
 let rejoinTimer = null;
 function rejoinSoon(state, delay) {
   clearTimeout(rejoinTimer);
-  if (!joined || !(state === 'disconnected' || state === 'reconnecting')) return;
+  if (!joined || !['disconnected', 'reconnecting', 'frozen'].includes(state)) return;
   rejoinTimer = setTimeout(async () => {
     const old = stage;
     stage = null; // its late events are not this page's state any more
     try { await old?.disconnect(); } catch { /* already gone */ }
     try {
-      await join(session.load(room, ROLE)?.name || joined.name);
+      await join(session.load(room, ROLE)?.name || joined.name, joined.livekit_room);
     } catch (err) {
       $('#stage-message').textContent = `${err.message || err} (trying again)`;
-      rejoinSoon('disconnected', 3000);
+      rejoinSoon('disconnected', 1000);
     }
-  }, delay ?? (state === 'reconnecting' ? 3000 : 500));
+  }, delay ?? (state === 'reconnecting' ? 3000 : state === 'frozen' ? 0 : 500));
 }
 
 function showMeta(meta) {
@@ -76,14 +78,15 @@ function updateFloor() {
   hands?.onFloor(canPublish);
 }
 
-async function join(name) {
+async function join(name, lost) {
   const saved = session.load(room, ROLE);
   const reuse = saved && saved.name === name;
   let identity = reuse ? saved.identity : identityFor(name);
   let answer;
   try {
     answer = await api('POST', `/api/webinars/${room}/join`, {
-      body: { identity, name, role: ROLE, ...(reuse && saved.claim ? { claim: saved.claim } : {}) },
+      body: { identity, name, role: ROLE, ...(reuse && saved.claim ? { claim: saved.claim } : {}),
+        ...(lost ? { lost } : {}) },
     });
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 409) throw err;
@@ -104,7 +107,7 @@ async function join(name) {
   });
   stage = mine;
   $('#join-form').hidden = true;
-  watchStage(name);
+  watchStage(name, mine);
   await stage.connect(answer.url, answer.token);
   followAudience(stage.room);
   // (before preferSound: a stage with no avatar yet may hold that promise)
@@ -118,8 +121,18 @@ async function join(name) {
 }
 
 // --- issue 15: stage slates, reconnect banner, quality dot, rejoin with the claim ---
-function watchStage(name) {
-  new StageStatus({ stage, rejoin: () => rejoinToken(name) });
+// a freeze that rejoining did not cure (not a node loss) is retried ever more slowly
+let frozenDelay = 0;
+function watchStage(name, mine) {
+  const status = new StageStatus({
+    stage: mine, rejoin: () => rejoinToken(name),
+    onAvatar: (state) => { if (state === 'live') frozenDelay = 0; },
+    onFrozen: () => {
+      if (stage !== mine) { status.stop(); return; }
+      rejoinSoon('frozen', frozenDelay);
+      frozenDelay = Math.min(Math.max(2 * frozenDelay, 2000), 30000);
+    },
+  });
 }
 
 /** A fresh token for the same identity, through the web app's join with our claim. */
@@ -127,7 +140,8 @@ async function rejoinToken(name) {
   const saved = session.load(room, ROLE) || {};
   const answer = await api('POST', `/api/webinars/${room}/join`, {
     body: { identity: saved.identity || joined.identity, name, role: ROLE,
-      ...(saved.claim ? { claim: saved.claim } : {}) },
+      ...(saved.claim ? { claim: saved.claim } : {}),
+      ...(joined?.livekit_room ? { lost: joined.livekit_room } : {}) },
   });
   session.save(room, ROLE, { identity: answer.identity, claim: answer.claim, name });
   joined = answer;
