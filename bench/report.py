@@ -209,7 +209,8 @@ def caption_sync(d: dict[str, Any]) -> list[Row]:
              f"within ±{d.get('target_ms', 300):g} ms",
              f"{_f(o.get('p50'), '.0f')} / {_f(o.get('p95'), '.0f')} ms "
              f"({_f(o.get('p5'), '.0f')} ms; {o.get('n')} of {d.get('words_shown')} words "
-             f"matched); unspoken words shown at barge-ins: {d.get('unspoken_words_shown')}",
+             f"matched; {_f((d.get('share_within_target') or 0) * 100, '.0f')} % within "
+             f"target); unspoken words shown at barge-ins: {d.get('unspoken_words_shown')}",
              f"sentence at once: {_f(b.get('p50'), '.0f')} / {_f(b.get('p95'), '.0f')} ms",
              d.get("pass"))]
 
@@ -529,6 +530,8 @@ def write_report(path: Path = DOC) -> Path:
                + "." + load_note + "\n"]
         sec += _details(name, d)
         sec.append(_provenance_line(d))
+        if d.get("note"):  # what the stamp cannot say (re-analysed, a dirty tree, outliers)
+            sec.append(f"- note: {d['note']}")
         png = RESULTS / f"{name}.png"
         if png.exists():
             sec.append(f"\n![{title}](../bench/results/{name}.png)\n")

@@ -62,7 +62,9 @@ def grants_for(role: Role, room: str, *, speaking: bool = True) -> api.VideoGran
     if role is Role.HOST:
         return api.VideoGrants(
             room_join=True, room=room, room_admin=True, can_publish=False,
-            can_subscribe=True, can_publish_data=False, can_publish_sources=[], hidden=True,
+            can_subscribe=True, can_publish_data=False, can_publish_sources=[],
+            # visible (a console publishes nothing): LiveKit's pushed numParticipants counts
+            # it, and the pages can only take out of the audience count whom they see
         )
     if role is Role.BOT:
         return api.VideoGrants(

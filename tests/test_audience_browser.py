@@ -16,9 +16,16 @@ import pytest
 import pytest_asyncio
 from livekit import api, rtc
 
+from broadcaster.netutil import free_port
 from broadcaster.protocol import ASK_TOPIC
-from tests.fixtures_web import FakeBot, WebClient, connect, wait_until
-from tests.helpers.browser import chromium, needs_chromium, open_page, screenshot_dir
+from tests.fixtures_web import FakeBot, WebClient, connect, serving, wait_until
+from tests.helpers.browser import (
+    chromium,
+    full_page_screenshot,
+    needs_chromium,
+    open_page,
+    screenshot_dir,
+)
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -126,7 +133,7 @@ async def test_raise_hand_qa_and_ask_the_avatar_in_the_pages(
         await page.mouse.move(0, 0)
         await page.screenshot(path=str(screenshot_dir() / "viewer-qa.png"))
         await host.wait_for_selector("#toast", state="hidden", timeout=10000)
-        await host.screenshot(path=str(screenshot_dir() / "host-audience.png"), full_page=True)
+        await full_page_screenshot(host, screenshot_dir() / "host-audience.png")
 
         # one click: the hand gets the floor; her page says so and turns to presenting
         await host.click(f"#hands li[data-identity='{ada}'] button:has-text('Give floor')")
@@ -196,6 +203,18 @@ async def test_presenter_picks_a_microphone_pushes_to_talk_and_sees_mute(
     await page.keyboard.up("Space")
     await page.wait_for_selector("#mic-banner[data-state='ptt']")
     assert await wait_until(lambda: muted_is(True))
+    # the on-screen button does the same while the pointer holds it
+    hold = page.locator("#ptt-hold")
+    assert await hold.is_visible() and await hold.is_enabled()
+    await hold.hover()
+    await page.mouse.down()
+    await page.wait_for_selector("#mic-banner[data-state='live']")
+    assert not await page.locator("#mute-badge").is_visible()
+    assert await wait_until(lambda: muted_is(False))
+    await page.mouse.up()
+    await page.wait_for_selector("#mic-banner[data-state='ptt']")
+    assert await page.locator("#mute-badge").is_visible()
+    assert await wait_until(lambda: muted_is(True))
     await page.mouse.move(0, 0)
     await page.screenshot(path=str(screenshot_dir() / "presenter-controls.png"))
     # the choice is remembered
@@ -203,6 +222,24 @@ async def test_presenter_picks_a_microphone_pushes_to_talk_and_sees_mute(
     await page.uncheck("#opt-ptt")
     await page.wait_for_selector("#mic-banner[data-state='live']")
     assert await wait_until(lambda: muted_is(False))
+    # another microphone: the published track now captures from it (a new capture
+    # track), LiveKit keeps one unmuted microphone, and the choice is remembered
+    devices = await page.eval_on_selector_all(
+        "#mic-device option", "os => os.map(o => [o.value, o.textContent.trim()])")
+    print("\nCHROMIUM FAKE MICROPHONES", devices)
+    before = await page.eval_on_selector("#mic-device", "s => [s.dataset.live, s.dataset.track]")
+    other = next(v for v, _ in devices if v and v != before[0])
+    await page.select_option("#mic-device", other)
+    await page.wait_for_function(
+        f"() => document.querySelector('#mic-device').dataset.live === {json.dumps(other)}",
+        timeout=10000)
+    after = await page.eval_on_selector("#mic-device", "s => [s.dataset.live, s.dataset.track]")
+    assert after[1] and after[1] != before[1], (before, after)
+    assert await page.evaluate("localStorage.getItem('broadcaster:microphone')") == other
+    assert await wait_until(lambda: muted_is(False))
+    info = await lkapi.room.get_participant(
+        api.RoomParticipantIdentity(room=room, identity=identity))
+    assert sum(t.source == api.TrackSource.MICROPHONE for t in info.tracks) == 1
     # the plain mute button: the banner and the stage say so
     await page.click("#mic-toggle")
     await page.wait_for_selector("#mic-banner[data-state='muted'], "
@@ -257,3 +294,100 @@ async def test_viewer_captions_toggle_size_and_fullscreen(
         await page.wait_for_function("() => !document.fullscreenElement")
         assert not bad(problems), problems
         await page.close()
+
+
+async def test_the_audience_count_leaves_out_the_presenter_and_host_consoles(
+        browser, web: str, web_client: WebClient, livekit) -> None:
+    """LiveKit pushes numParticipants (everyone but agents): with two viewers, the
+    presenter and a host console watching, the pages say 2 watching, not 4."""
+    c = web_client
+    w = await c.new_webinar("Who is watching")
+    room = w["room"]
+    problems: list[str] = []
+    async with FakeBot(livekit, room):  # kind agent: not in LiveKit's count at all
+        pres = await open_page(browser, w["presenter_url"], problems)
+        await pres.fill("#join-name", "Pat Presenter")
+        await pres.click("#join-button")
+        await pres.wait_for_selector("#floor[data-floor='yes']", timeout=15000)
+        page = await open_page(browser, f"{web}/w/{room}", problems)
+        await page.fill("#join-name", "Vera Viewer")
+        await page.click("#join-button")
+        await page.wait_for_selector("body[data-state='live']", timeout=15000)
+        sam = (await c.join(room, "sam", name="Sam")).data
+        sam_room = await connect(sam["url"], sam["token"])
+        host = await open_page(browser, f"{web}/host#key={c.settings.host_key}", problems)
+        await host.wait_for_selector("body[data-auth='yes']", timeout=10000)
+        await host.click(f"#webinars .w-item[data-room='{room}']")
+        await host.click("#watch")
+        await host.wait_for_selector("#preview-card:not([hidden])")
+
+        async def counts(p) -> tuple[str, str]:
+            """(shown, LiveKit's numParticipants) on page ``p``."""
+            return tuple(await p.eval_on_selector(
+                "#audience-count", "e => [e.textContent.trim(), e.dataset.participants]"))
+
+        async def settles(want: tuple[str, str]) -> None:
+            seen: list[tuple[str, str]] = []
+
+            async def ok() -> bool:
+                seen[:] = [await counts(p) for p in (page, pres)]
+                return all(c == want for c in seen)
+
+            assert await wait_until(ok, timeout=15), f"pages show {seen}, want {want}"
+
+        try:
+            await settles(("2", "4"))  # LiveKit's own count holds 4; the audience is 2
+            # the console leaves: still 2 watching, out of 3 LiveKit counts
+            await host.click("#watch")
+            await settles(("2", "3"))
+            assert not bad(problems), problems
+        finally:
+            for p in (page, pres, host):
+                await p.close()
+            await sam_room.disconnect()
+
+
+async def test_the_host_console_shows_each_shards_count(
+        browser, web_client: WebClient, livekit) -> None:
+    """With audience shards (rooms on the one node here), the console's audience line
+    gives the total and each shard's viewers, as LiveKit counts them."""
+    s = web_client.settings.replace(web_port=free_port(), audience_shards=2,
+                                    avatar_mode="relay", audience_cache_seconds=0.5)
+    async with serving(s) as c:
+        room = (await c.new_webinar("Sharded audience"))["room"]
+        viewers = []
+        per_shard: dict[str, int] = {}
+        for who in ("ann", "bob", "cid"):
+            data = (await c.join(room, who)).data
+            per_shard[data["livekit_room"]] = per_shard.get(data["livekit_room"], 0) + 1
+            viewers.append(await connect(data["url"], data["token"]))
+        assert set(per_shard) == {f"{room}--a1", f"{room}--a2"}, per_shard
+        want = " (" + ", ".join(f"{name.split('--')[-1]}: {n}"
+                                for name, n in sorted(per_shard.items())) + ")"
+        problems: list[str] = []
+        host = await open_page(browser, f"{c.base}/host#key={s.host_key}", problems)
+        try:
+            await host.wait_for_selector("body[data-auth='yes']", timeout=10000)
+            await host.click(f"#webinars .w-item[data-room='{room}']")
+            await host.wait_for_function(
+                "want => { const e = document.querySelector('#d-shards'); "
+                "return !e.hidden && e.textContent === want && "
+                "document.querySelector('#d-viewers').textContent === '3'; }",
+                arg=want, timeout=15000)
+            # one leaves: the console follows LiveKit's count of that shard
+            gone = next(i for i, v in enumerate(viewers) if v.name == f"{room}--a1")
+            await viewers.pop(gone).disconnect()
+            per_shard[f"{room}--a1"] -= 1
+            want = " (" + ", ".join(f"{name.split('--')[-1]}: {n}"
+                                    for name, n in sorted(per_shard.items())) + ")"
+            await host.wait_for_function(
+                "want => document.querySelector('#d-shards').textContent === want && "
+                "document.querySelector('#d-viewers').textContent === '2'",
+                arg=want, timeout=20000)
+            await host.locator(".card:has(#d-viewers)").screenshot(
+                path=str(screenshot_dir() / "host-shards.png"))
+            assert not bad(problems), problems
+        finally:
+            await host.close()
+            for v in viewers:
+                await v.disconnect()

@@ -4,7 +4,9 @@ the avatar in a room the avatar service owns, before going live, with no key.
 Real parts: livekit-server, the local avatar service, a web app of its own starting the
 real rehearsal process (Whisper, the notes' responder, Piper, the unmodified
 ``HeyGenTransport``), and an SDK client as the presenter, who asks with flite's voice and
-listens. Nobody else may start it; nothing of it reaches the stage.
+listens. Nobody else may start it; nothing of it reaches the stage: in Chromium (fake
+microphone), a viewer on the stage hears the presenter before and after the rehearsal and
+nothing from her while it runs.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ from broadcaster.protocol import AVATAR_IDENTITY
 from broadcaster.rehearsal_room import rehearsal_file
 from broadcaster.web.keys import REHEARSALS
 from tests.fixtures_web import serving
-from tests.helpers.browser import chromium, needs_chromium, open_page, screenshot_dir
-from tests.helpers.people import Mic, Viewer
+from tests.helpers.browser import (
+    chromium,
+    full_page_screenshot,
+    needs_chromium,
+    open_page,
+    screenshot_dir,
+)
+from tests.helpers.people import ONSET_RMS, Mic, Viewer
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -90,23 +98,67 @@ async def test_the_presenter_page_rehearses_in_chromium(avatar_service: str,
     s = avatar_settings.replace(web_port=free_port())
     async with serving(s) as c:
         w = await c.new_webinar("Rehearsed in the browser")
+        room = w["room"]
         problems: list[str] = []
         async with chromium(tmp_path / "profile") as browser:
             page = await open_page(browser, w["presenter_url"].replace(
                 s.effective_public_url, c.base), problems)
+            # Chromium's fake microphone beeps; voice processing would take beeps out
+            await page.evaluate("for (const id of ['opt-echo', 'opt-noise', 'opt-agc']) "
+                                "document.getElementById(id).checked = false")
             await page.fill("#join-name", "Pat Presenter")
             await page.click("#join-button")
-            await page.wait_for_selector("#rehearsal-card:not([hidden])", timeout=15000)
-            await page.click("#rehearse")
-            await page.wait_for_selector("#rehearsal-card[data-state='on']", timeout=60000)
-            # the avatar's picture plays in the card
-            await page.wait_for_function(
-                "() => document.querySelector('#rehearsal-video').videoWidth >= 640",
-                timeout=20000)
-            await page.locator("#rehearsal-card").screenshot(
-                path=str(screenshot_dir() / "presenter-rehearsal.png"))
-            await page.click("#rehearse-end")
-            await page.wait_for_selector("#rehearsal-card[data-state='off']", timeout=10000)
+            await page.wait_for_selector("#mic-banner[data-state='live']", timeout=15000)
+            me = await page.evaluate(
+                f"JSON.parse(sessionStorage.getItem('broadcaster:presenter:{room}')).identity")
+            vic = (await c.join(room, "vic")).data
+            ear = Viewer("vic", me)  # a viewer on the stage, listening to the presenter
+            await ear.join(vic["url"], vic["token"])
+
+            async def hears(after: float) -> float | None:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if (t := ear.first_loud(after)) is not None:
+                        return t
+                    await asyncio.sleep(0.1)
+                return None
+
+            try:
+                assert await hears(time.monotonic()) is not None, "the stage never heard her"
+                await page.click("#rehearse")
+                await page.wait_for_selector("#mic-banner[data-state='rehearsal']")
+                assert "does not hear you" in await page.locator("#mic-banner").inner_text()
+                await page.wait_for_selector("#rehearsal-card[data-state='on']", timeout=60000)
+                quiet_from = time.monotonic()
+                # the avatar's picture plays in the card
+                await page.wait_for_function(
+                    "() => document.querySelector('#rehearsal-video').videoWidth >= 640",
+                    timeout=20000)
+                await page.locator("#rehearsal-card").screenshot(
+                    path=str(screenshot_dir() / "presenter-rehearsal.png"))
+                await page.mouse.move(0, 0)
+                await full_page_screenshot(page, screenshot_dir() / "presenter-rehearsing.png")
+                await asyncio.sleep(max(0.0, quiet_from + 3.0 - time.monotonic()))
+                heard = ear.loud_between(quiet_from, time.monotonic(), rms=ONSET_RMS)
+                assert not heard, f"the stage heard the rehearsal: {len(heard)} loud blocks"
+                # LiveKit has her stage microphone muted for everyone meanwhile
+                async with api.LiveKitAPI(s.livekit_http_url, s.livekit_api_key,
+                                          s.livekit_api_secret) as lk:
+                    info = await lk.room.get_participant(
+                        api.RoomParticipantIdentity(room=room, identity=me))
+                assert [t.muted for t in info.tracks
+                        if t.source == api.TrackSource.MICROPHONE] == [True]
+                await page.click("#rehearse-end")
+                await page.wait_for_selector("#rehearsal-card[data-state='off']", timeout=10000)
+                # and back on air: the stage hears her again
+                await page.wait_for_selector("#mic-banner[data-state='live']", timeout=10000)
+                assert await hears(time.monotonic()) is not None, "the mic never came back"
+                # the presenter's page counts one watching: the viewer, not herself
+                await page.wait_for_function(
+                    "() => document.querySelector('#audience-count').textContent.trim() === '1'",
+                    timeout=15000)
+            finally:
+                await ear.leave()
         launcher = c.app[REHEARSALS]
         deadline = time.monotonic() + 20
         while launcher.status(w["room"])["state"] == "running" and time.monotonic() < deadline:

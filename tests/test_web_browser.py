@@ -30,6 +30,7 @@ from tests.fixtures_web import (
 from tests.helpers.browser import (
     VIEWPORT,
     chromium,
+    full_page_screenshot,
     needs_chromium,
     open_page,
     screenshot_dir,
@@ -118,8 +119,8 @@ async def test_viewer_page_connects_and_shows_the_audience(
         return await server_viewers(lkapi, room) == 2
 
     assert await wait_until(two_viewers)
-    # the count is LiveKit's own, pushed to the page (no polling): everyone but agents;
-    # the bot's token is of kind agent, so it is not audience
+    # the count is LiveKit's own, pushed to the page (no polling): everyone but agents
+    # (the bot's token is of kind agent), less the presenter the page sees: the audience
     people = (await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
               ).participants
     bot = [p for p in people if p.identity == web_client.settings.bot_identity]
@@ -128,9 +129,10 @@ async def test_viewer_page_connects_and_shows_the_audience(
     assert counted == len(people) - 1 == 3  # Maya (presenter), this page, Grace
     shown = page.locator("#audience-count[data-source='livekit']")
     await page.wait_for_function(
-        "n => document.querySelector('#audience-count').textContent === String(n)",
-        arg=counted, timeout=12000)
-    assert await shown.text_content() == str(counted)
+        "n => document.querySelector('#audience-count').textContent === String(n) && "
+        "document.querySelector('#audience-count').dataset.participants === '3'",
+        arg=counted - 1, timeout=12000)
+    assert await shown.text_content() == "2"  # this page and Grace, not Maya
 
     # captions arrive as LiveKit text streams (protocol.py)
     caption = "Welcome, everyone! Today: how a live AI avatar reaches thousands of viewers."
@@ -165,7 +167,7 @@ async def test_viewer_page_connects_and_shows_the_audience(
     await page.wait_for_timeout(500)  # let the question's slide-in animation finish
     await page.screenshot(path=str(screenshot_dir() / "viewer.png"))
     await page.set_viewport_size({"width": 390, "height": 844})  # a phone
-    await page.screenshot(path=str(screenshot_dir() / "viewer-mobile.png"), full_page=True)
+    await full_page_screenshot(page, screenshot_dir() / "viewer-mobile.png")
     await page.set_viewport_size(VIEWPORT)
     no_secrets(await page.content(), web_client.settings)
     assert not [p for p in problems if "Content Security Policy" in p or "pageerror" in p], \
@@ -274,7 +276,7 @@ async def test_host_console_lists_and_promotes(
     await page.wait_for_selector("#preview-card #stage[data-video='on']", timeout=15000)
     await page.mouse.move(0, 0)
     await page.wait_for_selector("#toast", state="hidden", timeout=10000)
-    await page.screenshot(path=str(screenshot_dir() / "host.png"), full_page=True)
+    await full_page_screenshot(page, screenshot_dir() / "host.png")
     await page.click("#bans li[data-identity='grace-py'] button:has-text('Let back in')")
     await page.wait_for_selector("#bans li[data-identity='grace-py']", state="detached")
     assert (await web_client.join(room, "grace-py")).status == 200

@@ -102,7 +102,7 @@ async def end(request: web.Request) -> web.Response:
 
 @routes.post("/api/host/webinars/{room}/token")
 async def watch_token(request: web.Request) -> web.Response:
-    """``POST .../token`` (host): a hidden, subscribe-only token to watch the stage."""
+    """``POST .../token`` (host): a subscribe-only token to watch the stage."""
     await read_object(request, set())
     return web.json_response(await request.app[WEBINARS].watch(request.match_info["room"]))
 

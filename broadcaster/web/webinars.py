@@ -275,7 +275,7 @@ class Webinars:
         return webinar
 
     def host_token(self, webinar: Webinar) -> dict[str, Any]:
-        """Mint a hidden host-console token under a fresh identity, so consoles never clash."""
+        """Mint a host-console token under a fresh identity, so consoles never clash."""
         identity = f"host-{secrets.token_hex(4)}"
         token = mint_token(self.settings, Role.HOST, webinar.room, identity, name="Host")
         return {"token": token, "url": self.settings.browser_livekit_url,

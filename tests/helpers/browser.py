@@ -63,3 +63,11 @@ async def open_page(browser: Any, url: str, problems: list[str], *,
                 if m.type == "error" or "Content Security Policy" in m.text else None)
     await page.goto(url)
     return page
+
+
+async def full_page_screenshot(page: Any, path: Path) -> None:
+    """The whole page, scrolled to the top first: Chromium captures a full page at the
+    current scroll position, so a sticky header would sit mid-page otherwise."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    await page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+    await page.screenshot(path=str(path), full_page=True)

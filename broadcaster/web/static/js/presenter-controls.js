@@ -15,13 +15,15 @@ const BANNER = {
   muted: ['Muted: nobody hears you', 'i-mic-off'],
   off: ['Microphone off', 'i-mic-off'],
   nofloor: ['Not on the floor: nobody hears you', 'i-mic-off'],
+  rehearsal: ['Rehearsing: the live stage does not hear you', 'i-mic-off'],
 };
 
 /**
  * ``stage()`` returns the connected Stage (or null); ``changed()`` is called whenever
- * the microphone's state may have changed (the page re-renders).
+ * the microphone's state may have changed (the page re-renders); while ``rehearsing()``
+ * the stage microphone stays muted whatever is held or clicked.
  */
-export function presenterControls({ stage, changed }) {
+export function presenterControls({ stage, changed, rehearsing = () => false }) {
   const select = $('#mic-device');
   const ptt = $('#opt-ptt');
   const hold = $('#ptt-hold');
@@ -45,10 +47,17 @@ export function presenterControls({ stage, changed }) {
     select.disabled = devices.length === 0;
   }
 
+  /** Mark on the picker which device the published track really captures from. */
+  function showLive() {
+    const track = micTrack()?.mediaStreamTrack;
+    select.dataset.live = track?.getSettings().deviceId || '';
+    select.dataset.track = track?.id || '';
+  }
+
   async function talk(on) {
     const track = micTrack();
     if (!track) return;
-    if (on) await track.unmute(); else await track.mute();
+    if (on && !rehearsing()) await track.unmute(); else await track.mute();
     changed();
   }
 
@@ -79,6 +88,7 @@ export function presenterControls({ stage, changed }) {
     localStorage.setItem(MIC_KEY, select.value);
     const room = stage()?.room;
     if (room && micTrack()) await room.switchActiveDevice('audioinput', select.value);
+    showLive();
     changed();
   });
   navigator.mediaDevices?.addEventListener?.('devicechange', () => listDevices());
@@ -89,15 +99,21 @@ export function presenterControls({ stage, changed }) {
     deviceId: () => select.value || localStorage.getItem(MIC_KEY) || undefined,
     /** push-to-talk is on and Space is not held: the microphone stays muted */
     idle: () => ptt.checked && !held,
+    /** mute the stage microphone (a rehearsal starts) or apply the choices again (it ended) */
+    async silence(on) {
+      held = false;
+      await talk(!on && !ptt.checked);
+    },
     /** the microphone was just started: apply push-to-talk, learn the device names */
     async started() {
-      if (ptt.checked && !held) await talk(false);
+      if ((ptt.checked && !held) || rehearsing()) await talk(false);
       await listDevices(true);
+      showLive();
     },
-    /** show the state: 'live', 'ptt', 'muted', 'off' or 'nofloor' */
+    /** show the state: 'live', 'ptt', 'muted', 'off', 'nofloor' or 'rehearsal' */
     render({ floor, published, on }) {
-      const state = !floor ? 'nofloor' : on ? 'live' : published && ptt.checked ? 'ptt'
-        : published ? 'muted' : 'off';
+      const state = !floor ? 'nofloor' : rehearsing() ? 'rehearsal' : on ? 'live'
+        : published && ptt.checked ? 'ptt' : published ? 'muted' : 'off';
       const banner = $('#mic-banner');
       banner.dataset.state = state;
       const [text, icon] = BANNER[state];
@@ -106,7 +122,8 @@ export function presenterControls({ stage, changed }) {
       badge.hidden = !floor || on;
       hold.hidden = !ptt.checked;
       $('#mic-toggle').hidden = ptt.checked && published; // push to talk replaces it
-      hold.disabled = !floor || !published;
+      hold.disabled = !floor || !published || rehearsing();
+      $('#mic-toggle').disabled = !floor || rehearsing();
     },
   };
 }

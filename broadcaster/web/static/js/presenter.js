@@ -15,6 +15,7 @@ const ROLE = 'presenter';
 let joined = null;
 let stage = null;
 let wantMic = true;   // the presenter wants to talk whenever they hold the floor
+let rehearsing = false; // a rehearsal runs: the stage must not hear this microphone
 let meter = null;
 let qaSort = () => 'top';
 
@@ -52,7 +53,7 @@ function showFloor() {
   }
   document.body.dataset.floor = floor ? 'yes' : 'no';
   $('#mic-toggle').disabled = !floor;
-  if (floor && wantMic && !micOn() && !controls.idle()) startMic().catch(showMicError);
+  if (floor && wantMic && !micOn() && !controls.idle() && !rehearsing) startMic().catch(showMicError);
   if (!floor) stopMeter();
   renderMic();
 }
@@ -66,14 +67,26 @@ function showMeta(meta) {
 
 const micOn = () => Boolean(stage?.room.localParticipant.isMicrophoneEnabled);
 const micPublished = () => Boolean(stage?.room.localParticipant.getTrackPublication(Track.Source.Microphone));
-const controls = presenterControls({ stage: () => stage, changed: () => renderMic() });
+const controls = presenterControls({
+  stage: () => stage, changed: () => renderMic(), rehearsing: () => rehearsing,
+});
+
+/** A rehearsal starts (mute the stage microphone for everyone) or ends (give it back). */
+async function setRehearsing(on) {
+  rehearsing = on;
+  try {
+    if (micPublished()) await controls.silence(on || !wantMic);
+  } catch (err) { showMicError(err); }
+  showFloor();
+}
 
 function renderMic() {
   const on = micOn();
   controls.render({ floor: holdsFloor(), published: micPublished(), on });
   $('#mic-state').textContent = on ? 'live' : 'off';
   $('#mic-state').dataset.state = on ? 'on' : 'off';
-  $('#mic-toggle').textContent = on ? 'Mute microphone' : 'Start microphone';
+  $('#mic-toggle').textContent = rehearsing ? 'Paused while you rehearse'
+    : on ? 'Mute microphone' : 'Start microphone';
   $('#mic-toggle').classList.toggle('danger', on);
 }
 
@@ -176,7 +189,7 @@ async function join(name) {
   });
   $('#join-form').hidden = true;
   watchStage(name, body);
-  setupRehearsal(room, () => joined?.token); // before the stage plays: it may have no avatar yet
+  setupRehearsal(room, () => joined?.token, setRehearsing); // before the stage plays
   await stage.connect(answer.url, answer.token);
   followAudience(stage.room);
   // (before preferSound: a stage with no avatar yet may hold that promise)
