@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 
 from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
 from bench.loadtool import LoadViewers, source_addrs  # noqa: E402
-from bench.reconcile_storm import _cpu_seconds, _probe  # noqa: E402
+from bench.reconcile_storm import _cpu_seconds, _probe, storm_webinar  # noqa: E402
 from bench.servers import fresh_settings, stop_process  # noqa: E402
 from broadcaster import livekit_cluster  # noqa: E402
 from broadcaster.shards import shard_rooms  # noqa: E402
@@ -80,17 +80,8 @@ async def storm(n: int, ramp: float) -> dict[str, Any]:
             from broadcaster.netutil import wait_http_ok
 
             await wait_http_ok(base + "/healthz", timeout=30)
+            stale = await storm_webinar(base, host)
             async with aiohttp.ClientSession(base) as http:
-                async with http.post("/api/host/webinars", headers=host,
-                                     json={"title": "Join storm", "room": "storm"}) as r:
-                    w = await r.json()
-                async with http.post("/api/webinars/storm/join", json={
-                        "identity": "petra", "role": "presenter",
-                        "code": w["presenter_code"]}) as r:
-                    stale = (await r.json())["token"]  # minted with the floor: publishes
-                async with http.post("/api/host/webinars/storm/participants/petra/demote",
-                                     headers=host) as r:
-                    assert r.status == 200, await r.text()
                 # the shards opened 2.5 s apart, as the bot opens them (LiveKit refreshes
                 # node stats every 2 s): each placement sees the last (no bot here)
                 for shard in shard_rooms("storm", SHARDS):

@@ -142,8 +142,26 @@ async def _probe(settings: Any, lkapi: Any, room: str, token: str) -> float | No
     return took
 
 
-async def one_mode(mode: str, n: int, concurrency: int) -> dict[str, Any]:
+async def storm_webinar(base: str, host: dict[str, str]) -> str:
+    """Open the "storm" webinar; return petra's presenter token, minted with the floor
+    and then demoted by the host (a stale token the floor guard must stop publishing)."""
     import aiohttp
+
+    async with aiohttp.ClientSession(base) as http:
+        async with http.post("/api/host/webinars", headers=host,
+                             json={"title": "Join storm", "room": "storm"}) as r:
+            w = await r.json()
+        async with http.post("/api/webinars/storm/join", json={
+                "identity": "petra", "role": "presenter",
+                "code": w["presenter_code"]}) as r:
+            stale: str = (await r.json())["token"]
+        async with http.post("/api/host/webinars/storm/participants/petra/demote",
+                             headers=host) as r:
+            assert r.status == 200, await r.text()
+    return stale
+
+
+async def one_mode(mode: str, n: int, concurrency: int) -> dict[str, Any]:
     from livekit import api
 
     s = fresh_settings(demo_room="", join_burst=max(1000, 2 * n), **MODES[mode])
@@ -163,17 +181,7 @@ async def one_mode(mode: str, n: int, concurrency: int) -> dict[str, Any]:
             from broadcaster.netutil import wait_http_ok
 
             await wait_http_ok(base + "/healthz", timeout=30)
-            async with aiohttp.ClientSession(base) as http:
-                async with http.post("/api/host/webinars", headers=host,
-                                     json={"title": "Join storm", "room": "storm"}) as r:
-                    w = await r.json()
-                async with http.post("/api/webinars/storm/join", json={
-                        "identity": "petra", "role": "presenter",
-                        "code": w["presenter_code"]}) as r:
-                    stale = (await r.json())["token"]  # minted with the floor: publishes
-                async with http.post("/api/host/webinars/storm/participants/petra/demote",
-                                     headers=host) as r:
-                    assert r.status == 200, await r.text()
+            stale = await storm_webinar(base, host)
             cpu0, t_start = _cpu_seconds(web.pid), time.monotonic()
             crowd_proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.reconcile_storm", "crowd", base, "storm", str(n),

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.report_recovery import rollover, soak
+from bench.report_recovery import Row, rollover, soak
+from bench.report_recovery import _f as _f
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 
-Row = tuple[str, str, str, str, Any]  # measure, target, result, baseline, pass
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -22,15 +22,6 @@ def _load(name: str) -> dict[str, Any] | None:
         return json.loads((RESULTS / f"{name}.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def _f(v: Any, fmt: str = ".1f", unit: str = "") -> str:
-    if v is None:
-        return "–"
-    try:
-        return f"{v:{fmt}}{unit}"
-    except (TypeError, ValueError):
-        return str(v)
 
 
 def _ok(v: Any) -> str:

@@ -8,6 +8,7 @@ Row = tuple[str, str, str, str, Any]  # measure, target, result, baseline, pass
 
 
 def _f(v: Any, fmt: str = ".1f", unit: str = "") -> str:
+    """A result value for a table cell ("–" when missing); bench/report.py uses it too."""
     if v is None:
         return "–"
     try:
