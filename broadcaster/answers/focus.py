@@ -28,15 +28,20 @@ _GENERIC = frozenset({
     "ones", "much", "many", "long", "level", "topics", "topic"})
 
 
-def focus_word(question: str) -> str | None:
-    """Return the content word ``question`` (normalized) asks for, if its wording shows one."""
-    m = _BEFORE.search(question)
+def _word_after(pattern: re.Pattern[str], question: str) -> str | None:
+    """Return the first word after ``pattern``'s match in ``question``, unless it is generic."""
+    m = pattern.search(question)
     if m is None:
         return None
     rest = words(question[m.end():])
     if not rest or rest[0] in _GENERIC:
         return None
     return rest[0]
+
+
+def focus_word(question: str) -> str | None:
+    """Return the content word ``question`` (normalized) asks for, if its wording shows one."""
+    return _word_after(_BEFORE, question)
 
 
 _COUNTED = re.compile(r"\bhow many (?:of (?:the|your|our) )?(?=[a-z])")
@@ -44,13 +49,7 @@ _COUNTED = re.compile(r"\bhow many (?:of (?:the|your|our) )?(?=[a-z])")
 
 def counted_word(question: str) -> str | None:
     """Return what "how many" counts in ``question`` (normalized): "how many *credits*"."""
-    m = _COUNTED.search(question)
-    if m is None:
-        return None
-    rest = words(question[m.end():])
-    if not rest or rest[0] in _GENERIC:
-        return None
-    return rest[0]
+    return _word_after(_COUNTED, question)
 
 
 _PRICED = re.compile(r"\bhow much (?:is|are|does|do|will|would|did|was|were) (?:a |an |the |one "
