@@ -146,7 +146,8 @@ async def test_raise_hand_qa_and_ask_the_avatar_in_the_pages(
         assert await wait_until(ada_speaks)
         await page.wait_for_selector("body[data-floor='yes'] #floor-card", timeout=10000)
         await page.wait_for_selector("#notice:has-text('gave you the floor')")
-        await page.wait_for_selector("#hand-card[data-hand='down']")
+        # the hand went down and its card gave way to the floor card
+        await page.wait_for_selector("#hand-card[data-hand='down']", state="hidden")
         await host.wait_for_selector(f"#hands li[data-identity='{ada}']", state="detached")
         await pres.wait_for_selector("#floor[data-floor='no']", timeout=10000)
         await page.screenshot(path=str(screenshot_dir() / "viewer-floor.png"))

@@ -11,7 +11,9 @@ TTS runs far faster than real time, so its audio clock is not the viewer's. The 
 timeline is anchored where the viewer's audio really is: the moment the republisher
 publishes the reply's first voiced audio (its ``BotStartedSpeakingFrame``, sent
 upstream), minus that audio's offset in the TTS audio. Without that signal (direct
-mode, no republisher) a fixed latency after the first TTS audio stands in. A sentence
+mode, no republisher) a fixed latency after the first TTS audio stands in; once the
+republisher has signalled, a reply's words wait for its own signal (the previous
+reply's latency can be 0.4 s short), for at most ``ANCHOR_GRACE_SECS`` past the guess. A sentence
 whose audio came late (an LLM streaming slower than speech) cannot play before it
 arrived plus the pipeline's latency: that gap is kept too.
 """
@@ -30,6 +32,9 @@ FALLBACK_LATENCY_SECS = 0.45
 #: within a few ms: captions wait for it (bench/caption_sync.py: with 0.06 s words showed
 #: 64 ms early at p50 on loopback)
 PLAYOUT_DELAY_SECS = 0.12
+#: a reply whose voice signal is expected but late is captioned this long after the guess
+#: (a voice that never comes, e.g. an avatar gone, still gets its captions)
+ANCHOR_GRACE_SECS = 1.5
 #: pipecat's own silence threshold (pipecat.audio.utils.is_silence), per 10 ms block
 SILENCE_PEAK = 20
 
@@ -103,6 +108,11 @@ class ReplyClock:
     sentences: list[Sentence] = field(default_factory=list)
     fallback_latency: float = FALLBACK_LATENCY_SECS
     playout_delay: float = PLAYOUT_DELAY_SECS
+    expect_anchor: bool = False
+    """The republisher signals when a reply's voice starts (it did for an earlier one):
+    words wait for this reply's own signal instead of trusting the last reply's latency,
+    which can be short by 0.4 s (bench/caption_sync.py), up to ``ANCHOR_GRACE_SECS``
+    past the guess."""
 
     def latency(self) -> float:
         """TTS audio arriving here → published, as measured for this reply (or guessed)."""
@@ -124,4 +134,7 @@ class ReplyClock:
         for prev, cur in zip(self.sentences, self.sentences[1 : sentence + 1], strict=False):
             play = max(play + cur.start - prev.start, cur.arrived + latency)
         base = self.sentences[min(sentence, len(self.sentences) - 1)].start
-        return play + (offset - base) + self.playout_delay
+        at = play + (offset - base) + self.playout_delay
+        if self.expect_anchor and self.anchor is None:
+            return at + ANCHOR_GRACE_SECS  # no sooner than the signal (it wakes the sender)
+        return at

@@ -41,6 +41,7 @@ export function startHands({ room, token, card }) {
     button.classList.toggle('primary', !state.raised);
     button.setAttribute('aria-pressed', String(state.raised));
     button.disabled = floor;
+    card.hidden = floor;  // the floor card says it all: no greyed-out "Raise hand" beside it
     status.textContent = floor ? 'You have the floor.'
       : state.raised ? `Your hand is up${state.position ? ` (${ordinal(state.position)} in line)` : ''}. The host will see it.`
         : 'Want to speak? Raise your hand and the host can give you the floor.';
