@@ -35,8 +35,11 @@ PLAYOUT_DELAY_SECS = 0.12
 #: a reply whose voice signal is expected but late is captioned this long after the guess
 #: (a voice that never comes, e.g. an avatar gone, still gets its captions)
 ANCHOR_GRACE_SECS = 1.5
-#: pipecat's own silence threshold (pipecat.audio.utils.is_silence), per 10 ms block
-SILENCE_PEAK = 20
+#: a 10 ms block this loud (RMS, int16: -44.6 dBFS, where the avatar's mouth opens) is
+#: speech. The republisher starts the avatar speaking at the same level, so the reply's
+#: anchor and its TTS lead mean the same instant; at pipecat's silence peak (20) a faint
+#: sound before the voice started both 0.37 s early (bench/caption_sync.py)
+SPEECH_RMS = 190.0
 
 _DIGIT_WORD = 4.0  # "2026" is said as "twenty twenty-six": a digit weighs ~ 4 letters
 _WORD_GAP = 1.5
@@ -66,18 +69,26 @@ def word_starts(words: list[str], start: float, end: float) -> list[float]:
     return [float(start + span * b / weights.sum()) for b in before]
 
 
+def block_rms(samples: np.ndarray) -> float:
+    """RMS of int16 samples (0 for none)."""
+    if samples.size == 0:
+        return 0.0
+    x = samples.astype(np.float64)
+    return float(np.sqrt(np.dot(x, x) / x.size))
+
+
 def voiced_blocks(pcm: bytes, sample_rate: int, channels: int) -> tuple[float, float] | None:
-    """(first, last) voiced second inside ``pcm`` (10 ms blocks), or None if all silent."""
+    """(first, last) second of speech (10 ms blocks at SPEECH_RMS) in ``pcm``, or None."""
     samples = np.frombuffer(pcm, np.int16)
     if channels > 1:
         samples = samples[: samples.size - samples.size % channels].reshape(-1, channels)[:, 0]
     block = max(1, sample_rate // 100)
     n = samples.size // block
     if n == 0:
-        loud = samples.size > 0 and int(np.abs(samples.astype(np.int32)).max()) > SILENCE_PEAK
+        loud = block_rms(samples) >= SPEECH_RMS
         return (0.0, samples.size / sample_rate) if loud else None
-    peaks = np.abs(samples[: n * block].astype(np.int32)).reshape(n, block).max(axis=1)
-    voiced = np.flatnonzero(peaks > SILENCE_PEAK)
+    x = samples[: n * block].astype(np.float64).reshape(n, block)
+    voiced = np.flatnonzero(np.sqrt((x * x).mean(axis=1)) >= SPEECH_RMS)
     if voiced.size == 0:
         return None
     return float(voiced[0] * block / sample_rate), float((voiced[-1] + 1) * block / sample_rate)
