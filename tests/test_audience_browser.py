@@ -100,6 +100,9 @@ async def test_raise_hand_qa_and_ask_the_avatar_in_the_pages(
         ada = await page.evaluate(
             f"JSON.parse(sessionStorage.getItem('broadcaster:viewer:{room}')).identity")
         await host.wait_for_selector(f"#hands li[data-identity='{ada}']", timeout=10000)
+        # a bot this console did not start is in the room: the bot card says so (it said
+        # "Not running." beside the avatar in the participant list)
+        await host.wait_for_selector("#bot-detail:has-text('in the room')", timeout=10000)
         # the participant list: counts per role, and a search finds one person
         await host.wait_for_selector("#role-counts [data-role='viewer'][data-count='2']",
                                      timeout=10000)

@@ -115,10 +115,17 @@ async def watch_token(request: web.Request) -> web.Response:
 
 @routes.get("/api/host/webinars/{room}/bot")
 async def bot_status(request: web.Request) -> web.Response:
-    """``GET .../bot`` (host): whether the room's bot process runs, its pid and exit code."""
+    """``GET .../bot`` (host): whether the room's bot process runs, its pid and exit code.
+
+    ``in_room``: whether the bot's identity is in the room now, whoever started it (a bot
+    started elsewhere, e.g. its own deployment, is live though this console runs none).
+    """
     room = request.match_info["room"]
-    request.app[WEBINARS].get(room)
-    return web.json_response({"room": room, **request.app[BOTS].status(room)})
+    svc = request.app[WEBINARS]
+    webinar = svc.get(room)
+    present = await svc.livekit.participant(webinar.room, svc.settings.bot_identity)
+    return web.json_response({"room": room, **request.app[BOTS].status(room),
+                              "in_room": present is not None})
 
 
 @routes.post("/api/host/webinars/{room}/bot/start")

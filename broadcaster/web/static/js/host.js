@@ -218,10 +218,12 @@ function showBot(s) {
   badge.textContent = s.state;
   badge.dataset.state = s.state;
   badge.classList.toggle('ok', s.state === 'running');
+  const elsewhere = s.state !== 'running' && s.in_room;
   $('#bot-detail').textContent = s.state === 'running' ? `Running (pid ${s.pid}).`
-    : s.state === 'exited' ? `Exited with code ${s.returncode}.` : 'Not running.';
+    : elsewhere ? 'A bot started outside this console is in the room.'
+      : s.state === 'exited' ? `Exited with code ${s.returncode}.` : 'Not running.';
   $('#bot-stop').disabled = s.state === 'stopped';
-  $('#bot-start').disabled = s.state === 'running' || current?.state !== 'live';
+  $('#bot-start').disabled = s.state === 'running' || elsewhere || current?.state !== 'live';
 }
 
 async function refreshBot() {
