@@ -217,12 +217,19 @@ def silent_at(rx: Receiver, at_us: int) -> bool:
 def by_sound(rx: Receiver, pairs: list[tuple[Shown, int]]
              ) -> tuple[list[tuple[Shown, int]], dict[str, Any]]:
     """Correct Whisper's heard times where the sound says when a word began (module doc)."""
-    onsets = pause_onsets(rx)
+    all_onsets = pause_onsets(rx)
+    starts = sorted({min(p.shown_us for p, _ in pairs if p.segment == s.segment)
+                     for s, _ in pairs})
     out: list[tuple[Shown, int]] = []
     moved: list[float] = []
     left_out: list[str] = []
     for s, at in pairs:
         new = at
+        # a word of one reply is not heard once the next reply's voice began (its first
+        # caption showed then): that onset is the next reply's
+        begun = min(p.shown_us for p, _ in pairs if p.segment == s.segment)
+        later = [t for t in starts if t > begun]
+        onsets = all_onsets[all_onsets < later[0] - 100_000] if later else all_onsets
         near = onsets[np.abs(onsets - at) <= SNAP_US] if s.starts_sentence else onsets[:0]
         before = onsets[(onsets <= at) & (onsets >= at - MATCH_WINDOW_US)]
         if near.size == 1:  # two onsets near (a comma's long pause): Whisper's time stays
