@@ -215,10 +215,10 @@ const audience = hostAudience({
 // --- bot -----------------------------------------------------------------------------
 function showBot(s) {
   const badge = $('#bot-state');
-  badge.textContent = s.state;
-  badge.dataset.state = s.state;
-  badge.classList.toggle('ok', s.state === 'running');
   const elsewhere = s.state !== 'running' && s.in_room;
+  badge.textContent = elsewhere ? 'in the room' : s.state;
+  badge.dataset.state = s.state;
+  badge.classList.toggle('ok', s.state === 'running' || elsewhere);
   $('#bot-detail').textContent = s.state === 'running' ? `Running (pid ${s.pid}).`
     : elsewhere ? 'A bot started outside this console is in the room.'
       : s.state === 'exited' ? `Exited with code ${s.returncode}.` : 'Not running.';
