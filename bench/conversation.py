@@ -55,7 +55,8 @@ NOTES = {"sample-agenda": ROOT / "broadcaster" / "data" / "sample-agenda.md",
          "product-launch": ROOT / "docs" / "examples" / "product-launch.md",
          "course-intro": ROOT / "docs" / "examples" / "course-intro.md",
          "home-energy": ROOT / "docs" / "examples" / "home-energy.md",
-         "clinic-open-day": ROOT / "docs" / "examples" / "clinic-open-day.md"}
+         "clinic-open-day": ROOT / "docs" / "examples" / "clinic-open-day.md",
+         "benefits-enrolment": ROOT / "docs" / "examples" / "benefits-enrolment.md"}
 KINDS = ("answerable", "out_of_scope", "social")
 TARGET = 0.90
 
