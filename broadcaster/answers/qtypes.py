@@ -33,7 +33,10 @@ QUESTION: dict[str, re.Pattern[str]] = {
                          r"|\b(?:tell me|know|ask|wondering|wonder) who\b"
                          r"|\bwhat (?:is|are) (?:the|your) names?\b"),
     "number": re.compile(r"\bhow many\b|\bhow big\b|\bhow large\b|\bmaximum\b|\blimit\b"),
-    "language": re.compile(r"\blanguages?\b|\btranslat|\bin (?:my|your|other) language"),
+    "language": re.compile(r"\blanguages?\b|\btranslat|\bin (?:my|your|other) language"
+                           r"|\b(?:speak|speaks|understand|understands|in|into|support|supports)"
+                           r" (?:english|german|french|spanish|italian|portuguese|dutch|polish"
+                           r"|japanese|chinese|mandarin|korean|arabic|hindi|russian|turkish)\b"),
     "place": re.compile(r"^(?:so |and |but )?where\b|\bwhich (?:country|countries|city|region)"
                         r"|\bwhat (?:country|city|region|location)\b"),
     # the facts below are asked for by name; a topic without one cannot answer (HARD)

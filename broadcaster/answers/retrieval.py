@@ -46,10 +46,11 @@ sentence; word coverage of the topic, of its heading; BM25; answer type (+1 / 0 
 1 for the notes' introduction."""
 
 ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "coverage", "answer_type",
-                   "intro", "unknown", "offtopic", "length", "focus", "lift_title", "lift_body",
-                   "lift_sentence")
+                   "intro", "unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
+                   "lift_body", "lift_sentence")
 """Per question, of its best topic: the ranking score and its lead over the second,
-that topic's signals, the share of the question's words no topic has, how much such a
+that topic's signals, the share of the question's words no topic has (and how unknown
+the least known one is: ``unknown_max``), how much such a
 word is what the question is about rather than what the topic is about (``offtopic``:
 "can I pay with *paypal*" against a pricing topic), and the number of content words
 (capped at 8, over 8); how much the best topic lacks the word the question asks for
@@ -58,8 +59,8 @@ how far the closest heading, topic and sentence stand above the notes' average f
 question (``lift_*``: a question's similarities all rise or fall with its wording, so the
 lift says more than the level)."""
 
-QUESTION_FEATURES = ("unknown", "offtopic", "length", "focus", "lift_title", "lift_body",
-                     "lift_sentence")
+QUESTION_FEATURES = ("unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
+                     "lift_body", "lift_sentence")
 """The answering model's inputs that belong to the question, not to a topic."""
 
 
@@ -69,17 +70,18 @@ def _default_rank() -> dict[str, float]:
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.847, "margin": 3.397, "title": 7.494, "body": 1.034, "sentence": 1.307,
-            "coverage": 0.784, "answer_type": 0.172, "intro": 0.0, "unknown": -0.124,
-            "offtopic": -3.794, "length": -1.596, "focus": -1.093, "lift_title": -1.369,
-            "lift_body": 0.856, "lift_sentence": 1.688}
+    return {"score": 0.896, "margin": 3.337, "title": 7.686, "body": 0.678, "sentence": 1.138,
+            "coverage": 0.921, "answer_type": 0.287, "intro": 0.0, "unknown": -0.712,
+            "unknown_max": 0.927, "offtopic": -4.513, "length": -2.019, "focus": -1.095,
+            "lift_title": -1.369, "lift_body": 0.572, "lift_sentence": 1.732}
 
 
-LEXICAL_RANK = {"coverage": 0.722, "heading": 0.519, "bm25": 0.614, "answer_type": 0.382,
-                "intro": -0.466}
-LEXICAL_ACCEPT = {"score": 1.492, "margin": 1.324, "coverage": 0.887, "answer_type": -0.443,
-                  "intro": -3.061, "unknown": -1.509, "length": -0.442, "focus": -1.309}
-LEXICAL_BIAS = -0.294
+LEXICAL_RANK = {"coverage": 0.657, "heading": 0.535, "bm25": -0.002, "answer_type": 0.379,
+                "intro": -0.496}
+LEXICAL_ACCEPT = {"score": 1.645, "margin": 3.274, "coverage": 1.03, "answer_type": -0.726,
+                  "intro": 0.0, "unknown": -2.657, "unknown_max": 1.238, "length": -0.135,
+                  "focus": -1.313}
+LEXICAL_BIAS = -0.023
 """Fitted with the embedding model missing (``BROADCASTER_MODELS_DIR=/nonexistent python -m
 bench.conversation --fit``): the word-level signals alone."""
 
@@ -90,7 +92,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -6.524
+    accept_bias: float = -6.576
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
@@ -235,6 +237,7 @@ class Retriever:
         second = ranked[1].score if len(ranked) > 1 else best.score
         missing = _missing(lex, order[0])
         a = {"score": best.score, "margin": best.score - second, "unknown": lex.unknown,
+             "unknown_max": lex.unknown_max,
              "offtopic": self._offtopic(question, missing, order[0]),
              "length": min(len(said), 8) / 8,
              "focus": _lacks_focus(question, lex, order[0]),
