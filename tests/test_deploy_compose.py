@@ -224,6 +224,12 @@ def test_dockerfile() -> None:
     argv = entrypoint + cmd
     assert argv[argv.index("broadcaster") + 1:] == ["serve", "web"]
     build_parser().parse_args(cmd)
+    # the image carries the responder's embedding model, pinned as deploy/models.sh pins it
+    models_sh = (DEPLOY / "models.sh").read_text()
+    for var in ("SHA_ONNX", "SHA_TOKENIZER", "ARTIFACT"):
+        pinned = re.search(rf'^{var}="([^"]+)"', models_sh, re.M)
+        assert pinned and pinned[1] in text, f"the Dockerfile and deploy/models.sh differ on {var}"
+    assert "COPY --from=model /models ./.tools/models" in text
     installs = re.findall(r"^RUN pip install (.+)$", text, re.M)
     assert any("/src" in i for i in installs), "installs the package"
     assert not any("-e " in i for i in installs), "a plain install: the package has its data"
