@@ -69,10 +69,10 @@ def _speech_models() -> list[Check]:
     from broadcaster.answers.encoder import MODEL, model_dir
 
     d = model_dir()
-    found = all((d / f).is_file() for f in (MODEL.onnx, MODEL.tokenizer))
+    model_found = all((d / f).is_file() for f in (MODEL.onnx, MODEL.tokenizer))
     # not required: without it the responder answers by word matching only
-    checks.append(Check(f"responder's embedding model {MODEL.name}", found,
-                        str(d) if found else f"not in {d}; the responder matches words only",
+    checks.append(Check(f"responder's embedding model {MODEL.name}", model_found,
+                        str(d) if model_found else f"not in {d}; the responder matches words only",
                         "run deploy/install.sh (deploy/models.sh)", required=False))
     return checks
 
