@@ -231,7 +231,7 @@ def _plot(result: dict[str, Any]) -> None:
 
 def run(quick: bool = False, sets: list[Path] | None = None) -> dict[str, Any]:
     from broadcaster.answers.answerer import Dialogue
-    from broadcaster.answers.encoder import MODEL, sentence_encoder
+    from broadcaster.answers.encoder import sentence_encoders
 
     sets = sets or default_sets()
     fitted = {p.stem for p in FIT_SETS}
@@ -248,9 +248,14 @@ def run(quick: bool = False, sets: list[Path] | None = None) -> dict[str, Any]:
         "latency": {"load_s": loads, "load_cached_s": warm_loads,
                     "load_notes": list(NOTES)},
     }
-    encoder = sentence_encoder()
-    forget = encoder.forget_recent if encoder is not None else (lambda: None)
-    result["versions"]["embedding_model"] = MODEL.name if encoder is not None else "missing"
+    pair = sentence_encoders()
+
+    def forget() -> None:
+        for encoder in pair or ():
+            encoder.forget_recent()
+
+    result["versions"]["embedding_models"] = ([e.model.name for e in pair] if pair
+                                              else "missing")
     for path in sets:
         forget()
         result["sets"][path.stem] = evaluate(load_set(path), answerers)

@@ -224,11 +224,14 @@ def test_dockerfile() -> None:
     argv = entrypoint + cmd
     assert argv[argv.index("broadcaster") + 1:] == ["serve", "web"]
     build_parser().parse_args(cmd)
-    # the image carries the responder's embedding model, pinned as deploy/models.sh pins it
-    models_sh = (DEPLOY / "models.sh").read_text()
-    for var in ("SHA_ONNX", "SHA_TOKENIZER", "ARTIFACT"):
-        pinned = re.search(rf'^{var}="([^"]+)"', models_sh, re.M)
-        assert pinned and pinned[1] in text, f"the Dockerfile and deploy/models.sh differ on {var}"
+    # the image carries the responder's embedding models, pinned as deploy/models.sh pins them
+    models = re.findall(r'^  "([^|"]+)\|([^|"]+)\|([0-9a-f]{64})\|([0-9a-f]{64})"$',
+                        (DEPLOY / "models.sh").read_text(), re.M)
+    assert len(models) == 2
+    for name, artifact, sha_onnx, sha_tokenizer in models:
+        assert f"-Dartifact={artifact}" in text, artifact
+        assert f"{sha_onnx} {name}/{name}.onnx" in text, name
+        assert f"{sha_tokenizer} {name}/{name}-tokenizer.json" in text, name
     assert "COPY --from=model /models ./.tools/models" in text
     installs = re.findall(r"^RUN pip install (.+)$", text, re.M)
     assert any("/src" in i for i in installs), "installs the package"

