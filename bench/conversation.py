@@ -1,7 +1,7 @@
 """The keyless responder on turns written the way people speak: accuracy and latency.
 
 Each set is JSON lines: ``{"notes": "sample-agenda" | "product-launch" |
-"course-intro" | "home-energy" | "clinic-open-day", "turn",
+"course-intro" | "home-energy" | "clinic-open-day" | "benefits-enrolment", "turn",
 "kind": "answerable" | "out_of_scope" | "social", "expect": heading | "fallback" |
 "conversation", "also": [other acceptable headings], "act": ...}``. A turn is
 right when the responder's source (``broadcaster ask``'s: the heading,
@@ -12,12 +12,16 @@ Sets (bench/data/conversation), all fitted on since round 2 (:data:`FIT_SETS`):
 (233 turns written blind by someone else; round 1 scored 62.7 % on it, and it has been
 a development set since), ``course.jsonl`` (course-intro turns written in round 2
 before the responder was run on them), ``tune-r4.jsonl`` (round 4's working set, on the
-product-launch and home-energy notes). Because every set is fitted on, the run also
+product-launch and home-energy notes), ``tune-r5.jsonl`` (round 5's: the categories of an
+independent set's misses, in new words). Because every set is fitted on, the run also
 reports cross-validation: fits that left one set, or one notes file, out, scored on
 what they left out (bench/conversation_fit.py). A ``heldout*.jsonl`` dropped in the
 folder is evaluated and not fitted on: the figure that counts (``heldout-r4``: 135 turns
 on course-intro, sample-agenda and docs/examples/clinic-open-day.md, a notes file written
-for it; scored once before round 4's changes and once after).
+for it; scored once before round 4's changes and once after; ``heldout-r5``: 151 turns on
+sample-agenda, product-launch, course-intro and docs/examples/benefits-enrolment.md, a
+notes file written for it, scored before and after round 5's changes, its misses never
+looked at).
 The baseline in the same run is the responder round 1 replaced (TF-IDF over the
 notes, one threshold; kept here verbatim in :func:`_baseline`).
 
