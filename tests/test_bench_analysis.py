@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+
 import pytest
 
 from bench import e2e
@@ -12,6 +15,17 @@ from bench.relay import RelayRun
 from bench.republish_latency import analyse
 
 MS = 1000  # µs
+
+
+@pytest.fixture(autouse=True)
+def event_loop_for_sdk_objects() -> Iterator[None]:
+    """A Receiver holds an rtc.Room, whose constructor asks for the current event loop;
+    async tests run earlier in the session may have left the thread with none."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def viewer(*spans: tuple[int, int, float]) -> Receiver:
