@@ -101,15 +101,15 @@ class StageKeeper:
         The SFU answers what the bot publishes (congestion feedback, RTCP) many times a
         second; nothing arriving on the publisher's transport for ``STALE_SECONDS``
         means its node is gone. Measured after a SIGKILL of the stage room's node:
-        LiveKit's API still listed the bot in the room for 12 s, and the SDK's
+        LiveKit's API still listed the bot in the room for 5.5-15 s, and the SDK's
         signalling (relayed by a live node) noticed only after ~12 s.
         """
         last, since = -1, time.monotonic()
         while not self.lost.is_set():
             await asyncio.sleep(WATCH_SECONDS)
-            room = transport_room(self.transport)
             received = -1
-            with contextlib.suppress(Exception):  # not connected (yet), SDK busy: no figure
+            with contextlib.suppress(Exception):  # not set up or connected yet: no figure
+                room = transport_room(self.transport)
                 stats = await asyncio.wait_for(room.get_rtc_stats(), WATCH_SECONDS)
                 received = sum(s.transport.transport.bytes_received
                                for s in stats.publisher_stats
