@@ -124,19 +124,27 @@ def _gaps(times: list[float], t0: float, t1: float) -> float:
 
 
 async def _viewers(web: WebClient, bot: BotStage, n: int, tag: str
-                   ) -> dict[str, tuple[dict, Viewer]]:
-    """``n`` viewers joined through the API (least-filled shard: one per shard), watching."""
-    viewers: dict[str, tuple[dict, Viewer]] = {}
+                   ) -> list[dict[str, tuple[dict, Viewer]]]:
+    """``n`` viewers joined through the API, watching; each as ``{its shard: (join
+    answer, viewer)}``, the shape ``_page_rejoins`` updates when it moves one."""
+    viewers: list[dict[str, tuple[dict, Viewer]]] = []
     for i in range(n):
         reply = await web.join(bot.room, f"{tag}-{i}")
         assert reply.status == 200, reply.text
         v = Viewer(f"{tag}-{i}", bot.settings.bot_identity)
-        viewers[reply.data["livekit_room"]] = (reply.data, v)
+        viewers.append({reply.data["livekit_room"]: (reply.data, v)})
         await v.join(reply.data["url"], reply.data["token"], connect_timeout=CONNECT_S)
-    for shard, (_, v) in viewers.items():
-        await until(lambda w=v: len(w.frames) > 10 and w.audio, 20, f"the avatar on {shard}",
-                    bot)
+    for box in viewers:
+        for shard, (_, v) in box.items():
+            await until(lambda w=v: len(w.frames) > 10 and w.audio, 20,
+                        f"the avatar on {shard}", bot)
     return viewers
+
+
+async def _leave_all(viewers: list[dict[str, tuple[dict, Viewer]]]) -> None:
+    for box in viewers:
+        for _, v in box.values():
+            await v.leave()
 
 
 async def test_two_shards_on_a_killed_node_both_rejoin(
@@ -144,19 +152,20 @@ async def test_two_shards_on_a_killed_node_both_rejoin(
     """Node 3 holds shards a2 and a3: every viewer of both watches again within 10 s."""
     web, bot = staged
     n3 = cluster.nodes[2]
-    viewers: dict[str, tuple[dict, Viewer]] = {}
+    viewers: list[dict[str, tuple[dict, Viewer]]] = []
     try:
         viewers = await _viewers(web, bot, 3, "pair")
         names = [f"{bot.room}--a{i}" for i in (1, 2, 3)]
-        assert sorted(viewers) == names, sorted(viewers)
-        victims = [s for s in names if await cluster.room_node(s) is n3]
+        assert sorted(next(iter(box)) for box in viewers) == names, viewers
+        victims = [box for box in viewers if await cluster.room_node(next(iter(box))) is n3]
         assert len(victims) == 2, victims
         killed = time.monotonic()
         n3.kill()
-        backs = await asyncio.gather(*(_page_rejoins(web, bot, viewers, s, killed)
-                                       for s in victims))
-        for shard, (noticed, back) in zip(victims, backs, strict=True):
-            now_in = viewers[shard][0]["livekit_room"]
+        shards = [next(iter(box)) for box in victims]
+        backs = await asyncio.gather(*(_page_rejoins(web, bot, box, shard, killed)
+                                       for box, shard in zip(victims, shards, strict=True)))
+        for box, shard, (noticed, back) in zip(victims, shards, backs, strict=True):
+            now_in = box[shard][0]["livekit_room"]
             home = await cluster.room_node(now_in)
             print(f"two shards on the killed node: viewer of {shard} noticed at "
                   f"+{noticed:.1f} s, watching again {back:.1f} s after SIGKILL on {now_in} "
@@ -164,8 +173,7 @@ async def test_two_shards_on_a_killed_node_both_rejoin(
             assert back < NODE_LOSS_BUDGET_S, f"the viewer of {shard} was back after {back} s"
             assert home is not None and home is not n3 and home.alive
     finally:
-        for _, v in viewers.values():
-            await v.leave()
+        await _leave_all(viewers)
         if not n3.alive:
             await cluster.restart(n3)
 
@@ -176,13 +184,16 @@ async def test_the_stage_node_dies_and_the_shards_play_on(
     n1, n2 = cluster.nodes[:2]
     room = bot.room
     assert await cluster.room_node(room) is n2, "the stage room must be on node 2"
-    viewers: dict[str, tuple[dict, Viewer]] = {}
+    viewers: list[dict[str, tuple[dict, Viewer]]] = []
     presenter: Viewer | None = None
     try:
         viewers = await _viewers(web, bot, 3, "watcher")
-        homes = {shard: await cluster.room_node(shard) for shard in viewers}
-        print("shard -> node:", {k: h.index if h else None for k, h in homes.items()})
-        survivors = [k for k, h in homes.items() if h is not None and h is not n2]
+        homes = [await cluster.room_node(next(iter(box))) for box in viewers]
+        print("shard -> node:", [(next(iter(box)), h.index if h else None)
+                                 for box, h in zip(viewers, homes, strict=True)])
+        survivors = [box for box, h in zip(viewers, homes, strict=True)
+                     if h is not None and h is not n2]
+        lost = [box for box in viewers if box not in survivors]  # on node 2 too
         assert survivors, "no shard on a surviving node to watch"
         body = {"code": bot.webinar["presenter_code"]}
         joined = await web.join(room, "presenter-p", "presenter", **body)
@@ -205,8 +216,8 @@ async def test_the_stage_node_dies_and_the_shards_play_on(
         killed = time.monotonic()
         n2.kill()
         probe = asyncio.ensure_future(_probe(n1, room, bot.settings.bot_identity, note))
-        lost = [k for k in homes if k not in survivors]  # shards that were on node 2 too
-        rejoins = asyncio.gather(*(_page_rejoins(web, bot, viewers, k, killed) for k in lost))
+        rejoins = asyncio.gather(*(_page_rejoins(web, bot, box, next(iter(box)), killed)
+                                   for box in lost))
         # --- the presenter's page (presenter.js, StageStatus): LiveKit's own reconnect;
         # when LiveKit drops her, or the live avatar's picture froze for FROZEN_S, she
         # joins again through the join API (4 s per connect, again after 1 s) --------------
@@ -224,12 +235,12 @@ async def test_the_stage_node_dies_and_the_shards_play_on(
                 await presenter.leave()
                 presenter = await _rejoin(web, bot, joined.data, body, note)
             await asyncio.sleep(0.05)
-        for shard, (_, again) in zip(lost, await rejoins, strict=True):
-            print(f"stage node lost: viewer of {shard} (node 2 too) watching again "
-                  f"{again:.1f} s after SIGKILL")
-            assert again < NODE_LOSS_BUDGET_S, f"{shard}: back after {again} s"
-        for shard in survivors:
-            v = viewers[shard][1]
+        for box, (_, again) in zip(lost, await rejoins, strict=True):
+            print(f"stage node lost: viewer of {next(iter(box))} (node 2 too) watching "
+                  f"again {again:.1f} s after SIGKILL")
+            assert again < NODE_LOSS_BUDGET_S, f"{next(iter(box))}: back after {again} s"
+        for box in survivors:
+            shard, (_, v) = next(iter(box.items()))
             video_gap = _gaps([f.t for f in v.frames], killed - 1, killed + WATCH_S)
             audio_gap = _gaps([b.t for b in v.audio], killed - 1, killed + WATCH_S)
             fps, sizes, _ = v.distinct_fps(killed, killed + WATCH_S)
@@ -251,8 +262,7 @@ async def test_the_stage_node_dies_and_the_shards_play_on(
         assert moved is not None and moved is not n2 and moved.alive, moved
         assert json.loads(presenter.room.metadata)["title"] == "Stage on node 2"
     finally:
-        for _, v in viewers.values():
-            await v.leave()
+        await _leave_all(viewers)
         if presenter is not None:
             await presenter.leave()
         if not n2.alive:
