@@ -147,6 +147,8 @@ async def serve(settings: Settings, room: str) -> None:
         run = asyncio.ensure_future(runner.run())
         keeping = asyncio.ensure_future(keeper.run())
         staying = asyncio.ensure_future(stage.run() if stage is not None else asyncio.sleep(0))
+        staying.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None
+                                  else fail(f"the stage keeper failed: {t.exception()!r}"))
         try:
             waiting: set[asyncio.Future[Any]] = {run, trouble}
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
