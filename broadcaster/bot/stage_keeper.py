@@ -100,11 +100,14 @@ class StageKeeper:
 
         The SFU answers what the bot publishes (congestion feedback, RTCP) many times a
         second; nothing arriving on the publisher's transport for ``STALE_SECONDS``
-        means its node is gone. Measured after a SIGKILL of the stage room's node:
+        means its node is gone, once traffic was seen growing in this session (on a
+        connection joined again it did not grow though media flowed: measured, cause
+        unknown; there only LiveKit's own ``disconnected`` counts, ~12 s late). Measured
+        after a SIGKILL of the stage room's node:
         LiveKit's API still listed the bot in the room for 5.5-15 s, and the SDK's
         signalling (relayed by a live node) noticed only after ~12 s.
         """
-        last, since = -1, time.monotonic()
+        last, since, armed = -1, time.monotonic(), False
         while not self.lost.is_set():
             await asyncio.sleep(WATCH_SECONDS)
             received = -1
@@ -116,8 +119,9 @@ class StageKeeper:
                                if s.WhichOneof("stats") == "transport")
             now = time.monotonic()
             if received <= 0 or received != last:  # not publishing yet, or alive
+                armed = armed or 0 < last < received
                 last, since = received, now
-            elif now - since >= STALE_SECONDS:
+            elif armed and now - since >= STALE_SECONDS:
                 self.stage_lost(f"nothing from LiveKit for {now - since:.1f} s")
 
     async def _rejoin(self, lk: api.LiveKitAPI) -> bool:
