@@ -114,6 +114,22 @@ export class StageStatus {
     const ended = reason === DisconnectReason.ROOM_DELETED
       || reason === DisconnectReason.CLIENT_INITIATED || this.stage.meta.state === 'ended';
     if (ended || !this.rejoinWith || this.rejoining) { this.#hideBanner(); return; }
+    await this.#rejoinLoop();
+  }
+
+  /**
+   * Leave and join again through the web app now: the live avatar's picture froze, so the
+   * room's LiveKit node is gone (issue 14: the stage room's node; the SDK notices ~12 s
+   * late). The presenter's page calls it from onFrozen; the bot joins the room again too.
+   */
+  async rejoinNow() {
+    if (!this.rejoinWith || this.rejoining) return;
+    this.rejoining = true;  // our own disconnect below is not a drop
+    try { await this.stage.disconnect(); } catch { /* gone already */ }
+    await this.#rejoinLoop();
+  }
+
+  async #rejoinLoop() {
     this.rejoining = true;
     this.#showBanner('Reconnecting…');
     let wait = REJOIN_MIN_MS;
