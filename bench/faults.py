@@ -191,11 +191,12 @@ async def bench(rounds: int, timeout: float, settle: float, loop: bool) -> dict[
                     up = uptime(pid)
                     t0 = time.monotonic()
                     os.kill(pid, signal.SIGKILL)
-                    while (viewer.watcher.live_after(t0) is None
+                    while (viewer.watcher.moving_after(t0) is None
                            and time.monotonic() < t0 + timeout):
                         await asyncio.sleep(0.1)
                     w = viewer.watcher
                     runs.append({"slate_after": w.slate_after(t0), "live_after": w.live_after(t0),
+                                 "moving_after": w.moving_after(t0),
                                  "longest_gap": w.longest_gap(t0, time.monotonic()),
                                  "up_before_kill_s": round(up, 1)})
                     print(f"{part}: {runs[-1]}", flush=True)
@@ -203,6 +204,8 @@ async def bench(rounds: int, timeout: float, settle: float, loop: bool) -> dict[
                 slate = [r["slate_after"] for r in runs if r["slate_after"] is not None]
                 result["faults"][part] = {
                     "runs": runs, "live_after": summary(live), "slate_after": summary(slate),
+                    "moving_after": summary(r["moving_after"] for r in runs
+                                            if r["moving_after"] is not None),
                     "never_live": sum(r["live_after"] is None for r in runs),
                     "goal_live_s": GOALS[part]}
         finally:
@@ -232,6 +235,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
                    label="slate shown after" if i == 0 else None)
         ax.scatter([i + 0.1] * len(live), live, color="tab:green",
                    label="live avatar back after" if i == 0 else None)
+        moving = [r["moving_after"] for r in f["runs"] if r.get("moving_after") is not None]
+        ax.scatter([i + 0.25] * len(moving), moving, color="tab:gray", marker="x",
+                   label="picture moving after" if i == 0 else None)
         ax.hlines(GOALS[part], i - 0.3, i + 0.3, colors="tab:green", linestyles="dashed")
         for k, r in enumerate(f["runs"], 1):  # the round: later ones wait out restart backoffs
             if r["live_after"] is not None:
