@@ -51,11 +51,17 @@ def _viewer_fps(d: dict[str, Any]) -> Any:
 
 
 def rollover(d: dict[str, Any]) -> list[Row]:
+    held, change = d.get("held_s") or {}, d.get("switch_change") or {}
+    normal = d.get("normal_change") or {}
     return [(f"one webinar hour of one-minute sandbox sessions ({d.get('sessions_planned')} "
              f"sessions of {_f(d.get('session_s'), 'g')} s, {_f(d.get('accelerated_x'), 'g')}x):"
-             " slate frames at a viewer", "0",
-             f"{d.get('slate_frames')} slate frames; {d.get('rollovers')} rollovers, "
-             f"{d.get('ended_by_service')} ended by the service",
-             f"longest gap at the viewer {_f(d.get('longest_gap_s'), '.2f', ' s')}; last "
-             f"frame held per rollover p50 {_f((d.get('held_s') or {}).get('p50'), '.2f')} / "
-             f"max {_f((d.get('held_s') or {}).get('max'), '.2f', ' s')}", d.get("pass"))]
+             " slate frames at a viewer; picture held and moved at a switch",
+             "0 slate; held ≤ 0.1 s; no jump",
+             f"{d.get('slate_frames')} slate frames; {d.get('rollovers')} rollovers "
+             f"({d.get('overlapped', '–')} overlapped, {d.get('sequential', '–')} sequential), "
+             f"{d.get('ended_by_service')} ended by the service; held per switch p50 "
+             f"{_f(held.get('p50'), '.3f')} / max {_f(held.get('max'), '.3f', ' s')}",
+             f"{_f(d.get('fps'), '.1f')} fps, longest gap at the viewer "
+             f"{_f(d.get('longest_gap_s'), '.2f', ' s')}; picture change at a switch max "
+             f"{_f(change.get('max'), '.2f')} (other frames p99 {_f(normal.get('p99'), '.2f')},"
+             f" max {_f(normal.get('max'), '.2f')})", d.get("pass"))]

@@ -30,6 +30,8 @@ class RepublisherStats:
     the whole in-process hop, pipeline transit included."""
     last_audio_lag_ms: float = 0.0
     """Last audio frame: entry -> handed to LiveKit, plus what LiveKit still queues."""
+    last_frame_gap_s: float = 0.0
+    """Seconds between the last two frames that came in (a held picture shows here)."""
     speaking: bool = False
     """What is published now is the avatar's speech (the keeper rolls sessions at a pause)."""
     stalled: bool = False
