@@ -111,10 +111,15 @@ async def bench(sessions: int) -> dict[str, Any]:
                 "opened_ahead_s": summary(sw.ahead_s for sw in found),
                 "switch_change": summary(changes),
                 "normal_change": {"p50": float(np.percentile(baseline, 50)),
+                                  "p95": float(np.percentile(baseline, 95)),
                                   "p99": float(np.percentile(baseline, 99)),
-                                  "max": float(max(baseline))} if baseline else {},
+                                  "max": float(max(baseline)),
+                                  "what": "largest change per window of the same length, "
+                                          "away from switches"} if baseline else {},
                 "switches": [{"at": sw.at, "held_s": sw.held_s, "ahead_s": sw.ahead_s,
-                              "change": sw.change} for sw in found],
+                              "change": sw.change, "gap_s": sw.gap} for sw in found],
+                "longest_gap_at_switch_s": max((sw.gap for sw in found if sw.gap is not None),
+                                               default=None),
                 "ended_by_service": len(stack.grep(r"stopped: sandbox session limit")),
                 "dead_sessions": len(stack.grep(r"avatar session dead")),
                 "viewer_rejoins": viewer.rejoins, "windows": windows,
@@ -162,6 +167,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
                f"sequential rollovers, {result['slate_frames']} slate frames, "
                f"{result['ended_by_service']} ended by the service\n(commit "
                f"{result.get('commit')})"))
+    ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     if held:
         bx.hist(np.asarray(held) * 1000, bins=30, color="tab:blue", alpha=0.7,
@@ -173,6 +179,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         f"{(result.get('held_s') or {}).get('max', 0) * 1000:.0f} ms; picture change at a "
         f"switch max {max(changes, default=0):.2f}\n(other frames p99 "
         f"{normal.get('p99', 0):.2f}, max {normal.get('max', 0):.2f}; mean |Δluma|)"))
+    bx.title.set_fontsize(9)
     bx.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

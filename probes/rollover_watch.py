@@ -21,8 +21,10 @@ _STAMP = r"(\d\d):(\d\d):(\d\d\.\d+) INFO +broadcaster\.bot\.avatar_keeper: "
 OVERLAPPED = re.compile(_STAMP + r"avatar session near its end: rolling over at a pause, by "
                         r"the next session opened (\S+) s ahead; picture held (\S+) s")
 SEQUENTIAL = re.compile(_STAMP + r"avatar session near its end: rolling over at a pause$")
-#: a switch's frames at the viewer: from this long before its log line to this long after
-BEFORE, AFTER = 0.4, 0.4
+#: a switch's frames at the viewer: from this long before its log line (written right
+#: after the switch) to this long after (the new session's first frame reaches the viewer
+#: ~0.1 s after the switch: encode, SFU, decode)
+BEFORE, AFTER = 0.2, 0.4
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Switch:
     held_s: float
     change: float | None = None
     """The largest frame-to-frame change the viewer saw around it (None: no frames)."""
+    gap: float | None = None
+    """The longest time without a frame at the viewer around it."""
 
 
 def day_seconds(wall: float) -> float:
@@ -60,10 +64,11 @@ def switches(lines: Iterable[str]) -> tuple[list[Switch], int]:
 
 
 def judge(seen: list[Seen], found: list[Switch], t0: float, t1: float) -> list[float]:
-    """Fill each switch's ``change``; return the changes of the other frames.
+    """Fill each switch's ``change`` and ``gap``; return the baseline for ``change``.
 
-    Frames in [t0, t1] (monotonic) away from every switch: the baseline a switch's
-    change is compared with.
+    The baseline: the largest frame-to-frame change in each window of the same length
+    (BEFORE + AFTER) away from every switch, over the frames in [t0, t1] (monotonic), so
+    a switch's window is compared with windows like it, not with single frames.
     """
     after_slate, last_slate = set(), {}  # a frame right after a slate "moves" a lot
     for i, s in enumerate(seen):
@@ -77,4 +82,20 @@ def judge(seen: list[Seen], found: list[Switch], t0: float, t1: float) -> list[f
         idx = [i for i, (d, _) in enumerate(frames) if sw.at - BEFORE <= d <= sw.at + AFTER]
         near.update(idx)
         sw.change = max((frames[i][1].change for i in idx), default=None)
-    return [s.change for i, (_, s) in enumerate(frames) if i not in near]
+        times = [frames[i][1].t for i in idx]
+        sw.gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=None)
+    baseline: list[float] = []
+    window: list[float] = []
+    start = None
+    for i, (d, s) in enumerate(frames):
+        if i in near:
+            window, start = [], None
+            continue
+        if start is None:
+            start = d
+        if d - start > BEFORE + AFTER:
+            if window:
+                baseline.append(max(window))
+            window, start = [], d
+        window.append(s.change)
+    return baseline
