@@ -214,7 +214,8 @@ class OverlappingAvatar(Avatar):
 
 def overlapping_keeper(avatar: OverlappingAvatar, frames: list[int], **kw: Any
                        ) -> tuple[AvatarKeeper, list[str]]:
-    keeper, slates = keeper_for(avatar, frames, session_lifetime=1.0, frame_gap=lambda: 0.02,
+    keeper, slates = keeper_for(avatar, frames, session_lifetime=1.0,
+                                switch_gap=lambda: (avatar.switched, 0.02),
                                 speaking=lambda: False, force_left=0.2, switch_latest=0.1, **kw)
     keeper.rollover_lead, keeper.quiet_for = 0.6, 0.1
     return keeper, slates

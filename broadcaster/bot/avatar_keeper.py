@@ -88,8 +88,8 @@ class AvatarKeeper:
             rolled over ``rollover_lead`` seconds ahead, at a pause in ``speaking``.
         overlap: open the next session ahead and switch to it (relay mode, and only
             when the avatar can: ``open_standby``); False: close, then reopen.
-        frame_gap: seconds between the last two frames received (the picture held
-            across a switch is measured with it).
+        switch_gap: (switches of the frames' source seen, the last one's gap in seconds),
+            from the republisher: how long the picture was held at a switch.
     """
 
     def __init__(self, avatar: _Avatar, *, frames: Callable[[], int] | None = None,
@@ -103,7 +103,7 @@ class AvatarKeeper:
                  session_lifetime: float | None = None, rollover_lead: float = 15.0,
                  speaking: Callable[[], bool] | None = None, quiet_for: float = 0.6,
                  overlap: bool = True, warm_frames: int = 3,
-                 frame_gap: Callable[[], float] | None = None,
+                 switch_gap: Callable[[], tuple[int, float]] | None = None,
                  force_left: float = FORCE_LEFT, switch_latest: float = SWITCH_LATEST) -> None:
         self.avatar = avatar
         self.frames = frames
@@ -124,7 +124,7 @@ class AvatarKeeper:
         self.overlap = overlap and media and hasattr(avatar, "open_standby")
         self.warm_frames = warm_frames
         self.force_left, self.switch_latest = force_left, switch_latest
-        self.frame_gap = frame_gap
+        self.switch_gap = switch_gap
         self._next: asyncio.Task[float | None] | None = None  # opening the next session
         self.held: list[float] = []
         """Seconds the picture was held at each overlapped switch (frame to frame)."""
@@ -220,10 +220,10 @@ class AvatarKeeper:
         opened_at = self._next.result()
         self._next = None
         avatar = cast(_Overlapping, self.avatar)
-        count = self.frames() if self.frames else 0
+        seen = self.switch_gap()[0] if self.switch_gap else 0
         ahead = time.monotonic() - (opened_at or 0.0)
         old = await avatar.switch_to_standby()
-        held = await self._held_since(count)
+        held = await self._held_since(seen)
         self.held.append(held)
         why = "near its end: rolling over at a pause" if reason == ROLLOVER else \
             f"dead ({reason}): taken over"
@@ -235,16 +235,16 @@ class AvatarKeeper:
             await avatar.close_client(old)
         return opened_at
 
-    async def _held_since(self, count: int) -> float:
+    async def _held_since(self, seen: int) -> float:
         """Seconds between the old session's last frame and the new one's first."""
-        if self.frames is None:
+        if self.switch_gap is None:
             return 0.0
-        t0 = time.monotonic()
         for _ in range(400):  # 2 s at most
-            if self.frames() != count:
-                break
+            count, gap = self.switch_gap()
+            if count != seen:
+                return gap
             await asyncio.sleep(0.005)
-        return self.frame_gap() if self.frame_gap is not None else time.monotonic() - t0
+        return 2.0
 
     async def _drop_next(self) -> None:
         task, self._next = self._next, None

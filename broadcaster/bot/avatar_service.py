@@ -61,7 +61,8 @@ class FastHeyGenVideoService(HeyGenVideoServiceHooks):
                 try:
                     if self.pass_frame(client):  # the current session's, output ready
                         await self.push_frame(
-                            I420AvatarFrame.wrap(event.frame, event.timestamp_us))
+                            I420AvatarFrame.wrap(event.frame, event.timestamp_us,
+                                                 source=id(client)))
                 except Exception as e:  # one bad frame must not end the stream
                     logger.error(f"Error processing individual video frame: {e}")
         except Exception as e:

@@ -62,6 +62,7 @@ class VideoOut:
         self._running = False
         self._warned_sizes: set[tuple[int, int]] = set()
         self._last_in = 0.0  # monotonic, when the last frame came in
+        self._last_source = 0  # and from which avatar session
         self.tap: Callable[[rtc.VideoFrame], None] | None = None
         """Also handed every captured frame (audience shards: broadcaster.bot.shard_fanout)."""
 
@@ -95,9 +96,11 @@ class VideoOut:
         """Hand a frame to the pacer; captured right away unless over the frame rate."""
         self.stats.frames_in += 1
         came = time.monotonic()
-        if self._last_in:
-            self.stats.last_frame_gap_s = came - self._last_in
-        self._last_in = came
+        source = frame.source if isinstance(frame, I420AvatarFrame) else 0
+        if self._last_in and source != self._last_source:
+            self.stats.source_switches += 1
+            self.stats.last_switch_gap_s = came - self._last_in
+        self._last_in, self._last_source = came, source
         video = self._to_livekit(frame)
         if video is None or not self._running or self._loop is None:
             return
