@@ -27,11 +27,24 @@ def soak(d: dict[str, Any]) -> list[Row]:
                      f"{_f(d.get('warmup_excluded_s'), '.0f')} s)",
                      f"≤ {goal:g} MB/hour" if ours else "(load client, not ours)",
                      f"{_f(rate, '+.1f', ' MB/h')} ({_f(p.get('rss_mb_first'), '.0f')} → "
-                     f"{_f(p.get('rss_mb_last'), '.0f')} MB)",
+                     f"{_f(p.get('rss_mb_last'), '.0f')} MB; second half "
+                     f"{_f(p.get('rss_mb_per_hour_second_half'), '+.1f')}, last third "
+                     f"{_f(p.get('rss_mb_per_hour_last_third'), '+.1f', ' MB/h')})",
                      f"open files {_f(p.get('files_first'), '.0f')} → "
                      f"{_f(p.get('files_last'), '.0f')}, threads "
                      f"{_f(p.get('threads_first'), '.0f')} → {_f(p.get('threads_last'), '.0f')}",
                      (rate is not None and rate <= goal) if ours else None))
+    if heap := d.get("sfu_go_heap"):
+        rows.append(("livekit-server: live Go heap after each GC (GODEBUG=gctrace=1; a leak "
+                     "grows it)", "flat",
+                     f"{_f(heap.get('live_mb_per_hour'), '+.1f', ' MB/h')} (second half "
+                     f"{_f(heap.get('live_mb_per_hour_second_half'), '+.1f')}; "
+                     f"{_f(heap.get('live_mb_first'), '.0f')} → "
+                     f"{_f(heap.get('live_mb_last'), '.0f')} MB, {heap.get('gcs')} GCs)",
+                     f"heap goal at most {_f(heap.get('goal_mb_max'), '.0f', ' MB')}", None))
+    if env := d.get("env"):
+        rows.append(("the stack's environment in this run", "–",
+                     ", ".join(f"{k}={v}" for k, v in env.items()), "–", None))
     q, c = d.get("questions") or {}, d.get("captions") or {}
     rows.append(("nothing lost: typed questions stored; final captions a viewer got on disk; "
                  "spoken questions captioned",
