@@ -36,7 +36,7 @@ from tests.fixtures_web import WebClient
 pytestmark = [pytest.mark.timeout(150)]
 
 SANDBOX_SECONDS = 5.0
-SUPERVISOR_DELAY = 1.0  # broadcaster.supervisor restarts a crashed child after 1 s first
+SUPERVISOR_DELAY = 1.0  # the supervisor: at once after a healthy run, 1 s after a short one
 
 
 class AvatarProcess:
@@ -135,7 +135,7 @@ async def test_avatar_service_killed_the_bot_reopens_its_session_in_place(
         await viewer.leave()
 
 
-LAUNCHER_BACKOFF = 1.0  # broadcaster.web.bot_control restarts an exited bot after 1 s
+LAUNCHER_BACKOFF = 1.0  # bot_control: at once after a healthy run (30 s), 1 s after a short one
 
 
 async def test_bot_killed_a_new_bot_is_live_at_once_from_the_phrase_cache(
