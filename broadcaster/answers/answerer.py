@@ -15,6 +15,7 @@ what was said last and where an interrupted answer stopped, for "go on" and
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 
@@ -224,6 +225,15 @@ def _clip(text: str, max_chars: int) -> str:
     cut = text[:max_chars]
     end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
     return cut[: end + 1] if end > 0 else cut.rsplit(" ", 1)[0] + "."
+
+
+async def warm_answerer(settings: Settings) -> None:
+    """Load what :func:`build_answerer` needs in a thread, not on the event loop.
+
+    The embedding model (a second or more on a busy machine), WordLlama and the notes'
+    embeddings (then on disk): building the bot's Answerer afterwards takes milliseconds.
+    """
+    await asyncio.to_thread(build_answerer, settings)
 
 
 def build_answerer(settings: Settings, notes_path: str | None = None) -> Answerer:

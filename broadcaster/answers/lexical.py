@@ -76,6 +76,8 @@ class WordSignals:
     heading: np.ndarray
     bm25: np.ndarray
     unknown: float
+    unknown_max: float = 0.0
+    """How unknown the question's least known word is (1: no topic has anything near it)."""
     unknown_words: tuple[str, ...] = ()
     """The question's words that no topic has (no stem, synonym or acronym)."""
     words: tuple[str, ...] = ()
@@ -158,6 +160,7 @@ class LexicalIndex:
         return WordSignals(coverage=(weight @ doc_credit) / total,
                            heading=(weight @ title_credit) / total, bm25=bm25 / top,
                            unknown=float(weight @ unknown / total),
+                           unknown_max=float(unknown.max(initial=0.0)),
                            unknown_words=tuple(dict.fromkeys(
                                w for w, u in zip(said, unknown, strict=True) if u > 0)),
                            words=tuple(said), credit=doc_credit)

@@ -33,10 +33,31 @@ QUESTION: dict[str, re.Pattern[str]] = {
                          r"|\b(?:tell me|know|ask|wondering|wonder) who\b"
                          r"|\bwhat (?:is|are) (?:the|your) names?\b"),
     "number": re.compile(r"\bhow many\b|\bhow big\b|\bhow large\b|\bmaximum\b|\blimit\b"),
-    "language": re.compile(r"\blanguages?\b|\btranslat|\bin (?:my|your|other) language"),
+    "language": re.compile(r"\blanguages?\b|\btranslat|\bin (?:my|your|other) language"
+                           r"|\b(?:speak|speaks|understand|understands|in|into|support|supports)"
+                           r" (?:english|german|french|spanish|italian|portuguese|dutch|polish"
+                           r"|japanese|chinese|mandarin|korean|arabic|hindi|russian|turkish)\b"),
     "place": re.compile(r"^(?:so |and |but )?where\b|\bwhich (?:country|countries|city|region)"
                         r"|\bwhat (?:country|city|region|location)\b"),
+    # the facts below are asked for by name; a topic without one cannot answer (HARD)
+    "email": re.compile(r"\be ?mail address|\b(?:what|which) is (?:the |your |his |her |their "
+                        r"|\w+ )?e ?mail\b|\be ?mail (?:him|her|them|you)\b|\bby e ?mail\b"
+                        r"|\b(?:get|have|give me|share|send me) (?:the |your |his |her |\w+ )?"
+                        r"e ?mail\b"),
+    "phone": re.compile(r"\bphone\b|\btelephone\b|\bnumber (?:to|i can|we can|for) (?:call|ring)"
+                        r"|\b(?:call|ring) you\b|\bhotline\b"),
+    "office": re.compile(r"\b(?:head ?office|headquarter(?:s|ed)|hq)\b|\boffices?\b(?! hours)"
+                         r"|\bwhere (?:is|are) (?:you|they|the company|your company|\w+ labs?)"
+                         r"(?: guys)? (?:based|located)\b"),
+    "next_event": re.compile(r"\b(?:next|another|follow ?up|upcoming|future|second)"
+                             r" (?:\w+ )?(?:webinar|webinars|town hall|meetup|event|launch event"
+                             r"|conference|edition)\b"),
 }
+
+HARD = ("email", "phone", "office", "next_event", "language")
+"""Answer types whose fact the best topic must hold, or the fallback is said: an e-mail
+address, a phone number, where the company's office is, a future event, a language. A topic near in
+words but without it ("what's Dana's e-mail" against the speakers) answers something else."""
 
 #: type → pattern on a topic's original text (case kept)
 EVIDENCE: dict[str, re.Pattern[str]] = {
@@ -58,6 +79,12 @@ EVIDENCE: dict[str, re.Pattern[str]] = {
                            r"Korean|Arabic|Hindi|Russian|Turkish|Greek|Hebrew)\b"),
     "place": re.compile(r"\b(?:in|at|from|under|on) (?:the )?[A-Z][a-z]+|\b(?:box|page|menu|"
                         r"button|tab|settings|centre|center|office|room|data centres?)\b"),
+    "email": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.]+"),
+    "phone": re.compile(r"\b(?:phone|call|ring|extension|line|hotline)\b[^.]*\d"
+                        r"|\+?\d[\d ()-]{6,}\d"),
+    "office": re.compile(r"\b(?:head ?office|headquarters|offices? (?:in|at)|based in)\b", re.I),
+    "next_event": re.compile(r"\b(?:next|upcoming|follow-up|follow up) (?:webinar|town hall|meetup"
+                             r"|event|conference|edition)s?\b", re.I),
 }
 
 

@@ -3,8 +3,9 @@
 Two decisions, each a small linear model over signals that are good where the others
 are weak:
 
-1. **Ranking** the topics. Per topic: sentence embeddings (all-MiniLM-L6-v2,
-   :mod:`broadcaster.answers.encoder`) of the question against the heading, the whole
+1. **Ranking** the topics. Per topic: sentence embeddings (bge-small-en-v1.5,
+   :mod:`broadcaster.answers.encoder`; without its files, word signals only and their own
+   fitted weights, :data:`LEXICAL_RANK`) of the question against the heading, the whole
    topic and its best sentence (paraphrases with no shared word land here); the
    word-level signals of :mod:`broadcaster.answers.lexical` (coverage, heading
    coverage, BM25); whether the topic holds the kind of answer asked for
@@ -31,41 +32,62 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from broadcaster.answers.encoder import sentence_encoder
+from broadcaster.answers.encoder import SentenceEncoder, sentence_encoders
 from broadcaster.answers.focus import counted_word, focus_word, priced_words
 from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
-from broadcaster.answers.qtypes import evidence_types, question_types
+from broadcaster.answers.qtypes import HARD, evidence_types, question_types
 from broadcaster.answers.text import normalize, words
 
-RANK_FEATURES = ("title", "body", "sentence", "coverage", "heading", "bm25", "answer_type",
-                 "intro")
+RANK_FEATURES = ("title", "body", "sentence", "title_m", "body_m", "sentence_m", "coverage",
+                 "heading", "bm25", "answer_type", "intro")
 """Per topic: embedding similarity to its heading, to the whole topic, to its best
-sentence; word coverage of the topic, of its heading; BM25; answer type (+1 / 0 / -1);
+sentence (bge-small; ``*_m``: the same by all-MiniLM-L6-v2); word coverage of the topic,
+of its heading; BM25; answer type (+1 / 0 / -1);
 1 for the notes' introduction."""
 
-ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "coverage", "answer_type",
-                   "intro", "unknown", "offtopic", "length", "focus")
+ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "title_m", "body_m",
+                   "sentence_m", "coverage", "answer_type",
+                   "intro", "unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
+                   "lift_body", "lift_sentence")
 """Per question, of its best topic: the ranking score and its lead over the second,
-that topic's signals, the share of the question's words no topic has, how much such a
+that topic's signals, the share of the question's words no topic has (and how unknown
+the least known one is: ``unknown_max``), how much such a
 word is what the question is about rather than what the topic is about (``offtopic``:
 "can I pay with *paypal*" against a pricing topic), and the number of content words
 (capped at 8, over 8); how much the best topic lacks the word the question asks for
-(``focus``, :mod:`broadcaster.answers.focus`: "is there a *break*", "how many *credits*")."""
+(``focus``, :mod:`broadcaster.answers.focus`: "is there a *break*", "how many *credits*");
+how far the closest heading, topic and sentence stand above the notes' average for this
+question (``lift_*``: a question's similarities all rise or fall with its wording, so the
+lift says more than the level)."""
 
-QUESTION_FEATURES = ("unknown", "offtopic", "length", "focus")
+QUESTION_FEATURES = ("unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
+                     "lift_body", "lift_sentence")
 """The answering model's inputs that belong to the question, not to a topic."""
 
 
 def _default_rank() -> dict[str, float]:
-    return {"title": 0.375, "body": 1.064, "sentence": 0.748, "coverage": 0.339, "heading": 0.178,
-            "bm25": 0.049, "answer_type": 0.173, "intro": -0.398}
+    return {"title": 0.414, "body": 1.027, "sentence": 0.41, "title_m": 0.232, "body_m": 0.769,
+            "sentence_m": 0.484, "coverage": 0.404, "heading": 0.152, "bm25": 0.005,
+            "answer_type": 0.13, "intro": -0.522}
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.645, "margin": 2.87, "title": 3.027, "body": 1.282, "sentence": -0.203,
-            "coverage": 1.085, "answer_type": -0.193, "intro": 0.0, "unknown": -0.414,
-            "offtopic": -2.632, "length": -0.785, "focus": -1.198}
+    return {"score": 0.574, "margin": 3.37, "title": 8.16, "body": 3.785, "sentence": -0.864,
+            "title_m": -0.22, "body_m": 0.252, "sentence_m": -1.467, "coverage": 1.36,
+            "answer_type": 0.496, "intro": 0.0, "unknown": -0.436, "unknown_max": 0.855,
+            "offtopic": -4.989, "length": -1.838, "focus": -0.933, "lift_title": -2.088,
+            "lift_body": -0.64, "lift_sentence": 4.864}
+
+
+LEXICAL_RANK = {"coverage": 0.657, "heading": 0.535, "bm25": -0.002, "answer_type": 0.379,
+                "intro": -0.496}
+LEXICAL_ACCEPT = {"score": 1.645, "margin": 3.274, "coverage": 1.03, "answer_type": -0.726,
+                  "intro": 0.0, "unknown": -2.657, "unknown_max": 1.238, "length": -0.135,
+                  "focus": -1.313}
+LEXICAL_BIAS = -0.023
+"""Fitted with the embedding model missing (``BROADCASTER_MODELS_DIR=/nonexistent python -m
+bench.conversation --fit``): the word-level signals alone."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +96,20 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -0.165
+    accept_bias: float = -6.473
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
+
+    def without_embeddings(self) -> Weights:
+        """Return the weights for word matching alone, if these are the fitted defaults.
+
+        Weights fitted with the embeddings lean on them; without the model those would
+        answer almost nothing. Weights given by hand are kept as they are.
+        """
+        if self.rank != _default_rank() or self.accept != _default_accept():
+            return self
+        return Weights(rank=dict(LEXICAL_RANK), accept=dict(LEXICAL_ACCEPT),
+                       accept_bias=LEXICAL_BIAS, min_confidence=self.min_confidence)
 
 
 @dataclass(frozen=True)
@@ -123,6 +156,15 @@ def _lacks_focus(question: str, lex: WordSignals, topic: int) -> float:
 
 
 MISSING_BELOW = 0.5
+TITLE_AS_QUERY = True
+
+
+def _lift(sims: np.ndarray) -> float:
+    """Return how far the best similarity stands above the mean of the others (0 if none)."""
+    if sims.size < 2:
+        return 0.0
+    best = int(np.argmax(sims))
+    return float(sims[best] - np.delete(sims, best).mean())
 
 LACKS_ANSWER = 0.2
 """The confidence left to a question whose best topic cannot hold the kind of fact it
@@ -150,13 +192,26 @@ class Retriever:
         top_level = min((t.level for t in self.topics), default=1)
         self._intro = np.array([float(t.level == top_level == 1) for t in self.topics])
         self._intro_topics = [i for i, v in enumerate(self._intro) if v]
-        encoder = sentence_encoder()
+        pair = sentence_encoders()
+        self.encoder: SentenceEncoder | None = pair[0] if pair else None
+        self.encoder2: SentenceEncoder | None = pair[1] if pair else None
         sents = [(i, s) for i, t in enumerate(self.topics) for s in sentences(t.answer)]
         texts = ([t.title for t in self.topics]
                  + [f"{t.title}. {t.answer}" for t in self.topics] + [s for _, s in sents])
-        vecs = encoder.encode_cached(texts)
         n = len(self.topics)
-        self._titles, self._bodies, self._sents = vecs[:n], vecs[n:2 * n], vecs[2 * n:]
+        self._vecs = []
+        for encoder in (self.encoder, self.encoder2):
+            if encoder is not None:
+                # headings are written as questions: compared as one question to another
+                vecs = np.vstack([encoder.encode_cached(texts[:n], query=TITLE_AS_QUERY),
+                                  encoder.encode_cached(texts[n:])])
+            else:  # word matching only: every similarity is 0
+                vecs = np.zeros((len(texts), 1), dtype=np.float32)
+            self._vecs.append((vecs[:n], vecs[n:2 * n], vecs[2 * n:]))
+        if self.encoder is None:
+            self.weights = self.weights.without_embeddings()
+        self._titles, self._bodies, self._sents = self._vecs[0]
+        self.sentences = [s for _, s in sents]
         self._sent_owner = np.array([i for i, _ in sents], dtype=int)
         # one question's whole path now, not on the presenter's first question: with the
         # embeddings read from the disk cache the encoder has not run yet (its weights'
@@ -173,7 +228,9 @@ class Retriever:
         w = self.weights
         said = words(question)
         lex = self.lexical.signals(said)
-        title, body, sentence = self._semantic(question)
+        (title, body, sentence), (title_m, body_m, sentence_m) = (
+            self._semantic(question, self.encoder, self._vecs[0]),
+            self._semantic(question, self.encoder2, self._vecs[1]))
         wanted = question_types(normalize(question))
         hits = []
         for i, topic in enumerate(self.topics):
@@ -181,22 +238,29 @@ class Retriever:
             f = {"title": float(title[i]), "body": float(body[i]),
                  "sentence": float(sentence[i]), "coverage": float(lex.coverage[i]),
                  "heading": float(lex.heading[i]), "bm25": float(lex.bm25[i]),
-                 "answer_type": kind, "intro": float(self._intro[i])}
-            hits.append(Hit(topic, sum(w.rank[k] * f[k] for k in RANK_FEATURES), f))
+                 "answer_type": kind, "intro": float(self._intro[i]),
+                 "title_m": float(title_m[i]), "body_m": float(body_m[i]),
+                 "sentence_m": float(sentence_m[i])}
+            hits.append(Hit(topic, sum(w.rank.get(k, 0.0) * f[k] for k in RANK_FEATURES), f))
         order = sorted(range(len(hits)), key=lambda i: (-hits[i].score, i))
         ranked = tuple(hits[i] for i in order)
         if not ranked:
             return Match((), 0.0, {})
         best = ranked[0]
-        second = ranked[1].score if len(ranked) > 1 else 0.0
+        # one topic: nothing to stand out from (bge rates any two sentences ~0.4 alike)
+        second = ranked[1].score if len(ranked) > 1 else best.score
         missing = _missing(lex, order[0])
         a = {"score": best.score, "margin": best.score - second, "unknown": lex.unknown,
+             "unknown_max": lex.unknown_max,
              "offtopic": self._offtopic(question, missing, order[0]),
              "length": min(len(said), 8) / 8,
-             "focus": _lacks_focus(question, lex, order[0])}
-        a.update({k: best.features[k] for k in ("title", "body", "sentence", "coverage",
+             "focus": _lacks_focus(question, lex, order[0]),
+             "lift_title": _lift(title), "lift_body": _lift(body),
+             "lift_sentence": _lift(sentence)}
+        a.update({k: best.features[k] for k in ("title", "body", "sentence", "title_m", "body_m",
+                                                "sentence_m", "coverage",
                                                 "answer_type", "intro")})
-        z = w.accept_bias + sum(w.accept[k] * a[k] for k in ACCEPT_FEATURES)
+        z = w.accept_bias + sum(w.accept.get(k, 0.0) * a[k] for k in ACCEPT_FEATURES)
         confidence = 1.0 / (1.0 + math.exp(-z))
         if self._lacks_answer(question, wanted, lex, order[0]):
             confidence = min(confidence, LACKS_ANSWER)
@@ -213,6 +277,8 @@ class Retriever:
         answered by a plan's order.
         """
         if "money" in wanted and "money" not in self._evidence[best]:
+            return True
+        if any(t in wanted and t not in self._evidence[best] for t in HARD):
             return True
         said = normalize(question)
         counted = counted_word(said)
@@ -246,7 +312,6 @@ class Retriever:
         best = self.match(questions[0])
         if best.confidence >= self.weights.min_confidence or len(questions) == 1:
             return best
-        sentence_encoder().encode_many(questions[1:])  # one batch, not one pass each
         for q in questions[1:]:
             m = self.match(q)
             if m.confidence > best.confidence:
@@ -260,17 +325,20 @@ class Retriever:
         best topic; the largest. "hipaa" in "is plover hipaa compliant" is what the
         question is about; "hook" in "can I hook it up to my calendar" is not.
         """
-        if not unknown:
+        if not unknown or self.encoder is None:
             return 0.0
-        encoder = sentence_encoder()
-        q = encoder.encode_one(question)
-        return float((encoder.encode_many(list(unknown)) @ (q - self._bodies[best])).max())
+        q = self.encoder.encode_one(question)
+        return float((self.encoder.encode_many(list(unknown)) @ (q - self._bodies[best])).max())
 
-    def _semantic(self, question: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _semantic(self, question: str, encoder: SentenceEncoder | None,
+                  vecs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``question``'s similarity to each heading, topic and best sentence."""
         n = len(self.topics)
-        if not normalize(question):
+        if not normalize(question) or encoder is None:
             return np.zeros(n), np.zeros(n), np.zeros(n)
-        q = sentence_encoder().encode_one(question)
+        titles, bodies, sents = vecs
+        q = encoder.encode_one(question)
         best = np.full(n, -1.0)
-        np.maximum.at(best, self._sent_owner, self._sents @ q)
-        return self._titles @ q, self._bodies @ q, best
+        np.maximum.at(best, self._sent_owner, sents @ q)
+        return titles @ q, bodies @ q, best

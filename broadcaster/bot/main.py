@@ -20,6 +20,7 @@ from loguru import logger
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.workers.runner import WorkerRunner
 
+from broadcaster.answers.answerer import warm_answerer
 from broadcaster.bot.avatar_keeper import AvatarKeeper
 from broadcaster.bot.latency import LatencyObserver
 from broadcaster.bot.pipeline import build_bot
@@ -61,6 +62,7 @@ async def serve(settings: Settings, room: str) -> None:
     async with aiohttp.ClientSession() as http, bot_metrics_server(
         metrics, settings.bot_metrics_host, settings.bot_metrics_port, settings.state_dir
     ):
+        await warm_answerer(settings)  # the embedding model loads off the event loop
         parts = build_bot(settings, room, http)
         if parts.republisher is not None:
             metrics.watch_republisher(parts.republisher)

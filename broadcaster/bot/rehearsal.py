@@ -32,6 +32,7 @@ from pipecat.services.heygen.client import ServiceType
 from pipecat.transports.heygen.transport import HeyGenParams, HeyGenTransport
 from pipecat.workers.runner import WorkerRunner
 
+from broadcaster.answers.answerer import warm_answerer
 from broadcaster.bot.pipeline import avatar_session_request, point_liveavatar_at
 from broadcaster.bot.responder import make_responder
 from broadcaster.config import Settings
@@ -81,6 +82,7 @@ async def serve(settings: Settings, room: str) -> None:
     path = rehearsal_file(settings, room)
     path.unlink(missing_ok=True)
     async with aiohttp.ClientSession() as http:
+        await warm_answerer(settings)  # the embedding model loads off the event loop
         pipeline, transport = build_rehearsal(settings, http)
         worker = PipelineWorker(pipeline, params=PipelineParams(),
                                 cancel_on_idle_timeout=False)
