@@ -56,7 +56,7 @@ MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0
            "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "capacity": (6, 15),
            "layer_cost": (1.5, 5), "weak_link": (1.5, 2.5), "encode_once": (1.5, 4),
            "reconcile_storm": (1.5, 6.5), "join_storm": (1, 1.5),
-           "avatar_sessions": (1, 4), "faults": (3, 6),
+           "avatar_sessions": (1, 4), "faults": (5, 11),
            "rollover": (2, 5.5), "soak": (5, 32)}
 
 

@@ -9,10 +9,10 @@ live avatar at the viewer (or ``timeout``) and records "slate shown after" and "
 avatar back after". When LiveKit drops the viewer for good (a restarted server lost
 the room) it rejoins through the join API with its claim, as the pages do.
 
-Rounds run back to back, so the restart backoffs of the supervisor (1, 2, 4… s per
-crash in 2 min) and of the bot launcher (1 s × 2^restarts in 2 min; a livekit-server
-restart also restarts the bot) lengthen the later rounds: the first round of each part
-is what a single crash costs.
+Each kill comes after a healthy run of the part (up at least ``HEALTHY_S``, the
+supervisor's and the bot launcher's notion of healthy, broadcaster/restart_policy.py):
+such a crash is restarted at once. ``--loop`` kills back to back instead (a crash loop,
+where the restart backoffs of 1, 2, 4… s are meant to lengthen the later rounds).
 
 Also sampled, once a second for the whole run: RSS, open files and threads of every
 process of the stack (a short soak; growth per hour is extrapolated by a fit).
@@ -43,6 +43,9 @@ from bench.servers import up_stack  # noqa: E402
 from probes.stage_watch import StageWatcher  # noqa: E402
 
 GOALS = {"avatar": 5.0, "livekit": 10.0, "bot": 6.0}
+#: a part up this long has had a healthy run (broadcaster/supervisor.py POLICY and
+#: broadcaster/web/bot_control.py HEALTHY_AFTER), plus a margin
+HEALTHY_S = 31.0
 SLATE_GOAL = 2.0
 #: how to find each part among the stack's processes (a substring of its command line)
 PARTS = {"avatar": "broadcaster serve avatar", "bot": "broadcaster.bot",
@@ -76,6 +79,16 @@ def cmdline(pid: int) -> str:
 
 def find(root: int, part: str) -> int | None:
     return next((p for p in descendants(root) if PARTS[part] in cmdline(p)), None)
+
+
+def uptime(pid: int) -> float:
+    """Seconds since ``pid`` started (0 if it is gone)."""
+    try:
+        start = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot_s = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return boot_s - start / os.sysconf("SC_CLK_TCK")
 
 
 def sample(pid: int) -> tuple[float, int, int] | None:
@@ -136,8 +149,9 @@ async def wait_live(viewer: Audience, timeout: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def bench(rounds: int, timeout: float, settle: float) -> dict[str, Any]:
-    result: dict[str, Any] = {"rounds": rounds, "faults": {}, "soak": {}}
+async def bench(rounds: int, timeout: float, settle: float, loop: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"rounds": rounds, "faults": {}, "soak": {},
+                              "spacing": "back to back" if loop else f"up >= {HEALTHY_S:.0f} s"}
     async with up_stack() as stack, aiohttp.ClientSession() as http:
         s = stack.settings
         web = f"http://{s.web_host}:{s.web_port}"
@@ -171,19 +185,27 @@ async def bench(rounds: int, timeout: float, settle: float) -> dict[str, Any]:
                     pid = find(stack.proc.pid, part)
                     if pid is None:
                         raise RuntimeError(f"no {part} process:\n{stack.tail()}")
+                    if not loop and (wait := HEALTHY_S - uptime(pid)) > 0:
+                        await asyncio.sleep(wait)  # a crash after a healthy run
+                        await wait_live(viewer, 60)
+                    up = uptime(pid)
                     t0 = time.monotonic()
                     os.kill(pid, signal.SIGKILL)
-                    while (viewer.watcher.live_after(t0) is None
+                    while (viewer.watcher.moving_after(t0) is None
                            and time.monotonic() < t0 + timeout):
                         await asyncio.sleep(0.1)
                     w = viewer.watcher
                     runs.append({"slate_after": w.slate_after(t0), "live_after": w.live_after(t0),
-                                 "longest_gap": w.longest_gap(t0, time.monotonic())})
+                                 "moving_after": w.moving_after(t0),
+                                 "longest_gap": w.longest_gap(t0, time.monotonic()),
+                                 "up_before_kill_s": round(up, 1)})
                     print(f"{part}: {runs[-1]}", flush=True)
                 live = [r["live_after"] for r in runs if r["live_after"] is not None]
                 slate = [r["slate_after"] for r in runs if r["slate_after"] is not None]
                 result["faults"][part] = {
                     "runs": runs, "live_after": summary(live), "slate_after": summary(slate),
+                    "moving_after": summary(r["moving_after"] for r in runs
+                                            if r["moving_after"] is not None),
                     "never_live": sum(r["live_after"] is None for r in runs),
                     "goal_live_s": GOALS[part]}
         finally:
@@ -213,6 +235,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
                    label="slate shown after" if i == 0 else None)
         ax.scatter([i + 0.1] * len(live), live, color="tab:green",
                    label="live avatar back after" if i == 0 else None)
+        moving = [r["moving_after"] for r in f["runs"] if r.get("moving_after") is not None]
+        ax.scatter([i + 0.25] * len(moving), moving, color="tab:gray", marker="x",
+                   label="picture moving after" if i == 0 else None)
         ax.hlines(GOALS[part], i - 0.3, i + 0.3, colors="tab:green", linestyles="dashed")
         for k, r in enumerate(f["runs"], 1):  # the round: later ones wait out restart backoffs
             if r["live_after"] is not None:
@@ -225,7 +250,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.axhline(SLATE_GOAL, color="tab:orange", linestyle=":", linewidth=1)
     ax.set_xticks(range(len(result["faults"])), [f"{p} killed" for p in result["faults"]])
     ax.set_ylabel("seconds after SIGKILL, at a viewer")
-    ax.set_title("Recovery (dashed: goals; numbers: round, back to back)")
+    ax.set_title(f"Recovery (dashed: goals; numbers: round; kills {result.get('spacing')})")
     ax.set_ylim(-2, None)
     ax.legend()
     for name, s in result["soak"].items():
@@ -238,12 +263,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, loop: bool = False) -> dict[str, Any]:
     rounds = 2 if quick else 5
-    result = asyncio.run(bench(rounds, timeout=30.0, settle=3.0))
+    result = asyncio.run(bench(rounds, timeout=30.0, settle=3.0, loop=loop))
+    spacing = ("back to back (a crash loop: restart backoffs)" if loop
+               else f"each after the part had been up >= {HEALTHY_S:.0f} s (a healthy run)")
     result.update(
         bench="faults", when=now_iso(), machine=machine(), quick=quick,  # + provenance
-        what=(f"`broadcaster up`; each part SIGKILLed {rounds} times back to back under one "
+        what=(f"`broadcaster up`; each part SIGKILLed {rounds} times, {spacing}, under one "
               "viewer that joined through the web app; the bot's slate and the live avatar "
               "told apart frame by frame at the viewer (probes/stage_watch.py); left plot: "
               "each kill, right: RSS of each process meanwhile"))
@@ -255,4 +282,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    run(quick="--quick" in sys.argv)
+    run(quick="--quick" in sys.argv, loop="--loop" in sys.argv)

@@ -314,7 +314,9 @@ def faults(d: dict[str, Any]) -> list[Row]:
                      f"≤ {_f(f.get('goal_live_s'), '.0f', ' s')}",
                      f"{_f(live.get('p50'), '.1f')} / {_f(live.get('p95'), '.1f', ' s')} "
                      f"(round 1: {_f((f.get('runs') or [{}])[0].get('live_after'), '.1f', ' s')};"
-                     " later rounds wait out restart backoffs)",
+                     f" kills {d.get('spacing', 'back to back')}"
+                     + (f"; picture moving p50 {_f(f['moving_after'].get('p50'), '.1f', ' s')}"
+                        if (f.get("moving_after") or {}).get("n") else "") + ")",
                      f"slate after p50 {_f(slate.get('p50'), '.2f', ' s')}"
                      if slate.get("n") else "no slate frame (nobody publishes)",
                      f.get("never_live") == 0

@@ -27,11 +27,24 @@ def soak(d: dict[str, Any]) -> list[Row]:
                      f"{_f(d.get('warmup_excluded_s'), '.0f')} s)",
                      f"≤ {goal:g} MB/hour" if ours else "(load client, not ours)",
                      f"{_f(rate, '+.1f', ' MB/h')} ({_f(p.get('rss_mb_first'), '.0f')} → "
-                     f"{_f(p.get('rss_mb_last'), '.0f')} MB)",
+                     f"{_f(p.get('rss_mb_last'), '.0f')} MB; second half "
+                     f"{_f(p.get('rss_mb_per_hour_second_half'), '+.1f')}, last third "
+                     f"{_f(p.get('rss_mb_per_hour_last_third'), '+.1f', ' MB/h')})",
                      f"open files {_f(p.get('files_first'), '.0f')} → "
                      f"{_f(p.get('files_last'), '.0f')}, threads "
                      f"{_f(p.get('threads_first'), '.0f')} → {_f(p.get('threads_last'), '.0f')}",
                      (rate is not None and rate <= goal) if ours else None))
+    if heap := d.get("sfu_go_heap"):
+        rows.append(("livekit-server: live Go heap after each GC (GODEBUG=gctrace=1; a leak "
+                     "grows it)", "flat",
+                     f"{_f(heap.get('live_mb_per_hour'), '+.1f', ' MB/h')} (second half "
+                     f"{_f(heap.get('live_mb_per_hour_second_half'), '+.1f')}; "
+                     f"{_f(heap.get('live_mb_first'), '.0f')} → "
+                     f"{_f(heap.get('live_mb_last'), '.0f')} MB, {heap.get('gcs')} GCs)",
+                     f"heap goal at most {_f(heap.get('goal_mb_max'), '.0f', ' MB')}", None))
+    if env := d.get("env"):
+        rows.append(("the stack's environment in this run", "–",
+                     ", ".join(f"{k}={v}" for k, v in env.items()), "–", None))
     q, c = d.get("questions") or {}, d.get("captions") or {}
     rows.append(("nothing lost: typed questions stored; final captions a viewer got on disk; "
                  "spoken questions captioned",
@@ -51,11 +64,17 @@ def _viewer_fps(d: dict[str, Any]) -> Any:
 
 
 def rollover(d: dict[str, Any]) -> list[Row]:
+    held, change = d.get("held_s") or {}, d.get("switch_change") or {}
+    normal = d.get("normal_change") or {}
     return [(f"one webinar hour of one-minute sandbox sessions ({d.get('sessions_planned')} "
              f"sessions of {_f(d.get('session_s'), 'g')} s, {_f(d.get('accelerated_x'), 'g')}x):"
-             " slate frames at a viewer", "0",
-             f"{d.get('slate_frames')} slate frames; {d.get('rollovers')} rollovers, "
-             f"{d.get('ended_by_service')} ended by the service",
-             f"longest gap at the viewer {_f(d.get('longest_gap_s'), '.2f', ' s')}; last "
-             f"frame held per rollover p50 {_f((d.get('held_s') or {}).get('p50'), '.2f')} / "
-             f"max {_f((d.get('held_s') or {}).get('max'), '.2f', ' s')}", d.get("pass"))]
+             " slate frames at a viewer; picture held and moved at a switch",
+             "0 slate; held ≤ 0.1 s; no jump",
+             f"{d.get('slate_frames')} slate frames; {d.get('rollovers')} rollovers "
+             f"({d.get('overlapped', '–')} overlapped, {d.get('sequential', '–')} sequential), "
+             f"{d.get('ended_by_service')} ended by the service; held per switch p50 "
+             f"{_f(held.get('p50'), '.3f')} / max {_f(held.get('max'), '.3f', ' s')}",
+             f"{_f(d.get('fps'), '.1f')} fps, longest gap at the viewer "
+             f"{_f(d.get('longest_gap_s'), '.2f', ' s')}; picture change at a switch max "
+             f"{_f(change.get('max'), '.2f')} (other frames p99 {_f(normal.get('p99'), '.2f')},"
+             f" max {_f(normal.get('max'), '.2f')})", d.get("pass"))]

@@ -114,11 +114,16 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def up_stack(start_bot: bool = True, **overrides: Any) -> AsyncIterator[Stack]:
-    """The whole local stack (livekit-server, avatar service, web app, demo bot)."""
+async def up_stack(start_bot: bool = True, env_extra: dict[str, str] | None = None,
+                   **overrides: Any) -> AsyncIterator[Stack]:
+    """The whole local stack (livekit-server, avatar service, web app, demo bot).
+
+    ``env_extra``: process environment for every part (e.g. ``MALLOC_ARENA_MAX``, ``GOGC``).
+    """
     s = fresh_settings(**overrides)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("BROADCASTER_", "LIVEKIT_", "HEYGEN_"))}
+    env.update(env_extra or {})
     env.update(s.child_env())
     env["PYTHONUNBUFFERED"] = "1"
     args = [sys.executable, "-m", "broadcaster", "up"] + ([] if start_bot else ["--no-bot"])

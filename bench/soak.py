@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -58,16 +59,31 @@ QUESTIONS = (
 )
 
 
-def sample(pid: int) -> tuple[float, int, int] | None:
-    """RSS (MB), open files, threads of one process, or None when it is gone."""
+def sample(pid: int) -> tuple[float, int, int, float] | None:
+    """RSS (MB), open files, threads, anonymous RSS (MB: heap, not mapped files) of one
+    process, or None when it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text().splitlines()
         rss = int(next(x for x in status if x.startswith("VmRSS")).split()[1]) / 1024
+        anon = int(next(x for x in status if x.startswith("RssAnon")).split()[1]) / 1024
         threads = int(next(x for x in status if x.startswith("Threads")).split()[1])
         files = len(os.listdir(f"/proc/{pid}/fd"))
     except (OSError, StopIteration, ValueError):
         return None
-    return rss, files, threads
+    return rss, files, threads, anon
+
+
+#: a Go runtime GC trace line (GODEBUG=gctrace=1): heap before -> after -> live (MB)
+GCTRACE = re.compile(r"gc \d+ @[\d.]+s \d+%: .*? (\d+)->(\d+)->(\d+) MB, (\d+) MB goal")
+
+
+def go_live_heap(lines: list[tuple[float, str]], t0: float) -> list[tuple[float, float, float]]:
+    """(seconds since t0, live heap MB after the GC, heap goal MB) of livekit-server."""
+    out = []
+    for t, line in lines:
+        if t >= t0 and "livekit" in line and (m := GCTRACE.search(line)):
+            out.append((t - t0, float(m[3]), float(m[4])))
+    return out
 
 
 def processes(stack: Stack, extra: dict[str, int | None]) -> dict[str, int]:
@@ -122,14 +138,15 @@ async def _json(resp: aiohttp.ClientResponse) -> Any:
     return data
 
 
-async def run_soak(minutes: float, every: float, ask_every: float) -> dict[str, Any]:
+async def run_soak(minutes: float, every: float, ask_every: float,
+                   env: dict[str, str]) -> dict[str, Any]:
     from bench.e2e import Presenter, wait_bot_live, web_join
     from bench.receiver import AUDIO_RATE
     from broadcaster.bot.caption_publisher import captions_path
     from probes.speech import flite
 
     seconds = minutes * 60
-    async with up_stack() as stack, aiohttp.ClientSession() as http:
+    async with up_stack(env_extra=env) as stack, aiohttp.ClientSession() as http:
         s = stack.settings
         web = f"http://{s.web_host}:{s.web_port}"
         room = s.demo_room
@@ -150,7 +167,7 @@ async def run_soak(minutes: float, every: float, ask_every: float) -> dict[str, 
                           "-source-addrs", source_addrs()],
                          log=Path(s.state_dir) / "loadviewers.log")
         viewers = asyncio.create_task(lv.run(timeout=seconds + 300))
-        rows: dict[str, list[tuple[float, float, int, int]]] = {}
+        rows: dict[str, list[tuple[float, float, int, int, float]]] = {}
         restarts: dict[str, set[int]] = {}
         t0 = time.monotonic()
 
@@ -200,7 +217,9 @@ async def run_soak(minutes: float, every: float, ask_every: float) -> dict[str, 
         on_disk = [json.loads(line) for line in path.read_text().splitlines()] \
             if path.exists() else []
         pids = {k: sorted(v) for k, v in restarts.items()}
-    return {"rows": rows, "pids": pids, "asked": asked, "typed": typed, "stored": stored,
+        go_heap = go_live_heap(stack.lines, t0)
+    return {"rows": rows, "pids": pids, "go_heap": go_heap, "env": env,
+            "asked": asked, "typed": typed, "stored": stored,
             "captions_received": captions.finals, "captions_on_disk": on_disk,
             "viewers": {k: v for k, v in final.items() if k != "steps"},
             "viewer_window": _window(final), "wall_s": round(time.monotonic() - t0, 1)}
@@ -215,12 +234,14 @@ def _window(final: dict[str, Any]) -> dict[str, Any] | None:
     return step
 
 
-def growth(rows: list[tuple[float, float, int, int]]) -> dict[str, Any]:
+def growth(rows: list[tuple[float, ...]]) -> dict[str, Any]:
     """Per-hour slopes (least squares after the warm-up) and first/last values."""
     a = np.asarray(rows, dtype=float)
     after = a[a[:, 0] >= WARMUP_S]
     out: dict[str, Any] = {"samples": len(a)}
-    for i, key in ((1, "rss_mb"), (2, "files"), (3, "threads")):
+    for i, key in ((1, "rss_mb"), (2, "files"), (3, "threads"), (4, "anon_mb")):
+        if i >= a.shape[1]:
+            continue
         out[f"{key}_first"] = float(a[0, i])
         out[f"{key}_last"] = float(a[-1, i])
         out[f"{key}_max"] = float(a[:, i].max())
@@ -232,7 +253,29 @@ def growth(rows: list[tuple[float, float, int, int]]) -> dict[str, Any]:
     out["rss_mb_per_hour_second_half"] = (
         round(float(np.polyfit(half[:, 0], half[:, 1], 1)[0]) * 3600, 2)
         if len(half) >= 5 else None)
+    # and the last third: a plateau flattens further, a leak does not
+    third = a[a[:, 0] >= a[-1, 0] * 2 / 3]
+    out["rss_mb_per_hour_last_third"] = (
+        round(float(np.polyfit(third[:, 0], third[:, 1], 1)[0]) * 3600, 2)
+        if len(third) >= 5 else None)
     return out
+
+
+def heap_growth(go_heap: list[tuple[float, float, float]]) -> dict[str, Any] | None:
+    """livekit-server's live Go heap (after each GC): a leak grows it, a plateau does not."""
+    if len(go_heap) < 10:
+        return None
+    a = np.asarray(go_heap, dtype=float)
+    after, half = a[a[:, 0] >= WARMUP_S], a[a[:, 0] >= a[-1, 0] / 2]
+
+    def slope(x: np.ndarray) -> float | None:
+        return round(float(np.polyfit(x[:, 0], x[:, 1], 1)[0]) * 3600, 2) if len(x) >= 5 \
+            else None
+
+    return {"gcs": len(a), "live_mb_first": float(a[0, 1]), "live_mb_last": float(a[-1, 1]),
+            "live_mb_max": float(a[:, 1].max()), "goal_mb_max": float(a[:, 2].max()),
+            "live_mb_per_hour": slope(after), "live_mb_per_hour_second_half": slope(half),
+            "t": a[:, 0].tolist(), "live_mb": a[:, 1].tolist()}
 
 
 def analyse(raw: dict[str, Any], minutes: float) -> dict[str, Any]:
@@ -266,9 +309,11 @@ def analyse(raw: dict[str, Any], minutes: float) -> dict[str, Any]:
                      "received_not_on_disk": missing_caps[:20],
                      "received_not_on_disk_n": len(missing_caps)},
         "viewers": raw["viewers"], "viewer_window": raw["viewer_window"],
-        "asked": raw["asked"],
+        "asked": raw["asked"], "env": raw.get("env") or {},
+        "sfu_go_heap": heap_growth(raw.get("go_heap") or []),
         "series": {n: {"t": [r[0] for r in rows], "rss_mb": [r[1] for r in rows],
-                       "files": [r[2] for r in rows], "threads": [r[3] for r in rows]}
+                       "files": [r[2] for r in rows], "threads": [r[3] for r in rows],
+                       "anon_mb": [r[4] for r in rows]}
                    for n, rows in raw["rows"].items()},
         "pass": (worst is not None and worst <= GOAL_MB_PER_HOUR and not missing_q
                  and not missing_caps and all(heard)),
@@ -289,6 +334,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axes[0].plot(t, rss - base, label=label)  # growth since the warm-up
         axes[1].plot(t, s["files"], label=name)
         axes[2].plot(t, s["threads"], label=name)
+    if heap := result.get("sfu_go_heap"):
+        t = np.asarray(heap["t"]) / 60
+        live = np.asarray(heap["live_mb"])
+        base = live[min(np.searchsorted(t, WARMUP_S / 60), len(live) - 1)]
+        axes[0].plot(t, live - base, ls="--", lw=0.8, color="black",
+                     label=f"sfu live Go heap ({heap['live_mb_per_hour'] or 0:+.1f} MB/h)")
     titles = ("RSS change since the warm-up (MB)", "open files", "threads")
     for ax, what in zip(axes, titles, strict=True):
         ax.axvline(WARMUP_S / 60, color="gray", lw=0.8, ls=":")
@@ -306,9 +357,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def run(quick: bool = False, minutes: float | None = None, every: float = 10.0) -> dict[str, Any]:
+#: the stack's environment in a soak: GC traces of livekit-server (its live heap, to tell
+#: a leak from a plateau); glibc malloc arenas per Python process capped (fragmentation)
+SOAK_ENV = {"GODEBUG": "gctrace=1", "MALLOC_ARENA_MAX": "2"}
+
+
+def run(quick: bool = False, minutes: float | None = None, every: float = 10.0,
+        env: dict[str, str] | None = None) -> dict[str, Any]:
     minutes = minutes if minutes is not None else (4.0 if quick else 30.0)
-    raw = asyncio.run(run_soak(minutes, every, 60.0))
+    env = dict(SOAK_ENV if env is None else env)
+    raw = asyncio.run(run_soak(minutes, every, 60.0, env))
     result = analyse(raw, minutes)
     result.update(
         when=now_iso(), machine=machine(), quick=quick,
@@ -326,7 +384,11 @@ if __name__ == "__main__":
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     ap.add_argument("--quick", action="store_true", help="4 minutes")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help=f"environment of the stack's processes (default {SOAK_ENV}; "
+                         "given once, replaces it)")
     a = ap.parse_args()
-    res = run(quick=a.quick, minutes=4.0 if a.quick else a.minutes, every=a.sample)
+    envs = dict(e.split("=", 1) for e in a.env) if a.env else None
+    res = run(quick=a.quick, minutes=4.0 if a.quick else a.minutes, every=a.sample, env=envs)
     print(json.dumps({k: v for k, v in res.items() if k not in ("series", "asked")},
                      indent=1, default=str))

@@ -107,9 +107,12 @@ class I420AvatarFrame(OutputImageRawFrame):
     usually a few ms after the frame reaches Python)."""
     received_ns: int = field(default=0)
     """``time.monotonic_ns()`` when the decoded frame reached Python."""
+    source: int = 0
+    """Which avatar session's client decoded it (a change marks a switch of sessions)."""
 
     @classmethod
-    def wrap(cls, video_frame: rtc.VideoFrame, timestamp_us: int = 0) -> I420AvatarFrame:
+    def wrap(cls, video_frame: rtc.VideoFrame, timestamp_us: int = 0,
+             source: int = 0) -> I420AvatarFrame:
         """Wrap a decoded frame; converts only in the rare case it is not I420 already."""
         if video_frame.type != rtc.VideoBufferType.I420:
             video_frame = video_frame.convert(rtc.VideoBufferType.I420)
@@ -120,6 +123,7 @@ class I420AvatarFrame(OutputImageRawFrame):
             video_frame=video_frame,
             timestamp_us=timestamp_us,
             received_ns=time.monotonic_ns(),
+            source=source,
         )
 
     def __str__(self) -> str:

@@ -16,24 +16,29 @@ module is the only place to change.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
-from loguru import logger
 from pipecat.audio.resamplers.base_audio_resampler import BaseAudioResampler
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
 from pipecat.frames.frames import Frame, OutputImageRawFrame, VADUserStoppedSpeakingFrame
 from pipecat.processors.audio.vad_processor import VADProcessor
-from pipecat.processors.frame_processor import FrameProcessorSetup
-from pipecat.services.heygen.client import HeyGenClient
-from pipecat.services.heygen.video import HeyGenVideoService
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.transports.livekit.transport import (
     LiveKitInputTransport,
     LiveKitOutputTransport,
     LiveKitTransport,
+)
+
+# the LiveAvatar client's internals live beside this module (one fence, two files)
+from broadcaster.sdk_internals_heygen import (  # noqa: F401  (re-exported)
+    HeyGenVideoServiceHooks,
+    heygen_client_wants_video,
+    heygen_session_health,
+    heygen_transport_session,
+    replace_video_loop,
+    skip_media_join,
 )
 
 if TYPE_CHECKING:
@@ -236,108 +241,3 @@ def stream_tts_audio(tts: PiperTTSService, chunks: AsyncIterator[bytes], *,
     return tts._stream_audio_frames_from_iterator(
         chunks, in_sample_rate=in_sample_rate, context_id=context_id
     )
-
-
-# --------------------------------------------------------------------------- LiveAvatar client
-
-
-class HeyGenVideoServiceHooks(HeyGenVideoService):
-    """``HeyGenVideoService`` that lets a subclass adapt each client before it starts.
-
-    pipecat creates its ``HeyGenClient`` in ``setup()`` and starts it (session, socket,
-    LiveKit join) in the same call, with no hook between; :meth:`adapt_client` is
-    called as the service stores the client, before the client's setup.
-    """
-
-    @property
-    def _client(self) -> HeyGenClient | None:
-        return self.__dict__.get("_hooked_client")
-
-    @_client.setter
-    def _client(self, client: HeyGenClient | None) -> None:
-        self.__dict__["_hooked_client"] = client
-        if client is not None:
-            self.adapt_client(client)
-
-    @property
-    def client(self) -> HeyGenClient | None:
-        """The current client (None before setup and after cleanup)."""
-        return self._client
-
-    def adapt_client(self, client: HeyGenClient) -> None:
-        """Change ``client`` before it starts; the default leaves it as pipecat made it."""
-
-    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
-        """Run pipecat's setup, keeping ``setup`` so a session can be reopened in place."""
-        self.__dict__["_hooks_setup"] = setup
-        await super().setup(setup)
-        self.__dict__.setdefault("_hooks_set_up", asyncio.Event()).set()
-
-    async def wait_set_up(self) -> None:
-        """Return once pipecat's setup (the first session's opening) has finished."""
-        await self.__dict__.setdefault("_hooks_set_up", asyncio.Event()).wait()
-
-    async def restart_session(self) -> bool:
-        """Reopen the avatar session with pipecat's own setup; False: refused (retry)."""
-        if (setup := self.__dict__.get("_hooks_setup")) is None:
-            return False
-        old = self._client
-        ready = self.__dict__["_hooks_ready"] = bool(  # sticky: a refused session forgets
-            self.__dict__.get("_hooks_ready") or (old is not None and old._transport_ready))
-        await self._teardown()  # the session's stop, the send task
-        if old is not None:
-            await old.cleanup()
-        self._client = None
-        await HeyGenVideoService.setup(self, setup)  # a new client, a new session
-        if (client := self._client) is None or heygen_session_health(client, media=False) != "open":
-            return False
-        if ready:
-            client.transport_ready()
-        await self._create_send_task()
-        return True
-
-
-def replace_video_loop(client: HeyGenClient,
-                       loop: Callable[[rtc.VideoStream], Coroutine[Any, Any, None]]) -> None:
-    """Run ``loop(stream)`` instead of the client's own video loop, on this client only."""
-    client._process_video_frames = loop  # type: ignore[method-assign,assignment]
-
-
-def skip_media_join(client: HeyGenClient) -> None:
-    """Make this client's LiveKit join a no-op (it then receives no avatar media)."""
-
-    async def skip() -> None:
-        logger.info("direct mode: the avatar publishes into the stage room; no media join")
-
-    client._livekit_connect = skip  # type: ignore[method-assign]
-
-
-def heygen_session_health(client: HeyGenClient, *, media: bool = True) -> str:
-    """Tell "none", "socket closed", "room lost", "avatar left" or "open" (media: the room)."""
-    if client._heyGen_session is None:
-        return "none"
-    if not client._connected:
-        return "socket closed"
-    if not media:
-        return "open"
-    room = client._livekit_room
-    if room is None or not room.isconnected():
-        return "room lost"
-    if client._video_frame_callback is not None and not room.remote_participants:
-        return "avatar left"
-    return "open"
-
-
-def heygen_client_wants_video(client: HeyGenClient) -> bool:
-    """Whether the client would pass a frame on now (output ready, video captured)."""
-    return bool(client._transport_ready and client._video_frame_callback)
-
-
-def heygen_transport_session(transport: Any) -> tuple[str, str]:
-    """(LiveKit URL, the user's token) of a started ``HeyGenTransport``'s avatar room.
-
-    pipecat keeps them on its client (and logs them as a meet.livekit.io link); the
-    rehearsal room hands them to the presenter's page instead.
-    """
-    session = transport._client._heyGen_session
-    return str(session.livekit_url), str(session.access_token)

@@ -24,10 +24,12 @@ from loguru import logger
 from broadcaster import proctree
 from broadcaster.logs import child_line, make_scrubber
 from broadcaster.netutil import port_taken, wait_http_ok
+from broadcaster.restart_policy import RestartPolicy, RestartTracker
 
-#: a child that crashes this often within RESTART_WINDOW seconds is given up on
-MAX_RESTARTS = 5
-RESTART_WINDOW = 60.0
+#: a part that ran 30 s is restarted at once; one that keeps dying sooner waits 1, 2, 4,
+#: 8, 10 s, and is given up on at its 6th such crash within a minute
+POLICY = RestartPolicy(healthy_after=30.0, first_delay=1.0, max_delay=10.0,
+                       max_crashes=5, window=60.0)
 
 
 class StartupError(RuntimeError):
@@ -78,13 +80,15 @@ class Child:
     """One running part: process, output pump, restart bookkeeping."""
 
     def __init__(self, spec: ChildSpec, scrub: Callable[[str], str],
-                 log_format: str = "text") -> None:
+                 log_format: str = "text", policy: RestartPolicy = POLICY) -> None:
         self.spec = spec
         self.scrub = scrub
         self.log_format = log_format
         self.proc: asyncio.subprocess.Process | None = None
         self.pump: asyncio.Task[None] | None = None
-        self.crashes: list[float] = []
+        self.restarts = RestartTracker(policy)
+        self.started_at = 0.0  # monotonic, when the process was spawned
+        self.restart_task: asyncio.Task[None] | None = None  # a restart waiting or starting
 
     @property
     def alive(self) -> bool:
@@ -95,6 +99,7 @@ class Child:
         """Start the child, its output prefixed and scrubbed of secrets."""
         spec = self.spec
         logger.info(f"starting {spec.name}")
+        self.started_at = time.monotonic()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *spec.argv,
@@ -162,8 +167,9 @@ class Supervisor:
     """Start children in order, keep them running, stop them in reverse order."""
 
     def __init__(self, specs: Sequence[ChildSpec], secrets: Sequence[str] = (),
-                 log_format: str = "text") -> None:
-        self.children = [Child(spec, make_scrubber(secrets), log_format) for spec in specs]
+                 log_format: str = "text", policy: RestartPolicy = POLICY) -> None:
+        scrub = make_scrubber(secrets)
+        self.children = [Child(spec, scrub, log_format, policy) for spec in specs]
         self._stopping = asyncio.Event()
         self._foreign: set[int] = set()  # our children before run(): not orphans to end
 
@@ -197,27 +203,59 @@ class Supervisor:
         return code
 
     async def _watch(self) -> int:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), 0.5)
-            await self.end_orphans()
-            for child in self.children:
-                if child.alive or self._stopping.is_set():
-                    continue
-                rc = child.proc.returncode if child.proc else None
-                now = time.monotonic()
-                child.crashes = [t for t in child.crashes if now - t < RESTART_WINDOW] + [now]
-                if not child.spec.restart or len(child.crashes) > MAX_RESTARTS:
-                    logger.error(f"{child.spec.name} exited (code {rc}); giving up")
-                    return 1
-                delay = min(2 ** (len(child.crashes) - 1), 10)
-                logger.warning(f"{child.spec.name} exited (code {rc}); restarting in {delay} s")
-                await asyncio.sleep(delay)
-                try:
-                    await child.start()
-                except StartupError as exc:
-                    logger.error(str(exc))
-        return 0
+        try:
+            while not self._stopping.is_set():
+                await self._wait_exit_or_stop()
+                await self.end_orphans()
+                for child in self.children:
+                    if child.alive or child.restart_task or self._stopping.is_set():
+                        continue
+                    rc = child.proc.returncode if child.proc else None
+                    now = time.monotonic()
+                    ran = now - child.started_at
+                    delay = (child.restarts.on_exit(child.started_at, now)
+                             if child.spec.restart else None)
+                    if delay is None:
+                        logger.error(f"{child.spec.name} exited (code {rc}); giving up")
+                        return 1
+                    if delay == 0:
+                        logger.warning(f"{child.spec.name} exited (code {rc}) after {ran:.0f} s "
+                                       "up; restarting now")
+                    else:
+                        logger.warning(f"{child.spec.name} exited (code {rc}) {ran:.1f} s after "
+                                       f"its start; restarting in {delay:g} s")
+                    # one part's backoff never holds up another's restart
+                    child.restart_task = asyncio.create_task(self._restart(child, delay))
+            return 0
+        finally:
+            pending = [c.restart_task for c in self.children if c.restart_task]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _restart(self, child: Child, delay: float) -> None:
+        try:
+            if delay:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+            if not self._stopping.is_set():
+                await child.start()
+        except StartupError as exc:
+            logger.error(str(exc))
+        finally:
+            child.restart_task = None
+
+    async def _wait_exit_or_stop(self) -> None:
+        """Return when a child exits, a stop is requested, or after 0.5 s (orphans)."""
+        waits = [asyncio.ensure_future(c.proc.wait()) for c in self.children
+                 if c.proc is not None and c.alive]
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([stop, *waits], timeout=0.5,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stop, *waits):
+                task.cancel()
 
     async def stop_all(self) -> None:
         """Stop every child, in reverse start order, then any orphan they left us."""

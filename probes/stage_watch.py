@@ -17,6 +17,9 @@ from livekit import rtc
 
 from probes.viewer import RoomViewer
 
+#: a frame-to-frame change (mean |Δ luma| on the sample) above a codec's noise on a
+#: repeated frame: the picture moved (the idle avatar's sway of a pixel is ~0.3-0.9)
+MOVED = 0.2
 #: BT.601 luma of the slate's colour (22, 27, 38)
 SLATE_LUMA = 16 + (65.481 * 22 + 128.553 * 27 + 24.966 * 38) / 255
 
@@ -30,6 +33,11 @@ class Seen(NamedTuple):
     """Tells pictures apart (a hash of a sparse sample of the luma plane)."""
     track: int
     """Which subscribed track (0, 1, ...: a restarted bot publishes new ones)."""
+    wall: float = 0.0
+    """time.time() at arrival (to match the bot's log lines)."""
+    change: float = 0.0
+    """Mean absolute luma difference from the previous frame of its track (0-255, on
+    the same sparse sample): how far the picture moved; a jump shows here."""
 
 
 def is_slate(y: np.ndarray) -> bool:
@@ -45,6 +53,7 @@ class StageWatcher(RoomViewer):
         super().__init__(from_identity=bot, want_audio=False)
         self.seen: list[Seen] = []
         self._tracks = 0
+        self._last: dict[int, np.ndarray] = {}
 
     async def _video(self, stream: rtc.VideoStream) -> None:
         track, self._tracks = self._tracks, self._tracks + 1
@@ -57,8 +66,13 @@ class StageWatcher(RoomViewer):
         if f.type != rtc.VideoBufferType.I420:
             f = f.convert(rtc.VideoBufferType.I420)
         y = np.frombuffer(f.data, np.uint8, count=f.width * f.height).reshape(f.height, f.width)
-        key = hash(y[:: 9, :: 7].tobytes())
-        self.seen.append(Seen(time.monotonic(), is_slate(y), key, track))
+        sample = y[:: 9, :: 7]
+        key = hash(sample.tobytes())
+        last = self._last.get(track)
+        change = (float(np.abs(sample.astype(np.int16) - last).mean())
+                  if last is not None and last.shape == sample.shape else 0.0)
+        self._last[track] = sample.astype(np.int16)
+        self.seen.append(Seen(time.monotonic(), is_slate(y), key, track, time.time(), change))
 
     def live_now(self, window: float = 1.0) -> bool:
         """Whether the last ``window`` seconds showed the avatar (frames, none a slate)."""
@@ -92,6 +106,18 @@ class StageWatcher(RoomViewer):
             if not any(x.slate for x in run) and after[-1].t >= s.t + 0.5:
                 return s.t - t0
         return None
+
+    def moving_after(self, t0: float, moved: float = MOVED) -> float | None:
+        """Seconds from ``t0`` to the first frame that moved, at or after :meth:`live_after`.
+
+        A held last frame looks live but does not move (``change`` below ``moved``). An
+        upper bound: the idle avatar stands still for a moment at times.
+        """
+        live = self.live_after(t0)
+        if live is None:
+            return None
+        return next((s.t - t0 for s in self.seen
+                     if s.t >= t0 + live and not s.slate and s.change >= moved), None)
 
     def longest_gap(self, t0: float, t1: float) -> float:
         """Return the longest time without any frame in [t0, t1] (a frozen picture)."""

@@ -10,6 +10,7 @@ The stand-in replaces only pipecat's client state read by ``heygen_session_healt
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -164,3 +165,106 @@ async def test_a_rollover_waits_for_the_pause_but_not_past_the_end() -> None:
     took = asyncio.get_running_loop().time() - t0
     assert 0.9 <= took <= 1.3, f"never quiet: forced 2 s before the end ({took:.2f} s)"
     assert slates == []
+
+
+class OverlappingAvatar(Avatar):
+    """A stand-in that can open the next session beside the current one.
+
+    ``standby_after``: seconds before the standby's frames start arriving (None: never);
+    ``refuse_standby``: the service refuses a second session.
+    """
+
+    def __init__(self, standby_after: float | None = 0.05, refuse_standby: bool = False,
+                 open_s: float = 0.05) -> None:
+        super().__init__()
+        self.standby: Any = None
+        self.standby_after, self.refuse_standby, self.open_s = standby_after, refuse_standby, open_s
+        self.standby_since = 0.0
+        self.switched = self.dropped = 0
+        self.closed: list[Any] = []
+
+    @property
+    def standby_frames(self) -> int:
+        if self.standby is None or self.standby_after is None:
+            return 0
+        return int(max(0.0, time.monotonic() - self.standby_since - self.standby_after) / 0.02)
+
+    async def open_standby(self) -> bool:
+        await asyncio.sleep(self.open_s)
+        if self.refuse_standby:
+            return False
+        self.standby = SimpleNamespace(_heyGen_session=object(), _connected=True,
+                                       _livekit_room=Room(), _video_frame_callback=print)
+        self.standby_since = time.monotonic()
+        return True
+
+    async def switch_to_standby(self) -> Any:
+        old, self.client, self.standby = self.client, self.standby, None
+        self.switched += 1
+        return old
+
+    async def close_client(self, client: Any) -> None:
+        self.closed.append(client)
+
+    async def drop_standby(self) -> None:
+        if self.standby is not None:
+            self.dropped += 1
+        self.standby = None
+
+
+def overlapping_keeper(avatar: OverlappingAvatar, frames: list[int], **kw: Any
+                       ) -> tuple[AvatarKeeper, list[str]]:
+    keeper, slates = keeper_for(avatar, frames, session_lifetime=1.0,
+                                switch_gap=lambda: (avatar.switched, 0.02),
+                                speaking=lambda: False, force_left=0.2, switch_latest=0.1, **kw)
+    keeper.rollover_lead, keeper.quiet_for = 0.6, 0.1
+    return keeper, slates
+
+
+async def test_the_next_session_is_opened_ahead_and_switched_to_once_warm() -> None:
+    """Sessions of 1 s: the next one opens 0.6 s before the end, its frames arrive, and
+    the keeper switches to it (no reopen, no slate); the old one is closed after."""
+    avatar, frames = OverlappingAvatar(), [0, 0]
+    keeper, slates = overlapping_keeper(avatar, frames)
+    t0 = time.monotonic()
+    await run_keeper(keeper, frames, lambda: avatar.switched >= 3, timeout=6.0)
+    assert slates == [] and avatar.opened == 1, "switched to, never closed and reopened"
+    assert keeper.rollovers == 3 and len(avatar.closed) >= 2
+    assert all(h <= 0.1 for h in keeper.held), keeper.held
+    assert time.monotonic() - t0 < 3 * 1.0, "each switch came before the session's end"
+
+
+async def test_a_refused_second_session_falls_back_to_close_and_reopen() -> None:
+    avatar, frames = OverlappingAvatar(refuse_standby=True), [0, 0]
+    keeper, slates = overlapping_keeper(avatar, frames)
+    await run_keeper(keeper, frames, lambda: avatar.opened >= 3, timeout=6.0)
+    assert avatar.switched == 0 and slates == [] and keeper.rollovers >= 2
+
+
+async def test_a_next_session_that_never_warms_is_dropped_in_time() -> None:
+    """Its frames never come: the keeper does not wait past SWITCH_LATEST; it closes and
+    reopens the current one (sequential), and the cold standby is closed too."""
+    avatar, frames = OverlappingAvatar(standby_after=None), [0, 0]
+    keeper, slates = overlapping_keeper(avatar, frames)
+    t0 = time.monotonic()
+    await run_keeper(keeper, frames, lambda: avatar.opened >= 2, timeout=6.0)
+    took = time.monotonic() - t0
+    assert avatar.switched == 0 and avatar.dropped == 1 and slates == []
+    assert took <= 1.0 - keeper.switch_latest + 0.1, f"rolled over {took:.2f} s in (too late)"
+
+
+async def test_a_warm_next_session_takes_over_when_the_current_one_dies() -> None:
+    avatar, frames = OverlappingAvatar(), [0, 0]
+    keeper, slates = overlapping_keeper(avatar, frames)
+    keeper.session_lifetime, keeper.rollover_lead = 3.0, 2.9  # opened ahead at once
+    keeper.speaking = lambda: True  # no pause: no planned switch for a while
+    first = avatar.client
+
+    def story() -> bool:  # once the next session is warm, the current one dies
+        if avatar.standby is not None and avatar.standby_frames >= 5:
+            first._connected = False
+        return avatar.switched == 1
+
+    await run_keeper(keeper, frames, story)
+    assert slates == [] and avatar.opened == 1 and keeper.restarts == 1
+    assert keeper.last_reason == "socket closed"

@@ -21,20 +21,22 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytest_asyncio
 from loguru import logger
 
 from broadcaster.config import PROJECT_ROOT, Settings
 from broadcaster.netutil import free_port, wait_http_ok
+from probes.rollover_watch import judge, switches
 from probes.stage_watch import StageWatcher
 from tests.fixtures_bot import BotStage, running_bot
 from tests.fixtures_web import WebClient
 
 pytestmark = [pytest.mark.timeout(150)]
 
-SANDBOX_SECONDS = 4.0
-SUPERVISOR_DELAY = 1.0  # broadcaster.supervisor restarts a crashed child after 1 s first
+SANDBOX_SECONDS = 5.0
+SUPERVISOR_DELAY = 1.0  # the supervisor: at once after a healthy run, 1 s after a short one
 
 
 class AvatarProcess:
@@ -133,7 +135,7 @@ async def test_avatar_service_killed_the_bot_reopens_its_session_in_place(
         await viewer.leave()
 
 
-LAUNCHER_BACKOFF = 1.0  # broadcaster.web.bot_control restarts an exited bot after 1 s
+LAUNCHER_BACKOFF = 1.0  # bot_control: at once after a healthy run (30 s), 1 s after a short one
 
 
 async def test_bot_killed_a_new_bot_is_live_at_once_from_the_phrase_cache(
@@ -190,28 +192,54 @@ async def sigterm_stops_cleanly(bot: BotStage, avatar: AvatarProcess) -> None:
 async def test_sandbox_sessions_roll_over_ahead_without_a_slate(
         stage: tuple[BotStage, AvatarProcess], web_client: WebClient) -> None:
     """A webinar against sandbox sessions that the service ends after SANDBOX_SECONDS
-    (HeyGen's minute, accelerated 15x): the bot replaces each one ahead of its end; a
-    viewer counts what it saw over ~8 sessions: no slate frame, no long freeze."""
+    (HeyGen's minute, accelerated 12x): the bot opens each next session ahead, lets it
+    warm up and switches to it at a pause. A viewer counts what it saw over ~8 sessions:
+    no slate frame, frames at the full rate, the picture held no longer than a frame
+    interval or two at a switch (measured in the bot). Whether the picture jumps at a
+    switch (moves more than in any normal window) is checked too: it does, a little, for
+    now (an expected failure, reported with the figures)."""
     _, avatar = stage
-    settings = avatar.settings.replace(avatar_rollover_lead_seconds=2.5)
+    settings = avatar.settings.replace(avatar_rollover_lead_seconds=3.5)
     webinar = await web_client.new_webinar("Sandbox marathon")
     async with running_bot(settings, webinar) as bot:
         viewer = await watch(bot, web_client, "sol")
         try:
             t0 = time.monotonic()
-            await asyncio.sleep(8 * SANDBOX_SECONDS)
+            await asyncio.sleep(7 * SANDBOX_SECONDS)
             t1 = time.monotonic()
-            rollovers = len(bot.grep("rolling over at a pause"))
+            found, sequential = switches(bot.grep("rolling over at a pause"))
+            baseline = judge(viewer.seen, found, t0, t1)
             ended = len(re.findall(r"stopped: sandbox session limit", avatar.log.read_text()))
             slate, gap = viewer.slate_frames(t0, t1), viewer.longest_gap(t0, t1)
-            freeze = viewer.longest_freeze(t0, t1)
-            logger.info(f"sandbox marathon: {rollovers} rollovers, {ended} sessions ended by "
-                        f"the service, {slate} slate frames, longest gap {gap:.2f} s, "
-                        f"longest unchanged picture {freeze:.2f} s")
-            assert rollovers >= 6, bot.tail()
+            frames = sum(1 for s in viewer.seen if t0 <= s.t <= t1)
+            helds = [sw.held_s for sw in found]
+            held = max(helds, default=0.0)
+            jumps = [sw.change for sw in found if sw.change is not None]
+            normal = float(np.percentile(baseline, 99.5)) if baseline else 0.0
+            logger.info(f"sandbox marathon: {len(found)} overlapped rollovers, {sequential} "
+                        f"sequential, {ended} sessions ended by the service, {slate} slate "
+                        f"frames, {frames / (t1 - t0):.1f} fps at the viewer, longest gap "
+                        f"{gap:.2f} s, held at a switch max {held:.3f} s, picture change at a "
+                        f"switch max {max(jumps, default=0):.2f} (normal frames p99.5 "
+                        f"{normal:.2f}, max {max(baseline, default=0):.2f})")
+            assert len(found) >= 6 and sequential == 0, "\n".join(
+                bot.grep(r"avatar_keeper|HeyGen session started|rror"))
             assert ended == 0, "every session was replaced before the service ended it"
             assert slate == 0, f"{slate} slate frames:\n{bot.tail()}"
-            assert gap < 1.5, f"a {gap:.2f} s freeze at the viewer"
+            assert frames / (t1 - t0) >= 20, "the viewer got the avatar at its frame rate"
+            assert gap < 0.5, f"a {gap:.2f} s gap at the viewer"
+            # a frame interval is 0.04 s; a busy 2-core box delays single frames by ~0.15 s
+            assert float(np.median(helds)) <= 0.1 and held <= 0.25, (
+                f"the picture was held {helds} s at the switches")
+            assert len(jumps) == len(found), "the viewer got frames around every switch"
+            if max(jumps) > normal:
+                # measured 2026-11-30: up to 1.14 against 0.70 (and 0.81 p50 in the bench);
+                # cause not established (the new session's stream has been on for ~0.3 s:
+                # its encoder may still be ramping up); the pose is the same (same avatar,
+                # same clock); two poses, rendered (not through the codecs), differ by 1.2-1.7
+                pytest.xfail(f"known, not fixed: the picture changes at a switch by up to "
+                             f"{max(jumps):.2f} (mean |Δ luma|), more than the largest "
+                             f"change of a normal window ({normal:.2f})")
         finally:
             await viewer.leave()
 

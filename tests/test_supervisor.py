@@ -121,3 +121,37 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return False
+
+
+def _starts_and_exits(path: Path) -> tuple[list[float], list[float]]:
+    rows = [line.split() for line in path.read_text().splitlines()]
+    return ([float(t) for k, t in rows if k == "start"], [float(t) for k, t in rows if k == "exit"])
+
+
+async def test_a_crash_after_a_healthy_run_restarts_at_once_a_crash_loop_backs_off(tmp_path):
+    """A part that ran past healthy_after is back within a fraction of a second of its
+    exit, every time; one that dies right after its start waits 0.5, 1, 2, 2 s."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(HELPERS / "restart_supervisor.py"), str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(HELPERS.parent.parent)},
+    )
+    try:
+        await asyncio.wait_for(proc.stdout.readuntil(b"ALL READY"), 30)
+        await asyncio.sleep(7.0)
+        proc.send_signal(signal.SIGTERM)
+        out = await asyncio.wait_for(proc.stdout.read(), 20)
+        assert await asyncio.wait_for(proc.wait(), 5) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    starts, exits = _starts_and_exits(tmp_path / "steady.log")
+    gaps = [s - e for e, s in zip(exits, starts[1:], strict=False)]
+    assert len(gaps) >= 3, out.decode()
+    assert max(gaps) < 0.6, gaps  # every crash after a healthy run: restarted at once
+    starts, exits = _starts_and_exits(tmp_path / "flaky.log")
+    gaps = [s - e for e, s in zip(exits, starts[1:], strict=False)]
+    assert len(gaps) >= 3, out.decode()
+    for gap, delay in zip(gaps, (0.5, 1.0, 2.0, 2.0), strict=False):
+        assert delay - 0.05 <= gap < delay + 0.8, gaps  # the backoff grows, capped
+    assert "restarting now" in out.decode() and "restarting in 0.5 s" in out.decode()

@@ -65,6 +65,7 @@ class AvatarPublisher:
         renderer: FaceRenderer,
         *,
         on_disconnected: Callable[[str], None] | None = None,
+        epoch: float | None = None,
     ) -> None:
         if (renderer.width, renderer.height) != (config.width, config.height):
             raise ValueError("renderer size differs from the published size")
@@ -81,6 +82,9 @@ class AvatarPublisher:
         self.frames = 0
         self.audio_blocks = 0
         self.started_at = 0.0
+        #: the idle motion's clock (monotonic): shared by the sessions of one service, so
+        #: a bot switching from one session of an avatar to the next sees no jump
+        self.epoch = epoch
         runtime.on_flush = self._audio.clear_queue
 
         @self.room.on("disconnected")
@@ -184,7 +188,7 @@ class AvatarPublisher:
             _, t = await ticker.tick()
             try:
                 mouth, state = self.runtime.visual(t)
-                buf = self.renderer.render(t - ticker.t0, mouth, state)
+                buf = self.renderer.render(t - (self.epoch or ticker.t0), mouth, state)
                 if buf is not wrapped:  # the renderer reuses one buffer: wrap it once
                     frame = rtc.VideoFrame(
                         cfg.width, cfg.height, rtc.VideoBufferType.I420, buf.data

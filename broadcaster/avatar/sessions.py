@@ -22,7 +22,6 @@ tombstones are kept. Sessions created but not started are capped
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import time
 import uuid
@@ -34,7 +33,7 @@ from loguru import logger
 
 from broadcaster.avatar.limits import emulated_limit
 from broadcaster.avatar.publisher import AvatarPublisher, MediaConfig, PublishError
-from broadcaster.avatar.renderer import FaceRenderer
+from broadcaster.avatar.renderers import RendererCache
 from broadcaster.avatar.schema import AVATARS, QUALITY_BITRATE, SessionRequest, video_size
 from broadcaster.avatar.session import (  # noqa: F401 (re-exported for the API)
     CapacityError,
@@ -75,6 +74,9 @@ class SessionRegistry:
             empty_grace if empty_grace is not None else settings.avatar_empty_room_grace_seconds
         )
         self._clock = clock
+        self.epoch = time.monotonic()
+        """The avatars' idle-motion clock starts with the service."""
+        self.renderers = RendererCache()
         self.max_pending = settings.avatar_max_pending_sessions
         self.max_stopped = settings.avatar_max_stopped_sessions
         self.unstarted_ttl = settings.avatar_unstarted_seconds
@@ -206,9 +208,9 @@ class SessionRegistry:
             session.client_token = self._direct_client_token(target.url, target.room, ttl)
             url = target.url
         m = session.media
-        seed = int.from_bytes(hashlib.sha256(session.id.encode()).digest()[:4], "little")
-        renderer = await asyncio.to_thread(FaceRenderer, m.width, m.height, seed)
-        session.publisher = AvatarPublisher(m, session.runtime, renderer)
+        renderer = await self.renderers.for_session(m.width, m.height,
+                                                    session.request.avatar_id)
+        session.publisher = AvatarPublisher(m, session.runtime, renderer, epoch=self.epoch)
         await session.publisher.start(url, avatar_token)
 
     def _direct_client_token(self, url: str, room: str, ttl: int) -> str:

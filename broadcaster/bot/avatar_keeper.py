@@ -15,10 +15,15 @@ Only when no live avatar came back for ``give_up_after`` seconds does it call
 ``on_give_up`` (the bot then exits for a fresh one, as before).
 
 Sessions that end by design (HeyGen's sandbox minute, ``max_session_duration``) are
-rolled over before they end: within ``rollover_lead`` seconds of the end, at the first
-moment the avatar has been quiet for ``quiet_for`` seconds (a pause between sentences),
-the keeper reopens the session without the slate; the republisher holds the last
-frame meanwhile (it shows the slate only after 2 s without frames).
+rolled over before they end, overlapped: ``rollover_lead`` seconds before the end the
+keeper opens the next session beside the current one (its frames are received and held
+back); once its first ``warm_frames`` frames arrived, at the first moment the avatar
+has been quiet for ``quiet_for`` seconds (a pause between sentences), the service
+switches to it from one frame to the next, then the old session is closed. A warm
+next session also takes over at once when the current one dies. When the next session
+cannot be opened (the service refuses a second one) or is not warm ``SWITCH_LATEST``
+seconds before the end, the rollover is sequential: the session is closed and reopened
+at the pause, the republisher holding the last frame meanwhile.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from loguru import logger
 
@@ -34,6 +39,10 @@ from broadcaster.sdk_internals import heygen_session_health
 
 #: the reason _watch gives for a planned session change (no slate)
 ROLLOVER = "rollover"
+#: a sequential rollover is forced this long before the end when the avatar never pauses
+FORCE_LEFT = 2.0
+#: a warm next session is switched to by then at the latest; not warm by then: sequential
+SWITCH_LATEST = 1.0
 
 
 class _Avatar(Protocol):
@@ -43,6 +52,24 @@ class _Avatar(Protocol):
     async def wait_set_up(self) -> None: ...
 
     async def restart_session(self) -> bool: ...
+
+
+class _Overlapping(_Avatar, Protocol):
+    """An avatar service that can open the next session beside the current one."""
+
+    @property
+    def standby(self) -> object | None: ...
+
+    @property
+    def standby_frames(self) -> int: ...
+
+    async def open_standby(self) -> bool: ...
+
+    async def switch_to_standby(self) -> object | None: ...
+
+    async def close_client(self, client: Any) -> None: ...
+
+    async def drop_standby(self) -> None: ...
 
 
 class AvatarKeeper:
@@ -59,6 +86,10 @@ class AvatarKeeper:
         on_give_up: called once when no live avatar came back for ``give_up_after``.
         session_lifetime: seconds a session lasts by design (None: unbounded); it is
             rolled over ``rollover_lead`` seconds ahead, at a pause in ``speaking``.
+        overlap: open the next session ahead and switch to it (relay mode, and only
+            when the avatar can: ``open_standby``); False: close, then reopen.
+        switch_gap: (switches of the frames' source seen, the last one's gap in seconds),
+            from the republisher: how long the picture was held at a switch.
     """
 
     def __init__(self, avatar: _Avatar, *, frames: Callable[[], int] | None = None,
@@ -70,7 +101,10 @@ class AvatarKeeper:
                  on_state: Callable[[str], None] | None = None,
                  on_give_up: Callable[[str], None] | None = None,
                  session_lifetime: float | None = None, rollover_lead: float = 15.0,
-                 speaking: Callable[[], bool] | None = None, quiet_for: float = 0.6) -> None:
+                 speaking: Callable[[], bool] | None = None, quiet_for: float = 0.6,
+                 overlap: bool = True, warm_frames: int = 3,
+                 switch_gap: Callable[[], tuple[int, float]] | None = None,
+                 force_left: float = FORCE_LEFT, switch_latest: float = SWITCH_LATEST) -> None:
         self.avatar = avatar
         self.frames = frames
         self.present = present
@@ -87,6 +121,13 @@ class AvatarKeeper:
         self.rollover_lead = rollover_lead
         self.speaking = speaking or (lambda: False)
         self.quiet_for = quiet_for
+        self.overlap = overlap and media and hasattr(avatar, "open_standby")
+        self.warm_frames = warm_frames
+        self.force_left, self.switch_latest = force_left, switch_latest
+        self.switch_gap = switch_gap
+        self._next: asyncio.Task[float | None] | None = None  # opening the next session
+        self.held: list[float] = []
+        """Seconds the picture was held at each overlapped switch (frame to frame)."""
         self.rollovers = 0
         """Planned rollovers so far (counted in ``restarts`` too)."""
         self.state = "starting"
@@ -112,21 +153,107 @@ class AvatarKeeper:
         """Watch until cancelled."""
         await self.avatar.wait_set_up()
         opened_at = time.monotonic()
-        while True:
-            reason = await self._watch(opened_at)
-            self.last_reason = reason
-            if reason == ROLLOVER:
-                self.rollovers += 1
-                logger.info("avatar session near its end: rolling over at a pause")
-            else:
-                logger.warning(f"avatar session dead ({reason}): slate, reopening it in place")
-                if self.show_slate is not None:
-                    self.show_slate()
-                self._set("restarting")
-                if self.down_since is None:
-                    self.down_since = time.monotonic()
-            opened_at = time.monotonic()  # the session's lifetime counts from its opening
-            await self._reopen()
+        try:
+            while True:
+                reason = await self._watch(opened_at)
+                self.last_reason = reason
+                if reason == ROLLOVER:
+                    self.rollovers += 1
+                if (switched := await self._switch(reason)) is not None:
+                    opened_at = switched
+                    continue
+                if reason == ROLLOVER:
+                    logger.info("avatar session near its end: rolling over at a pause")
+                else:
+                    logger.warning(f"avatar session dead ({reason}): slate, reopening it "
+                                   "in place")
+                    if self.show_slate is not None:
+                        self.show_slate()
+                    self._set("restarting")
+                    if self.down_since is None:
+                        self.down_since = time.monotonic()
+                await self._drop_next()
+                opened_at = time.monotonic()  # the session's lifetime counts from its opening
+                await self._reopen()
+        finally:
+            await self._drop_next()
+
+    # ------------------------------------------------------------ the next session, ahead
+    def _start_next(self) -> None:
+        if self.overlap and self._next is None:
+            self._next = asyncio.create_task(self._open_next(), name="avatar-next-session")
+
+    async def _open_next(self) -> float | None:
+        avatar = cast(_Overlapping, self.avatar)
+        try:
+            opened = await avatar.open_standby()
+        except Exception as e:  # the service refusing in a way pipecat did not swallow
+            logger.warning(f"opening the next avatar session ahead failed: {e}")
+            opened = False
+        if not opened:
+            logger.info("the avatar service refused a second session: the rollover will "
+                        "close and reopen")
+            return None
+        logger.info("next avatar session opened ahead; warming up")
+        return time.monotonic()
+
+    def _next_state(self) -> str:
+        """"none", "opening", "failed" or "warm" / "cold" (opened; frames arriving or not)."""
+        task = self._next
+        if task is None:
+            return "none"
+        if not task.done():
+            return "opening"
+        if task.cancelled() or task.exception() is not None or task.result() is None:
+            return "failed"
+        avatar = cast(_Overlapping, self.avatar)
+        standby = avatar.standby
+        if standby is None or heygen_session_health(standby, media=True) != "open":  # type: ignore[arg-type]
+            return "failed"
+        return "warm" if avatar.standby_frames >= self.warm_frames else "cold"
+
+    async def _switch(self, reason: str) -> float | None:
+        """Switch to the warm next session; return when it was opened (None: no switch)."""
+        if self._next_state() != "warm":
+            return None
+        assert self._next is not None
+        opened_at = self._next.result()
+        self._next = None
+        avatar = cast(_Overlapping, self.avatar)
+        seen = self.switch_gap()[0] if self.switch_gap else 0
+        ahead = time.monotonic() - (opened_at or 0.0)
+        old = await avatar.switch_to_standby()
+        held = await self._held_since(seen)
+        self.held.append(held)
+        why = "near its end: rolling over at a pause" if reason == ROLLOVER else \
+            f"dead ({reason}): taken over"
+        logger.info(f"avatar session {why}, by the next session opened {ahead:.1f} s ahead; "
+                    f"picture held {held:.3f} s")
+        if reason != ROLLOVER:
+            self.restarts += 1
+        if old is not None:
+            await avatar.close_client(old)
+        return opened_at
+
+    async def _held_since(self, seen: int) -> float:
+        """Seconds between the old session's last frame and the new one's first."""
+        if self.switch_gap is None:
+            return 0.0
+        for _ in range(400):  # 2 s at most
+            count, gap = self.switch_gap()
+            if count != seen:
+                return gap
+            await asyncio.sleep(0.005)
+        return 2.0
+
+    async def _drop_next(self) -> None:
+        task, self._next = self._next, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if self.overlap:
+            await cast(_Overlapping, self.avatar).drop_standby()
 
     async def _watch(self, opened_at: float) -> str:
         """Return once the session is dead, with the reason."""
@@ -145,8 +272,15 @@ class AvatarKeeper:
             if self.session_lifetime is not None and live:
                 left = opened_at + self.session_lifetime - now
                 quiet = now - last_spoke >= self.quiet_for
-                if left <= self.rollover_lead and (quiet or left <= 2.0):
-                    return ROLLOVER
+                if left <= self.rollover_lead:
+                    self._start_next()
+                    state = self._next_state()
+                    if state == "warm" and (quiet or left <= self.switch_latest):
+                        return ROLLOVER  # overlapped
+                    if state in ("none", "failed") and (quiet or left <= self.force_left):
+                        return ROLLOVER  # sequential
+                    if state in ("opening", "cold") and left <= self.switch_latest:
+                        return ROLLOVER  # the next one is late: sequential after all
             if self.present is not None:
                 if self.present():
                     live = True

@@ -22,7 +22,6 @@ from pipecat.services.heygen.client import HeyGenClient
 from broadcaster.frames import I420AvatarFrame
 from broadcaster.sdk_internals import (
     HeyGenVideoServiceHooks,
-    heygen_client_wants_video,
     replace_video_loop,
     skip_media_join,
 )
@@ -60,9 +59,10 @@ class FastHeyGenVideoService(HeyGenVideoServiceHooks):
             logger.debug("Starting I420 video frame processing...")
             async for event in stream:
                 try:
-                    if heygen_client_wants_video(client):
+                    if self.pass_frame(client):  # the current session's, output ready
                         await self.push_frame(
-                            I420AvatarFrame.wrap(event.frame, event.timestamp_us))
+                            I420AvatarFrame.wrap(event.frame, event.timestamp_us,
+                                                 source=id(client)))
                 except Exception as e:  # one bad frame must not end the stream
                     logger.error(f"Error processing individual video frame: {e}")
         except Exception as e:

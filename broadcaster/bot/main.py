@@ -115,6 +115,9 @@ async def serve(settings: Settings, room: str) -> None:
             session_lifetime=session_lifetime(settings),
             rollover_lead=settings.avatar_rollover_lead_seconds,
             speaking=(lambda: republisher.stats.speaking) if republisher is not None else None,
+            switch_gap=(lambda: (republisher.stats.source_switches,
+                                 republisher.stats.last_switch_gap_s))
+            if republisher is not None else None,
         )
         metrics.watch_keeper(keeper)
 

@@ -200,7 +200,8 @@ class Settings(DerivedSettings):
     avatar_frame_timeout_seconds: float = 1.5
     """A live avatar whose frames stop this long is dead: slate, session reopened in place."""
     avatar_rollover_lead_seconds: float = 15.0
-    """A session that ends by design is replaced this long before its end, at a pause."""
+    """A session that ends by design is replaced ahead: the next one is opened this long
+    before its end, beside it, and switched to at a pause (docs/recovery.md)."""
     avatar_stall_restart_seconds: float = 120.0
     """No live avatar this long despite in-place session restarts: the bot exits and the
     launcher starts a fresh one (the last resort)."""

@@ -20,6 +20,7 @@ from loguru import logger
 
 from broadcaster.config import Settings
 from broadcaster.logs import child_line
+from broadcaster.restart_policy import RestartPolicy, RestartTracker
 
 BotCommand = Callable[[str], Sequence[str]]
 
@@ -35,17 +36,20 @@ def rehearsal_command(room: str) -> list[str]:
 
 
 #: a bot that exits on its own is restarted (it asks for that with exit code 75 when
-#: its avatar or LiveKit connection died), at most this often per RESTART_WINDOW
+#: its avatar or LiveKit connection died): at once after 30 s up, else after 1, 2, 4, 8,
+#: 15 s (x ``restart_backoff``); given up at its 6th short-run crash within 2 minutes
 MAX_RESTARTS = 5
 RESTART_WINDOW = 120.0
+HEALTHY_AFTER = 30.0
 
 
 @dataclass
 class _Bot:
     room: str
     proc: asyncio.subprocess.Process
+    restarts: RestartTracker
     started_at: float = field(default_factory=time.time)
-    restarts: list[float] = field(default_factory=list)
+    launched: float = field(default_factory=time.monotonic)
     watcher: asyncio.Task[None] | None = None
     pump: asyncio.Task[None] | None = None
 
@@ -65,7 +69,9 @@ class BotLauncher:
         self._log_format = settings.log_format
         self._command = command
         self._stop_timeout = stop_timeout
-        self._backoff = restart_backoff
+        self._policy = RestartPolicy(
+            healthy_after=HEALTHY_AFTER, first_delay=restart_backoff,
+            max_delay=15.0 * restart_backoff, max_crashes=MAX_RESTARTS, window=RESTART_WINDOW)
         self._bots: dict[str, _Bot] = {}
         self._lock = asyncio.Lock()
 
@@ -88,16 +94,16 @@ class BotLauncher:
             bot = self._bots.get(room)
             if bot is not None and bot.proc.returncode is None:
                 return self.status(room)
-            self._bots[room] = await self._launch(room, [])
+            self._bots[room] = await self._launch(room, RestartTracker(self._policy))
             return self.status(room)
 
-    async def _launch(self, room: str, restarts: list[float]) -> _Bot:
+    async def _launch(self, room: str, restarts: RestartTracker) -> _Bot:
         proc = await asyncio.create_subprocess_exec(
             *self._command(room), env=self._env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
         )
-        bot = _Bot(room, proc, restarts=restarts)
+        bot = _Bot(room, proc, restarts)
         bot.watcher = asyncio.create_task(self._watch(bot), name=f"bot-watch-{room}")
         bot.pump = asyncio.create_task(self._pump(bot, self._log_format),
                                        name=f"bot-output-{room}")
@@ -118,24 +124,29 @@ class BotLauncher:
             sys.stdout.flush()
 
     async def _watch(self, bot: _Bot) -> None:
-        """Restart a bot that exits without being asked to, with a bounded backoff."""
+        """Restart a bot that exits without being asked to.
+
+        At once after a healthy run; with a growing backoff when it keeps dying soon
+        after its start.
+        """
         code = await bot.proc.wait()
         async with self._lock:
             if self._bots.get(bot.room) is not bot:
                 return  # stopped on purpose, or already replaced
             now = time.monotonic()
-            recent = [t for t in bot.restarts if now - t < RESTART_WINDOW]
-            if len(recent) >= MAX_RESTARTS:
-                logger.error("bot for room {} exited (code {}) {} times; not restarting",
-                             bot.room, code, len(recent) + 1)
+            delay = bot.restarts.on_exit(bot.launched, now)
+            if delay is None:
+                logger.error("bot for room {} exited (code {}) {} times in {:.0f} s; "
+                             "not restarting", bot.room, code, len(bot.restarts.crashes),
+                             RESTART_WINDOW)
                 return
-            delay = min(self._backoff * 2 ** len(recent), 15.0)
-            logger.warning("bot for room {} exited (code {}); restarting in {:.1f} s",
-                           bot.room, code, delay)
-        await asyncio.sleep(delay)
+            logger.warning("bot for room {} exited (code {}) after {:.1f} s up; restarting "
+                           "in {:.1f} s", bot.room, code, now - bot.launched, delay)
+        if delay:
+            await asyncio.sleep(delay)
         async with self._lock:
             if self._bots.get(bot.room) is bot:
-                self._bots[bot.room] = await self._launch(bot.room, [*recent, now])
+                self._bots[bot.room] = await self._launch(bot.room, bot.restarts)
 
     async def stop(self, room: str) -> dict[str, object]:
         """SIGTERM, then SIGKILL after the timeout; forget the process."""

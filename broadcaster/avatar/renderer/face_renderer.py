@@ -8,6 +8,7 @@ badge); blinks and idle sway follow a deterministic schedule per seed.
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 
 import numpy as np
@@ -61,6 +62,19 @@ class FaceRenderer:
 
         self._out = np.empty(width * height * 3 // 2, np.uint8)
         self._last: tuple[str, int, int, str] | None = None
+
+    def twin(self) -> FaceRenderer:
+        """Return a renderer of the same avatar, without the build (~0.5 s of CPU).
+
+        It shares this one's layers (read only) and has its own frame buffer and blink
+        schedule, so two sessions may render at once.
+        """
+        other = copy.copy(self)
+        other._rng = copy.deepcopy(self._rng)
+        other._blinks = list(self._blinks)
+        other._out = np.empty_like(self._out)
+        other._last = None
+        return other
 
     # ---------------------------------------------------------------- build
     def _scene(self, pose: Pose) -> Scene:

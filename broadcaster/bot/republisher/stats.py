@@ -30,6 +30,11 @@ class RepublisherStats:
     the whole in-process hop, pipeline transit included."""
     last_audio_lag_ms: float = 0.0
     """Last audio frame: entry -> handed to LiveKit, plus what LiveKit still queues."""
+    source_switches: int = 0
+    """Times the frames' source (avatar session) changed from one frame to the next."""
+    last_switch_gap_s: float = 0.0
+    """Seconds between the old source's last frame and the new one's first, at the last
+    switch: how long the picture was held."""
     speaking: bool = False
     """What is published now is the avatar's speech (the keeper rolls sessions at a pause)."""
     stalled: bool = False

@@ -61,6 +61,8 @@ class VideoOut:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._warned_sizes: set[tuple[int, int]] = set()
+        self._last_in = 0.0  # monotonic, when the last frame came in
+        self._last_source = 0  # and from which avatar session
         self.tap: Callable[[rtc.VideoFrame], None] | None = None
         """Also handed every captured frame (audience shards: broadcaster.bot.shard_fanout)."""
 
@@ -93,6 +95,12 @@ class VideoOut:
     def offer(self, frame: OutputImageRawFrame) -> None:
         """Hand a frame to the pacer; captured right away unless over the frame rate."""
         self.stats.frames_in += 1
+        came = time.monotonic()
+        source = frame.source if isinstance(frame, I420AvatarFrame) else 0
+        if self._last_in and source != self._last_source:
+            self.stats.source_switches += 1
+            self.stats.last_switch_gap_s = came - self._last_in
+        self._last_in, self._last_source = came, source
         video = self._to_livekit(frame)
         if video is None or not self._running or self._loop is None:
             return

@@ -1,0 +1,223 @@
+"""The LiveAvatar client's private names: the half of the SDK fence about pipecat's HeyGen.
+
+Part of broadcaster/sdk_internals.py's fence (its ``PRIVATE_NAMES`` lists every name
+used here, with the reason; tests/test_sdk_internals.py checks them against the pinned
+pipecat): pipecat's ``HeyGenVideoService`` holds one ``HeyGenClient`` and binds the
+avatar's media to it, so reopening a session in place, or opening the next one beside
+the current one and switching to it at a pause, reaches into both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from livekit import rtc
+from loguru import logger
+from pipecat.frames.frames import AudioRawFrame
+from pipecat.processors.frame_processor import FrameProcessorSetup
+from pipecat.services.heygen.client import HEY_GEN_SAMPLE_RATE, HeyGenCallbacks, HeyGenClient
+from pipecat.services.heygen.video import HeyGenVideoService
+from pipecat.transports.base_transport import TransportParams
+
+
+class HeyGenVideoServiceHooks(HeyGenVideoService):
+    """``HeyGenVideoService`` that lets a subclass adapt each client before it starts.
+
+    pipecat creates its ``HeyGenClient`` in ``setup()`` and starts it (session, socket,
+    LiveKit join) in the same call, with no hook between; :meth:`adapt_client` is
+    called as the service stores the client, before the client's setup.
+    """
+
+    @property
+    def _client(self) -> HeyGenClient | None:
+        return self.__dict__.get("_hooked_client")
+
+    @_client.setter
+    def _client(self, client: HeyGenClient | None) -> None:
+        self.__dict__["_hooked_client"] = client
+        if client is not None:
+            self.adapt_client(client)
+
+    @property
+    def client(self) -> HeyGenClient | None:
+        """The current client (None before setup and after cleanup)."""
+        return self._client
+
+    def adapt_client(self, client: HeyGenClient) -> None:
+        """Change ``client`` before it starts; the default leaves it as pipecat made it."""
+
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
+        """Run pipecat's setup, keeping ``setup`` so a session can be reopened in place."""
+        self.__dict__["_hooks_setup"] = setup
+        await super().setup(setup)
+        self.__dict__.setdefault("_hooks_set_up", asyncio.Event()).set()
+
+    async def wait_set_up(self) -> None:
+        """Return once pipecat's setup (the first session's opening) has finished."""
+        await self.__dict__.setdefault("_hooks_set_up", asyncio.Event()).wait()
+
+    async def restart_session(self) -> bool:
+        """Reopen the avatar session with pipecat's own setup; False: refused (retry)."""
+        if (setup := self.__dict__.get("_hooks_setup")) is None:
+            return False
+        await self.drop_standby()  # a reopen never leaves a second session behind
+        old = self._client
+        ready = self.__dict__["_hooks_ready"] = bool(  # sticky: a refused session forgets
+            self.__dict__.get("_hooks_ready") or (old is not None and old._transport_ready))
+        await self._teardown()  # the session's stop, the send task
+        if old is not None:
+            await old.cleanup()
+        self._client = None
+        await HeyGenVideoService.setup(self, setup)  # a new client, a new session
+        if (client := self._client) is None or heygen_session_health(client, media=False) != "open":
+            return False
+        if ready:
+            client.transport_ready()
+        await self._create_send_task()
+        return True
+
+    # ------------------------------------------ the next session, opened beside the current
+    @property
+    def standby(self) -> HeyGenClient | None:
+        """The next session's client, open beside the current one (None: none)."""
+        return self.__dict__.get("_hooks_standby")
+
+    @property
+    def standby_frames(self) -> int:
+        """Frames the standby session delivered so far (held back until the switch)."""
+        return int(self.__dict__.get("_hooks_standby_frames", 0))
+
+    def pass_frame(self, client: HeyGenClient) -> bool:
+        """Whether a frame just decoded by ``client``'s video loop goes downstream.
+
+        Only the current client's frames do (and only once the output is ready); a
+        standby's are counted, and an old client's, after a switch, are dropped.
+        """
+        if client is self.standby:
+            self.__dict__["_hooks_standby_frames"] = self.standby_frames + 1
+            return False
+        return client is self._client and heygen_client_wants_video(client)
+
+    async def open_standby(self) -> bool:
+        """Open the next avatar session beside the current one; False: refused.
+
+        pipecat's own client, built as its ``setup()`` builds one, but bound to callbacks
+        of its own: its video and audio are received (so it warms up) and held back until
+        :meth:`switch_to_standby`.
+        """
+        if (setup := self.__dict__.get("_hooks_setup")) is None or self.standby is not None:
+            return False
+
+        async def joined(participant_id: str) -> None:
+            await client.capture_participant_video(participant_id,
+                                                   self._on_participant_video_frame)
+            await client.capture_participant_audio(participant_id, audio)
+
+        async def audio(frame: AudioRawFrame) -> None:
+            if client is self._client:  # the client drops it before its transport is ready
+                await self._on_participant_audio_data(frame)
+
+        async def ignore(*_: object) -> None:
+            return None
+
+        client = HeyGenClient(
+            api_key=self._api_key, session=self._session,
+            params=TransportParams(audio_in_sample_rate=48000, audio_in_enabled=True,
+                                   video_in_enabled=True, audio_out_enabled=True,
+                                   audio_out_sample_rate=HEY_GEN_SAMPLE_RATE),
+            session_request=self._session_request, service_type=self._service_type,
+            callbacks=HeyGenCallbacks(on_connected=ignore, on_participant_connected=joined,
+                                      on_participant_disconnected=ignore),
+            connect_as_user=True)
+        self.adapt_client(client)
+        self.__dict__["_hooks_standby"] = client
+        self.__dict__["_hooks_standby_frames"] = 0
+        await client.setup(setup)
+        if heygen_session_health(client, media=False) != "open":
+            await self.drop_standby()
+            return False
+        return True
+
+    async def switch_to_standby(self) -> HeyGenClient | None:
+        """Make the standby the current session at once; return the old client.
+
+        The caller closes the old one (:meth:`close_client`) after the switch, so the
+        avatar's picture goes from one session's frame to the next one's.
+        """
+        new, old = self.standby, self._client
+        if new is None:
+            return None
+        ready = bool(self.__dict__.get("_hooks_ready")
+                     or (old is not None and old._transport_ready))
+        self.__dict__["_hooks_standby"] = None
+        self.__dict__["_hooked_client"] = new  # adapted already: not through the setter
+        if ready:
+            new.transport_ready()
+        if old is not None:
+            old._transport_ready = False  # its audio stops now too, not when it is closed
+        return old
+
+    @staticmethod
+    async def close_client(client: HeyGenClient) -> None:
+        """Close a client no longer current: its session stopped, its room left."""
+        await client.stop()
+        await client.cleanup()
+
+    async def drop_standby(self) -> None:
+        """Close the standby session, if any (the current one died, or it went unused)."""
+        client = self.__dict__.pop("_hooks_standby", None)
+        if client is not None:
+            await self.close_client(client)
+
+    async def cleanup(self) -> None:
+        """Close the standby too, then pipecat's cleanup."""
+        await self.drop_standby()
+        await super().cleanup()
+
+
+def replace_video_loop(client: HeyGenClient,
+                       loop: Callable[[rtc.VideoStream], Coroutine[Any, Any, None]]) -> None:
+    """Run ``loop(stream)`` instead of the client's own video loop, on this client only."""
+    client._process_video_frames = loop  # type: ignore[method-assign,assignment]
+
+
+def skip_media_join(client: HeyGenClient) -> None:
+    """Make this client's LiveKit join a no-op (it then receives no avatar media)."""
+
+    async def skip() -> None:
+        logger.info("direct mode: the avatar publishes into the stage room; no media join")
+
+    client._livekit_connect = skip  # type: ignore[method-assign]
+
+
+def heygen_session_health(client: HeyGenClient, *, media: bool = True) -> str:
+    """Tell "none", "socket closed", "room lost", "avatar left" or "open" (media: the room)."""
+    if client._heyGen_session is None:
+        return "none"
+    if not client._connected:
+        return "socket closed"
+    if not media:
+        return "open"
+    room = client._livekit_room
+    if room is None or not room.isconnected():
+        return "room lost"
+    if client._video_frame_callback is not None and not room.remote_participants:
+        return "avatar left"
+    return "open"
+
+
+def heygen_client_wants_video(client: HeyGenClient) -> bool:
+    """Whether the client would pass a frame on now (output ready, video captured)."""
+    return bool(client._transport_ready and client._video_frame_callback)
+
+
+def heygen_transport_session(transport: Any) -> tuple[str, str]:
+    """(LiveKit URL, the user's token) of a started ``HeyGenTransport``'s avatar room.
+
+    pipecat keeps them on its client (and logs them as a meet.livekit.io link); the
+    rehearsal room hands them to the presenter's page instead.
+    """
+    session = transport._client._heyGen_session
+    return str(session.livekit_url), str(session.access_token)

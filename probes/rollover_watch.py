@@ -1,0 +1,101 @@
+"""Session rollovers as a viewer saw them: the picture held, and how far it moved, at each.
+
+The bot's keeper logs every overlapped switch ("... by the next session opened X s
+ahead; picture held Y s", Y measured in the republisher from the old session's last
+frame to the new one's first) and every sequential one ("rolling over at a pause"
+alone). Matched by wall-clock time against a :class:`~probes.stage_watch.StageWatcher`,
+each switch gets the largest frame-to-frame change the viewer saw around it: a jump
+(a different pose in the new session) stands out against the changes of normal frames.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from probes.stage_watch import Seen
+
+_STAMP = r"(\d\d):(\d\d):(\d\d\.\d+) INFO +broadcaster\.bot\.avatar_keeper: "
+OVERLAPPED = re.compile(_STAMP + r"avatar session near its end: rolling over at a pause, by "
+                        r"the next session opened (\S+) s ahead; picture held (\S+) s")
+SEQUENTIAL = re.compile(_STAMP + r"avatar session near its end: rolling over at a pause$")
+#: a switch's frames at the viewer: from this long before its log line (written right
+#: after the switch) to this long after (the new session's first frame reaches the viewer
+#: ~0.1 s after the switch: encode, SFU, decode)
+BEFORE, AFTER = 0.2, 0.4
+
+
+@dataclass
+class Switch:
+    """One overlapped rollover."""
+
+    at: float
+    """Seconds of the (local) day of the keeper's log line, just after the switch."""
+    ahead_s: float
+    held_s: float
+    change: float | None = None
+    """The largest frame-to-frame change the viewer saw around it (None: no frames)."""
+    gap: float | None = None
+    """The longest time without a frame at the viewer around it."""
+
+
+def day_seconds(wall: float) -> float:
+    """Seconds since local midnight of a time.time() value (the log's clock)."""
+    lt = time.localtime(wall)
+    return lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + wall % 1.0
+
+
+def _at(m: re.Match[str]) -> float:
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+
+
+def switches(lines: Iterable[str]) -> tuple[list[Switch], int]:
+    """(overlapped switches, count of sequential rollovers) in the bot's log lines."""
+    out, sequential = [], 0
+    for line in lines:
+        line = line.rstrip()
+        if m := OVERLAPPED.search(line):
+            out.append(Switch(_at(m), float(m[4]), float(m[5])))
+        elif SEQUENTIAL.search(line):
+            sequential += 1
+    return out, sequential
+
+
+def judge(seen: list[Seen], found: list[Switch], t0: float, t1: float) -> list[float]:
+    """Fill each switch's ``change`` and ``gap``; return the baseline for ``change``.
+
+    The baseline: the largest frame-to-frame change in each window of the same length
+    (BEFORE + AFTER) away from every switch, over the frames in [t0, t1] (monotonic), so
+    a switch's window is compared with windows like it, not with single frames.
+    """
+    after_slate, last_slate = set(), {}  # a frame right after a slate "moves" a lot
+    for i, s in enumerate(seen):
+        if last_slate.get(s.track) and not s.slate:
+            after_slate.add(i)
+        last_slate[s.track] = s.slate
+    frames = [(day_seconds(s.wall), s) for i, s in enumerate(seen)
+              if t0 <= s.t <= t1 and not s.slate and i not in after_slate]
+    near: set[int] = set()
+    for sw in found:
+        idx = [i for i, (d, _) in enumerate(frames) if sw.at - BEFORE <= d <= sw.at + AFTER]
+        near.update(idx)
+        sw.change = max((frames[i][1].change for i in idx), default=None)
+        times = [frames[i][1].t for i in idx]
+        sw.gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=None)
+    baseline: list[float] = []
+    window: list[float] = []
+    start = None
+    for i, (d, s) in enumerate(frames):
+        if i in near:
+            window, start = [], None
+            continue
+        if start is None:
+            start = d
+        if d - start > BEFORE + AFTER:
+            if window:
+                baseline.append(max(window))
+            window, start = [], d
+        window.append(s.change)
+    return baseline
