@@ -406,23 +406,3 @@ def test_a_fact_asked_by_name_must_be_in_the_topic(answerers, notes, turn, sourc
 ])
 def test_audio_checks_and_looking_for_notes_are_social(answerers, turn):
     assert answerers["course-intro"].reply(turn, Dialogue()).source == "conversation"
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(-1, 1), min_size=0, max_size=12), st.floats(-0.5, 0.5))
-def test_a_sections_lead_over_the_second_ignores_the_questions_level(sims, shift):
-    """The answering model's gap_* (round 6): how far the closest section stands above the
-    second, never negative, and the same when a wording raises every similarity alike."""
-    import numpy as np
-
-    from broadcaster.answers.retrieval import gap
-
-    arr = np.array(sims)
-    g = gap(arr)
-    assert g >= 0.0
-    if arr.size >= 2:
-        top = sorted(sims)[-2:]
-        assert g == pytest.approx(top[1] - top[0])
-        assert gap(arr + shift) == pytest.approx(g, abs=1e-9)
-    else:
-        assert g == 0.0
