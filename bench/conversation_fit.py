@@ -74,7 +74,7 @@ def _fit_items(items: list[dict[str, Any]], l2: float = 0.01) -> tuple[Any, Any,
     social turn)."""
     import numpy as np
 
-    from broadcaster.answers.retrieval import ACCEPT_SHIFT, RANK_FEATURES
+    from broadcaster.answers.retrieval import RANK_FEATURES
 
     ranked = [(it["X"], [j for j, t in enumerate(it["titles"]) if _right(it["row"], t)])
               for it in items if "X" in it and it["row"]["kind"] == "answerable"]
@@ -110,9 +110,8 @@ def _fit_items(items: list[dict[str, Any]], l2: float = 0.01) -> tuple[Any, Any,
         p = 1 / (1 + np.exp(-(z @ v + b)))
         v -= 0.5 * (z.T @ (p - y_vec) / len(y_vec) + l2 * v)
         b -= 0.5 * float((p - y_vec).mean())
-    # back to raw features: z = (a - mu) / sd; the threshold moved where cross-validation
-    # put it (retrieval.ACCEPT_SHIFT)
-    return w, v / sd, b - float((v * mu / sd).sum()) + ACCEPT_SHIFT
+    # back to raw features: z = (a - mu) / sd
+    return w, v / sd, b - float((v * mu / sd).sum())
 
 
 def _predict(item: dict[str, Any], w: Any, v: Any, b: float, threshold: float) -> str:
@@ -138,7 +137,7 @@ def _accuracy(items: list[dict[str, Any]], fitted: tuple[Any, Any, float],
 
 def fit(paths: list[Path]) -> dict[str, Any]:
     """Fit the ranking and answering models on ``paths``; report on what was held out."""
-    from broadcaster.answers.retrieval import ACCEPT_FEATURES, ACCEPT_SHIFT, RANK_FEATURES
+    from broadcaster.answers.retrieval import ACCEPT_FEATURES, RANK_FEATURES
 
     answerers, _ = _answerers()
     items = []
@@ -163,4 +162,4 @@ def fit(paths: list[Path]) -> dict[str, Any]:
     return {"held_out": report,
             "rank": {k: round(float(x), 3) for k, x in zip(RANK_FEATURES, w, strict=True)},
             "accept": {k: round(float(x), 3) for k, x in zip(ACCEPT_FEATURES, v, strict=True)},
-            "accept_bias": round(b - ACCEPT_SHIFT, 3)}
+            "accept_bias": round(b, 3)}

@@ -49,7 +49,7 @@ of its heading; BM25; answer type (+1 / 0 / -1);
 ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "title_m", "body_m",
                    "sentence_m", "coverage", "answer_type",
                    "intro", "unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
-                   "lift_body", "lift_sentence", "gap_title", "gap_body", "gap_sentence")
+                   "lift_body", "lift_sentence")
 """Per question, of its best topic: the ranking score and its lead over the second,
 that topic's signals, the share of the question's words no topic has (and how unknown
 the least known one is: ``unknown_max``), how much such a
@@ -59,29 +59,25 @@ word is what the question is about rather than what the topic is about (``offtop
 (``focus``, :mod:`broadcaster.answers.focus`: "is there a *break*", "how many *credits*");
 how far the closest heading, topic and sentence stand above the notes' average for this
 question (``lift_*``: a question's similarities all rise or fall with its wording, so the
-lift says more than the level); how far the closest heading, topic and sentence stand
-above the second closest (``gap_*``: one section plainly closer than the rest is a
-paraphrase the notes answer, even when the level is low: "what's the tech stack" against
-"Which software is this built on?"; round 6, bench/conversation_fit.py)."""
+lift says more than the level)."""
 
 QUESTION_FEATURES = ("unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
-                     "lift_body", "lift_sentence", "gap_title", "gap_body", "gap_sentence")
+                     "lift_body", "lift_sentence")
 """The answering model's inputs that belong to the question, not to a topic."""
 
 
 def _default_rank() -> dict[str, float]:
-    return {"title": 0.373, "body": 1.06, "sentence": 0.402, "title_m": 0.235, "body_m": 0.764,
-            "sentence_m": 0.47, "coverage": 0.373, "heading": 0.151, "bm25": 0.02,
-            "answer_type": 0.132, "intro": -0.525}
+    return {"title": 0.414, "body": 1.027, "sentence": 0.41, "title_m": 0.232, "body_m": 0.769,
+            "sentence_m": 0.484, "coverage": 0.404, "heading": 0.152, "bm25": 0.005,
+            "answer_type": 0.13, "intro": -0.522}
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.622, "margin": 2.593, "title": 7.662, "body": 3.107, "sentence": -0.561,
-            "title_m": -0.032, "body_m": 1.108, "sentence_m": -1.097, "coverage": 1.288,
-            "answer_type": 0.588, "intro": 0.0, "unknown": -0.488, "unknown_max": 0.867,
-            "offtopic": -5.9, "length": -1.792, "focus": -0.886, "lift_title": -5.397,
-            "lift_body": -0.163, "lift_sentence": -1.496, "gap_title": 7.979, "gap_body": 1.665,
-            "gap_sentence": 10.236}
+    return {"score": 0.574, "margin": 3.37, "title": 8.16, "body": 3.785, "sentence": -0.864,
+            "title_m": -0.22, "body_m": 0.252, "sentence_m": -1.467, "coverage": 1.36,
+            "answer_type": 0.496, "intro": 0.0, "unknown": -0.436, "unknown_max": 0.855,
+            "offtopic": -4.989, "length": -1.838, "focus": -0.933, "lift_title": -2.088,
+            "lift_body": -0.64, "lift_sentence": 4.864}
 
 
 LEXICAL_RANK = {"coverage": 0.657, "heading": 0.535, "bm25": -0.002, "answer_type": 0.379,
@@ -90,10 +86,6 @@ LEXICAL_ACCEPT = {"score": 1.645, "margin": 3.274, "coverage": 1.03, "answer_typ
                   "intro": 0.0, "unknown": -2.657, "unknown_max": 1.238, "length": -0.135,
                   "focus": -1.313}
 LEXICAL_BIAS = -0.023
-ACCEPT_SHIFT = 0.12
-"""Added to the fitted bias: the 0.5 threshold then sits where a fitted model's 0.47
-does, the threshold that leave-one-notes-file-out and leave-one-set-out cross-validation
-found to answer more answerable turns without saying more out-of-scope ones (round 6)."""
 """Fitted with the embedding model missing (``BROADCASTER_MODELS_DIR=/nonexistent python -m
 bench.conversation --fit``): the word-level signals alone."""
 
@@ -104,7 +96,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -5.785 + ACCEPT_SHIFT
+    accept_bias: float = -6.473
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
@@ -165,14 +157,6 @@ def _lacks_focus(question: str, lex: WordSignals, topic: int) -> float:
 
 MISSING_BELOW = 0.5
 TITLE_AS_QUERY = True
-
-
-def gap(sims: np.ndarray) -> float:
-    """Return how far the best similarity stands above the second best (0 if none)."""
-    if sims.size < 2:
-        return 0.0
-    top = np.partition(sims, -2)[-2:]
-    return float(top[1] - top[0])
 
 
 def _lift(sims: np.ndarray) -> float:
@@ -272,8 +256,7 @@ class Retriever:
              "length": min(len(said), 8) / 8,
              "focus": _lacks_focus(question, lex, order[0]),
              "lift_title": _lift(title), "lift_body": _lift(body),
-             "lift_sentence": _lift(sentence), "gap_title": gap(title), "gap_body": gap(body),
-             "gap_sentence": gap(sentence)}
+             "lift_sentence": _lift(sentence)}
         a.update({k: best.features[k] for k in ("title", "body", "sentence", "title_m", "body_m",
                                                 "sentence_m", "coverage",
                                                 "answer_type", "intro")})
