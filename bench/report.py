@@ -196,13 +196,16 @@ def encode_once(d: dict[str, Any]) -> list[Row]:
 def caption_sync(d: dict[str, Any]) -> list[Row]:
     o = d.get("offset_ms", {})
     b = d.get("baseline_sentence_offset_ms", {})
+    w = d.get("offset_ms_whisper") or {}
     return [("avatar caption word shown − heard at a stage viewer, p50 / p95 (p5)",
              f"within ±{d.get('target_ms', 300):g} ms",
              f"{_f(o.get('p50'), '.0f')} / {_f(o.get('p95'), '.0f')} ms "
              f"({_f(o.get('p5'), '.0f')} ms; {o.get('n')} of {d.get('words_shown')} words "
              f"matched; {_f((d.get('share_within_target') or 0) * 100, '.0f')} % within "
              f"target); unspoken words shown at barge-ins: {d.get('unspoken_words_shown')}",
-             f"sentence at once: {_f(b.get('p50'), '.0f')} / {_f(b.get('p95'), '.0f')} ms",
+             f"sentence at once: {_f(b.get('p50'), '.0f')} / {_f(b.get('p95'), '.0f')} ms"
+             + (f"; heard by Whisper's times alone: {_f(w.get('p50'), '.0f')} / "
+                f"{_f(w.get('p95'), '.0f')} ms ({_f(w.get('p5'), '.0f')} ms)" if w else ""),
              d.get("pass"))]
 
 

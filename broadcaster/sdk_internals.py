@@ -4,9 +4,10 @@ pipecat-ai 1.14 leaves a few things we need without a public name: the room of a
 ``LiveKitTransport``, the resampler of its input, the VAD's state before it
 decides, the segment a segmented STT is collecting, the LiveAvatar client's video
 loop and LiveKit join, Whisper's model, Piper's voice. Each is used only through
-a function or hook class here; :data:`PRIVATE_NAMES` lists them all with the
-reason. ``tests/test_sdk_internals.py`` checks every entry against the installed
-(pinned) versions and fails naming the attribute that moved;
+a function or hook class here; :data:`PRIVATE_NAMES` (kept in
+broadcaster/sdk_names.py) lists them all with the reason.
+``tests/test_sdk_internals.py`` checks every entry against the installed (pinned)
+versions and fails naming the attribute that moved;
 ``tests/test_architecture.py`` fails when a private SDK name is used anywhere else.
 
 Upgrading pipecat or livekit: run ``tests/test_sdk_internals.py`` first; this
@@ -17,8 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
 from loguru import logger
@@ -40,99 +40,9 @@ if TYPE_CHECKING:
     from pipecat.services.piper.tts import PiperTTSService
     from pipecat.services.whisper.stt import WhisperSTTService
 
+from broadcaster.sdk_names import PRIVATE_NAMES, SUBCLASS_API, PrivateName
 
-@dataclass(frozen=True)
-class PrivateName:
-    """One private name of an SDK class that broadcaster reads, writes, calls or overrides."""
-
-    owner: str
-    """Dotted path of the class that defines it, e.g. ``pipecat.services.heygen.client.
-    HeyGenClient``."""
-    name: str
-    kind: Literal["instance", "class"]
-    """"instance": an attribute its methods assign; "class": a method or property."""
-    why: str
-    params: tuple[str, ...] = ()
-    """For a method we call or override: the parameters we rely on (after ``self``)."""
-
-
-_LK = "pipecat.transports.livekit.transport"
-_HEYGEN = "pipecat.services.heygen"
-_VAD = "pipecat.audio.vad.vad_analyzer.VADAnalyzer"
-_STT = "pipecat.services.stt_service.SegmentedSTTService"
-
-PRIVATE_NAMES: tuple[PrivateName, ...] = (
-    PrivateName(f"{_LK}.LiveKitTransport", "_client", "instance",
-                "the transport's rtc.Room (no public accessor): transport_room()"),
-    PrivateName(f"{_LK}.LiveKitTransportClient", "room", "class",
-                "the client's room property: transport_room()"),
-    PrivateName(f"{_LK}.LiveKitTransport", "_input", "instance",
-                "LiveKitTransportWithResampler.input() builds its own input class"),
-    PrivateName(f"{_LK}.LiveKitTransport", "_params", "instance", "the same"),
-    PrivateName(f"{_LK}.LiveKitTransport", "_input_name", "instance", "the same"),
-    PrivateName(f"{_LK}.LiveKitInputTransport", "_resamplers", "instance",
-                "per-participant resamplers, created by pipecat with no parameter"),
-    PrivateName(f"{_LK}.LiveKitInputTransport", "_convert_livekit_audio_to_pipecat", "class",
-                "overridden to create the resampler we choose first",
-                ("audio_frame_event", "participant_id")),
-    PrivateName(f"{_LK}.LiveKitOutputTransport", "_convert_pipecat_video_to_livekit", "class",
-                "pipecat's own image conversion, measured by bench/republish_hop.py",
-                ("frame",)),
-    PrivateName(f"{_LK}.LiveKitOutputTransport", "_unsupported_video_formats", "instance",
-                "the one attribute that conversion reads"),
-    PrivateName("pipecat.processors.audio.vad_processor.VADProcessor", "_vad_controller",
-                "instance", "the confirmed speech state: vad_confirmed_state()"),
-    PrivateName("pipecat.audio.vad.vad_controller.VADController", "_vad_state", "instance",
-                "the confirmed speech state; reset on a speaker change"),
-    PrivateName(_VAD, "_vad_state", "instance",
-                "what the analyzer suspects before it decides: vad_suspected_state()"),
-    PrivateName(_VAD, "_vad_stopping_count", "instance", "quiet windows so far"),
-    PrivateName(_VAD, "_vad_buffer", "instance", "audio not analysed yet; dropped on reset"),
-    PrivateName("pipecat.audio.vad.silero.SileroVADAnalyzer", "_model", "instance",
-                "Silero's recurrent state, reset on a speaker change"),
-    PrivateName(_STT, "_user_speaking", "instance", "whether a segment is being collected"),
-    PrivateName(_STT, "_audio_buffer", "instance", "the segment's audio"),
-    PrivateName(_STT, "_segment_queue", "instance", "segments waiting for transcription"),
-    PrivateName(_STT, "_user_id", "instance", "who sent the latest audio"),
-    PrivateName(_STT, "_trailing_silence", "class", "the silence a segment ends with"),
-    PrivateName(_STT, "_handle_user_stopped_speaking", "class",
-                "the segment's end: SegmentedSTTHooks.on_user_stopped_speaking", ("frame",)),
-    PrivateName("pipecat.services.whisper.stt.WhisperSTTService", "_model", "instance",
-                "wrapped to add decode options pipecat does not pass: wrap_whisper_model()"),
-    PrivateName("pipecat.services.piper.tts.PiperTTSService", "_voice", "instance",
-                "synthesizing answers ahead: piper_voice()"),
-    PrivateName("pipecat.services.tts_service.TTSService", "_stream_audio_frames_from_iterator",
-                "class", "cached Piper audio streamed as pipecat streams its own",
-                ("iterator", "in_sample_rate", "context_id")),
-    PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_client", "instance",
-                "the client the service creates in setup(): HeyGenVideoServiceHooks"),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_process_video_frames", "class",
-                "replaced on one client by a loop without the RGB round trip", ("stream",)),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_livekit_connect", "class",
-                "skipped on one client in direct mode (no media to receive)"),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_transport_ready", "instance",
-                "frames are dropped until the output is ready: heygen_client_wants_video()"),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_video_frame_callback", "instance",
-                "set once the service captures the avatar's video"),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_connected", "instance", "socket open"),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_livekit_room", "instance", "the avatar's room"),
-    PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_teardown", "class", "restart_session"),
-    PrivateName(f"{_HEYGEN}.video.HeyGenVideoService", "_create_send_task", "class", "the same"),
-    PrivateName("pipecat.transports.heygen.transport.HeyGenTransport", "_client", "instance",
-                "the rehearsal room's session: heygen_transport_session()"),
-    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_heyGen_session", "instance",
-                "the user's LiveKit URL and token (pipecat only logs them): "
-                "heygen_transport_session(); None: the session was refused"),
-)
-
-#: pipecat's subclass API that is private by name only: every pipecat processor and
-#: service declares and fires its events with these (not wrapped, but checked)
-SUBCLASS_API: tuple[PrivateName, ...] = (
-    PrivateName("pipecat.utils.base_object.BaseObject", "_register_event_handler", "class",
-                "declaring a processor's events", ("event_name",)),
-    PrivateName("pipecat.utils.base_object.BaseObject", "_call_event_handler", "class",
-                "firing them", ("event_name",)),
-)
+__all__ = ["PRIVATE_NAMES", "SUBCLASS_API", "PrivateName"]  # the table, kept beside the code
 
 
 # --------------------------------------------------------------------------- LiveKit transport
@@ -145,6 +55,39 @@ def transport_room(transport: LiveKitTransport) -> rtc.Room:
     this may raise (callers that run early retry or wait for ``on_connected``).
     """
     return transport._client.room
+
+
+Handlers = dict[str, dict[Callable[..., Any], None]]
+
+
+def take_room_handlers(room: rtc.Room) -> Handlers:
+    """Remove every event handler from ``room`` and return them.
+
+    Its late events then reach nobody: a stage room whose node died, a join given up on.
+    """
+    events: Handlers = room._events  # type: ignore[assignment]  # keyed by event name
+    handlers = dict(events)
+    events.clear()
+    return handlers
+
+
+def give_room_handlers(room: rtc.Room, handlers: Handlers) -> None:
+    """Register ``handlers`` (from :func:`take_room_handlers`) on a room not joined yet."""
+    events: Handlers = room._events  # type: ignore[assignment]  # keyed by event name
+    for event, callbacks in handlers.items():
+        events.setdefault(event, {}).update(callbacks)
+
+
+async def adopt_transport_room(transport: LiveKitTransport, room: rtc.Room) -> None:
+    """Make ``room`` (joined, with the old room's handlers) the transport's room.
+
+    pipecat's client cannot join again once its room is lost; this puts the new room
+    in its place, counts it as connected and fires the transport's ``on_connected``
+    (the bot's handlers follow the new room from it).
+    """
+    client = transport._client
+    client._room, client._connected = room, True
+    await transport._call_event_handler("on_connected")
 
 
 class _ResamplingInput(LiveKitInputTransport):

@@ -22,12 +22,14 @@ from tests.fixtures_web import FakeBot, WebClient, connect, serving, wait_until
 from tests.helpers.browser import (
     chromium,
     full_page_screenshot,
+    join_page,
     needs_chromium,
     open_page,
     screenshot_dir,
 )
 
 pytestmark = [pytest.mark.browser, needs_chromium]
+PRESENTER_READY = "#floor[data-floor='yes']"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -51,16 +53,11 @@ async def test_raise_hand_qa_and_ask_the_avatar_in_the_pages(
         bot.room.on("data_received", asked.put_nowait)
 
         # the presenter takes the floor with her invite link
-        pres = await open_page(browser, w["presenter_url"], problems)
-        await pres.fill("#join-name", "Pat Presenter")
-        await pres.click("#join-button")
-        await pres.wait_for_selector("#floor[data-floor='yes']", timeout=15000)
+        pres = await join_page(browser, w["presenter_url"], "Pat Presenter", problems,
+                               ready=PRESENTER_READY)
 
         # a viewer raises her hand and asks; another viewer (an SDK client) asks too
-        page = await open_page(browser, f"{web}/w/{room}", problems)
-        await page.fill("#join-name", "Ada Lovelace")
-        await page.click("#join-button")
-        await page.wait_for_selector("body[data-state='live']", timeout=15000)
+        page = await join_page(browser, f"{web}/w/{room}", "Ada Lovelace", problems)
         await page.click("#hand-toggle")
         await page.wait_for_selector("#hand-card[data-hand='up']")
         assert "1st in line" in await page.locator("#hand-status").text_content()
@@ -103,6 +100,9 @@ async def test_raise_hand_qa_and_ask_the_avatar_in_the_pages(
         ada = await page.evaluate(
             f"JSON.parse(sessionStorage.getItem('broadcaster:viewer:{room}')).identity")
         await host.wait_for_selector(f"#hands li[data-identity='{ada}']", timeout=10000)
+        # a bot this console did not start is in the room: the bot card says so (it said
+        # "Not running." beside the avatar in the participant list)
+        await host.wait_for_selector("#bot-detail:has-text('in the room')", timeout=10000)
         # the participant list: counts per role, and a search finds one person
         await host.wait_for_selector("#role-counts [data-role='viewer'][data-count='2']",
                                      timeout=10000)
@@ -146,7 +146,8 @@ async def test_raise_hand_qa_and_ask_the_avatar_in_the_pages(
         assert await wait_until(ada_speaks)
         await page.wait_for_selector("body[data-floor='yes'] #floor-card", timeout=10000)
         await page.wait_for_selector("#notice:has-text('gave you the floor')")
-        await page.wait_for_selector("#hand-card[data-hand='down']")
+        # the hand went down and its card gave way to the floor card
+        await page.wait_for_selector("#hand-card[data-hand='down']", state="hidden")
         await host.wait_for_selector(f"#hands li[data-identity='{ada}']", state="detached")
         await pres.wait_for_selector("#floor[data-floor='no']", timeout=10000)
         await page.screenshot(path=str(screenshot_dir() / "viewer-floor.png"))
@@ -305,14 +306,9 @@ async def test_the_audience_count_leaves_out_the_presenter_and_host_consoles(
     room = w["room"]
     problems: list[str] = []
     async with FakeBot(livekit, room):  # kind agent: not in LiveKit's count at all
-        pres = await open_page(browser, w["presenter_url"], problems)
-        await pres.fill("#join-name", "Pat Presenter")
-        await pres.click("#join-button")
-        await pres.wait_for_selector("#floor[data-floor='yes']", timeout=15000)
-        page = await open_page(browser, f"{web}/w/{room}", problems)
-        await page.fill("#join-name", "Vera Viewer")
-        await page.click("#join-button")
-        await page.wait_for_selector("body[data-state='live']", timeout=15000)
+        pres = await join_page(browser, w["presenter_url"], "Pat Presenter", problems,
+                               ready=PRESENTER_READY)
+        page = await join_page(browser, f"{web}/w/{room}", "Vera Viewer", problems)
         sam = (await c.join(room, "sam", name="Sam")).data
         sam_room = await connect(sam["url"], sam["token"])
         host = await open_page(browser, f"{web}/host#key={c.settings.host_key}", problems)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+
 import pytest
 
 from bench import e2e
@@ -12,6 +15,17 @@ from bench.relay import RelayRun
 from bench.republish_latency import analyse
 
 MS = 1000  # µs
+
+
+@pytest.fixture(autouse=True)
+def event_loop_for_sdk_objects() -> Iterator[None]:
+    """A Receiver holds an rtc.Room, whose constructor asks for the current event loop;
+    async tests run earlier in the session may have left the thread with none."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def viewer(*spans: tuple[int, int, float]) -> Receiver:
@@ -64,3 +78,27 @@ def test_republish_latency_fails_loudly_when_no_frame_can_be_compared() -> None:
     """No entries (the relay's hook never ran): an error, never a result with n=0."""
     with pytest.raises(RuntimeError, match="relay entries 0"):
         analyse(relay_run({}))
+
+
+def test_caption_sync_takes_a_sentence_start_from_the_sound_where_whisper_misplaces_it(
+) -> None:
+    # the viewer's audio: a sentence's voice 0-1 s, the pause between sentences (150 ms),
+    # the next sentence from 1150 ms with a comma's pause (60 ms) inside, then a barge-in's
+    # digital silence from 2 s
+    from bench.caption_sync import Shown, by_sound, pause_onsets
+
+    rx = viewer((0, 1000, 900.0), (1000, 1150, 3.0), (1150, 1500, 900.0),
+                (1500, 1560, 20.0), (1560, 2000, 900.0), (2000, 4000, 0.0))
+    assert list(pause_onsets(rx)) == [1150 * MS]  # the comma's pause is too short
+    start = Shown("s", 5, "Second,", 1140 * MS, 1140 * MS, starts_sentence=True)
+    inside = Shown("s", 6, "how", 1300 * MS, 1140 * MS)
+    cut = Shown("s", 9, "First,", 1900 * MS, 1900 * MS, starts_sentence=True)
+    lost = Shown("s", 10, "a", 1950 * MS, 1900 * MS)
+    pairs, info = by_sound(rx, [(start, 1600 * MS), (inside, 1350 * MS),
+                                (cut, 3000 * MS), (lost, 3100 * MS)])
+    heard = {s.word: at // MS for s, at in pairs}
+    # Whisper put "Second," 450 ms late: the onset after the pause wins; a word inside a
+    # sentence keeps Whisper's time; a sentence start Whisper put in the silence after a
+    # barge-in is heard at the last onset before it; a mid-sentence word there is left out
+    assert heard == {"Second,": 1150, "how": 1350, "First,": 1150}
+    assert info["heard_in_silence"] == ["a"]

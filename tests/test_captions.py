@@ -283,6 +283,35 @@ async def test_words_wait_for_the_voice_and_follow_it():
     assert shown("One") < shown("three") < shown("Five") < shown("seven")
 
 
+async def test_a_reply_whose_voice_comes_later_than_the_last_one_waits_for_it():
+    # bench/caption_sync.py saw a reply's first word shown 0.42 s before the viewer heard
+    # it: the reply was timed on the previous reply's latency until its own voice started.
+    # Once the republisher has spoken, a reply's words wait for its own signal.
+    lines = Lines()
+    captions, voice = CaptionProcessor(lines, "avatar"), Voice()
+    t: dict[str, float] = {}
+
+    async def script(worker, sink):
+        for frame in [LLMFullResponseStartFrame(), voiced_audio(0.5), sentence("One two."),
+                      LLMFullResponseEndFrame()]:
+            await worker.queue_frame(frame)
+        await asyncio.sleep(0.05)
+        await voice.started()  # reply 1: voice 0.05 s after its TTS audio
+        await asyncio.sleep(1.0)
+        for frame in [LLMFullResponseStartFrame(), voiced_audio(0.5), sentence("Nine ten."),
+                      LLMFullResponseEndFrame()]:
+            await worker.queue_frame(frame)
+        await asyncio.sleep(0.9)  # reply 2: its voice starts 0.9 s after its TTS audio
+        t["voice"] = time.monotonic()
+        await voice.started()
+        await asyncio.sleep(1.0)
+
+    await run_pipeline([captions, voice], script)
+    nine = next(at for at, text, _, _ in lines.lines if text.startswith("Nine"))
+    assert nine >= t["voice"], f"'Nine' shown {t['voice'] - nine:.2f} s before its voice"
+    assert nine - t["voice"] < 0.3
+
+
 async def test_a_barge_in_after_the_tts_finished_shows_no_unspoken_word():
     # TTS runs far ahead of the voice: the reply's text is all queued when the speaker
     # talks over it. Only the words already reached may be shown, and the line is final.

@@ -153,3 +153,15 @@ def test_face_looks_like_a_face(renderer: FaceRenderer) -> None:
     cx, cy = renderer.width // 2, y + h + 10
     r, g, b = (int(c) for c in rgb[cy, cx])
     assert r > g > b, "warm skin between the eyes and the mouth"
+
+
+def test_the_state_badge_keeps_clear_of_the_pages_corners(renderer: FaceRenderer) -> None:
+    # The viewer and presenter pages put the speaker chip on the stage's top-left and the
+    # caption controls on its top-right; the badge at the frame's top-left sat under the
+    # chip ("You" over "…king", seen driving ./dev up in Chromium). It goes top-centre.
+    idle = _y(renderer, renderer.render(1.0, 0.0, "idle", copy=True)).astype(np.int16)
+    speaking = _y(renderer, renderer.render(1.0, 0.0, "speaking", copy=True)).astype(np.int16)
+    ys, xs = np.nonzero(np.abs(idle - speaking) > 20)
+    assert xs.size > 200, "no badge drawn"
+    w = renderer.width
+    assert xs.min() > 0.3 * w and xs.max() < 0.7 * w, (xs.min(), xs.max(), w)

@@ -542,3 +542,23 @@ async def test_barge_in_ducks_at_the_onset_and_a_noise_gives_the_speech_back(
         await worker.cancel()
         await asyncio.wait_for(run, 20)
         await viewer.leave()
+
+
+def test_the_avatar_starts_speaking_at_its_voice_not_at_a_faint_sound_before_it() -> None:
+    # bench/caption_sync.py: a reply's BotStartedSpeakingFrame came 0.37 s before the
+    # avatar's voice (the bot's own latency record: audio_out 0.77 s, avatar loud 1.14 s)
+    # and its captions, anchored on it, showed that much early. A faint sound (above
+    # pipecat's silence peak of 20, far below speech) does not start the avatar speaking.
+    from broadcaster.bot.republisher.audio import AudioOut
+    from broadcaster.bot.republisher.stats import RepublisherStats
+
+    async def signal(kind: type) -> None:
+        pass
+
+    out = AudioOut(None, RepublisherStats(), sample_rate=48000, channels=1, queue_ms=500,
+                   max_lag=None, speaking_frames=True, signal=signal)
+    t = np.arange(480) / 48000
+    faint = (60 * np.sin(2 * np.pi * 200 * t)).astype(np.int16).tobytes()  # -55 dBFS
+    voice = (6000 * np.sin(2 * np.pi * 200 * t)).astype(np.int16).tobytes()
+    assert [out._speaking_signal(faint) for _ in range(30)] == [None] * 30
+    assert out._speaking_signal(voice) is BotStartedSpeakingFrame

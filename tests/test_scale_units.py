@@ -65,3 +65,25 @@ def test_node_id_is_read_from_livekit_startup_lines() -> None:
                'server\t{"portHttp": 7880, "nodeID": "ND_it5WVvh9a7yN", "nodeIP": "127.0.0.1"}')
     m = livekit_cluster.NODE_ID_RE.search(console)
     assert m is not None and m.group(1) == "ND_it5WVvh9a7yN"
+
+
+async def test_a_lost_rooms_handlers_move_to_the_new_room() -> None:
+    """StageKeeper moves pipecat's (and the bot's) room handlers to the stage room it
+    joins again: the lost room's late events reach nobody, the new room's reach them all."""
+    from livekit import rtc
+
+    from broadcaster.sdk_internals import give_room_handlers, take_room_handlers
+
+    heard: list[str] = []
+    old, new = rtc.Room(), rtc.Room()
+    old.on("room_metadata_changed", lambda _o, n: heard.append(f"meta {n}"))
+    old.on("disconnected", lambda *_: heard.append("disconnected"))
+    handlers = take_room_handlers(old)
+    old.emit("disconnected", "late")
+    assert heard == []
+    give_room_handlers(new, handlers)
+    give_room_handlers(new, handlers)  # twice: still one call each (a set of callbacks)
+    new.emit("room_metadata_changed", "", "x")
+    new.emit("disconnected", "now")
+    assert heard == ["meta x", "disconnected"]
+    assert take_room_handlers(new) and take_room_handlers(new) == {}

@@ -108,4 +108,13 @@ async def test_a_frozen_live_avatar_makes_the_viewer_page_rejoin_naming_its_room
             await viewer.wait_for_timeout(8000)  # still frozen: retries slow down
             retries = [t - frozen for t, j in joins if j.get("lost")]
             assert len(retries) <= 4, f"rejoined at {retries} s: no back-off"
+            # after the rejoins the hand card is one card: a click raises the hand with one
+            # request (each rejoin used to start another card on the same button)
+            posts: list[str] = []
+            viewer.on("request", lambda r: posts.append(r.url) if r.method == "POST"
+                      and r.url.endswith(f"/api/webinars/{room}/hand") else None)
+            await viewer.click("#hand-toggle")
+            await viewer.wait_for_selector("#hand-card[data-hand='up']")
+            await viewer.wait_for_timeout(500)
+            assert len(posts) == 1, f"one click sent {len(posts)} hand requests"
     assert not [p for p in problems if "pageerror" in p], problems

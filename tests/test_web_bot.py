@@ -76,7 +76,8 @@ async def test_host_api_starts_and_stops_the_bot(web_client: WebClient):
     w = await web_client.new_webinar("Bot time")
     room = w["room"]
     base = f"/api/host/webinars/{room}/bot"
-    assert (await web_client.host("GET", base)).data["state"] == "stopped"
+    status = (await web_client.host("GET", base)).data
+    assert status["state"] == "stopped" and status["in_room"] is False  # nobody's bot there
     started = await web_client.host("POST", f"{base}/start")
     assert started.status == 200 and started.data["state"] == "running"
     record = Path(web_client.settings.state_dir) / f"fake-bot-{room}.json"

@@ -11,7 +11,9 @@ TTS runs far faster than real time, so its audio clock is not the viewer's. The 
 timeline is anchored where the viewer's audio really is: the moment the republisher
 publishes the reply's first voiced audio (its ``BotStartedSpeakingFrame``, sent
 upstream), minus that audio's offset in the TTS audio. Without that signal (direct
-mode, no republisher) a fixed latency after the first TTS audio stands in. A sentence
+mode, no republisher) a fixed latency after the first TTS audio stands in; once the
+republisher has signalled, a reply's words wait for its own signal (the previous
+reply's latency can be 0.4 s short), for at most ``ANCHOR_GRACE_SECS`` past the guess. A sentence
 whose audio came late (an LLM streaming slower than speech) cannot play before it
 arrived plus the pipeline's latency: that gap is kept too.
 """
@@ -30,8 +32,14 @@ FALLBACK_LATENCY_SECS = 0.45
 #: within a few ms: captions wait for it (bench/caption_sync.py: with 0.06 s words showed
 #: 64 ms early at p50 on loopback)
 PLAYOUT_DELAY_SECS = 0.12
-#: pipecat's own silence threshold (pipecat.audio.utils.is_silence), per 10 ms block
-SILENCE_PEAK = 20
+#: a reply whose voice signal is expected but late is captioned this long after the guess
+#: (a voice that never comes, e.g. an avatar gone, still gets its captions)
+ANCHOR_GRACE_SECS = 1.5
+#: a 10 ms block this loud (RMS, int16: -44.6 dBFS, where the avatar's mouth opens) is
+#: speech. The republisher starts the avatar speaking at the same level, so the reply's
+#: anchor and its TTS lead mean the same instant; at pipecat's silence peak (20) a faint
+#: sound before the voice started both 0.37 s early (bench/caption_sync.py)
+SPEECH_RMS = 190.0
 
 _DIGIT_WORD = 4.0  # "2026" is said as "twenty twenty-six": a digit weighs ~ 4 letters
 _WORD_GAP = 1.5
@@ -61,18 +69,26 @@ def word_starts(words: list[str], start: float, end: float) -> list[float]:
     return [float(start + span * b / weights.sum()) for b in before]
 
 
+def block_rms(samples: np.ndarray) -> float:
+    """RMS of int16 samples (0 for none)."""
+    if samples.size == 0:
+        return 0.0
+    x = samples.astype(np.float64)
+    return float(np.sqrt(np.dot(x, x) / x.size))
+
+
 def voiced_blocks(pcm: bytes, sample_rate: int, channels: int) -> tuple[float, float] | None:
-    """(first, last) voiced second inside ``pcm`` (10 ms blocks), or None if all silent."""
+    """(first, last) second of speech (10 ms blocks at SPEECH_RMS) in ``pcm``, or None."""
     samples = np.frombuffer(pcm, np.int16)
     if channels > 1:
         samples = samples[: samples.size - samples.size % channels].reshape(-1, channels)[:, 0]
     block = max(1, sample_rate // 100)
     n = samples.size // block
     if n == 0:
-        loud = samples.size > 0 and int(np.abs(samples.astype(np.int32)).max()) > SILENCE_PEAK
+        loud = block_rms(samples) >= SPEECH_RMS
         return (0.0, samples.size / sample_rate) if loud else None
-    peaks = np.abs(samples[: n * block].astype(np.int32)).reshape(n, block).max(axis=1)
-    voiced = np.flatnonzero(peaks > SILENCE_PEAK)
+    x = samples[: n * block].astype(np.float64).reshape(n, block)
+    voiced = np.flatnonzero(np.sqrt((x * x).mean(axis=1)) >= SPEECH_RMS)
     if voiced.size == 0:
         return None
     return float(voiced[0] * block / sample_rate), float((voiced[-1] + 1) * block / sample_rate)
@@ -103,6 +119,11 @@ class ReplyClock:
     sentences: list[Sentence] = field(default_factory=list)
     fallback_latency: float = FALLBACK_LATENCY_SECS
     playout_delay: float = PLAYOUT_DELAY_SECS
+    expect_anchor: bool = False
+    """The republisher signals when a reply's voice starts (it did for an earlier one):
+    words wait for this reply's own signal instead of trusting the last reply's latency,
+    which can be short by 0.4 s (bench/caption_sync.py), up to ``ANCHOR_GRACE_SECS``
+    past the guess."""
 
     def latency(self) -> float:
         """TTS audio arriving here → published, as measured for this reply (or guessed)."""
@@ -124,4 +145,7 @@ class ReplyClock:
         for prev, cur in zip(self.sentences, self.sentences[1 : sentence + 1], strict=False):
             play = max(play + cur.start - prev.start, cur.arrived + latency)
         base = self.sentences[min(sentence, len(self.sentences) - 1)].start
-        return play + (offset - base) + self.playout_delay
+        at = play + (offset - base) + self.playout_delay
+        if self.expect_anchor and self.anchor is None:
+            return at + ANCHOR_GRACE_SECS  # no sooner than the signal (it wakes the sender)
+        return at

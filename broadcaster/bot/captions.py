@@ -216,8 +216,9 @@ class CaptionProcessor(FrameProcessor):
     def _reply(self) -> ReplyClock:
         if self._clock is None:
             self._clock = ReplyClock(self._segment, self._generation)
-            if self._latency is not None:  # until this reply's own signal: the last one's
+            if self._latency is not None:  # the republisher signals: wait for this reply's
                 self._clock.fallback_latency = self._latency
+                self._clock.expect_anchor = self._pace
         return self._clock
 
     def _on_audio(self, frame: TTSAudioRawFrame) -> None:
@@ -243,7 +244,7 @@ class CaptionProcessor(FrameProcessor):
             return
         clock, now = self._reply(), time.monotonic()
         if clock.first_audio is None:  # text with no audio: show it as if just heard
-            clock.first_audio = now
+            clock.first_audio, clock.expect_anchor = now, False
         paced = self._pace and str(frame.text_type) != "word"  # word services time it
         index = len(clock.sentences)
         clock.sentences.append(Sentence(self._mark, self._arrived or now))

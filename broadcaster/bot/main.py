@@ -5,8 +5,10 @@ so the bot watches from outside: :class:`AvatarKeeper` notices a dead avatar
 session within a second or two (socket closed, avatar gone, no frames), shows the
 slate and opens a new session in this process. Only when no live avatar came back
 for ``avatar_stall_restart_seconds`` does the bot exit with RESTART_EXIT_CODE, for
-the launcher to start a fresh one. The same happens when the LiveKit connection
-is lost for good (a restarted livekit-server): the new bot reconnects.
+the launcher to start a fresh one. When the stage room's LiveKit connection is lost
+for good (its node died, a restarted livekit-server), :class:`StageKeeper` joins it
+again in place while the avatar and the audience shards go on (direct mode, where the
+avatar itself is in the stage room, still restarts).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from broadcaster.answers.answerer import warm_answerer
 from broadcaster.bot.avatar_keeper import AvatarKeeper
 from broadcaster.bot.latency import LatencyObserver
 from broadcaster.bot.pipeline import build_bot
+from broadcaster.bot.stage_keeper import StageKeeper
 from broadcaster.config import Settings
 from broadcaster.metrics import BotMetrics, bot_metrics_server
 from broadcaster.sdk_internals import transport_room
@@ -87,8 +90,11 @@ async def serve(settings: Settings, room: str) -> None:
             return bool(stage_room) and settings.bot_identity in {
                 p.identity for p in stage_room[0].remote_participants.values()}
 
+        said: list[str] = []  # the avatar's state as last told to the pages
+
         def avatar_state(state: str) -> None:
             """Tell the pages (the bot's ``avatar`` attribute) and the metrics."""
+            said[:] = [state]
             if presence is not None:
                 presence.state = "live" if state == "live" else "stalled"
             elif stage_room and stage_room[0].isconnected():
@@ -125,9 +131,16 @@ async def serve(settings: Settings, room: str) -> None:
                 logger.info(f"direct mode: unpublishing the listener's {pub.name!r}")
                 await room.local_participant.unpublish_track(sid)
 
+        stage = None if republisher is None else StageKeeper(
+            settings, room, parts.transport, move_media=republisher.move_to,
+            on_back=lambda _: avatar_state(said[0]) if said else None, on_give_up=fail)
+
         @parts.transport.event_handler("on_disconnected")
         async def _disconnected(_: object, *args: object) -> None:
-            fail("lost the LiveKit connection")
+            if stage is None:
+                fail("lost the LiveKit connection")
+            else:
+                stage.stage_lost("LiveKit disconnected the bot")
 
         if parts.shards is not None:
             parts.shards.start()
@@ -135,6 +148,9 @@ async def serve(settings: Settings, room: str) -> None:
         await runner.add_workers(worker)
         run = asyncio.ensure_future(runner.run())
         keeping = asyncio.ensure_future(keeper.run())
+        staying = asyncio.ensure_future(stage.run() if stage is not None else asyncio.sleep(0))
+        staying.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None
+                                  else fail(f"the stage keeper failed: {t.exception()!r}"))
         try:
             waiting: set[asyncio.Future[Any]] = {run, trouble}
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -142,9 +158,10 @@ async def serve(settings: Settings, room: str) -> None:
                 raise RestartRequested(trouble.result())
             run.result()
         finally:
-            keeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await keeping
+            for task in (keeping, staying):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             if parts.shards is not None:
                 await parts.shards.stop()
             if not run.done():

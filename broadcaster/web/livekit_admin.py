@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 from livekit import api
+from loguru import logger
 
 from broadcaster.config import Settings
 
@@ -108,6 +109,17 @@ class LiveKitAdmin:
             "remove_participant", api.RoomParticipantIdentity(room=room, identity=identity)
         )
         return resp is not None
+
+    async def remove_stale(self, room: str, identity: str) -> None:
+        """Drop the stale session of someone joining again, if LiveKit can reach it.
+
+        When the room's node died, LiveKit still lists the session for a while but
+        cannot remove it; the new join replaces it anyway (same identity).
+        """
+        try:
+            await self.remove(room, identity)
+        except LiveKitError as exc:
+            logger.warning("stale session of {} in {} not removed: {}", identity, room, exc)
 
     async def send_data(self, room: str, data: bytes, *, topic: str,
                         identities: list[str]) -> None:

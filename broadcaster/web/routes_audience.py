@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from livekit.api.access_token import Claims
 
-from broadcaster.web.audience import SORTS, question_id
+from broadcaster.web.audience import SORTS, Audience, question_id
 from broadcaster.web.auth import is_host, participant
 from broadcaster.web.body import read_object, req_str
 from broadcaster.web.client_address import client_key
 from broadcaster.web.errors import forbidden, invalid, type_name
 from broadcaster.web.keys import AUDIENCE, SETTINGS, WEBINARS
-from broadcaster.web.routes_host import participant_target
+from broadcaster.web.routes_host import floor_change, participant_target
 from broadcaster.web.text import clean_text
 from broadcaster.web.webinars import REMOVED
 
@@ -44,23 +45,30 @@ def _address(request: web.Request) -> str:
     return client_key(request, request.app[SETTINGS].trusted_proxy_networks)
 
 
+def _caller(request: web.Request, *, live: bool) -> tuple[str, Audience, Claims]:
+    """Return the room, the audience and the verified token of a viewer route's caller.
+
+    In the order a caller learns what is wrong: the room (404, or 409 unless ``live``),
+    then the token (401/403).
+    """
+    room = request.match_info["room"]
+    audience = request.app[AUDIENCE]
+    (audience.webinars.get_live if live else audience.webinars.get)(room)
+    return room, audience, participant(request, room)
+
+
 # --- viewers -------------------------------------------------------------------------
 @routes.get("/api/webinars/{room}/hand")
 async def my_hand(request: web.Request) -> web.Response:
     """Tell a participant whether their hand is up, its place, and whether they speak."""
-    room = request.match_info["room"]
-    request.app[WEBINARS].get(room)
-    who = participant(request, room)
-    return web.json_response(request.app[AUDIENCE].hand(room, who.identity))
+    room, audience, who = _caller(request, live=False)
+    return web.json_response(audience.hand(room, who.identity))
 
 
 @routes.post("/api/webinars/{room}/hand")
 async def raise_hand(request: web.Request) -> web.Response:
     """Raise the caller's hand with ``{"raised": true}`` (at the back), lower it with false."""
-    room = request.match_info["room"]
-    audience = request.app[AUDIENCE]
-    audience.webinars.get_live(room)
-    who = participant(request, room)
+    room, audience, who = _caller(request, live=True)
     body = await read_object(request, {"raised"})
     raised = _flag(body, "raised")
     audience.admit(room, who.identity, _address(request))
@@ -71,10 +79,7 @@ async def raise_hand(request: web.Request) -> web.Response:
 @routes.get("/api/webinars/{room}/qa")
 async def board(request: web.Request) -> web.Response:
     """List the questions for the audience (``?sort=top|new``), hidden ones left out."""
-    room = request.match_info["room"]
-    audience = request.app[AUDIENCE]
-    audience.webinars.get(room)
-    who = participant(request, room)
+    room, audience, who = _caller(request, live=False)
     if audience.store.banned(room, who.identity):
         raise forbidden(REMOVED)
     return web.json_response({"room": room, "sort": _sort(request),
@@ -121,10 +126,7 @@ async def hands(request: web.Request) -> web.Response:
 @routes.post("/api/host/webinars/{room}/hands/{identity}/floor")
 async def hand_floor(request: web.Request) -> web.Response:
     """Give the hand's owner the floor in one click (promote); the hand goes down."""
-    await read_object(request, set())
-    room, identity = participant_target(request)
-    webinar = await request.app[AUDIENCE].give_floor(room, identity)
-    return web.json_response({"room": room, "speaker": webinar.speaker})
+    return await floor_change(request, request.app[AUDIENCE].give_floor)
 
 
 @routes.delete("/api/host/webinars/{room}/hands/{identity}")

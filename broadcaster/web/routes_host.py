@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from broadcaster.roles import check_identity
@@ -9,6 +11,7 @@ from broadcaster.web.body import opt_str, read_object, req_str
 from broadcaster.web.keys import BOTS, WEBINARS
 from broadcaster.web.participant_list import participant_list
 from broadcaster.web.participant_pages import page_of
+from broadcaster.web.store import Webinar
 
 routes = web.RouteTableDef()
 
@@ -61,22 +64,25 @@ def participant_target(request: web.Request) -> tuple[str, str]:
     return room, identity
 
 
+async def floor_change(request: web.Request,
+                       change: Callable[[str, str], Awaitable[Webinar]]) -> web.Response:
+    """Run a host's floor action on the named participant (no body); answer the speaker."""
+    await read_object(request, set())
+    room, identity = participant_target(request)
+    webinar = await change(room, identity)
+    return web.json_response({"room": room, "speaker": webinar.speaker})
+
+
 @routes.post("/api/host/webinars/{room}/participants/{identity}/promote")
 async def promote(request: web.Request) -> web.Response:
     """``POST .../{identity}/promote`` (host): hand that person the floor; answers the speaker."""
-    await read_object(request, set())
-    room, identity = participant_target(request)
-    webinar = await request.app[WEBINARS].promote(room, identity)
-    return web.json_response({"room": room, "speaker": webinar.speaker})
+    return await floor_change(request, request.app[WEBINARS].promote)
 
 
 @routes.post("/api/host/webinars/{room}/participants/{identity}/demote")
 async def demote(request: web.Request) -> web.Response:
     """``POST .../{identity}/demote`` (host): take publishing away; answers the speaker."""
-    await read_object(request, set())
-    room, identity = participant_target(request)
-    webinar = await request.app[WEBINARS].demote(room, identity)
-    return web.json_response({"room": room, "speaker": webinar.speaker})
+    return await floor_change(request, request.app[WEBINARS].demote)
 
 
 @routes.post("/api/host/webinars/{room}/participants/{identity}/remove")
@@ -109,10 +115,17 @@ async def watch_token(request: web.Request) -> web.Response:
 
 @routes.get("/api/host/webinars/{room}/bot")
 async def bot_status(request: web.Request) -> web.Response:
-    """``GET .../bot`` (host): whether the room's bot process runs, its pid and exit code."""
+    """``GET .../bot`` (host): whether the room's bot process runs, its pid and exit code.
+
+    ``in_room``: whether the bot's identity is in the room now, whoever started it (a bot
+    started elsewhere, e.g. its own deployment, is live though this console runs none).
+    """
     room = request.match_info["room"]
-    request.app[WEBINARS].get(room)
-    return web.json_response({"room": room, **request.app[BOTS].status(room)})
+    svc = request.app[WEBINARS]
+    webinar = svc.get(room)
+    present = await svc.livekit.participant(webinar.room, svc.settings.bot_identity)
+    return web.json_response({"room": room, **request.app[BOTS].status(room),
+                              "in_room": present is not None})
 
 
 @routes.post("/api/host/webinars/{room}/bot/start")

@@ -344,7 +344,7 @@ class Webinars:
                 raise conflict(f"identity {identity!r} is already taken in this room")
             secret = claim if reclaim and claim else secrets.token_urlsafe(24)
             if connected is not None:  # the same person, reloading: drop the stale session
-                await self.livekit.remove(room, identity)
+                await self.livekit.remove_stale(room, identity)
             self.store.put_claim(room, identity, secret, role)
             if role == Role.PRESENTER and not webinar.host_floor and webinar.speaker != identity:
                 webinar = await self._hand_floor(webinar, identity)

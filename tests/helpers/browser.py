@@ -65,6 +65,17 @@ async def open_page(browser: Any, url: str, problems: list[str], *,
     return page
 
 
+async def join_page(browser: Any, url: str, name: str, problems: list[str], *,
+                    ready: str = "body[data-state='live']") -> Any:
+    """Open a viewer or presenter link, join as ``name``, wait for ``ready`` (the viewer
+    live, or e.g. ``#floor[data-floor='yes']`` for a presenter); returns the page."""
+    page = await open_page(browser, url, problems)
+    await page.fill("#join-name", name)
+    await page.click("#join-button")
+    await page.wait_for_selector(ready, timeout=15000)
+    return page
+
+
 async def full_page_screenshot(page: Any, path: Path) -> None:
     """The whole page, scrolled to the top first: Chromium captures a full page at the
     current scroll position, so a sticky header would sit mid-page otherwise."""

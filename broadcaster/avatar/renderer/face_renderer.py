@@ -87,17 +87,21 @@ class FaceRenderer:
         return Sprite.from_painter(p)
 
     def _badge(self, state: str) -> Sprite:
-        """Small pill at the frame's top-left, composited over the zero-offset background."""
+        """Small pill at the frame's top centre, composited over the zero-offset background.
+
+        Not top-left: the viewer and presenter pages put the speaker chip there (and the
+        caption controls top-right), which hid it.
+        """
         k = min(self.width, self.height) / 720.0
         text = state
         size = max(8, round(22 * k))
         color = LISTEN if state == "listening" else SPEAK
         h = 2 * round(20 * k)
-        x0 = _MARGIN + 2 * round(14 * k)
-        y0 = _MARGIN + 2 * round(14 * k)
         mask = text_mask(text, size)
         tw = mask.shape[1] if mask is not None else 0
         w = 2 * ((h + round(10 * k) + tw + round(16 * k) + 1) // 2)
+        x0 = _MARGIN + 2 * ((self.width - w) // 4)
+        y0 = _MARGIN + 2 * round(14 * k)
         sc = self._scene(POSES[STATE_POSE[state]])
         p = Painter(x0, y0, x0 + w, y0 + h)
         figure.background(sc, p)

@@ -28,6 +28,7 @@ from pipecat.frames.frames import (
     SpeechOutputAudioRawFrame,
 )
 
+from broadcaster.bot.caption_timing import SPEECH_RMS, block_rms
 from broadcaster.bot.republisher.stats import RepublisherStats
 
 BOT_VAD_STOP_SECS = 0.35  # same as pipecat's output transport
@@ -213,9 +214,16 @@ class AudioOut:
                 await self._signal(signal)
 
     def _speaking_signal(self, pcm: bytes) -> type[Frame] | None:
-        """Pipecat's output-transport bot-speaking signals, from what we publish."""
+        """Pipecat's output-transport bot-speaking signals, from what we publish.
+
+        Speaking starts at speech loudness (``SPEECH_RMS``, as the captions measure the
+        TTS audio), not at pipecat's silence peak: a faint sound before the voice would
+        start it early and the captions anchored on it with it.
+        """
         now = time.monotonic()
         if not is_silence(pcm):
+            if not self._speaking and block_rms(np.frombuffer(pcm, np.int16)) < SPEECH_RMS:
+                return None
             self._speech_last = now
             if not self._speaking:
                 self._speaking = self.stats.speaking = True

@@ -36,6 +36,7 @@ from broadcaster.bot.republisher.audio import AudioOut
 from broadcaster.bot.republisher.encoding import RepublishEncoding, audio_options
 from broadcaster.bot.republisher.malloc import tune_malloc
 from broadcaster.bot.republisher.pacer import VideoPacer
+from broadcaster.bot.republisher.sources import close_later, new_sources
 from broadcaster.bot.republisher.stats import RepublisherStats
 from broadcaster.bot.republisher.video import VideoOut
 from broadcaster.frames import SpeechOnsetCancelledFrame, SpeechOnsetFrame
@@ -65,30 +66,23 @@ class LiveKitRepublisher(FrameProcessor):
         slate_after: seconds without a real frame before the slate replaces the repeats;
             also fires ``on_video_stalled`` / ``on_video_resumed`` event handlers.
         slate_text: text of the slate card.
-        audio_sample_rate, audio_channels: of the published audio (frames in other
-            formats are resampled / remixed).
-        max_audio_lag: bound (s) on how far continuous speech audio
-            (``SpeechOutputAudioRawFrame``, the avatar's) may lag behind video before
-            frames are dropped to restore lip sync; None disables. TTS audio
-            (bursty, faster than real time) is never dropped.
-        forward_media: also push the image/audio frames downstream (for a recorder);
-            off by default so a downstream pipecat output does not publish them twice.
+        audio_sample_rate, audio_channels: of the published audio (others are converted).
+        max_audio_lag: bound (s) on how far the avatar's continuous speech may lag video
+            before frames are dropped for lip sync; None: never. TTS audio is never dropped.
+        forward_media: also push image/audio frames downstream (a recorder); off by default.
         bot_speaking_frames: emit Bot{Started,Stopped}SpeakingFrame (both directions)
             and BotSpeakingFrame (upstream, every 0.2 s) from the published audio, as
             pipecat's output transport would (default: when ``forward_media`` is off).
-        exclusive_sources: unpublish the local participant's other camera/microphone
-            tracks (e.g. every LiveKitTransport's silent "pipecat-audio") so viewers
-            see exactly one of each.
+        exclusive_sources: unpublish the participant's other camera/microphone tracks
+            (e.g. LiveKitTransport's silent "pipecat-audio"): viewers see one of each.
         announce_ready: push ``OutputTransportReadyFrame`` upstream once published
             (``HeyGenVideoService`` drops avatar frames until one passes it).
         malloc_tuning: call :func:`tune_malloc` (process-wide) on construction.
         connect_timeout: bound (s) on waiting for the room and on each track publication.
-        mute_on_speech_start: barge-in as early as the VAD allows: the avatar's speech
-            ducks (published as silence) at a ``SpeechOnsetFrame``, comes back at a
-            ``SpeechOnsetCancelledFrame`` (a noise costs ~50 ms of it), and is muted at
-            ``VADUserStartedSpeakingFrame`` (pipecat's ``InterruptionFrame`` comes ~40 ms
-            later). Only where every VAD start interrupts (a VAD user-turn strategy, as
-            ours), else the avatar would go on mouthing a muted answer.
+        mute_on_speech_start: barge-in as early as the VAD allows: speech ducks at a
+            ``SpeechOnsetFrame``, returns at ``SpeechOnsetCancelledFrame``, is muted at
+            ``VADUserStartedSpeakingFrame`` (~40 ms before pipecat's ``InterruptionFrame``);
+            only where every VAD start interrupts (ours), or the avatar mouths a muted answer.
     """
 
     def __init__(
@@ -154,7 +148,6 @@ class LiveKitRepublisher(FrameProcessor):
         self._register_event_handler("on_video_stalled")
         self._register_event_handler("on_video_resumed")
 
-    # ---------------------------------------------------------------- properties
     @property
     def room(self) -> rtc.Room | None:
         """The room the tracks are published in (None before start)."""
@@ -182,10 +175,7 @@ class LiveKitRepublisher(FrameProcessor):
 
     def bind_sources(self, video_source: rtc.VideoSource,
                      audio_source: rtc.AudioSource | None = None) -> None:
-        """Capture into sources you publish yourself, without a room (benchmarks, tests).
-
-        Call from the event loop; offered frames are then paced and captured as when live.
-        """
+        """Capture into sources you publish yourself, no room (benchmarks, tests; loop only)."""
         self._video_source = video_source
         self._audio_source = audio_source
         self._video.start(video_source, slate_first=False)
@@ -203,23 +193,20 @@ class LiveKitRepublisher(FrameProcessor):
     def offer_video(self, frame: OutputImageRawFrame) -> None:
         """Hand a frame to the pacer; captured right away unless over the frame rate.
 
-        Every video frame enters here, the pipeline's included: bench/relay.py overrides
-        it to tie republished frames to their sources (``pacer.pending or
-        pacer.last_real`` is then this frame; its ``entered_wall_us``, the timestamp).
+        Every video frame enters here: bench/relay.py overrides it to tie republished
+        frames to their sources (``pacer.pending or pacer.last_real`` is then this frame).
         """
         self._video.offer(frame)
 
     # ---------------------------------------------------------------- lifecycle
     async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
-        # (pipecat's FrameProcessor.setup narrows BaseObject.setup's argument itself)
         """Connect our own room when given ``url`` and ``token``."""
         await super().setup(setup)
         if self._url and self._token:
             self._own_room = rtc.Room()
             await connect_room(self._own_room, self._url, self._token, seconds=CONNECT_SECONDS,
                                options=rtc.RoomOptions(auto_subscribe=False))
-            logger.info(f"{self}: connected to {self._own_room.name} as "
-                        f"{self._own_room.local_participant.identity}")
+            logger.info(f"{self}: connected to {self._own_room.name}")
 
     async def cleanup(self) -> None:
         """Unpublish, close the sources, disconnect our own room."""
@@ -260,29 +247,9 @@ class LiveKitRepublisher(FrameProcessor):
 
     async def _start(self, frame: StartFrame) -> None:
         room = self._room = await self._connected_room()
-        enc = self.encoding
-        audio = self._audio
-        self._video_source = rtc.VideoSource(enc.width, enc.height)
-        self._audio_source = rtc.AudioSource(
-            audio.sample_rate, audio.channels, queue_size_ms=audio.queue_ms
-        )
-        video_track = rtc.LocalVideoTrack.create_video_track(
-            self._video_track_name, self._video_source
-        )
-        audio_track = rtc.LocalAudioTrack.create_audio_track(
-            self._audio_track_name, self._audio_source
-        )
-        participant = room.local_participant
-        # publish_track hangs (does not raise) without the grant: bound it
-        for track, options in ((video_track, enc.video_options()), (audio_track, audio_options())):
-            pub = await asyncio.wait_for(
-                participant.publish_track(track, options), timeout=self._connect_timeout
-            )
-            self._publications.append(pub)
-        if self._exclusive:
-            await self._unpublish_others()
-            room.on("local_track_published", self._on_local_track_published)
-            self._listening = True
+        enc, audio = self.encoding, self._audio
+        self._video_source, self._audio_source = new_sources(enc, audio)
+        await self._publish(room)
         audio.start(self._audio_source)
         self._audio_task = self.create_task(audio.run(), f"{self}::audio")
         self._running = True
@@ -290,10 +257,42 @@ class LiveKitRepublisher(FrameProcessor):
         logger.info(
             f"{self}: publishing {enc.width}x{enc.height}@{enc.fps:g} {enc.codec} "
             f"max {enc.max_bitrate} bps simulcast={enc.simulcast} + audio "
-            f"{audio.sample_rate} Hz as {participant.identity} in {room.name}"
+            f"{audio.sample_rate} Hz as {room.local_participant.identity} in {room.name}"
         )
         if self._announce_ready:
             await self.push_frame(OutputTransportReadyFrame(), FrameDirection.UPSTREAM)
+
+    async def _publish(self, room: rtc.Room) -> None:
+        """Publish tracks of our two sources in ``room`` (at start, again after a move)."""
+        assert self._video_source is not None and self._audio_source is not None
+        tracks = ((rtc.LocalVideoTrack.create_video_track(
+            self._video_track_name, self._video_source), self.encoding.video_options()),
+            (rtc.LocalAudioTrack.create_audio_track(
+                self._audio_track_name, self._audio_source), audio_options()))
+        for track, options in tracks:  # publish_track hangs without the grant: bound it
+            self._publications.append(await asyncio.wait_for(
+                room.local_participant.publish_track(track, options), self._connect_timeout))
+        if self._exclusive:
+            await self._unpublish_others()
+            room.on("local_track_published", self._on_local_track_published)
+            self._listening = True
+
+    async def move_to(self, room: rtc.Room) -> None:
+        """Publish in ``room`` (the stage room joined again: StageKeeper) from new sources."""
+        if self._room is not None and self._listening:
+            self._room.off("local_track_published", self._on_local_track_published)
+            self._listening = False
+        self._publications.clear()
+        self._room = room
+        if not self._running:
+            return
+        old = [src for src in (self._video_source, self._audio_source) if src is not None]
+        self._video_source, self._audio_source = new_sources(self.encoding, self._audio)
+        self._video.source, self._audio.source = self._video_source, self._audio_source
+        await self._publish(room)  # (a source whose track was lost sends into no new track)
+        for src in old:
+            self.create_task(close_later(src), f"{self}::close_source")
+        logger.info(f"{self}: published again in {room.name} (the stage room came back)")
 
     def _ours(self, sid: str) -> bool:
         return any(p.sid == sid for p in self._publications)
@@ -398,3 +397,4 @@ class LiveKitRepublisher(FrameProcessor):
             self.create_task(self._call_event_handler(event), f"{self}::{event}")
         except Exception as e:  # not set up in a pipeline (bind_sources): no handlers
             logger.debug(f"{self}: {event} not dispatched: {e}")
+

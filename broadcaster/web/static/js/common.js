@@ -29,6 +29,9 @@ export async function api(method, path, { body, token } = {}) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
+/** A token given as a string, or as a function for the latest one (a page that rejoins). */
+export const tokenOf = (token) => (typeof token === 'function' ? token() : token);
+
 /** Build an element: h('li', {class: 'x', dataset: {id: 1}}, 'text', child). */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);

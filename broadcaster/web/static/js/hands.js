@@ -1,7 +1,7 @@
 // Raise hand (viewer side): the hand goes up and down through the web app (viewers
 // publish nothing into the room); while it is up the page asks where it stands, and
 // it tells the viewer when the host gives them the floor.
-import { $, api, h } from '/static/js/common.js';
+import { $, api, h, tokenOf } from '/static/js/common.js';
 
 const POLL_MS = 4000;
 const ordinal = (n) => {
@@ -41,6 +41,7 @@ export function startHands({ room, token, card }) {
     button.classList.toggle('primary', !state.raised);
     button.setAttribute('aria-pressed', String(state.raised));
     button.disabled = floor;
+    card.hidden = floor;  // the floor card says it all: no greyed-out "Raise hand" beside it
     status.textContent = floor ? 'You have the floor.'
       : state.raised ? `Your hand is up${state.position ? ` (${ordinal(state.position)} in line)` : ''}. The host will see it.`
         : 'Want to speak? Raise your hand and the host can give you the floor.';
@@ -51,7 +52,7 @@ export function startHands({ room, token, card }) {
   async function poll() {
     try {
       const was = state.raised;
-      state = await api('GET', `/api/webinars/${room}/hand`, { token });
+      state = await api('GET', `/api/webinars/${room}/hand`, { token: tokenOf(token) });
       if (was && !state.raised && !state.speaker && !floor) notice('The host lowered your hand.');
     } catch { /* next tick */ }
     show();
@@ -60,7 +61,7 @@ export function startHands({ room, token, card }) {
   button.addEventListener('click', async () => {
     button.disabled = true;
     try {
-      state = await api('POST', `/api/webinars/${room}/hand`, { token, body: { raised: !state.raised } });
+      state = await api('POST', `/api/webinars/${room}/hand`, { token: tokenOf(token), body: { raised: !state.raised } });
     } catch (err) {
       status.textContent = err.message;
       button.disabled = false;

@@ -215,13 +215,15 @@ const audience = hostAudience({
 // --- bot -----------------------------------------------------------------------------
 function showBot(s) {
   const badge = $('#bot-state');
-  badge.textContent = s.state;
+  const elsewhere = s.state !== 'running' && s.in_room;
+  badge.textContent = elsewhere ? 'in the room' : s.state;
   badge.dataset.state = s.state;
-  badge.classList.toggle('ok', s.state === 'running');
+  badge.classList.toggle('ok', s.state === 'running' || elsewhere);
   $('#bot-detail').textContent = s.state === 'running' ? `Running (pid ${s.pid}).`
-    : s.state === 'exited' ? `Exited with code ${s.returncode}.` : 'Not running.';
+    : elsewhere ? 'A bot started outside this console is in the room.'
+      : s.state === 'exited' ? `Exited with code ${s.returncode}.` : 'Not running.';
   $('#bot-stop').disabled = s.state === 'stopped';
-  $('#bot-start').disabled = s.state === 'running' || current?.state !== 'live';
+  $('#bot-start').disabled = s.state === 'running' || elsewhere || current?.state !== 'live';
 }
 
 async function refreshBot() {

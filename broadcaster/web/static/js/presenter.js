@@ -213,10 +213,13 @@ function avatarLine() {
 }
 
 function watchStage(name, body) {
-  new StageStatus({
+  const status = new StageStatus({
     stage,
     rejoin: () => rejoinToken(name, body),
     onAvatar: (state) => { avatarState = state; showFloor(); },
+    // issue 14: the stage room's node died (the picture froze while the bot is live):
+    // join again through the web app; LiveKit re-homes the room, the bot joins it again
+    onFrozen: () => { status.rejoinNow(); },
   });
 }
 

@@ -1,7 +1,7 @@
 // The audience's Q&A board (viewer side): everyone's questions but hidden ones, newest
 // or most voted first, one upvote per viewer (a toggle), answered ones marked.
 // Shared rendering for the presenter's and the host's lists is here too.
-import { $, api, h, initials, timeOf } from '/static/js/common.js';
+import { $, api, h, initials, timeOf, tokenOf } from '/static/js/common.js';
 
 const POLL_MS = 5000;
 
@@ -47,7 +47,7 @@ export function startBoard({ room, token, list, tabs, empty }) {
       onclick: async (ev) => {
         ev.currentTarget.disabled = true;
         try {
-          await api('POST', `/api/webinars/${room}/questions/${q.id}/vote`, { token, body: { up: !q.voted } });
+          await api('POST', `/api/webinars/${room}/questions/${q.id}/vote`, { token: tokenOf(token), body: { up: !q.voted } });
         } catch (err) { console.warn(err); }
         await refresh();
       },
@@ -59,7 +59,7 @@ export function startBoard({ room, token, list, tabs, empty }) {
     timer = setTimeout(refresh, POLL_MS);
     if (document.hidden) return; // a background tab asks nothing
     try {
-      const data = await api('GET', `/api/webinars/${room}/qa?sort=${sort()}`, { token });
+      const data = await api('GET', `/api/webinars/${room}/qa?sort=${sort()}`, { token: tokenOf(token) });
       list.replaceChildren(...data.questions.map((q) => questionItem(q, { extra: [voteButton(q)], mine: q.mine })));
       empty.hidden = data.questions.length > 0;
     } catch (err) { console.warn(err); }

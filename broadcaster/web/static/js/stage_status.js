@@ -14,6 +14,7 @@ const CHECK_MS = 250;
 const REJOIN_MIN_MS = 500;
 const REJOIN_MAX_MS = 4000;
 const FROZEN_MS = 2500;     // the bot says it is live, yet no picture this long: its node is gone
+const QUALITY_TEXT = { excellent: 'excellent signal', good: 'good signal', poor: 'poor signal', lost: 'signal lost' };
 
 export const AVATAR_ATTR = 'avatar';   // the bot's participant attribute: live | restarting
 
@@ -64,12 +65,22 @@ export class StageStatus {
     return el;
   }
 
+  // The dot sits beside the connection state with a word a viewer can read (a bare dot
+  // at the far edge of the bar meant nothing without hovering it).
   #qualityDot() {
     const old = document.querySelector('.quality-dot');
-    if (old) { old.dataset.quality = 'unknown'; return old; }
-    const el = h('span', { class: 'quality-dot', dataset: { quality: 'unknown' }, title: 'connection quality' });
+    if (old) { this.#quality('unknown', old); return old; }
+    const el = h('span', { class: 'quality-dot', dataset: { quality: 'unknown' } });
+    const group = h('span', { class: 'quality', title: 'connection quality' }, el,
+      h('span', { class: 'quality-label' }));
     const conn = document.getElementById('conn-state');
-    if (conn) conn.after(el); else $('.stage-top', this.root)?.append(el);
+    if (conn) {
+      const status = h('span', { class: 'conn-group' });
+      conn.replaceWith(status);
+      status.append(conn, group);
+    } else {
+      $('.stage-top', this.root)?.append(group);
+    }
     return el;
   }
 
@@ -87,9 +98,12 @@ export class StageStatus {
       .on(RoomEvent.ParticipantDisconnected, () => this.update());
   }
 
-  #quality(quality) {
-    this.dot.dataset.quality = quality;
-    this.dot.title = `connection quality: ${quality}`;
+  #quality(quality, dot = this.dot) {
+    dot.dataset.quality = quality;
+    const group = dot.parentElement;
+    if (group) group.title = `connection quality: ${quality}`;
+    const label = group?.querySelector('.quality-label');
+    if (label) label.textContent = QUALITY_TEXT[quality] || '';
   }
 
   #showBanner(text) { this.banner.textContent = text; this.banner.hidden = false; }
@@ -100,6 +114,22 @@ export class StageStatus {
     const ended = reason === DisconnectReason.ROOM_DELETED
       || reason === DisconnectReason.CLIENT_INITIATED || this.stage.meta.state === 'ended';
     if (ended || !this.rejoinWith || this.rejoining) { this.#hideBanner(); return; }
+    await this.#rejoinLoop();
+  }
+
+  /**
+   * Leave and join again through the web app now: the live avatar's picture froze, so the
+   * room's LiveKit node is gone (issue 14: the stage room's node; the SDK notices ~12 s
+   * late). The presenter's page calls it from onFrozen; the bot joins the room again too.
+   */
+  async rejoinNow() {
+    if (!this.rejoinWith || this.rejoining) return;
+    this.rejoining = true;  // our own disconnect below is not a drop
+    try { await this.stage.disconnect(); } catch { /* gone already */ }
+    await this.#rejoinLoop();
+  }
+
+  async #rejoinLoop() {
     this.rejoining = true;
     this.#showBanner('Reconnecting…');
     let wait = REJOIN_MIN_MS;

@@ -110,10 +110,14 @@ async function join(name, lost) {
   watchStage(name, mine);
   await stage.connect(answer.url, answer.token);
   followAudience(stage.room);
+  // once per page, whatever the rejoins: each call used to add a card on the same button
+  // (one click, one request per join); they ask with the latest join's token.
   // (before preferSound: a stage with no avatar yet may hold that promise)
-  hands = startHands({ room, token: answer.token, card: $('#hand-card') });
-  $('#qa-card').hidden = false;
-  board = startBoard({ room, token: answer.token, ...qaElements() });
+  if (!hands) {
+    hands = startHands({ room, token: () => joined.token, card: $('#hand-card') });
+    $('#qa-card').hidden = false;
+    board = startBoard({ room, token: () => joined.token, ...qaElements() });
+  }
   await stage.preferSound();
   $('#question-text').disabled = false;
   $('#question-send').disabled = false;

@@ -1,0 +1,269 @@
+"""The stage room's LiveKit node dies: the bot stays up and the shards play on (issue 14).
+
+A real three-node LiveKit cluster with Redis (tests/fixtures_cluster.py), the web app on
+node 1 (the clients' entry point), the real bot with the local avatar service (HeyGen
+itself is the only stand-in). The rooms are placed on purpose through LiveKit's own API
+(``CreateRoom`` with a node ID): the stage room on node 2, audience shard a1 on node 1,
+a2 and a3 both on node 3.
+
+First node 3 is SIGKILLed: the viewers of both its shards, doing what the viewer page
+does, are watching again within 10 s. Then node 2, the stage's, is SIGKILLed. What
+people would notice is asserted:
+
+- the viewers of shards on surviving nodes keep getting the avatar's picture and voice
+  with no gap a viewer would see (the bot did not restart; its shards never stopped);
+  those of a shard that was on node 2 too are watching again within 10 s;
+- the presenter, doing what her page does (LiveKit's own reconnect; a rejoin through the
+  join API when LiveKit drops her or the live avatar's picture froze for 2.5 s), sees
+  the avatar in the stage room again within 10 s;
+- the bot is back in the stage room, on a live node, with the stage's metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest_asyncio
+from livekit import api
+
+from broadcaster.livekit_cluster import Cluster, Node
+from broadcaster.netutil import free_port
+from tests.fixtures_bot import BotStage, running_bot
+from tests.fixtures_web import WebClient, serving, unique_room
+from tests.helpers.people import Viewer, until
+from tests.test_shards import NODE_LOSS_BUDGET_S, _page_rejoins
+
+#: the issue's goal for shard viewers on surviving nodes: no visible interruption. A
+#: frame gap under this is not seen as one (the republisher repeats frames every 80 ms)
+SHARD_GAP_BUDGET_S = 0.5
+#: the presenter is watching the avatar in the stage room again within this
+PRESENTER_BUDGET_S = 10.0
+#: how long after the kill the shard viewers are watched
+WATCH_S = 15.0
+#: the presenter page's rules (stage_status.js FROZEN_MS, stage.js CONNECT_TIMEOUT_MS)
+FROZEN_S = 2.5
+CONNECT_S = 4.0
+RETRY_S = 1.0
+
+
+async def _place(node1: Node, room: str, node: Node) -> None:
+    """Create ``room`` on ``node`` through node 1's API (LiveKit routes it by node ID)."""
+    s = node1.settings
+    async with api.LiveKitAPI(node1.http_url, s.livekit_api_key, s.livekit_api_secret) as lk:
+        await lk.room.create_room(api.CreateRoomRequest(name=room, node_id=node.node_id,
+                                                        empty_timeout=300))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def staged(cluster: Cluster, avatar_service: str, avatar_settings
+                 ) -> AsyncIterator[tuple[WebClient, BotStage]]:
+    """Stage on node 2, shard a1 on node 1, a2 and a3 on node 3; the bot in all of them."""
+    n1, n2, n3 = cluster.nodes
+    settings = avatar_settings.replace(
+        livekit_url=n1.url, livekit_port=n1.settings.livekit_port,
+        web_port=free_port(), audience_shards=3, shard_capacity=2,
+        floor_reconcile_seconds=0.0, floor_guard=False, audience_cache_seconds=0.5)
+    room = unique_room("stage")
+    for name, node in ((room, n2), (f"{room}--a1", n1), (f"{room}--a2", n3),
+                       (f"{room}--a3", n3)):
+        await _place(n1, name, node)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http, \
+            serving(settings, http) as web:
+        webinar = await web.new_webinar("Stage on node 2", room=room)
+        async with running_bot(settings, webinar) as bot:
+            await until(lambda: all(bot.grep(f"shard {room}--a{i}: publishing")
+                                    for i in (1, 2, 3)), 40, "the bot in every shard", bot)
+            yield web, bot
+
+
+async def _probe(node1: Node, room: str, identity: str, note) -> None:
+    s = node1.settings
+    last = None
+    async with api.LiveKitAPI(node1.http_url, s.livekit_api_key, s.livekit_api_secret) as lk:
+        while True:
+            t = time.monotonic()
+            try:
+                await asyncio.wait_for(lk.room.get_participant(api.RoomParticipantIdentity(
+                    room=room, identity=identity)), 1.0)
+                what = "ok"
+            except Exception as exc:
+                what = repr(exc)[:80]
+            if what != last:
+                note(f"API get_participant: {what} ({time.monotonic() - t:.2f} s)")
+                last = what
+            await asyncio.sleep(0.3)
+
+
+async def _rejoin(web: WebClient, bot: BotStage, data: dict, body: dict, note) -> Viewer:
+    """The presenter page's rejoin: a token from the join API (her claim), a connect
+    limited to 4 s, again 1 s later until one works."""
+    while True:
+        again = await web.join(bot.room, data["identity"], "presenter",
+                               claim=data["claim"], **body)
+        assert again.status == 200, again.text
+        presenter = Viewer(data["identity"], bot.settings.bot_identity)
+        try:
+            await presenter.join(again.data["url"], again.data["token"],
+                                 connect_timeout=CONNECT_S)
+            note("presenter's page: joined again")
+            return presenter
+        except Exception as exc:  # a connect to the dead node's room hangs
+            note(f"presenter's page: join failed {exc!r}"[:120])
+            await presenter.leave()
+            await asyncio.sleep(RETRY_S)
+
+
+def _gaps(times: list[float], t0: float, t1: float) -> float:
+    """The longest time without anything arriving in [t0, t1]."""
+    seen = [t0, *(t for t in times if t0 <= t <= t1), t1]
+    return max(b - a for a, b in zip(seen, seen[1:], strict=False))
+
+
+async def _viewers(web: WebClient, bot: BotStage, n: int, tag: str
+                   ) -> list[dict[str, tuple[dict, Viewer]]]:
+    """``n`` viewers joined through the API, watching; each as ``{its shard: (join
+    answer, viewer)}``, the shape ``_page_rejoins`` updates when it moves one."""
+    viewers: list[dict[str, tuple[dict, Viewer]]] = []
+    for i in range(n):
+        reply = await web.join(bot.room, f"{tag}-{i}")
+        assert reply.status == 200, reply.text
+        v = Viewer(f"{tag}-{i}", bot.settings.bot_identity)
+        viewers.append({reply.data["livekit_room"]: (reply.data, v)})
+        await v.join(reply.data["url"], reply.data["token"], connect_timeout=CONNECT_S)
+    for box in viewers:
+        for shard, (_, v) in box.items():
+            await until(lambda w=v: len(w.frames) > 10 and w.audio, 20,
+                        f"the avatar on {shard}", bot)
+    return viewers
+
+
+async def _leave_all(viewers: list[dict[str, tuple[dict, Viewer]]]) -> None:
+    for box in viewers:
+        for _, v in box.values():
+            await v.leave()
+
+
+async def test_two_shards_on_a_killed_node_both_rejoin(
+        staged: tuple[WebClient, BotStage], cluster: Cluster) -> None:
+    """Node 3 holds shards a2 and a3: every viewer of both watches again within 10 s."""
+    web, bot = staged
+    n3 = cluster.nodes[2]
+    viewers: list[dict[str, tuple[dict, Viewer]]] = []
+    try:
+        viewers = await _viewers(web, bot, 3, "pair")
+        names = [f"{bot.room}--a{i}" for i in (1, 2, 3)]
+        assert sorted(next(iter(box)) for box in viewers) == names, viewers
+        victims = [box for box in viewers if await cluster.room_node(next(iter(box))) is n3]
+        assert len(victims) == 2, victims
+        killed = time.monotonic()
+        n3.kill()
+        shards = [next(iter(box)) for box in victims]
+        backs = await asyncio.gather(*(_page_rejoins(web, bot, box, shard, killed)
+                                       for box, shard in zip(victims, shards, strict=True)))
+        for box, shard, (noticed, back) in zip(victims, shards, backs, strict=True):
+            now_in = box[shard][0]["livekit_room"]
+            home = await cluster.room_node(now_in)
+            print(f"two shards on the killed node: viewer of {shard} noticed at "
+                  f"+{noticed:.1f} s, watching again {back:.1f} s after SIGKILL on {now_in} "
+                  f"(node {home.index if home else '?'})")
+            assert back < NODE_LOSS_BUDGET_S, f"the viewer of {shard} was back after {back} s"
+            assert home is not None and home is not n3 and home.alive
+    finally:
+        await _leave_all(viewers)
+        if not n3.alive:
+            await cluster.restart(n3)
+
+
+async def test_the_stage_node_dies_and_the_shards_play_on(
+        staged: tuple[WebClient, BotStage], cluster: Cluster) -> None:
+    web, bot = staged
+    n1, n2 = cluster.nodes[:2]
+    room = bot.room
+    assert await cluster.room_node(room) is n2, "the stage room must be on node 2"
+    viewers: list[dict[str, tuple[dict, Viewer]]] = []
+    presenter: Viewer | None = None
+    try:
+        viewers = await _viewers(web, bot, 3, "watcher")
+        homes = [await cluster.room_node(next(iter(box))) for box in viewers]
+        print("shard -> node:", [(next(iter(box)), h.index if h else None)
+                                 for box, h in zip(viewers, homes, strict=True)])
+        survivors = [box for box, h in zip(viewers, homes, strict=True)
+                     if h is not None and h is not n2]
+        lost = [box for box in viewers if box not in survivors]  # on node 2 too
+        assert survivors, "no shard on a surviving node to watch"
+        body = {"code": bot.webinar["presenter_code"]}
+        joined = await web.join(room, "presenter-p", "presenter", **body)
+        assert joined.status == 200, joined.text
+        presenter = await Viewer("presenter-p", bot.settings.bot_identity).join(
+            joined.data["url"], joined.data["token"], connect_timeout=CONNECT_S)
+        await until(lambda: len(presenter.frames) > 10 and presenter.audio, 20,
+                    "the avatar at the presenter", bot)
+        metadata = json.loads(presenter.room.metadata)
+        assert metadata["title"] == "Stage on node 2"
+
+        events: list[str] = []
+
+        def note(what: str) -> None:
+            events.append(f"+{time.monotonic() - killed:.2f} s {what}")
+
+        for ev in ("reconnecting", "reconnected", "disconnected"):
+            presenter.room.on(ev, lambda *_, ev=ev: note(f"presenter's LiveKit: {ev}"))
+        presenter.room.on("participant_connected", lambda p: note(f"{p.identity} joined"))
+        killed = time.monotonic()
+        n2.kill()
+        probe = asyncio.ensure_future(_probe(n1, room, bot.settings.bot_identity, note))
+        rejoins = asyncio.gather(*(_page_rejoins(web, bot, box, next(iter(box)), killed)
+                                   for box in lost))
+        # --- the presenter's page (presenter.js, StageStatus): LiveKit's own reconnect;
+        # when LiveKit drops her, or the live avatar's picture froze for FROZEN_S, she
+        # joins again through the join API (4 s per connect, again after 1 s) --------------
+        back = None
+        while time.monotonic() - killed < WATCH_S:
+            fresh = [f for f in presenter.frames if f.t > killed + 0.5]
+            if back is None and len(fresh) >= 5:
+                back = fresh[4].t - killed
+            last = presenter.frames[-1].t if presenter.frames else 0.0
+            bot_live = bot.settings.bot_identity in {
+                p.identity for p in presenter.room.remote_participants.values()}
+            frozen = bot_live and presenter.frames and time.monotonic() - last >= FROZEN_S
+            if not presenter.room.isconnected() or frozen:
+                note("presenter's page: " + ("frozen picture" if frozen else "dropped"))
+                await presenter.leave()
+                presenter = await _rejoin(web, bot, joined.data, body, note)
+            await asyncio.sleep(0.05)
+        for box, (_, again) in zip(lost, await rejoins, strict=True):
+            print(f"stage node lost: viewer of {next(iter(box))} (node 2 too) watching "
+                  f"again {again:.1f} s after SIGKILL")
+            assert again < NODE_LOSS_BUDGET_S, f"{next(iter(box))}: back after {again} s"
+        for box in survivors:
+            shard, (_, v) = next(iter(box.items()))
+            video_gap = _gaps([f.t for f in v.frames], killed - 1, killed + WATCH_S)
+            audio_gap = _gaps([b.t for b in v.audio], killed - 1, killed + WATCH_S)
+            fps, sizes, _ = v.distinct_fps(killed, killed + WATCH_S)
+            home = await cluster.room_node(shard)
+            print(f"stage node lost: viewer of {shard} (node {home.index if home else '?'}):"
+                  f" longest video gap {video_gap:.2f} s, audio gap {audio_gap:.2f} s, "
+                  f"{fps:.1f} distinct fps over {WATCH_S:.0f} s at {sizes}")
+            assert video_gap < SHARD_GAP_BUDGET_S, f"{shard}: no picture for {video_gap} s"
+            assert audio_gap < SHARD_GAP_BUDGET_S, f"{shard}: no sound for {audio_gap} s"
+            assert fps >= 15, f"{shard}: {fps:.1f} fps"
+        probe.cancel()
+        print("\n".join(events))
+        print(f"stage node lost: the presenter watched the avatar again "
+              f"{back if back is None else round(back, 2)} s after SIGKILL")
+        assert back is not None and back < PRESENTER_BUDGET_S, back
+        assert bot.alive(), "the bot exited (it should have stayed up)\n" + bot.tail()
+        assert bot.grep(f"stage room {room}: back in"), bot.tail()
+        moved = await cluster.room_node(room)
+        assert moved is not None and moved is not n2 and moved.alive, moved
+        assert json.loads(presenter.room.metadata)["title"] == "Stage on node 2"
+    finally:
+        await _leave_all(viewers)
+        if presenter is not None:
+            await presenter.leave()
+        if not n2.alive:
+            await cluster.restart(n2)
