@@ -270,8 +270,9 @@ async def test_host_console_lists_and_promotes(
                                  timeout=10000)
     assert (await web_client.join(room, "grace-py")).status == 403
 
-    await page.click("#bot-start")  # the fake bot command of the test app
-    await page.wait_for_selector("#bot-state[data-state='running']")
+    # the scene's bot was started outside this console: it is shown, and no second offered
+    await page.wait_for_selector("#bot-state:has-text('in the room')", timeout=10000)
+    assert await page.locator("#bot-start").is_disabled()
     await page.click("#watch")
     await page.wait_for_selector("#preview-card #stage[data-video='on']", timeout=15000)
     await page.mouse.move(0, 0)
@@ -280,6 +281,10 @@ async def test_host_console_lists_and_promotes(
     await page.click("#bans li[data-identity='grace-py'] button:has-text('Let back in')")
     await page.wait_for_selector("#bans li[data-identity='grace-py']", state="detached")
     assert (await web_client.join(room, "grace-py")).status == 200
+    await scene.bot.room.disconnect()  # that bot leaves: the console offers its own
+    await page.wait_for_selector("#bot-start:not([disabled])", timeout=15000)
+    await page.click("#bot-start")  # the fake bot command of the test app
+    await page.wait_for_selector("#bot-state[data-state='running']")
     await page.click("#bot-stop")
     await page.wait_for_selector("#bot-state[data-state='stopped']")
     text = await page.content()
