@@ -54,11 +54,12 @@ def sentence(text: str) -> TTSTextFrame:
     return TTSTextFrame(text, "sentence")
 
 
-def avatar_reply(*parts: tuple[str, float]) -> list:
+def avatar_reply(*parts: tuple[str, float], ended: bool = True) -> list:
+    """A reply's frames: each sentence after its audio; ``ended=False``: still talking."""
     frames: list = [LLMFullResponseStartFrame(), TTSStartedFrame()]
     for text, seconds in parts:
         frames += [tts_audio(seconds), sentence(text)]
-    return frames + [TTSStoppedFrame(), LLMFullResponseEndFrame()]
+    return frames + ([TTSStoppedFrame(), LLMFullResponseEndFrame()] if ended else [])
 
 
 async def test_viewers_receive_captions_and_the_session_keeps_them(livekit):
@@ -160,8 +161,7 @@ async def test_an_interruption_keeps_only_what_was_shown(tmp_path):
     captions = CaptionProcessor(publisher, "avatar")
 
     async def script(worker, sink):
-        for frame in [LLMFullResponseStartFrame(), TTSStartedFrame(), tts_audio(5.0),
-                      sentence("One."), tts_audio(5.0), sentence("Two.")]:
+        for frame in avatar_reply(("One.", 5.0), ("Two.", 5.0), ended=False):
             await worker.queue_frame(frame)
         await asyncio.sleep(0.8)  # "One." is heard (~0.5 s in, no republisher); "Two." in 5 s
         await worker.queue_frame(InterruptionFrame())
@@ -182,8 +182,7 @@ async def test_a_stop_mid_reply_closes_the_line_as_far_as_it_was_shown(tmp_path)
     captions = CaptionProcessor(publisher, "avatar")
 
     async def script(worker, sink):
-        for frame in [LLMFullResponseStartFrame(), TTSStartedFrame(), tts_audio(5.0),
-                      sentence("One."), tts_audio(5.0), sentence("Two.")]:
+        for frame in avatar_reply(("One.", 5.0), ("Two.", 5.0), ended=False):
             await worker.queue_frame(frame)
         await asyncio.sleep(0.8)  # "One." is shown; "Two." would be in 5 s
         await worker.cancel()
@@ -385,8 +384,7 @@ async def test_the_runner_closes_the_line_in_flight_before_it_stops_the_pipeline
     sent: dict[str, list] = {}
 
     async def script(worker, sink):
-        for frame in [LLMFullResponseStartFrame(), TTSStartedFrame(), tts_audio(5.0),
-                      sentence("One."), tts_audio(5.0), sentence("Two.")]:
+        for frame in avatar_reply(("One.", 5.0), ("Two.", 5.0), ended=False):
             await worker.queue_frame(frame)
         await asyncio.sleep(0.8)
         await captions.close_shown()
