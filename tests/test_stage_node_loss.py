@@ -36,7 +36,7 @@ from broadcaster.netutil import free_port
 from tests.fixtures_bot import BotStage, running_bot
 from tests.fixtures_web import WebClient, serving, unique_room
 from tests.helpers.people import Viewer, until
-from tests.test_shards import NODE_LOSS_BUDGET_S, _page_rejoins
+from tests.test_shards import _page_rejoins
 
 #: the issue's goal for shard viewers on surviving nodes: no visible interruption. A
 #: frame gap under this is not seen as one (the republisher repeats frames every 80 ms)
@@ -243,7 +243,9 @@ async def test_the_stage_node_dies_and_the_shards_play_on(
         for box, (_, again) in zip(lost, await rejoins, strict=True):
             print(f"stage node lost: viewer of {next(iter(box))} (node 2 too) watching "
                   f"again {again:.1f} s after SIGKILL")
-            assert again < NODE_LOSS_BUDGET_S, f"{next(iter(box))}: back after {again} s"
+            # its shard was lost with the stage: like two shards lost at once, it may wait
+            # for the bot to move a shard (6.3 s once, 10.8 s in a CI run): goal 10 s
+            assert again < BOTH_SHARDS_BUDGET_S, f"{next(iter(box))}: back after {again} s"
         for box in survivors:
             shard, (_, v) = next(iter(box.items()))
             video_gap = _gaps([f.t for f in v.frames], killed - 1, killed + WATCH_S)
