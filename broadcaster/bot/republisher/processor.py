@@ -144,6 +144,7 @@ class LiveKitRepublisher(FrameProcessor):
         self._audio_task: asyncio.Task[None] | None = None
         self._running = False
         self._listening = False
+        self._publishing = False  # LiveKit announces a track before publish_track returns
 
         self._register_event_handler("on_video_stalled")
         self._register_event_handler("on_video_resumed")
@@ -269,9 +270,14 @@ class LiveKitRepublisher(FrameProcessor):
             self._video_track_name, self._video_source), self.encoding.video_options()),
             (rtc.LocalAudioTrack.create_audio_track(
                 self._audio_track_name, self._audio_source), audio_options()))
-        for track, options in tracks:  # publish_track hangs without the grant: bound it
-            self._publications.append(await asyncio.wait_for(
-                room.local_participant.publish_track(track, options), self._connect_timeout))
+        self._publishing = True
+        try:
+            for track, options in tracks:  # publish_track hangs without the grant: bound it
+                self._publications.append(await asyncio.wait_for(
+                    room.local_participant.publish_track(track, options),
+                    self._connect_timeout))
+        finally:
+            self._publishing = False
         if self._exclusive:
             await self._unpublish_others()
             room.on("local_track_published", self._on_local_track_published)
@@ -299,6 +305,8 @@ class LiveKitRepublisher(FrameProcessor):
 
     async def _unpublish_others(self) -> None:
         assert self._room is not None
+        if self._publishing:  # after a move the listener is on the room already: our
+            return            # tracks, not yet returned, looked like others' (issue 14)
         wanted = (rtc.TrackSource.SOURCE_CAMERA, rtc.TrackSource.SOURCE_MICROPHONE)
         for sid, pub in list(self._room.local_participant.track_publications.items()):
             if not self._ours(sid) and pub.source in wanted:
@@ -306,7 +314,7 @@ class LiveKitRepublisher(FrameProcessor):
                 await self._room.local_participant.unpublish_track(sid)
 
     def _on_local_track_published(self, publication: rtc.LocalTrackPublication, _: Any) -> None:
-        if self._running and not self._ours(publication.sid):
+        if self._running and not self._publishing and not self._ours(publication.sid):
             self.create_task(self._unpublish_others(), f"{self}::unpublish")
 
     async def _stop(self, *, graceful: bool) -> None:
