@@ -45,10 +45,10 @@ SHARD_GAP_BUDGET_S = 0.5
 PRESENTER_BUDGET_S = 10.0
 #: ... at least this many distinct frames a second (25 sent; 18-22 arrive on this box)
 PRESENTER_MIN_FPS = 15.0
-# Two shards lost at once with every surviving shard full: the second viewer waits for
-# the bot to move a shard onto a live node, which waits for LiveKit to count the dead
-# node gone (~5.5 s). Goal 10 s; measured 9.7 and 11.9 s, so the test holds 15 s.
-BOTH_SHARDS_BUDGET_S = 15.0
+#: issue 14: a dead node's viewers watch again within 10 s, also when two shards died
+#: at once with every surviving shard full (a displaced viewer overfills a shard whose
+#: node answers rather than wait for the bot to move its shard: 9.2-12.1 s before)
+BOTH_SHARDS_BUDGET_S = 10.0
 #: how long after the kill the shard viewers are watched
 WATCH_S = 15.0
 #: the presenter page's rules (stage_status.js FROZEN_MS, stage.js CONNECT_TIMEOUT_MS)
@@ -245,8 +245,8 @@ async def test_the_stage_node_dies_and_the_shards_play_on(
         for box, (_, again) in zip(lost, await rejoins, strict=True):
             print(f"stage node lost: viewer of {next(iter(box))} (node 2 too) watching "
                   f"again {again:.1f} s after SIGKILL")
-            # its shard was lost with the stage: like two shards lost at once, it may wait
-            # for the bot to move a shard (6.3 s once, 10.8 s in a CI run): goal 10 s
+            # its shard was lost with the stage (6.3 s once, 10.8 s in a CI run when it
+            # waited for the bot to move its shard; now it goes where the bot is)
             assert again < BOTH_SHARDS_BUDGET_S, f"{next(iter(box))}: back after {again} s"
         for box in survivors:
             shard, (_, v) = next(iter(box.items()))

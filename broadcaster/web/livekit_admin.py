@@ -19,10 +19,19 @@ from broadcaster.config import Settings
 #: ``agent``) after its empty / departure timeout; a webinar's room lives until the host
 #: ends it (then the web app deletes it), so these are long
 ROOM_IDLE_SECONDS = 12 * 3600
+#: whom :meth:`LiveKitAdmin.answers` addresses: nobody (no identity may start with "~")
+PROBE_IDENTITY = "~probe"
 
 
 class LiveKitError(RuntimeError):
     """LiveKit's server API failed; the message is safe to show (no credentials)."""
+
+
+class RoomNodeGone(LiveKitError):
+    """LiveKit answered, but the node hosting the room did not: it died.
+
+    The next join re-homes the room on a live node once LiveKit counts it gone (~5 s).
+    """
 
 
 def _not_found(exc: api.TwirpError) -> bool:
@@ -50,6 +59,9 @@ class LiveKitAdmin:
         except api.TwirpError as exc:
             if _not_found(exc):
                 return None
+            if exc.code == api.TwirpErrorCode.UNAVAILABLE:
+                raise RoomNodeGone(f"livekit {method} failed: {exc.code}: {exc.message}"
+                                   ) from None
             raise LiveKitError(f"livekit {method} failed: {exc.code}: {exc.message}") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise LiveKitError(f"livekit {method} failed: {type(exc).__name__}") from None
@@ -120,6 +132,18 @@ class LiveKitAdmin:
             await self.remove(room, identity)
         except LiveKitError as exc:
             logger.warning("stale session of {} in {} not removed: {}", identity, room, exc)
+
+    async def answers(self, room: str) -> None:
+        """Raise :class:`LiveKitError` unless the node hosting ``room`` answers now.
+
+        Listings come from Redis and still show a SIGKILLed node's rooms and people;
+        a data packet to nobody goes to the room's node itself (LiveKit's psrpc), so
+        it fails when that node is gone. No participant can have the identity used
+        (``roles.IDENTITY_RE`` refuses a leading "~").
+        """
+        await self._call("send_data", api.SendDataRequest(
+            room=room, data=b"?", kind=api.DataPacket.Kind.RELIABLE,
+            topic="broadcaster.probe", destination_identities=[PROBE_IDENTITY]))
 
     async def send_data(self, room: str, data: bytes, *, topic: str,
                         identities: list[str]) -> None:

@@ -41,7 +41,7 @@ from broadcaster.roles import (
 from broadcaster.shards import is_shard_name
 from broadcaster.web.audience_count import AudienceCount
 from broadcaster.web.errors import conflict, forbidden, gone, invalid, not_found
-from broadcaster.web.livekit_admin import LiveKitAdmin
+from broadcaster.web.livekit_admin import LiveKitAdmin, RoomNodeGone
 from broadcaster.web.rate_limit import SlidingWindowLimit, TokenBuckets
 from broadcaster.web.shards import ShardRouter
 from broadcaster.web.store import Ban, Claim, Store, Webinar
@@ -335,7 +335,10 @@ class Webinars:
                         and identity != webinar.speaker)
             connected = None
             if not to_shard:
-                await self._ensure_room(webinar)
+                try:
+                    await self._ensure_room(webinar)
+                except RoomNodeGone as exc:  # this join re-homes it, the bot restores
+                    logger.warning("webinar {}: room not ensured ({})", room, exc)  # metadata
                 connected = await self.livekit.participant(room, identity)
             held = self.live_claim(webinar, identity)
             reclaim = held is not None and held.matches(claim)
