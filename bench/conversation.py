@@ -224,7 +224,7 @@ def _plot(result: dict[str, Any]) -> None:
     ax.set_ylim(0, 105)
     ms = result["latency"]["reply_ms"]
     unfitted = ", ".join(n for n, d in result["sets"].items() if not d.get("fitted")) or "none"
-    ax.set_title(f"Per set (not fitted on: {unfitted}); per turn p50 {ms['p50']:.1f} ms, "
+    ax.set_title(f"Per set (not fitted on: {unfitted});\nper turn p50 {ms['p50']:.1f} ms, "
                  f"p95 {ms['p95']:.1f} ms; load {result['latency']['load_s'][0]:.2f} s",
                  fontsize=9)
     ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=5)
