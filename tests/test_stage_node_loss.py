@@ -265,7 +265,9 @@ async def test_the_stage_node_dies_and_the_shards_play_on(
         print(f"stage node lost: the presenter watched the avatar again "
               f"{back if back is None else round(back, 2)} s after SIGKILL")
         assert bot.alive(), "the bot exited (it should have stayed up)\n" + bot.tail()
-        assert bot.grep(f"stage room {room}: back in"), bot.tail()
+        back_in = bot.grep(f"stage room {room}: back in")
+        assert back_in, bot.tail()
+        print(f"stage node lost: the bot's log: {back_in[-1][-90:]}")
         moved = await cluster.room_node(room)
         assert moved is not None and moved is not n2 and moved.alive, moved
         # her return: the avatar's picture and voice at a rate she would call live (it

@@ -39,8 +39,10 @@ UNREACHABLE_SECONDS = 15.0
 #: a page that lost its shard is routed on LiveKit's word at most this old
 LOST_FRESH_SECONDS = 1.0
 #: whether a shard's node answers (LiveKitAdmin.answers): waited for this long, and
-#: believed for as long (a crowd of displaced pages costs one probe per shard)
+#: believed for ``ANSWER_FRESH_SECONDS`` from the asking (a crowd of displaced pages, whose
+#: joins take the webinar's lock one by one, costs one probe per shard)
 PROBE_SECONDS = 0.5
+ANSWER_FRESH_SECONDS = 1.5
 #: a viewer displaced by a dead node may overfill a shard whose node answers by this
 #: share of ``shard_capacity`` (at least one) rather than wait ~7 s for the bot to move
 #: its shard onto a live node; new joins fill the moved shard meanwhile
@@ -200,11 +202,13 @@ class ShardRouter:
         answers and where the bot is, over capacity by up to ``SPILL_SHARE`` if none has
         room. Measured: waiting for the bot to move a shard took 9.2-12.1 s.
         """
-        ours = [n for n in counts if n != lost and n in bot]
-        answers = await asyncio.gather(*(self._answers(n) for n in (lost, *ours)))
+        # every shard probed at once: the next displaced page may have lost another one
+        others = [n for n in counts if n != lost]
+        answers = await asyncio.gather(*(self._answers(n) for n in (lost, *others)))
         if answers[0]:
             return None  # its node is alive: a reload, or a page's mistake
-        live = {n: counts[n] for n, ok in zip(ours, answers[1:], strict=True) if ok}
+        live = {n: counts[n] for n, ok in zip(others, answers[1:], strict=True)
+                if ok and n in bot}
         cap = self.settings.shard_capacity
         roomy = {n: v for n, v in live.items() if v < cap}
         spill = {n: v for n, v in live.items() if v < cap + max(1, int(cap * SPILL_SHARE))}
@@ -217,10 +221,10 @@ class ShardRouter:
         return shard
 
     async def _answers(self, shard: str) -> bool:
-        """Whether ``shard``'s node answers (one probe per shard per ``PROBE_SECONDS``)."""
+        """Whether ``shard``'s node answers (one probe per ``ANSWER_FRESH_SECONDS``)."""
         now = time.monotonic()
         at, probe = self._answered.get(shard, (-1e9, None))
-        if probe is None or now - at >= PROBE_SECONDS:
+        if probe is None or now - at >= ANSWER_FRESH_SECONDS:
             probe = asyncio.ensure_future(self._probe(shard))
             self._answered[shard] = (now, probe)
         return await asyncio.shield(probe)
