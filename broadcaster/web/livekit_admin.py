@@ -83,6 +83,19 @@ class LiveKitAdmin:
         await self._call("update_room_metadata",
                          api.UpdateRoomMetadataRequest(room=room, metadata=text))
 
+    async def ensure_room_unless_gone(self, room: str, metadata: dict[str, Any]) -> bool:
+        """:meth:`ensure_room`; False (logged) when the room's node died.
+
+        The join that follows re-homes the room and the bot's StageKeeper restores its
+        metadata (a 502 here kept the presenter out after the stage's node died).
+        """
+        try:
+            await self.ensure_room(room, metadata)
+            return True
+        except RoomNodeGone as exc:
+            logger.warning("room {} not ensured ({})", room, exc)
+            return False
+
     async def set_metadata(self, room: str, metadata: dict[str, Any]) -> None:
         """Replace the room's metadata, which the pages read for the webinar's state."""
         await self._call("update_room_metadata",

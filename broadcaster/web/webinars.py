@@ -41,7 +41,7 @@ from broadcaster.roles import (
 from broadcaster.shards import is_shard_name
 from broadcaster.web.audience_count import AudienceCount
 from broadcaster.web.errors import conflict, forbidden, gone, invalid, not_found
-from broadcaster.web.livekit_admin import LiveKitAdmin, RoomNodeGone
+from broadcaster.web.livekit_admin import LiveKitAdmin
 from broadcaster.web.rate_limit import SlidingWindowLimit, TokenBuckets
 from broadcaster.web.shards import ShardRouter
 from broadcaster.web.store import Ban, Claim, Store, Webinar
@@ -304,8 +304,8 @@ class Webinars:
         now = time.monotonic()
         if now - self._room_checked.get(webinar.room, -ROOM_CHECK_SECONDS) < ROOM_CHECK_SECONDS:
             return
-        await self.livekit.ensure_room(webinar.room, metadata(webinar))
-        self._room_checked[webinar.room] = now
+        if await self.livekit.ensure_room_unless_gone(webinar.room, metadata(webinar)):
+            self._room_checked[webinar.room] = now
 
     # --- public actions ----------------------------------------------------------------
     async def join(
@@ -335,10 +335,7 @@ class Webinars:
                         and identity != webinar.speaker)
             connected = None
             if not to_shard:
-                try:
-                    await self._ensure_room(webinar)
-                except RoomNodeGone as exc:  # this join re-homes it, the bot restores
-                    logger.warning("webinar {}: room not ensured ({})", room, exc)  # metadata
+                await self._ensure_room(webinar)
                 connected = await self.livekit.participant(room, identity)
             held = self.live_claim(webinar, identity)
             reclaim = held is not None and held.matches(claim)

@@ -33,10 +33,10 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, F
 from pipecat.transports.livekit.transport import LiveKitTransport
 
 from broadcaster.bot.republisher.audio import AudioOut
-from broadcaster.bot.republisher.encoding import RepublishEncoding, audio_options
+from broadcaster.bot.republisher.encoding import RepublishEncoding
 from broadcaster.bot.republisher.malloc import tune_malloc
 from broadcaster.bot.republisher.pacer import VideoPacer
-from broadcaster.bot.republisher.sources import close_later, new_sources
+from broadcaster.bot.republisher.sources import close_later, new_sources, publish_tracks
 from broadcaster.bot.republisher.stats import RepublisherStats
 from broadcaster.bot.republisher.video import VideoOut
 from broadcaster.frames import SpeechOnsetCancelledFrame, SpeechOnsetFrame
@@ -58,14 +58,12 @@ class LiveKitRepublisher(FrameProcessor):
             StartFrame arrives): an ``rtc.Room``, a pipecat ``LiveKitTransport`` (its
             room is looked up at start, so the bot stays ONE participant), or a
             zero-argument callable returning the room.
-        url, token: instead of ``room``, connect a room of our own (``setup`` connects,
-            cleanup disconnects).
+        url, token: instead of ``room``, a room of our own (joined at setup, left at cleanup).
         encoding: video size/fps/codec/bitrate/simulcast; default 720p25 VP8 1.7 Mbps,
             one layer (``RepublishEncoding.from_settings(settings)`` for ours).
         hold_frames: repeat the last frame after this many frame intervals without one.
-        slate_after: seconds without a real frame before the slate replaces the repeats;
-            also fires ``on_video_stalled`` / ``on_video_resumed`` event handlers.
-        slate_text: text of the slate card.
+        slate_after: seconds without a real frame before the slate (``slate_text``)
+            replaces the repeats; also fires ``on_video_stalled`` / ``on_video_resumed``.
         audio_sample_rate, audio_channels: of the published audio (others are converted).
         max_audio_lag: bound (s) on how far the avatar's continuous speech may lag video
             before frames are dropped for lip sync; None: never. TTS audio is never dropped.
@@ -75,8 +73,7 @@ class LiveKitRepublisher(FrameProcessor):
             pipecat's output transport would (default: when ``forward_media`` is off).
         exclusive_sources: unpublish the participant's other camera/microphone tracks
             (e.g. LiveKitTransport's silent "pipecat-audio"): viewers see one of each.
-        announce_ready: push ``OutputTransportReadyFrame`` upstream once published
-            (``HeyGenVideoService`` drops avatar frames until one passes it).
+        announce_ready: push ``OutputTransportReadyFrame`` up once published (HeyGen waits).
         malloc_tuning: call :func:`tune_malloc` (process-wide) on construction.
         connect_timeout: bound (s) on waiting for the room and on each track publication.
         mute_on_speech_start: barge-in as early as the VAD allows: speech ducks at a
@@ -266,16 +263,11 @@ class LiveKitRepublisher(FrameProcessor):
     async def _publish(self, room: rtc.Room) -> None:
         """Publish tracks of our two sources in ``room`` (at start, again after a move)."""
         assert self._video_source is not None and self._audio_source is not None
-        tracks = ((rtc.LocalVideoTrack.create_video_track(
-            self._video_track_name, self._video_source), self.encoding.video_options()),
-            (rtc.LocalAudioTrack.create_audio_track(
-                self._audio_track_name, self._audio_source), audio_options()))
         self._publishing = True
         try:
-            for track, options in tracks:  # publish_track hangs without the grant: bound it
-                self._publications.append(await asyncio.wait_for(
-                    room.local_participant.publish_track(track, options),
-                    self._connect_timeout))
+            self._publications += await publish_tracks(
+                room, self._video_source, self._audio_source, (self._video_track_name,
+                self._audio_track_name), self.encoding.video_options(), self._connect_timeout)
         finally:
             self._publishing = False
         if self._exclusive:

@@ -15,7 +15,7 @@ import asyncio
 from livekit import rtc
 
 from broadcaster.bot.republisher.audio import AudioOut
-from broadcaster.bot.republisher.encoding import RepublishEncoding
+from broadcaster.bot.republisher.encoding import RepublishEncoding, audio_options
 
 #: how long an old source stays open after the capture moved away from it
 CLOSE_AFTER_SECONDS = 5.0
@@ -32,3 +32,16 @@ async def close_later(source: rtc.VideoSource | rtc.AudioSource) -> None:
     """Close ``source`` once no capture can still be in flight into it."""
     await asyncio.sleep(CLOSE_AFTER_SECONDS)
     await source.aclose()
+
+
+async def publish_tracks(room: rtc.Room, video: rtc.VideoSource, audio: rtc.AudioSource,
+                         names: tuple[str, str], video_options: rtc.TrackPublishOptions,
+                         seconds: float) -> list[rtc.LocalTrackPublication]:
+    """Publish a video track of ``video`` and an audio track of ``audio`` in ``room``.
+
+    ``publish_track`` hangs (never raises) without the grant, so each is bounded.
+    """
+    tracks = ((rtc.LocalVideoTrack.create_video_track(names[0], video), video_options),
+              (rtc.LocalAudioTrack.create_audio_track(names[1], audio), audio_options()))
+    return [await asyncio.wait_for(room.local_participant.publish_track(track, options),
+                                   seconds) for track, options in tracks]
