@@ -220,6 +220,8 @@ async def test_sandbox_sessions_roll_over_ahead_without_a_slate(
             for sw in found:
                 logger.info(f"switch at {sw.at:.3f} (change {sw.change}): "
                             f"{frames_around(viewer.seen, sw)}")
+            logger.info(f"sandbox marathon: each switch's first frame changed the picture by "
+                        f"{[round(j, 2) for j in jumps]}")
             logger.info(f"sandbox marathon: {len(found)} overlapped rollovers, {sequential} "
                         f"sequential, {ended} sessions ended by the service, {slate} slate "
                         f"frames, {frames / (t1 - t0):.1f} fps at the viewer, longest gap "

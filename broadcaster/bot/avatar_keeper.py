@@ -202,7 +202,15 @@ class AvatarKeeper:
             self._next = asyncio.create_task(self._open_next(), name="avatar-next-session")
 
     async def _open_next(self) -> float | None:
+        """Open the next session; return when its opening began (None: refused).
+
+        Its lifetime is counted from then, not from when the opening returned: the service
+        starts the clock at ``/sessions/start``, before the client's LiveKit join (0.4-1.5 s
+        on a busy box), and a switch counted from the join's end came after the service
+        had ended the session once in a rollover test.
+        """
         avatar = cast(_Overlapping, self.avatar)
+        began = time.monotonic()
         try:
             opened = await avatar.open_standby()
         except Exception as e:  # the service refusing in a way pipecat did not swallow
@@ -212,8 +220,9 @@ class AvatarKeeper:
             logger.info("the avatar service refused a second session: the rollover will "
                         "close and reopen")
             return None
-        logger.info("next avatar session opened ahead; warming up")
-        return time.monotonic()
+        logger.info(f"next avatar session opened ahead in {time.monotonic() - began:.1f} s; "
+                    "warming up")
+        return began
 
     def _next_state(self) -> str:
         """Tell how far the next session is: "none", "opening", "failed" or, opened, "cold".
