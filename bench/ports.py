@@ -17,12 +17,15 @@ T = TypeVar("T")
 
 
 def port_clash(exc: BaseException, logs: list[Path] | None = None) -> bool:
-    """The start failed because a port was taken (said by the error or a server log)."""
-    if "address already in use" in str(exc):
+    """The start failed because a port was taken (said by the error or a server log).
+
+    livekit-server says "address already in use"; the supervisor's own check "is already in use".
+    """
+    if "already in use" in str(exc):
         return True
     for log in logs or []:
         try:
-            if "address already in use" in log.read_text(errors="replace")[-4000:]:
+            if "already in use" in log.read_text(errors="replace")[-4000:]:
                 return True
         except OSError:
             continue

@@ -113,13 +113,9 @@ class Stack:
         return "\n".join(line for _, line in self.lines[-n:])
 
 
-@contextlib.asynccontextmanager
-async def up_stack(start_bot: bool = True, env_extra: dict[str, str] | None = None,
-                   **overrides: Any) -> AsyncIterator[Stack]:
-    """The whole local stack (livekit-server, avatar service, web app, demo bot).
-
-    ``env_extra``: process environment for every part (e.g. ``MALLOC_ARENA_MAX``, ``GOGC``).
-    """
+async def _start_stack(start_bot: bool, env_extra: dict[str, str] | None,
+                       overrides: dict[str, Any]) -> Stack:
+    """Start ``broadcaster up`` on fresh ports and wait until it says it is up."""
     s = fresh_settings(**overrides)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("BROADCASTER_", "LIVEKIT_", "HEYGEN_"))}
@@ -132,29 +128,61 @@ async def up_stack(start_bot: bool = True, env_extra: dict[str, str] | None = No
         stderr=asyncio.subprocess.STDOUT, start_new_session=True,
     )
     stack = Stack(s, proc)
-    log = open(Path(s.state_dir) / "up.log", "w")  # noqa: SIM115 - closed below
+    log = open(Path(s.state_dir) / "up.log", "w")  # noqa: SIM115 - closed by the reader
 
     async def read() -> None:
         assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            text = line.decode(errors="replace").rstrip("\n")
-            stack.lines.append((time.monotonic(), text))
-            log.write(text + "\n")
+        try:
+            while line := await proc.stdout.readline():
+                text = line.decode(errors="replace").rstrip("\n")
+                stack.lines.append((time.monotonic(), text))
+                log.write(text + "\n")
+        finally:
+            log.close()
 
     stack.reader = asyncio.create_task(read())
     try:
         await stack.wait_line(r"Ctrl-C stops everything", timeout=120)
-        yield stack
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 40)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+    except RuntimeError as exc:
+        await _stop_stack(stack)  # reads the output to its end: the cause is in the tail
+        raise RuntimeError(f"broadcaster up exited:\n{stack.tail()}") from exc
+    except BaseException:
+        await _stop_stack(stack)
+        raise
+    return stack
+
+
+async def _stop_stack(stack: Stack) -> None:
+    """SIGINT to the supervisor (it stops its children), SIGKILL to the group if it hangs."""
+    proc = stack.proc
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(proc.wait(), 40)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    if stack.reader is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(stack.reader), 5)
         stack.reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stack.reader
-        log.close()
+
+
+@contextlib.asynccontextmanager
+async def up_stack(start_bot: bool = True, env_extra: dict[str, str] | None = None,
+                   **overrides: Any) -> AsyncIterator[Stack]:
+    """The whole local stack (livekit-server, avatar service, web app, demo bot).
+
+    ``env_extra``: process environment for every part (e.g. ``MALLOC_ARENA_MAX``, ``GOGC``).
+    A start that fails on a port taken meanwhile starts over on fresh ports.
+    """
+    from bench.ports import with_fresh_ports
+
+    stack = await with_fresh_ports(lambda: _start_stack(start_bot, env_extra, overrides))
+    try:
+        yield stack
+    finally:
+        await _stop_stack(stack)

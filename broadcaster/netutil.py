@@ -4,21 +4,60 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypedDict
 
 import aiohttp
 
 from broadcaster.config import Settings
 
+_EPHEMERAL_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+# its own generator: tests (hypothesis) reseed the global one, and parallel runs would
+# then pick the same sequence
+_rng = random.SystemRandom()
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """Return the kernel's range for outgoing local ports (Linux default 32768-60999)."""
+    try:
+        low, high = (int(v) for v in _EPHEMERAL_FILE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def _pick_range() -> tuple[int, int]:
+    """Ports to pick from: below the ephemeral range if there is room, else above it."""
+    low, high = ephemeral_range()
+    if low - 1 - 10000 >= 2000:
+        return 10000, low - 1
+    return high + 1, 65535
+
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """Return a port the OS says is free now (there is a small race; fine for tests)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """Return a port free now for TCP and UDP on every interface, outside the ephemeral range.
+
+    Why not ``bind(0)``: the kernel hands out the same ephemeral ports to every outgoing
+    connection, so a busy test run could take one between the pick and the server's bind.
+    Ports handed out once are not handed out again by this process. ``kind`` and ``host``
+    are kept for callers; the port is checked for both kinds on all interfaces.
+    """
+    del kind, host
+    low, high = _pick_range()
+    for _ in range(500):
+        port = _rng.randint(low, high)
+        if port in _handed_out:
+            continue
+        if any(port_taken(port, "0.0.0.0", k) for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {low} and {high}")
 
 
 def port_taken(port: int, host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> bool:

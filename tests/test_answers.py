@@ -406,3 +406,23 @@ def test_a_fact_asked_by_name_must_be_in_the_topic(answerers, notes, turn, sourc
 ])
 def test_audio_checks_and_looking_for_notes_are_social(answerers, turn):
     assert answerers["course-intro"].reply(turn, Dialogue()).source == "conversation"
+
+
+@pytest.mark.parametrize(("notes", "turn", "source"), [
+    # the attendee's word for what the host wrote in other words (text.SYNONYM_GROUPS)
+    ("course-intro", "what's the curriculum", "Course outline"),
+    ("course-intro", "what modules are covered", "Course outline"),
+    ("sample-agenda", "what tooling did you use to build the avatar",
+     "Which software is this built on?"),
+    ("product-launch", "what apps does it hook into", "Which tools does Plover connect to?"),
+])
+def test_everyday_words_reach_the_topic_written_in_other_words(answerers, notes, turn, source):
+    assert answerers[notes].reply(turn, Dialogue()).source == source
+
+
+def test_word_groups_stand_for_each_other_both_ways():
+    from broadcaster.answers.text import SYNONYM_GROUPS, SYNONYMS
+
+    for group in SYNONYM_GROUPS:
+        for word in group:
+            assert set(group) - {word} <= set(SYNONYMS[word]), word

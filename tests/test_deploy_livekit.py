@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from broadcaster.config import PROJECT_ROOT, Settings
+from broadcaster.netutil import free_port
 from tests.helpers.deploy import (
     HELM_ONLY_TURN_KEYS,
     HELM_VALUES,
@@ -201,20 +202,14 @@ def test_livekit_server_rejects_unknown_key(stun_server: str) -> None:
         _ports_output(cfg, stun_server)
 
 
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_production_config_starts(stun_server: str, tmp_path: Path) -> None:
     """livekit-server runs with the production config (free ports; no Redis here)."""
     cfg = yaml.safe_load(PROD_CONFIG.read_text())
     del cfg["redis"]  # no redis-server on this machine; with it LiveKit only routes via it
-    cfg["port"] = _free_port()
-    cfg["rtc"].update(tcp_port=_free_port(), udp_port=_free_port(socket.SOCK_DGRAM),
+    cfg["port"] = free_port()
+    cfg["rtc"].update(tcp_port=free_port(), udp_port=free_port(socket.SOCK_DGRAM),
                       stun_servers=[stun_server], skip_external_ip_validation=True)
-    cfg["turn"].update(tls_port=_free_port(), udp_port=_free_port(socket.SOCK_DGRAM))
+    cfg["turn"].update(tls_port=free_port(), udp_port=free_port(socket.SOCK_DGRAM))
     env = {**_clean_env(),
            "LIVEKIT_KEYS": f"deploytest: {secrets.token_urlsafe(32)}",
            # docker-compose.yml sets the TURN domain and the webhook's key this way

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -61,15 +62,74 @@ async def test_launcher_restarts_a_crashed_bot_then_gives_up(livekit: Settings, 
     always = BotLauncher(livekit, command=lambda room: crash, restart_backoff=0.01)
     await always.start("r4")
 
-    async def given_up() -> bool:
+    async def given_up() -> bool:  # exited, and no restart (0.01-0.15 s backoff) follows
+        first = always.status("r4")
         await asyncio.sleep(0.5)
-        return always.status("r4")["state"] == "exited"
+        return first["state"] == "exited" and always.status("r4") == first
 
     assert await wait_until(given_up, timeout=15)
     last = always.status("r4")
     await asyncio.sleep(1.0)  # past every backoff: no further restart comes
     assert always.status("r4") == last and last["returncode"] == 3
     await always.stop_all()
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+async def test_bots_left_running_by_a_crash_start_again_and_a_clean_stop_forgets_them(
+        livekit: Settings, tmp_path: Path) -> None:
+    """A web app that dies (SIGKILL) leaves its rooms written down; the next one resumes
+    those whose webinar still exists, and a clean shutdown or a stop resumes nothing."""
+    running = tmp_path / "bots-running.json"
+    first = BotLauncher(livekit, command=lambda room: SLEEPER, running_file=running)
+    for room in ("kept", "gone", "stopped"):
+        await first.start(room)
+    await first.stop("stopped")
+    # the web app is killed here: nothing stops ``first``'s bots (the supervisor ends them)
+    for room in ("kept", "gone"):
+        pid = first.status(room)["pid"]
+        assert isinstance(pid, int)
+        os.kill(pid, signal.SIGKILL)
+
+    second = BotLauncher(livekit, command=lambda room: SLEEPER, running_file=running)
+    assert sorted(second.left_running()) == ["gone", "kept"]
+    assert await second.resume(lambda room: room != "gone") == ["kept"]
+    assert second.status("kept")["state"] == "running"
+    assert second.status("gone")["state"] == second.status("stopped")["state"] == "stopped"
+    assert json.loads(running.read_text()) == ["kept"]
+    await first.stop_all()
+    await second.stop_all()  # a clean shutdown
+
+    third = BotLauncher(livekit, command=lambda room: SLEEPER, running_file=running)
+    assert third.left_running() == [] and await third.resume(lambda room: True) == []
+
+
+async def test_a_bot_given_up_on_is_not_resumed(livekit: Settings, tmp_path: Path) -> None:
+    running = tmp_path / "bots-running.json"
+    crash = [sys.executable, "-c", "raise SystemExit(3)"]
+    bots = BotLauncher(livekit, command=lambda room: crash, restart_backoff=0.01,
+                       running_file=running)
+    await bots.start("loop")
+
+    async def given_up() -> bool:
+        await asyncio.sleep(0.3)
+        later = BotLauncher(livekit, running_file=running)
+        return bots.status("loop")["state"] == "exited" and later.left_running() == []
+
+    assert await wait_until(given_up, timeout=15)
+    await bots.stop_all()
+
+
+async def test_an_unreadable_running_file_resumes_nothing(livekit: Settings,
+                                                          tmp_path: Path) -> None:
+    running = tmp_path / "bots-running.json"
+    for junk in ("{not json", '{"room": "x"}', "[1, null, {}]", ""):
+        running.write_text(junk)
+        bots = BotLauncher(livekit, command=lambda room: SLEEPER, running_file=running)
+        assert bots.left_running() == []
+        assert await bots.resume(lambda room: True) == []
+    assert json.loads(running.read_text()) == []
 
 
 async def test_host_api_starts_and_stops_the_bot(web_client: WebClient):

@@ -142,6 +142,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     guard = app[FLOOR] = FloorGuard(webinars)
     guard.observers.append(audience.drop_absent_hands)
     guard.start()
+    await app[BOTS].resume(lambda room: webinars.store.webinar(room) is not None)
     try:
         yield
     finally:
@@ -167,7 +168,8 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[STORE] = Store(settings.db_path)
-    app[BOTS] = bots or BotLauncher(settings)
+    app[BOTS] = bots or BotLauncher(
+        settings, running_file=Path(settings.state_dir) / "bots-running.json")
     app[REHEARSALS] = rehearsals or BotLauncher(settings, rehearsal_command)
     app[WEBHOOK_IDS] = RecentIds(settings.webhook_dedupe_seconds)
     app[VENDOR_JS] = vendor_js or routes_pages.LIVEKIT_CLIENT_JS

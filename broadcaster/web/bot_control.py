@@ -9,12 +9,14 @@ injectable so tests can launch a stand-in.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from loguru import logger
 
@@ -52,6 +54,7 @@ class _Bot:
     launched: float = field(default_factory=time.monotonic)
     watcher: asyncio.Task[None] | None = None
     pump: asyncio.Task[None] | None = None
+    given_up: bool = False  # crashed too often: left exited, not resumed
 
 
 class BotLauncher:
@@ -64,7 +67,9 @@ class BotLauncher:
         *,
         stop_timeout: float = 10.0,
         restart_backoff: float = 1.0,
+        running_file: Path | None = None,
     ) -> None:
+        """``running_file``: where the rooms with a bot are kept, for :meth:`resume`."""
         self._env = {**os.environ, **settings.child_env()}
         self._log_format = settings.log_format
         self._command = command
@@ -74,6 +79,43 @@ class BotLauncher:
             max_delay=15.0 * restart_backoff, max_crashes=MAX_RESTARTS, window=RESTART_WINDOW)
         self._bots: dict[str, _Bot] = {}
         self._lock = asyncio.Lock()
+        self._running_file = running_file
+
+    def _save(self) -> None:
+        """Write down the rooms that have a bot (atomically: a crash leaves old or new)."""
+        if self._running_file is None:
+            return
+        tmp = self._running_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(sorted(r for r, b in self._bots.items() if not b.given_up)))
+            tmp.replace(self._running_file)
+        except OSError as exc:
+            logger.warning("could not write {}: {}", self._running_file, exc)
+
+    def left_running(self) -> list[str]:
+        """Rooms whose bot was running when this launcher's process last ended.
+
+        Empty after a clean stop (:meth:`stop_all` forgets every bot); after a crash of the
+        web app (SIGKILL, OOM) the list is what the supervisor's orphan reaping took away.
+        """
+        if self._running_file is None:
+            return []
+        try:
+            rooms = json.loads(self._running_file.read_text())
+        except (OSError, ValueError):
+            return []
+        return [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
+
+    async def resume(self, exists: Callable[[str], bool]) -> list[str]:
+        """Start again the bots a crash of the web app left behind (rooms that still exist)."""
+        rooms = [r for r in self.left_running() if exists(r)]
+        for room in rooms:
+            logger.warning("bot for room {} was running when the web app ended unexpectedly; "
+                           "starting it again", room)
+            await self.start(room)
+        if not rooms:
+            self._save()
+        return rooms
 
     def status(self, room: str) -> dict[str, object]:
         """``{"state": "running"|"exited"|"stopped", "pid", "returncode", "started_at"}``."""
@@ -95,6 +137,7 @@ class BotLauncher:
             if bot is not None and bot.proc.returncode is None:
                 return self.status(room)
             self._bots[room] = await self._launch(room, RestartTracker(self._policy))
+            self._save()
             return self.status(room)
 
     async def _launch(self, room: str, restarts: RestartTracker) -> _Bot:
@@ -139,6 +182,8 @@ class BotLauncher:
                 logger.error("bot for room {} exited (code {}) {} times in {:.0f} s; "
                              "not restarting", bot.room, code, len(bot.restarts.crashes),
                              RESTART_WINDOW)
+                bot.given_up = True
+                self._save()
                 return
             logger.warning("bot for room {} exited (code {}) after {:.1f} s up; restarting "
                            "in {:.1f} s", bot.room, code, now - bot.launched, delay)
@@ -154,6 +199,7 @@ class BotLauncher:
             bot = self._bots.pop(room, None)
             if bot is None:
                 return self.status(room)
+            self._save()
             await self._terminate(bot)
             status = {
                 "state": "stopped", "pid": bot.proc.pid,
