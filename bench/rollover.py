@@ -44,6 +44,7 @@ from bench.e2e import wait_bot_live, web_join  # noqa: E402
 from bench.faults import Audience  # noqa: E402
 from bench.figures import RESULTS, machine, now_iso, pyplot, summary, write_result  # noqa: E402
 from bench.servers import up_stack  # noqa: E402
+from broadcaster.bot.picture_match import SAME_PICTURE  # noqa: E402
 from probes.rollover_watch import judge, switch_jumps, switch_walls, switches  # noqa: E402
 
 SESSION_S = 5.0
@@ -217,12 +218,16 @@ def run(quick: bool = False) -> dict[str, Any]:
               "classifies every frame (slate or avatar)"),
         goal=("no slate frame; no session ended by the service; every rollover overlapped, "
               "the picture held <= 0.1 s at a switch, no jump (the change at each switch's "
-              "first frame within the p99 of normal windows' largest change)"))
-    normal_p99 = (result.get("normal_change") or {}).get("p99", 0.0)
+              "first frame at most the p99 of normal windows' largest change plus the "
+              "encoders' noise, SAME_PICTURE)"))
+    # a switch at a matching frame changes the picture by the two encoders' noise; if the
+    # avatar's sway steps at that frame, by a step and the noise: no more than that
+    allowed = (result.get("normal_change") or {}).get("p99", 0.0) + SAME_PICTURE
+    result["jump_allowed"] = allowed
     result["pass"] = (result["slate_frames"] == 0 and result["ended_by_service"] == 0
                       and result["sequential"] == 0
                       and (result["held_s"].get("max") or 0.0) <= 0.1
-                      and (result["switch_jump"].get("max") or 0.0) <= normal_p99)
+                      and (result["switch_jump"].get("max") or 0.0) <= allowed)
     write_result("rollover", result)
     plot(result, RESULTS / "rollover.png")
     return result

@@ -26,6 +26,7 @@ import pytest
 import pytest_asyncio
 from loguru import logger
 
+from broadcaster.bot.picture_match import SAME_PICTURE
 from broadcaster.config import PROJECT_ROOT, Settings
 from broadcaster.netutil import free_port, wait_http_ok
 from probes.rollover_watch import frames_around, judge, switch_jumps, switch_walls, switches
@@ -245,9 +246,12 @@ async def test_sandbox_sessions_roll_over_ahead_without_a_slate(
             # session, its stream still ramping up) a switch window's largest change was up
             # to 1.14-1.31 against 0.70-0.89 in normal windows; now the keeper waits until the
             # next session's picture matches and the switch is made at a matching frame
-            assert max(jumps) <= normal, (
+            # a switch at a matching frame changes the picture by the two encoders' noise
+            # (p50 0.2); when the sway steps at that very frame, by a step plus that noise
+            # (measured 0.5-0.71 in 5 of 15 switches once): never more
+            assert max(jumps) <= normal + SAME_PICTURE, (
                 f"the picture jumped at a switch: {sorted(jumps)} (mean |Δ luma|) against "
-                f"{normal:.2f} at most in normal windows (p99.5)\n"
+                f"{normal:.2f} at most in normal windows (p99.5) + {SAME_PICTURE} noise\n"
                 + "\n".join(bot.grep("rolling over at a pause")))
         finally:
             await viewer.leave()
