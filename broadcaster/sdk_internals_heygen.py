@@ -10,6 +10,7 @@ the current one and switching to it at a pause, reaches into both.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -118,6 +119,12 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
         return self.__dict__.get("_hooks_standby")
 
     @property
+    def standby_started(self) -> float | None:
+        """When the service started the next session (monotonic; its lifetime's start)."""
+        value = self.__dict__.get("_hooks_standby_started")
+        return None if value is None else float(value)
+
+    @property
     def standby_frames(self) -> int:
         """Frames the standby session delivered so far (held back until the switch)."""
         return int(self.__dict__.get("_hooks_standby_frames", 0))
@@ -167,6 +174,14 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
         self.adapt_client(client)
         self.__dict__["_hooks_standby"] = client
         self.__dict__["_hooks_standby_frames"] = 0
+        self.__dict__["_hooks_standby_started"] = None
+        initialize = client._initialize
+
+        async def timed_initialize() -> None:  # the session request and start, no more
+            await initialize()
+            self.__dict__["_hooks_standby_started"] = time.monotonic()
+
+        client._initialize = timed_initialize  # type: ignore[method-assign]
         await client.setup(setup)
         if heygen_session_health(client, media=False) != "open":
             await self.drop_standby()

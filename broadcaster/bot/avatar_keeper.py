@@ -202,12 +202,13 @@ class AvatarKeeper:
             self._next = asyncio.create_task(self._open_next(), name="avatar-next-session")
 
     async def _open_next(self) -> float | None:
-        """Open the next session; return when its opening began (None: refused).
+        """Open the next session; return when the service started it (None: refused).
 
-        Its lifetime is counted from then, not from when the opening returned: the service
-        starts the clock at ``/sessions/start``, before the client's LiveKit join (0.4-1.5 s
-        on a busy box), and a switch counted from the join's end came after the service
-        had ended the session once in a rollover test.
+        Its lifetime is counted from ``/sessions/start`` (``standby_started``; else from
+        when the opening began), not from when the opening returned: the client's LiveKit
+        join comes after (0.4-1.5 s on a busy box), and a switch counted from the join's
+        end came after the service had ended the session once in a rollover test; counted
+        from the opening's beginning, the next one's opening (1.1-1.5 s) was too late.
         """
         avatar = cast(_Overlapping, self.avatar)
         began = time.monotonic()
@@ -220,9 +221,10 @@ class AvatarKeeper:
             logger.info("the avatar service refused a second session: the rollover will "
                         "close and reopen")
             return None
-        logger.info(f"next avatar session opened ahead in {time.monotonic() - began:.1f} s; "
-                    "warming up")
-        return began
+        started = getattr(avatar, "standby_started", None) or began
+        logger.info(f"next avatar session opened ahead in {time.monotonic() - began:.1f} s "
+                    f"(started by the service after {started - began:.1f} s); warming up")
+        return started
 
     def _next_state(self) -> str:
         """Tell how far the next session is: "none", "opening", "failed" or, opened, "cold".
