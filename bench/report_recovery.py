@@ -65,6 +65,7 @@ def _viewer_fps(d: dict[str, Any]) -> Any:
 
 def rollover(d: dict[str, Any]) -> list[Row]:
     held, change = d.get("held_s") or {}, d.get("switch_change") or {}
+    jump = d.get("switch_jump") or {}
     normal = d.get("normal_change") or {}
     return [(f"one webinar hour of one-minute sandbox sessions ({d.get('sessions_planned')} "
              f"sessions of {_f(d.get('session_s'), 'g')} s, {_f(d.get('accelerated_x'), 'g')}x):"
@@ -75,6 +76,10 @@ def rollover(d: dict[str, Any]) -> list[Row]:
              f"{d.get('ended_by_service')} ended by the service; held per switch p50 "
              f"{_f(held.get('p50'), '.3f')} / max {_f(held.get('max'), '.3f', ' s')}",
              f"{_f(d.get('fps'), '.1f')} fps, longest gap at the viewer "
-             f"{_f(d.get('longest_gap_s'), '.2f', ' s')}; picture change at a switch max "
-             f"{_f(change.get('max'), '.2f')} (other frames p99 {_f(normal.get('p99'), '.2f')},"
-             f" max {_f(normal.get('max'), '.2f')})", d.get("pass"))]
+             f"{_f(d.get('longest_gap_s'), '.2f', ' s')}; "
+             + (f"change at a switch's first frame p50 {_f(jump.get('p50'), '.2f')} / max "
+                f"{_f(jump.get('max'), '.2f')}, window around it max " if jump else
+                "picture change at a switch max ")
+             + f"{_f(change.get('max'), '.2f')} (normal windows p99 "
+             f"{_f(normal.get('p99'), '.2f')}, max {_f(normal.get('max'), '.2f')})",
+             d.get("pass"))]

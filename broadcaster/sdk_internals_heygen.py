@@ -10,13 +10,19 @@ the current one and switching to it at a pause, reaches into both.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from livekit import rtc
 from loguru import logger
-from pipecat.frames.frames import AudioRawFrame
-from pipecat.processors.frame_processor import FrameProcessorSetup
+from pipecat.frames.frames import (
+    AudioRawFrame,
+    Frame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
 from pipecat.services.heygen.client import HEY_GEN_SAMPLE_RATE, HeyGenCallbacks, HeyGenClient
 from pipecat.services.heygen.video import HeyGenVideoService
 from pipecat.transports.base_transport import TransportParams
@@ -76,13 +82,47 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
         if ready:
             client.transport_ready()
         await self._create_send_task()
+        if self.listening:  # the presenter is mid-turn: the new session listens too
+            await client.start_agent_listening()
         return True
+
+    # ------------------------------------------ the avatar's listening state, kept per service
+    @property
+    def listening(self) -> bool:
+        """Whether the presenter is mid-turn (the avatar was told ``start_listening``).
+
+        pipecat tells only its current client; a session opened later (the next one,
+        opened ahead, or one reopened in place) is told here, so the avatar's look does
+        not change at a switch.
+        """
+        return bool(self.__dict__.get("_hooks_listening"))
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Handle ``frame`` as pipecat does; mirror the presenter's turn to the next session."""
+        turn = isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame))
+        if turn:
+            self.__dict__["_hooks_listening"] = isinstance(frame, UserStartedSpeakingFrame)
+        await super().process_frame(frame, direction)
+        if turn and (standby := self.standby) is not None:
+            await self._tell_listening(standby)
+
+    async def _tell_listening(self, client: HeyGenClient) -> None:
+        if self.listening:
+            await client.start_agent_listening()
+        else:
+            await client.stop_agent_listening()
 
     # ------------------------------------------ the next session, opened beside the current
     @property
     def standby(self) -> HeyGenClient | None:
         """The next session's client, open beside the current one (None: none)."""
         return self.__dict__.get("_hooks_standby")
+
+    @property
+    def standby_started(self) -> float | None:
+        """When the service started the next session (monotonic; its lifetime's start)."""
+        value = self.__dict__.get("_hooks_standby_started")
+        return None if value is None else float(value)
 
     @property
     def standby_frames(self) -> int:
@@ -134,10 +174,20 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
         self.adapt_client(client)
         self.__dict__["_hooks_standby"] = client
         self.__dict__["_hooks_standby_frames"] = 0
+        self.__dict__["_hooks_standby_started"] = None
+        initialize = client._initialize
+
+        async def timed_initialize() -> None:  # the session request and start, no more
+            await initialize()
+            self.__dict__["_hooks_standby_started"] = time.monotonic()
+
+        client._initialize = timed_initialize  # type: ignore[method-assign]
         await client.setup(setup)
         if heygen_session_health(client, media=False) != "open":
             await self.drop_standby()
             return False
+        if self.listening:  # the presenter is mid-turn: the next session listens already
+            await client.start_agent_listening()
         return True
 
     async def switch_to_standby(self) -> HeyGenClient | None:
@@ -146,6 +196,10 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
         The caller closes the old one (:meth:`close_client`) after the switch, so the
         avatar's picture goes from one session's frame to the next one's.
         """
+        return self.switch_now()
+
+    def switch_now(self) -> HeyGenClient | None:
+        """Make the standby the current session (from the next frame on); return the old."""
         new, old = self.standby, self._client
         if new is None:
             return None

@@ -84,6 +84,9 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
                 "replaced on one client by a loop without the RGB round trip", ("stream",)),
     PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_livekit_connect", "class",
                 "skipped on one client in direct mode (no media to receive)"),
+    PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_initialize", "class",
+                "timed on the next session's client: when the service started it "
+                "(a rollover counts its lifetime from then)"),
     PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_transport_ready", "instance",
                 "frames are dropped until the output is ready: heygen_client_wants_video()"),
     PrivateName(f"{_HEYGEN}.client.HeyGenClient", "_video_frame_callback", "instance",

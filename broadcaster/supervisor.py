@@ -85,6 +85,8 @@ class Child:
         self.scrub = scrub
         self.log_format = log_format
         self.proc: asyncio.subprocess.Process | None = None
+        self.spawning = False
+        """Between the spawn and ``proc`` being set: the orphan sweep leaves us alone."""
         self.pump: asyncio.Task[None] | None = None
         self.restarts = RestartTracker(policy)
         self.started_at = 0.0  # monotonic, when the process was spawned
@@ -100,6 +102,7 @@ class Child:
         spec = self.spec
         logger.info(f"starting {spec.name}")
         self.started_at = time.monotonic()
+        self.spawning = True  # spawned but not yet ours: not an orphan (end_orphans)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *spec.argv,
@@ -110,6 +113,8 @@ class Child:
             )
         except OSError as exc:  # a missing or non-executable program
             raise StartupError(f"{spec.name}: cannot run {spec.argv[0]}: {exc.strerror}") from exc
+        finally:
+            self.spawning = False
         self.pump = asyncio.create_task(self._pump(), name=f"pump-{spec.name}")
         if spec.ready_url:
             try:
@@ -268,6 +273,8 @@ class Supervisor:
 
         A bot left by a crashed web app would otherwise run on beside the new one's.
         """
+        if any(c.spawning for c in self.children):
+            return  # a restart's new process is not recorded yet; the next sweep comes soon
         ours = {c.proc.pid for c in self.children if c.proc is not None}
         adopted = [pid for pid in proctree.children_map().get(os.getpid(), [])
                    if pid not in ours and pid not in self._foreign]

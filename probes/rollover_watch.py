@@ -21,6 +21,8 @@ _STAMP = r"(\d\d):(\d\d):(\d\d\.\d+) INFO +broadcaster\.bot\.avatar_keeper: "
 OVERLAPPED = re.compile(_STAMP + r"avatar session near its end: rolling over at a pause, by "
                         r"the next session opened (\S+) s ahead; picture held (\S+) s")
 SEQUENTIAL = re.compile(_STAMP + r"avatar session near its end: rolling over at a pause$")
+#: the republisher's line at a switch: the first frame of the new session entered it then
+SWITCH_FRAME = re.compile(r"come from another session from the frame entered at (\d+) us")
 #: a switch's frames at the viewer: from this long before its log line (written right
 #: after the switch) to this long after (the new session's first frame reaches the viewer
 #: ~0.1 s after the switch: encode, SFU, decode)
@@ -99,3 +101,31 @@ def judge(seen: list[Seen], found: list[Switch], t0: float, t1: float) -> list[f
             window, start = [], d
         window.append(s.change)
     return baseline
+
+
+def frames_around(seen: list[Seen], sw: Switch) -> list[tuple[float, float]]:
+    """(seconds from the switch's log line, change) of every frame in its window."""
+    return [(round(day_seconds(s.wall) - sw.at, 3), round(s.change, 2)) for s in seen
+            if not s.slate and sw.at - BEFORE <= day_seconds(s.wall) <= sw.at + AFTER]
+
+
+def switch_walls(lines: Iterable[str]) -> list[int]:
+    """Wall-clock µs at which each switch's first new-session frame entered the republisher."""
+    return [int(m[1]) for line in lines if (m := SWITCH_FRAME.search(line))]
+
+
+def switch_jumps(seen: list[Seen], walls: list[int]) -> list[float]:
+    """Return the change of the first frame a viewer saw from each switch's new session.
+
+    That frame is the first whose republisher stamp is at or after the switch (a frame
+    dropped on the way hands the measure to the next one); switches with no such frame
+    seen are left out. Exactly the switch's own jump: a window around it also holds the
+    avatar's normal movement.
+    """
+    stamped = sorted((s.entered_us, s.change) for s in seen if s.entered_us and not s.slate)
+    out = []
+    for wall in walls:
+        change = next((c for us, c in stamped if us >= wall), None)
+        if change is not None and any(us < wall for us, _ in stamped):
+            out.append(change)
+    return out

@@ -38,6 +38,8 @@ class Seen(NamedTuple):
     change: float = 0.0
     """Mean absolute luma difference from the previous frame of its track (0-255, on
     the same sparse sample): how far the picture moved; a jump shows here."""
+    entered_us: int = 0
+    """The republisher's stamp: wall-clock µs the frame entered it (0: none)."""
 
 
 def is_slate(y: np.ndarray) -> bool:
@@ -72,7 +74,9 @@ class StageWatcher(RoomViewer):
         change = (float(np.abs(sample.astype(np.int16) - last).mean())
                   if last is not None and last.shape == sample.shape else 0.0)
         self._last[track] = sample.astype(np.int16)
-        self.seen.append(Seen(time.monotonic(), is_slate(y), key, track, time.time(), change))
+        entered = event.metadata.user_timestamp if event.metadata is not None else 0
+        self.seen.append(Seen(time.monotonic(), is_slate(y), key, track, time.time(), change,
+                              entered))
 
     def live_now(self, window: float = 1.0) -> bool:
         """Whether the last ``window`` seconds showed the avatar (frames, none a slate)."""

@@ -175,10 +175,13 @@ class OverlappingAvatar(Avatar):
     """
 
     def __init__(self, standby_after: float | None = 0.05, refuse_standby: bool = False,
-                 open_s: float = 0.05) -> None:
+                 open_s: float = 0.05, settles_in: float = 0.0) -> None:
         super().__init__()
         self.standby: Any = None
         self.standby_after, self.refuse_standby, self.open_s = standby_after, refuse_standby, open_s
+        self.settles_in = settles_in
+        self.matches: list[float | None] = []
+        """The pictures' difference the keeper read as it switched (one per switch)."""
         self.standby_since = 0.0
         self.switched = self.dropped = 0
         self.closed: list[Any] = []
@@ -198,7 +201,21 @@ class OverlappingAvatar(Avatar):
         self.standby_since = time.monotonic()
         return True
 
+    def standby_match(self) -> float | None:
+        """Mean |Δ luma| between the current and the next session's pictures: the next
+        one's stream starts blurred (its encoder ramps up) and matches after
+        ``settles_in`` seconds of frames (1.0 -> 0.1, as measured on the local avatar)."""
+        if self.standby is None or self.standby_after is None:
+            return None
+        streaming = time.monotonic() - self.standby_since - self.standby_after
+        if streaming < 0:
+            return None
+        if not self.settles_in:
+            return 0.1
+        return max(0.1, 1.0 - 0.9 * streaming / self.settles_in)
+
     async def switch_to_standby(self) -> Any:
+        self.matches.append(self.standby_match())
         old, self.client, self.standby = self.client, self.standby, None
         self.switched += 1
         return old
@@ -268,3 +285,27 @@ async def test_a_warm_next_session_takes_over_when_the_current_one_dies() -> Non
     await run_keeper(keeper, frames, story)
     assert slates == [] and avatar.opened == 1 and keeper.restarts == 1
     assert keeper.last_reason == "socket closed"
+
+
+async def test_the_switch_waits_until_the_next_sessions_picture_matches() -> None:
+    """The next session's first frames differ from the current one's (its stream ramps
+    up: measured 1.08 -> 0.15 mean |Δ luma| over its first ~1.5 s); switching to them
+    makes the picture jump. The keeper switches only once they match, at a pause."""
+    avatar, frames = OverlappingAvatar(settles_in=0.3), [0, 0]
+    keeper, slates = overlapping_keeper(avatar, frames)
+    keeper.session_lifetime, keeper.rollover_lead = 2.0, 1.6
+    await run_keeper(keeper, frames, lambda: avatar.switched >= 2, timeout=8.0)
+    assert slates == [] and avatar.opened == 1
+    assert all(m is not None and m <= keeper.settled_luma for m in avatar.matches), (
+        f"switched to pictures {avatar.matches} apart (settled: <= {keeper.settled_luma})")
+
+
+async def test_a_next_session_that_never_settles_is_switched_to_by_the_latest_moment() -> None:
+    """Its picture never matches (another look, a codec that never gets there): the switch
+    still comes, overlapped, ``settle_max`` seconds after its frames began or by
+    ``switch_latest`` before the end, never a close-and-reopen."""
+    avatar, frames = OverlappingAvatar(settles_in=1000.0), [0, 0]
+    keeper, slates = overlapping_keeper(avatar, frames)
+    keeper.settle_max = 0.2
+    await run_keeper(keeper, frames, lambda: avatar.switched >= 2, timeout=6.0)
+    assert slates == [] and avatar.opened == 1 and keeper.rollovers == 2

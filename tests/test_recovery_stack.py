@@ -8,7 +8,8 @@ real bot). No mocks.
 1. A viewer page stays open in Chromium while livekit-server is SIGKILLed (the
    supervisor starts it again after 1 s). The page must show its "Reconnecting…" banner,
    rejoin through the web app on its own (no reload) and show the live avatar (the
-   picture moving, ``#stage[data-avatar='live']``) within 10 s of the kill.
+   picture moving, ``#stage[data-avatar='live']``) within 10 s of the kill (issue 15's
+   goal); the banner within 2.5 s.
 2. The web app is SIGKILLed under a watching SDK viewer: its bot goes with it (the
    supervisor ends the orphan), and the restarted web app starts the bot again by
    itself (broadcaster/web/bot_control.py ``resume``); the live avatar is back at the
@@ -47,10 +48,12 @@ from tests.helpers.browser import chromium, needs_chromium, open_page, screensho
 pytestmark = [pytest.mark.timeout(240)]
 
 LIVEKIT_GOAL_S = 10.0
-#: measured 5.9, 6.1, 8.5 and 11.5 s (the last on a quiet box: the page's banner came only
-#: after 9.3 s), so the goal is not met every time: the test holds the mechanism to 15 s,
-#: prints the figure, and docs/recovery.md reports the goal as not always met
-LIVEKIT_BUDGET_S = 15.0
+#: the "Reconnecting…" banner comes this soon after the kill. livekit-client tries to
+#: resume at 0, 0.3, 1.5, 4.2, 9.0 s and emits ``Reconnecting`` only when a resume fails
+#: against the restarted server: the page showed the banner 5.2-9.3 s after the kill and
+#: rejoined only then (live again 7.5-11.5 s; 11.2 s on 2026-11-30 with the bot's
+#: StageKeeper). It now takes the SDK's ``SignalReconnecting`` as the drop.
+BANNER_S = 2.5
 #: the web app's crash costs its bot (the supervisor ends the orphan); a restarted bot is
 #: live in 3-5 s (bench/faults.py, goal 6 s): the web app's restart adds under a second
 WEB_BUDGET_S = 8.0
@@ -123,9 +126,10 @@ async def test_a_viewer_page_rejoins_by_itself_after_livekit_server_restarts(
         assert sfu != part(stack, "sfu"), "the supervisor started a new livekit-server"
         assert await page.evaluate("window.__notReloaded === true"), "the page was reloaded"
         assert banner is not None, "no 'Reconnecting…' banner while the server was gone"
+        assert banner - t0 <= BANNER_S * 1000, f"the banner came {fmt(banner)} s after"
         assert away is not None and away - t0 <= 2000 + 500, f"slate after {fmt(away)} s"
         assert live_at is not None, f"no live avatar again in 30 s:\n{stack.tail()}"
-        assert (live_at - t0) / 1000 <= LIVEKIT_BUDGET_S, f"live again after {fmt(live_at)} s"
+        assert (live_at - t0) / 1000 <= LIVEKIT_GOAL_S, f"live again after {fmt(live_at)} s"
         final = (await page.evaluate("window.__marks"))[-1]
         assert final["avatar"] == "live" and not final["banner"]
     assert not [p for p in problems if "pageerror" in p], problems

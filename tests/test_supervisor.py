@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from broadcaster import proctree
 from broadcaster.netutil import free_port
-from broadcaster.supervisor import ChildSpec, StartupError, check_ports
+from broadcaster.supervisor import ChildSpec, StartupError, Supervisor, check_ports
 
 HELPERS = Path(__file__).parent / "helpers"
 
@@ -155,3 +156,29 @@ async def test_a_crash_after_a_healthy_run_restarts_at_once_a_crash_loop_backs_o
     for gap, delay in zip(gaps, (0.5, 1.0, 2.0, 2.0), strict=False):
         assert delay - 0.05 <= gap < delay + 0.8, gaps  # the backoff grows, capped
     assert "restarting now" in out.decode() and "restarting in 0.5 s" in out.decode()
+
+
+async def test_a_part_being_restarted_is_not_ended_as_an_orphan(monkeypatch) -> None:
+    """The orphan sweep runs beside a part's restart: a process spawned but not yet
+    recorded as the part's is not an orphan. (Seen 2026-11-30: a livekit-server started
+    again 1 s after a SIGKILL was ended by the sweep 70 ms later, and the next start came
+    only after a 2 s backoff: the page's live avatar back 9.5 s after the kill.)"""
+    import broadcaster.supervisor as supervisor_module
+    sup = Supervisor([ChildSpec(name="part", argv=["sleep", "30"])])
+    sup._foreign = set(proctree.children_map().get(os.getpid(), []))
+    child = sup.children[0]
+    spawn = asyncio.create_subprocess_exec
+
+    async def spawn_then_sweep(*args, **kwargs):
+        proc = await spawn(*args, **kwargs)
+        await sup.end_orphans()  # the watch loop's sweep, in the window before start() returns
+        return proc
+
+    monkeypatch.setattr(supervisor_module.asyncio, "create_subprocess_exec", spawn_then_sweep)
+    try:
+        await child.start()
+        await asyncio.sleep(0.2)
+        assert child.alive, "the sweep ended the part it was starting"
+    finally:
+        monkeypatch.undo()
+        await child.stop()

@@ -17,9 +17,15 @@ Only when no live avatar came back for ``give_up_after`` seconds does it call
 Sessions that end by design (HeyGen's sandbox minute, ``max_session_duration``) are
 rolled over before they end, overlapped: ``rollover_lead`` seconds before the end the
 keeper opens the next session beside the current one (its frames are received and held
-back); once its first ``warm_frames`` frames arrived, at the first moment the avatar
-has been quiet for ``quiet_for`` seconds (a pause between sentences), the service
-switches to it from one frame to the next, then the old session is closed. A warm
+back); once its first ``warm_frames`` frames arrived and its picture has settled, at the
+first moment the avatar has been quiet for ``quiet_for`` seconds (a pause between
+sentences), the service switches to it from one frame to the next, then the old session
+is closed. Settled: the next session's latest frame differs from the current one's by at
+most ``settled_luma`` (mean |Δ luma|, ``standby_match``). A new stream starts blurred
+while its encoder ramps up (measured on the local avatar: 1.08 at its first frame, 0.37
+after 0.5 s, 0.15-0.18 from ~1.5 s on, the two encodes' own noise), and switching to it
+early made the picture jump at the viewer; a picture that never settles (another look)
+is taken ``settle_max`` seconds after its frames began, or at ``SWITCH_LATEST``. A warm
 next session also takes over at once when the current one dies. When the next session
 cannot be opened (the service refuses a second one) or is not warm ``SWITCH_LATEST``
 seconds before the end, the rollover is sequential: the session is closed and reopened
@@ -35,6 +41,7 @@ from typing import Any, Protocol, cast
 
 from loguru import logger
 
+from broadcaster.bot.picture_match import SAME_PICTURE
 from broadcaster.sdk_internals import heygen_session_health
 
 #: the reason _watch gives for a planned session change (no slate)
@@ -71,6 +78,8 @@ class _Overlapping(_Avatar, Protocol):
 
     async def drop_standby(self) -> None: ...
 
+    def standby_match(self) -> float | None: ...
+
 
 class AvatarKeeper:
     """Watches one avatar service and reopens its session in place when it dies.
@@ -90,6 +99,9 @@ class AvatarKeeper:
             when the avatar can: ``open_standby``); False: close, then reopen.
         switch_gap: (switches of the frames' source seen, the last one's gap in seconds),
             from the republisher: how long the picture was held at a switch.
+        settled_luma: the next session's picture counts as settled once it differs from
+            the current one's by at most this (mean |Δ luma|, 0-255).
+        settle_max: ... or once its frames have come for this many seconds.
     """
 
     def __init__(self, avatar: _Avatar, *, frames: Callable[[], int] | None = None,
@@ -104,7 +116,8 @@ class AvatarKeeper:
                  speaking: Callable[[], bool] | None = None, quiet_for: float = 0.6,
                  overlap: bool = True, warm_frames: int = 3,
                  switch_gap: Callable[[], tuple[int, float]] | None = None,
-                 force_left: float = FORCE_LEFT, switch_latest: float = SWITCH_LATEST) -> None:
+                 force_left: float = FORCE_LEFT, switch_latest: float = SWITCH_LATEST,
+                 settled_luma: float = SAME_PICTURE, settle_max: float = 2.5) -> None:
         self.avatar = avatar
         self.frames = frames
         self.present = present
@@ -125,11 +138,15 @@ class AvatarKeeper:
         self.warm_frames = warm_frames
         self.force_left, self.switch_latest = force_left, switch_latest
         self.switch_gap = switch_gap
+        self.settled_luma, self.settle_max = settled_luma, settle_max
+        self._warm_since: float | None = None  # the next session's frames began
+        self._match: float | None = None  # its picture vs the current one's, last read
         self._next: asyncio.Task[float | None] | None = None  # opening the next session
         self.held: list[float] = []
         """Seconds the picture was held at each overlapped switch (frame to frame)."""
         self.rollovers = 0
         """Planned rollovers so far (counted in ``restarts`` too)."""
+        self._forced = False  # this rollover's next session is taken unsettled (too late)
         self.state = "starting"
         self.restarts = 0
         """Sessions reopened in place so far."""
@@ -181,10 +198,20 @@ class AvatarKeeper:
     # ------------------------------------------------------------ the next session, ahead
     def _start_next(self) -> None:
         if self.overlap and self._next is None:
+            self._warm_since = self._match = None
             self._next = asyncio.create_task(self._open_next(), name="avatar-next-session")
 
     async def _open_next(self) -> float | None:
+        """Open the next session; return when the service started it (None: refused).
+
+        Its lifetime is counted from ``/sessions/start`` (``standby_started``; else from
+        when the opening began), not from when the opening returned: the client's LiveKit
+        join comes after (0.4-1.5 s on a busy box), and a switch counted from the join's
+        end came after the service had ended the session once in a rollover test; counted
+        from the opening's beginning, the next one's opening (1.1-1.5 s) was too late.
+        """
         avatar = cast(_Overlapping, self.avatar)
+        began = time.monotonic()
         try:
             opened = await avatar.open_standby()
         except Exception as e:  # the service refusing in a way pipecat did not swallow
@@ -194,11 +221,17 @@ class AvatarKeeper:
             logger.info("the avatar service refused a second session: the rollover will "
                         "close and reopen")
             return None
-        logger.info("next avatar session opened ahead; warming up")
-        return time.monotonic()
+        started = getattr(avatar, "standby_started", None) or began
+        logger.info(f"next avatar session opened ahead in {time.monotonic() - began:.1f} s "
+                    f"(started by the service after {started - began:.1f} s); warming up")
+        return started
 
     def _next_state(self) -> str:
-        """"none", "opening", "failed" or "warm" / "cold" (opened; frames arriving or not)."""
+        """Tell how far the next session is: "none", "opening", "failed" or, opened, "cold".
+
+        "cold": no frames yet; "settling": frames, its picture not yet the current one's;
+        "warm": ready to switch to.
+        """
         task = self._next
         if task is None:
             return "none"
@@ -210,25 +243,45 @@ class AvatarKeeper:
         standby = avatar.standby
         if standby is None or heygen_session_health(standby, media=True) != "open":  # type: ignore[arg-type]
             return "failed"
-        return "warm" if avatar.standby_frames >= self.warm_frames else "cold"
+        if avatar.standby_frames < self.warm_frames:
+            return "cold"
+        now = time.monotonic()
+        if self._warm_since is None:
+            self._warm_since = now
+        self._match = avatar.standby_match() if hasattr(avatar, "standby_match") else None
+        if (self._match is not None and self._match <= self.settled_luma) or \
+                now - self._warm_since >= self.settle_max:
+            return "warm"
+        return "settling"
 
     async def _switch(self, reason: str) -> float | None:
-        """Switch to the warm next session; return when it was opened (None: no switch)."""
-        if self._next_state() != "warm":
+        """Switch to the next session; return when it was opened (None: no switch).
+
+        A planned rollover takes a warm one (or a settling one at the last moment); a
+        dead current session is replaced by any next one that delivers frames.
+        """
+        state = self._next_state()
+        if state != "warm" and not (state == "settling" and (
+                reason != ROLLOVER or self._forced)):
             return None
         assert self._next is not None
         opened_at = self._next.result()
         self._next = None
         avatar = cast(_Overlapping, self.avatar)
         seen = self.switch_gap()[0] if self.switch_gap else 0
-        ahead = time.monotonic() - (opened_at or 0.0)
+        now = time.monotonic()
+        ahead = now - (opened_at or 0.0)
+        settled = now - (self._warm_since or now)
+        match = self._match
         old = await avatar.switch_to_standby()
         held = await self._held_since(seen)
         self.held.append(held)
         why = "near its end: rolling over at a pause" if reason == ROLLOVER else \
             f"dead ({reason}): taken over"
+        apart = "unknown" if match is None else f"{match:.2f}"
         logger.info(f"avatar session {why}, by the next session opened {ahead:.1f} s ahead; "
-                    f"picture held {held:.3f} s")
+                    f"picture held {held:.3f} s; its frames for {settled:.1f} s, pictures "
+                    f"{apart} apart ({state})")
         if reason != ROLLOVER:
             self.restarts += 1
         if old is not None:
@@ -258,6 +311,7 @@ class AvatarKeeper:
     async def _watch(self, opened_at: float) -> str:
         """Return once the session is dead, with the reason."""
         count = self.frames() if self.frames else 0
+        self._forced = False
         last_frame = opened_at
         live = False
         last_spoke = opened_at
@@ -277,6 +331,9 @@ class AvatarKeeper:
                     state = self._next_state()
                     if state == "warm" and (quiet or left <= self.switch_latest):
                         return ROLLOVER  # overlapped
+                    if state == "settling" and left <= self.switch_latest:
+                        self._forced = True  # overlapped, its picture not settled yet
+                        return ROLLOVER
                     if state in ("none", "failed") and (quiet or left <= self.force_left):
                         return ROLLOVER  # sequential
                     if state in ("opening", "cold") and left <= self.switch_latest:

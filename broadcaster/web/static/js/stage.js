@@ -64,6 +64,10 @@ export class Stage {
       .on(RoomEvent.ParticipantConnected, () => this.onMetadata(this.meta))
       .on(RoomEvent.ParticipantNameChanged, () => this.onMetadata(this.meta))
       .on(RoomEvent.AudioPlaybackStatusChanged, () => this.#audioStatus())
+      // the signal connection dropped: the SDK first tries to resume (at 0, 0.3, 1.5, 4.2,
+      // 9 s) and says Reconnecting only once a resume failed, 5-9 s after a server restart;
+      // the page counts a drop from the first try (a resume that works says Reconnected)
+      .on(RoomEvent.SignalReconnecting, () => this.#setState('reconnecting'))
       .on(RoomEvent.Reconnecting, () => this.#setState('reconnecting'))
       .on(RoomEvent.Reconnected, () => this.#setState('live'))
       .on(RoomEvent.Disconnected, (reason) => {

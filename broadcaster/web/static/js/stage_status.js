@@ -90,6 +90,7 @@ export class StageStatus {
       .on(RoomEvent.ConnectionQualityChanged, (quality, participant) => {
         if (participant === room.localParticipant) this.#quality(quality);
       })
+      .on(RoomEvent.SignalReconnecting, () => this.#showBanner('Reconnecting…'))
       .on(RoomEvent.Reconnecting, () => this.#showBanner('Reconnecting…'))
       .on(RoomEvent.Reconnected, () => this.#hideBanner())
       .on(RoomEvent.Disconnected, (reason) => this.#dropped(reason))
