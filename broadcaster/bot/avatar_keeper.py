@@ -102,10 +102,6 @@ class AvatarKeeper:
         settled_luma: the next session's picture counts as settled once it differs from
             the current one's by at most this (mean |Δ luma|, 0-255).
         settle_max: ... or once its frames have come for this many seconds.
-        unmatched_quiet: a next session taken by ``settle_max`` (its picture unmatched,
-            typically because the current one is mid-answer) is switched to only after
-            this much quiet (an answer's sentence pauses are shorter: the answer is over),
-            or at the last moment; a switch mid-answer jumps the picture and cuts the answer.
     """
 
     def __init__(self, avatar: _Avatar, *, frames: Callable[[], int] | None = None,
@@ -121,8 +117,7 @@ class AvatarKeeper:
                  overlap: bool = True, warm_frames: int = 3,
                  switch_gap: Callable[[], tuple[int, float]] | None = None,
                  force_left: float = FORCE_LEFT, switch_latest: float = SWITCH_LATEST,
-                 settled_luma: float = SAME_PICTURE, settle_max: float = 2.5,
-                 unmatched_quiet: float = 1.5) -> None:
+                 settled_luma: float = SAME_PICTURE, settle_max: float = 2.5) -> None:
         self.avatar = avatar
         self.frames = frames
         self.present = present
@@ -144,7 +139,6 @@ class AvatarKeeper:
         self.force_left, self.switch_latest = force_left, switch_latest
         self.switch_gap = switch_gap
         self.settled_luma, self.settle_max = settled_luma, settle_max
-        self.unmatched_quiet = unmatched_quiet
         self._warm_since: float | None = None  # the next session's frames began
         self._match: float | None = None  # its picture vs the current one's, last read
         self._next: asyncio.Task[float | None] | None = None  # opening the next session
@@ -255,13 +249,10 @@ class AvatarKeeper:
         if self._warm_since is None:
             self._warm_since = now
         self._match = avatar.standby_match() if hasattr(avatar, "standby_match") else None
-        if self._matched() or now - self._warm_since >= self.settle_max:
+        if (self._match is not None and self._match <= self.settled_luma) or \
+                now - self._warm_since >= self.settle_max:
             return "warm"
         return "settling"
-
-    def _matched(self) -> bool:
-        """Tell whether the next session's picture matches the current one's (last read)."""
-        return self._match is not None and self._match <= self.settled_luma
 
     async def _switch(self, reason: str) -> float | None:
         """Switch to the next session; return when it was opened (None: no switch).
@@ -338,8 +329,6 @@ class AvatarKeeper:
                 if left <= self.rollover_lead:
                     self._start_next()
                     state = self._next_state()
-                    if state == "warm" and not self._matched():
-                        quiet = now - last_spoke >= self.unmatched_quiet
                     if state == "warm" and (quiet or left <= self.switch_latest):
                         return ROLLOVER  # overlapped
                     if state == "settling" and left <= self.switch_latest:
