@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import procstat  # noqa: E402
 from bench.figures import machine, now_iso, pyplot, summary, write_result  # noqa: E402
 from bench.servers import up_stack  # noqa: E402
 from probes.stage_watch import StageWatcher  # noqa: E402
@@ -49,38 +50,18 @@ GOALS = {"avatar": 5.0, "livekit": 10.0, "bot": 6.0, "web": 6.0}
 #: broadcaster/web/bot_control.py HEALTHY_AFTER), plus a margin
 HEALTHY_S = 31.0
 SLATE_GOAL = 2.0
-#: how to find each part among the stack's processes (a substring of its command line)
-PARTS = {"avatar": "broadcaster serve avatar", "bot": "broadcaster.bot",
-         "livekit": "livekit-server", "web": "broadcaster serve web"}
+#: the bench's name of each part -> bench/procstat.py's (which finds it by command line)
+PARTS = {"avatar": "avatar", "bot": "bot", "livekit": "sfu", "web": "web"}
 
 
-def descendants(root: int) -> list[int]:
-    """Every process below ``root`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+def running_parts(root: int) -> dict[str, int]:
+    """pid of each part running under ``root``, from one walk of /proc."""
+    found = procstat.classify(procstat.descendants(root))
+    return {name: found[p] for name, p in PARTS.items() if p in found}
 
 
 def find(root: int, part: str) -> int | None:
-    return next((p for p in descendants(root) if PARTS[part] in cmdline(p)), None)
+    return running_parts(root).get(part)
 
 
 def uptime(pid: int) -> float:
@@ -165,9 +146,8 @@ async def bench(rounds: int, timeout: float, settle: float, loop: bool) -> dict[
 
         async def sampler() -> None:
             while True:
-                for part in PARTS:
-                    pid = find(stack.proc.pid, part)
-                    got = sample(pid) if pid else None
+                for part, pid in running_parts(stack.proc.pid).items():
+                    got = sample(pid)
                     if got:
                         soak.setdefault(part, []).append((time.monotonic() - t_start, *got))
                 for name, pid in (("supervisor", stack.proc.pid),):
