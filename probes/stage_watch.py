@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from livekit import rtc
 
+from broadcaster.bot.picture_match import grids_apart, luma_grid
 from probes.viewer import RoomViewer
 
 #: a frame-to-frame change (mean |Δ luma| on the sample) above a codec's noise on a
@@ -68,12 +69,11 @@ class StageWatcher(RoomViewer):
         if f.type != rtc.VideoBufferType.I420:
             f = f.convert(rtc.VideoBufferType.I420)
         y = np.frombuffer(f.data, np.uint8, count=f.width * f.height).reshape(f.height, f.width)
-        sample = y[:: 9, :: 7]
-        key = hash(sample.tobytes())
+        grid = luma_grid(y)  # the bot's own measure (rollover switches on it)
+        key = hash(grid.tobytes())
         last = self._last.get(track)
-        change = (float(np.abs(sample.astype(np.int16) - last).mean())
-                  if last is not None and last.shape == sample.shape else 0.0)
-        self._last[track] = sample.astype(np.int16)
+        change = (grids_apart(grid, last) if last is not None else None) or 0.0
+        self._last[track] = grid
         entered = event.metadata.user_timestamp if event.metadata is not None else 0
         self.seen.append(Seen(time.monotonic(), is_slate(y), key, track, time.time(), change,
                               entered))

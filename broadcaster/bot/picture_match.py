@@ -18,16 +18,28 @@ ROW_STEP, COL_STEP = 9, 7
 SAME_PICTURE = 0.25
 
 
+def luma_grid(y: np.ndarray) -> np.ndarray:
+    """Return the sparse grid of a luma plane (height x width), int16 so differences do not wrap."""
+    return y[::ROW_STEP, ::COL_STEP].astype(np.int16)
+
+
 def luma_sample(frame: rtc.VideoFrame) -> np.ndarray:
-    """Return the sparse luma grid of a frame (int16, so differences do not wrap)."""
+    """Return the sparse luma grid of a frame."""
     if frame.type != rtc.VideoBufferType.I420:
         frame = frame.convert(rtc.VideoBufferType.I420)
     y = np.frombuffer(frame.data, np.uint8, count=frame.width * frame.height)
-    return y.reshape(frame.height, frame.width)[::ROW_STEP, ::COL_STEP].astype(np.int16)
+    return luma_grid(y.reshape(frame.height, frame.width))
+
+
+def grids_apart(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Mean |Δ luma| (0-255) between two grids; None when their shapes differ."""
+    if a.shape != b.shape:
+        return None
+    return float(np.abs(a - b).mean())
 
 
 def pictures_apart(a: rtc.VideoFrame, b: rtc.VideoFrame) -> float | None:
     """Mean |Δ luma| (0-255) between two frames; None when their sizes differ."""
     if (a.width, a.height) != (b.width, b.height):
         return None
-    return float(np.abs(luma_sample(a) - luma_sample(b)).mean())
+    return grids_apart(luma_sample(a), luma_sample(b))
