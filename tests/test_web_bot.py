@@ -13,6 +13,7 @@ from broadcaster.config import Settings
 from broadcaster.web.bot_control import BotLauncher, default_command
 from tests.fixtures_web import WebClient, wait_until
 
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
            "print('ready', flush=True)\nwhile True: time.sleep(0.1)"
 
@@ -23,8 +24,7 @@ def test_default_command_runs_the_bot_module():
 
 async def test_launcher_start_status_stop(livekit: Settings, tmp_path):
     settings = livekit.replace(state_dir=str(tmp_path))
-    bots = BotLauncher(settings, command=lambda room: [sys.executable, "-c",
-                                                       "import time; time.sleep(60)"])
+    bots = BotLauncher(settings, command=lambda room: SLEEPER)
     assert bots.status("r1")["state"] == "stopped"
     started = await bots.start("r1")
     assert started["state"] == "running" and started["pid"]
@@ -72,9 +72,6 @@ async def test_launcher_restarts_a_crashed_bot_then_gives_up(livekit: Settings, 
     await asyncio.sleep(1.0)  # past every backoff: no further restart comes
     assert always.status("r4") == last and last["returncode"] == 3
     await always.stop_all()
-
-
-SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
 async def test_bots_left_running_by_a_crash_start_again_and_a_clean_stop_forgets_them(
