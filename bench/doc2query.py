@@ -21,7 +21,7 @@ file, and the query likelihood's cost per (topic, question).
 
 Not part of ``python -m bench`` (it needs ``deploy/llm.sh`` and takes about 10 minutes
 on 2 cores): ``.venv/bin/python -m bench.doc2query`` (under the heavy lock).
-Writes bench/results/doc2query.json.
+Writes bench/results/doc2query.json and .png (``--plot`` redraws the plot from the JSON).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from bench.conversation import DATA, FIT_SETS, NOTES, _answerers, _right, load_set  # noqa: E402
-from bench.figures import machine, now_iso, write_result  # noqa: E402
+from bench.figures import RESULTS, machine, now_iso, pyplot, write_result  # noqa: E402
 
 NAME = "doc2query"
 EVAL_SETS = ("heldout-r7", "tune-r7")
@@ -334,8 +334,34 @@ def run() -> dict[str, Any]:
               + "; ".join(f"{s} {res[f'{s}_right']} {res[s]}" for s in EVAL_SETS), flush=True)
     print(f"top-1 on the fitted sets' answerable turns: {result['top1_answerable_fitted_sets']}")
     write_result(NAME, result)
+    plot(result)
     return result
 
 
+def plot(result: dict[str, Any]) -> None:
+    """Per variant: turns right left one notes file out, and on heldout-r7 (a fit on all)."""
+    plt = pyplot()
+    if plt is None:
+        return
+    labels = list(result["variants"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, key, n in ((axes[0], "lono_right", 616), (axes[1], "heldout-r7_right", 187)):
+        vals = [100 * result["variants"][k][key] / n for k in labels]
+        ax.barh(labels, vals, color=["tab:gray", *["tab:blue"] * 4, *["tab:orange"] * 3])
+        ax.axvline(vals[0], color="black", lw=0.8, ls="--")
+        ax.set_xlim(75, 90)
+        ax.set_xlabel("turns right (%)")
+        ax.set_title("left one notes file out (616 turns)" if key == "lono_right"
+                     else "heldout-r7, fit on all fitted sets (187 turns)", fontsize=9)
+    axes[0].invert_yaxis()
+    fig.suptitle("SmolLM2-135M doc2query / query likelihood as extra inputs (round 8)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{NAME}.png", dpi=110)
+
+
 if __name__ == "__main__":
-    print(json.dumps(run()["top1_answerable_fitted_sets"]))
+    if sys.argv[1:] == ["--plot"]:  # redraw from the JSON already there
+        plot(json.loads((RESULTS / f"{NAME}.json").read_text()))
+    else:
+        print(json.dumps(run()["top1_answerable_fitted_sets"]))
