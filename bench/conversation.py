@@ -1,7 +1,8 @@
 """The keyless responder on turns written the way people speak: accuracy and latency.
 
 Each set is JSON lines: ``{"notes": "sample-agenda" | "product-launch" |
-"course-intro" | "home-energy" | "clinic-open-day" | "benefits-enrolment", "turn",
+"course-intro" | "home-energy" | "clinic-open-day" | "benefits-enrolment" |
+"rowing-season" | "security-briefing", "turn",
 "kind": "answerable" | "out_of_scope" | "social", "expect": heading | "fallback" |
 "conversation", "also": [other acceptable headings], "act": ...}``. A turn is
 right when the responder's source (``broadcaster ask``'s: the heading,
@@ -23,8 +24,10 @@ sample-agenda, product-launch, course-intro and docs/examples/benefits-enrolment
 notes file written for it, scored before and after round 5's changes, its misses never
 looked at; ``heldout-r7``: 187 turns on sample-agenda, product-launch, course-intro,
 clinic-open-day and benefits-enrolment, written before round 7's changes, scored once
-before and once after). ``tune-r7.jsonl`` (38 turns, round 7's tuning turns) is
-evaluated, not fitted on.
+before and once after). ``tune-r7.jsonl`` (38 turns, round 7's tuning turns),
+``tune-r9.jsonl`` and ``tune-r9-eval.jsonl`` (round 9: docs/examples/rowing-season.md and
+security-briefing.md, notes files written for it) are evaluated, not fitted on
+(:data:`TUNING_SETS`; round 9's refit experiment: bench/conversation_r9.py).
 The baseline in the same run is the responder round 1 replaced (TF-IDF over the
 notes, one threshold; kept here verbatim in :func:`_baseline`).
 
@@ -63,7 +66,9 @@ NOTES = {"sample-agenda": ROOT / "broadcaster" / "data" / "sample-agenda.md",
          "course-intro": ROOT / "docs" / "examples" / "course-intro.md",
          "home-energy": ROOT / "docs" / "examples" / "home-energy.md",
          "clinic-open-day": ROOT / "docs" / "examples" / "clinic-open-day.md",
-         "benefits-enrolment": ROOT / "docs" / "examples" / "benefits-enrolment.md"}
+         "benefits-enrolment": ROOT / "docs" / "examples" / "benefits-enrolment.md",
+         "rowing-season": ROOT / "docs" / "examples" / "rowing-season.md",
+         "security-briefing": ROOT / "docs" / "examples" / "security-briefing.md"}
 KINDS = ("answerable", "out_of_scope", "social")
 TARGET = 0.90
 
@@ -81,8 +86,12 @@ FIT_SETS = [DATA / "tune.jsonl", DATA / "dev.jsonl", DATA / "heldout-v1.jsonl",
 """What ``--fit`` fits the weights on by default."""
 
 
-TUNING_SETS = [DATA / "tune-r7.jsonl"]
-"""Worked on but not fitted on (round 7's word groups were measured on it)."""
+TUNING_SETS = [DATA / "tune-r7.jsonl", DATA / "tune-r9.jsonl", DATA / "tune-r9-eval.jsonl"]
+"""Evaluated, not fitted on: ``tune-r7`` (round 7's word groups were measured on it);
+``tune-r9`` (182 turns on two notes files written for round 9, rowing-season and
+security-briefing: a refit with it was measured by leave-one-notes-file-out and not
+adopted, docs/notes.md round 9) and ``tune-r9-eval`` (80 turns on the same two files,
+only ever evaluated)."""
 
 
 def default_sets() -> list[Path]:

@@ -426,3 +426,18 @@ def test_word_groups_stand_for_each_other_both_ways():
     for group in SYNONYM_GROUPS:
         for word in group:
             assert set(group) - {word} <= set(SYNONYMS[word]), word
+
+
+def test_every_example_notes_file_is_in_the_bench_and_loads():
+    """The bench scores every example the docs ship; each loads with topics and a fallback."""
+    from bench.conversation import NOTES
+
+    examples = {p.stem for p in (ROOT / "docs" / "examples").glob("*.md")}
+    assert examples <= set(NOTES), examples - set(NOTES)
+    for name, path in NOTES.items():
+        notes = load_notes(path)
+        assert len(notes.topics) >= 5, name
+        assert notes.fallback, name
+    for path in sorted(SETS.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            assert json.loads(line)["notes"] in NOTES, path.name
