@@ -303,6 +303,36 @@ def run(lexical: bool) -> dict[str, Any]:
     return result
 
 
+def plot(result: dict[str, Any], name: str) -> None:
+    """Leave one notes file out, per kind, for each variant."""
+    from bench.figures import pyplot
+
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    variants = list(result["loo"])
+    kinds = ("answerable", "out_of_scope", "social")
+    width = 0.8 / len(variants)
+    for j, v in enumerate(variants):
+        tot = result["loo"][v]["total"]
+        vals = [100 * int(tot[k].split("/")[0]) / int(tot[k].split("/")[1]) for k in kinds]
+        vals.append(100 * tot["right"] / tot["n"])
+        ax.bar([x + j * width for x in range(4)], vals, width, label=v)
+    ax.axhline(90, color="black", lw=0.8, ls="--")
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(4)])
+    ax.set_xticklabels([*kinds, "all"])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("right when the notes file is left out (%)")
+    n = result["loo"][variants[0]]["total"]["n"]
+    lexical = " without the embedding models" if result["lexical"] else ""
+    ax.set_title(f"Round 9: leave one notes file out ({n} turns, 6 notes files){lexical}",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lexical", action="store_true", help="without the embedding models")
@@ -310,7 +340,9 @@ def main() -> None:
     if args.lexical:
         os.environ["BROADCASTER_MODELS_DIR"] = "/nonexistent"
     result = run(args.lexical)
-    write_result(f"conversation-r9{'-lexical' if args.lexical else ''}", result)
+    name = f"conversation-r9{'-lexical' if args.lexical else ''}"
+    write_result(name, result)
+    plot(result, name)
     for name, per in result["loo"].items():
         print("LOO", name, per["total"])
     for name, per in result["eval"].items():
