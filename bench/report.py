@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.report_cluster import node_loss
+from bench.report_cluster import node_loss, node_loss_details
 from bench.report_recovery import Row, rollover, soak
 from bench.report_recovery import _f as _f
 
@@ -487,6 +487,8 @@ def _details(name: str, d: dict[str, Any]) -> list[str]:
                        f"demoted {r.get('offenders_never_demoted')}; webhooks lost "
                        f"{r.get('webhooks_lost_lines')}; web app CPU "
                        f"{_f(r.get('web_app_cpu_seconds'), '.2f')} s")
+    elif name == "node_loss":
+        out += node_loss_details(d)
     elif name == "republish_latency":
         a = d.get("added_ms", {})
         out.append(f"- added latency: p50 {_f(a.get('p50'))}, p95 {_f(a.get('p95'))}, max "

@@ -34,3 +34,39 @@ def node_loss(d: dict[str, Any]) -> list[Row]:
             f"{len(surv.get('rejoined') or [])}",
             ok))
     return rows
+
+
+def node_loss_details(d: dict[str, Any]) -> list[str]:
+    """Per round: where the time went and where the viewers went."""
+    out = ["| round | node killed (its shards) | its viewers | noticed p50 | connected p50 "
+           "| first frame p50 / max | watching again p50 / p95 / max | joins (max) "
+           "| went to | bot publishing again in the lost shards |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d.get("rounds") or []:
+        if r.get("skipped"):
+            continue
+        w, ff = r.get("watching_again_s") or {}, r.get("first_frame_s") or {}
+        con = sorted(p["connected_s"] for p in r.get("per_viewer") or [] if "connected_s" in p)
+        went = ", ".join(f"{_short(k)}: {v}" for k, v in sorted((r.get("moved_to") or {}).items()))
+        bot = ", ".join(f"{_short(k)} +{_f(v, '.1f')} s"
+                        for k, v in sorted((r.get("bot_published_again_s") or {}).items()))
+        out.append(
+            f"| {r.get('round')} | {r.get('killed_node')} "
+            f"({', '.join(_short(x) for x in r.get('lost_shards') or [])}) "
+            f"| {r.get('viewers_on_lost_node')} "
+            f"| {_f((r.get('noticed_s') or {}).get('p50'), '.2f', ' s')} "
+            f"| {_f(con[len(con) // 2] if con else None, '.2f', ' s')} "
+            f"| {_f(ff.get('p50'), '.2f')} / {_f(ff.get('max'), '.2f', ' s')} "
+            f"| {_f(w.get('p50'), '.2f')} / {_f(w.get('p95'), '.2f')} / "
+            f"{_f(w.get('max'), '.2f', ' s')} "
+            f"| {_f((r.get('joins') or {}).get('max'), '.0f')} | {went} | {bot} |")
+    out.append("\n\"Noticed\": the viewer's last frame was 2.5 s old (the page's rule) or "
+               "LiveKit dropped it; \"watching again\": 5 complete frames after its rejoin "
+               "through the join API. The bot's own rejoin of a lost shard waits for "
+               "LiveKit to count the node gone; the viewers do not wait for it.\n")
+    return out
+
+
+def _short(shard: str) -> str:
+    """``room--a2`` -> ``a2``."""
+    return shard.rsplit("--", 1)[-1]
