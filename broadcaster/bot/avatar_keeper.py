@@ -103,6 +103,7 @@ class AvatarKeeper:
         settled_luma: the next session's picture counts as settled once it differs from
             the current one's by at most this (mean |Δ luma|, 0-255).
         settle_max: ... or once its frames have come for this many seconds.
+        handover: hand the current session's speech to the next one before the switch.
     """
 
     def __init__(self, avatar: _Avatar, *, frames: Callable[[], int] | None = None,
@@ -118,7 +119,8 @@ class AvatarKeeper:
                  overlap: bool = True, warm_frames: int = 3,
                  switch_gap: Callable[[], tuple[int, float]] | None = None,
                  force_left: float = FORCE_LEFT, switch_latest: float = SWITCH_LATEST,
-                 settled_luma: float = SAME_PICTURE, settle_max: float = 2.5) -> None:
+                 settled_luma: float = SAME_PICTURE, settle_max: float = 2.5,
+                 handover: bool = True) -> None:
         self.avatar = avatar
         self.frames = frames
         self.present = present
@@ -143,7 +145,7 @@ class AvatarKeeper:
         self._warm_since: float | None = None  # the next session's frames began
         self._match: float | None = None  # its picture vs the current one's, last read
         self._next: asyncio.Task[float | None] | None = None  # opening the next session
-        self._handover = Handover(avatar)  # its speech handed over to it
+        self._handover = Handover(avatar if handover else None)  # its speech handed to it
         self.held: list[float] = []
         """Seconds the picture was held at each overlapped switch (frame to frame)."""
         self.rollovers = 0

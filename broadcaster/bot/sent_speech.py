@@ -102,3 +102,12 @@ class SentSpeech:
                 if at >= now - 0.02:  # not already past it
                     return max(at, now)
         return None
+
+
+def voiced_blocks(audio: bytes) -> int:
+    """10-ms blocks of PCM16 24 kHz ``audio`` that are not silence (whole blocks only)."""
+    n = len(audio) // BLOCK
+    if not n:
+        return 0
+    blocks = np.frombuffer(audio, "<i2", n * BLOCK // 2).reshape(n, BLOCK // 2)
+    return int((np.abs(blocks.astype(np.int32)).max(axis=1) >= QUIET_PEAK).sum())

@@ -26,7 +26,7 @@ from typing import Any
 from loguru import logger
 from pipecat.services.heygen.client import HeyGenClient
 
-from broadcaster.bot.sent_speech import BYTES_PER_S, SentSpeech
+from broadcaster.bot.sent_speech import BYTES_PER_S, SentSpeech, voiced_blocks
 from broadcaster.sdk_internals import (
     HeyGenVideoServiceHooks,
     Said,
@@ -45,6 +45,7 @@ class SpeechHandover(HeyGenVideoServiceHooks):
         self._sent: dict[int, SentSpeech] = {}  # id(client) -> its utterance
         self._mirror: HeyGenClient | None = None  # the next session, told everything too
         self._mirror_lock = asyncio.Lock()  # the handed rest goes before mirrored pieces
+        self._utterance: tuple[str | None, int, int] = (None, 0, 0)  # id, bytes, voiced
         self.handovers: list[tuple[str, float]] = []
         """(how, seconds of the utterance handed over) per handover: "pause", "late", "idle"."""
 
@@ -69,6 +70,7 @@ class SpeechHandover(HeyGenVideoServiceHooks):
         self._sent[id(client)] = SentSpeech()
 
         async def speak(audio: bytes, event_id: str, own: Speak) -> None:
+            self._count(audio, event_id)
             self.ledger(client).sent(audio, event_id, time.monotonic())
             mirror = self._mirror if client is self.client else None
             if mirror is not None:
@@ -78,6 +80,7 @@ class SpeechHandover(HeyGenVideoServiceHooks):
             await own(audio, event_id)
 
         async def end(event_id: str, own: Said) -> None:
+            self._count(b"", event_id, done=True)
             self.ledger(client).end(event_id)
             await own(event_id)
             mirror = self._mirror if client is self.client else None
@@ -95,6 +98,17 @@ class SpeechHandover(HeyGenVideoServiceHooks):
                 await mirror.interrupt(event_id)
 
         wrap_speech(client, speak=speak, end=end, interrupt=interrupt)
+
+    def _count(self, audio: bytes, event_id: str, *, done: bool = False) -> None:
+        """Count what pipecat sends of each utterance; log it at its end (for benches)."""
+        known, size, voiced = self._utterance
+        if known != event_id:
+            size, voiced = 0, 0
+        self._utterance = (event_id, size + len(audio), voiced + voiced_blocks(audio))
+        if done and size:
+            logger.info(f"avatar utterance sent: {size / BYTES_PER_S:.2f} s, voiced "
+                        f"{voiced / 100:.2f} s")
+            self._utterance = (None, 0, 0)
 
     def switch_now(self) -> HeyGenClient | None:
         """Switch (HeyGenVideoServiceHooks); the new session goes on with the old's pacing."""
@@ -134,6 +148,8 @@ class SpeechHandover(HeyGenVideoServiceHooks):
             if not said.in_flight(now):
                 self._mirror = standby  # the next utterance goes to both from its start
                 self.handovers.append(("idle", 0.0))
+                logger.info("the avatar is not speaking: its next utterance goes to the "
+                            "next session too until the switch")
                 return True
             pause = said.pause_ahead(now)
             if pause is not None and pause <= by:
