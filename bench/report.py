@@ -354,7 +354,14 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "join_storm": ("Join storm on a 3-node cluster", join_storm),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
     "faults": ("Recovery after crashes (SIGKILL under a watching viewer)", faults),
-    "rollover": ("Session rollover over a webinar hour (accelerated)", rollover),
+    "rollover": ("Session rollover over a webinar hour (accelerated 12x: the stress)",
+                 rollover),
+    "rollover_no_handover": ("Session rollover, accelerated 12x, without the speech handover "
+                             "(baseline)", rollover),
+    "rollover_minute": ("Session rollover at the real proportions, halved (30-s sessions)",
+                        rollover),
+    "rollover_minute_no_handover": ("Session rollover, 30-s sessions, without the speech "
+                                    "handover (baseline)", rollover),
     "soak": ("Soak (50 viewers, a question a minute)", soak),
 }
 

@@ -37,10 +37,15 @@ def tone_answer(words: int, per_sentence: int, rate: int) -> bytes:
 
 def decode_words(pcm: np.ndarray, rate: int, words: int) -> list[int]:
     """Return the words heard in ``pcm`` (int16 mono), in order (-1: a sound, no word)."""
+    return [word for word, _ in word_spans(pcm, rate, words)]
+
+
+def word_spans(pcm: np.ndarray, rate: int, words: int) -> list[tuple[int, float]]:
+    """(word, seconds it sounded) of each word heard in ``pcm``: a cut word is short."""
     block = rate // 100
     n = pcm.size // block
     loud = np.abs(pcm[: n * block].reshape(n, block).astype(np.int32)).max(axis=1) > LOUD
-    out: list[int] = []
+    out: list[tuple[int, float]] = []
     start, quiet = None, 0
     for i, on in enumerate([*loud, *([False] * QUIET_BLOCKS)]):
         if on:
@@ -50,7 +55,9 @@ def decode_words(pcm: np.ndarray, rate: int, words: int) -> list[int]:
         elif start is not None:
             quiet += 1
             if quiet >= QUIET_BLOCKS:
-                out.append(_word(pcm[start * block:(i - quiet + 1) * block], rate, words))
+                end = i - quiet + 1
+                out.append((_word(pcm[start * block:end * block], rate, words),
+                            (end - start) / 100))
                 start, quiet = None, 0
     return out
 

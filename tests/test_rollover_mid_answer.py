@@ -48,7 +48,7 @@ from broadcaster.bot.avatar_service import FastHeyGenVideoService
 from broadcaster.bot.picture_match import SAME_PICTURE, grids_apart, luma_sample
 from broadcaster.config import Settings
 from broadcaster.frames import I420AvatarFrame
-from probes.tone_words import WORD_S, decode_words, tone_answer
+from probes.tone_words import WORD_S, decode_words, tone_answer, word_spans
 
 RATE = 24_000
 WORDS, PER_SENTENCE = 20, 4
@@ -148,7 +148,8 @@ async def test_a_rollover_mid_answer_loses_no_word_and_keeps_the_look(
     at = next(i for i, src in enumerate(sources) if src != sources[0])
     t_switch = heard.frames[at][0]
     said = decode_words(pcm[:heard.samples_at[at]], heard.rate, WORDS)
-    logger.info(f"rollover mid-answer: words heard {words}; {len(said)} before the switch")
+    logger.info(f"rollover mid-answer: words heard {words}; {len(said)} before the switch; "
+                f"their lengths {[s for _, s in word_spans(pcm, heard.rate, WORDS)]}")
     # it came mid-answer: some words were heard before it, some after
     assert 0 < len(said) < WORDS - 1, f"the switch was not mid-answer: {said} before it"
     # every word of the answer heard once, in order: none lost with the old session's
