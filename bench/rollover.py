@@ -251,8 +251,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
             dx.plot(*zip(*pts, strict=True), "o", color=colour, ms=4, label=label)
     for y in (-HEARD_SLACK_S, HEARD_SLACK_S):
         dx.axhline(y, color="grey", linestyle=":", linewidth=1)
+    on = "on" if result.get("speech_handover", True) else "OFF"
     dx.set(xlabel="answer", ylabel="voiced s heard − sent", title=(
-        f"each answer at the viewer: {result.get('answers_cut')} cut, "
+        f"each answer at the viewer (speech handover {on}):"
+        f"\n{result.get('answers_cut')} cut, "
         f"{result.get('answers_doubled')} doubled of {result.get('answers_heard')} "
         f"({result.get('answers_with_a_switch')} with a switch inside)"))
     dx.title.set_fontsize(9)

@@ -93,16 +93,20 @@ class SentSpeech:
         """
         need = round(min_pause * 100)
         first = self.played(now) // BLOCK
-        run = 0
-        for i in range(max(0, first - need), len(self._quiet)):
-            run = run + 1 if self._quiet[i] else 0
-            if run == need:
-                start = (i - need + 1) * BLOCK
-                at = self.time_of(start) + into
-                if at >= now - 0.02:  # not already past it
-                    return max(at, now)
+        i, n = max(0, first - need), len(self._quiet)
+        while i < n:
+            if not self._quiet[i]:
+                i += 1
+                continue
+            j = i
+            while j < n and self._quiet[j]:
+                j += 1
+            if j - i >= need:  # a pause: blocks [i, j)
+                at = max(self.time_of(i * BLOCK) + into, now)
+                if self.time_of(j * BLOCK) - at >= min_pause - into - 0.005:
+                    return at
+            i = j
         return None
-
 
 def voiced_blocks(audio: bytes) -> int:
     """10-ms blocks of PCM16 24 kHz ``audio`` that are not silence (whole blocks only)."""
