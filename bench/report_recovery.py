@@ -94,12 +94,13 @@ def rollover(d: dict[str, Any]) -> list[Row]:
         ho = d.get("handovers") or {}
         rows.append((
             f"the answers a viewer heard{handover}: voiced time heard − sent per answer",
-            "none cut or doubled (±0.25 s)",
+            f"none cut or doubled (±{_f(d.get('heard_slack_s', 0.25), 'g')} s)",
             f"{d.get('answers_cut')} cut, {d.get('answers_doubled')} doubled of "
             f"{d.get('answers_heard')} ({d.get('answers_with_a_switch')} with a switch "
             f"inside); heard − sent min {_f(diff.get('min'), '+.2f')} / p50 "
             f"{_f(diff.get('p50'), '+.2f')} / max {_f(diff.get('max'), '+.2f', ' s')} "
-            f"(across a switch: min {_f(across.get('min'), '+.2f', ' s')})",
+            f"(across a switch: min {_f(across.get('min'), '+.2f', ' s')}; with none inside: "
+            f"min {_f((d.get('heard_minus_sent_no_switch_s') or {}).get('min'), '+.2f', ' s')})",
             "handovers: " + ", ".join(f"{k} {v}" for k, v in ho.items()) if ho else "–",
             d.get("answers_cut") == 0 and d.get("answers_doubled") == 0))
     return rows
