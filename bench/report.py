@@ -529,7 +529,8 @@ def write_report(path: Path = DOC) -> Path:
         mode = " (quick mode)" if d.get("quick") else ""
         load = _g(d, "machine", "loadavg_1m")
         load_note = f" Load average when it finished: {load:g}." if load is not None else ""
-        sec = [f"### {title}\n", f"`bench/{name}.py`, {when}{mode}. " + (d.get("what") or "")
+        script = d.get("script") or f"bench/{name}.py"
+        sec = [f"### {title}\n", f"`{script}`, {when}{mode}. " + (d.get("what") or "")
                + "." + load_note + "\n"]
         sec += _details(name, d)
         sec.append(_provenance_line(d))

@@ -297,6 +297,8 @@ def run(quick: bool = False, config: str = "stress", handover: bool = True) -> d
     result = asyncio.run(bench(sessions, session_s, lead_s, handover=handover))
     result.update(
         bench=name, config=config, speech_handover=handover, when=now_iso(),
+        script="bench/rollover.py" + (" --minute" if config == "minute" else "")
+        + ("" if handover else " --no-handover"),
         machine=machine(), quick=quick,
         what=(f"`broadcaster up` with emulated sandbox sessions of {session_s:g} s "
               f"(lead {lead_s:g} s; {sessions} sessions: {sessions} minutes of a webinar "
@@ -342,6 +344,9 @@ def rejudge() -> None:
         result.update(judge_answers(result.get("answers") or []))
         result["pass"] = passes(result)
         result["rejudged"] = now_iso()
+        result.setdefault("script", "bench/rollover.py"
+                          + (" --minute" if result.get("config") == "minute" else "")
+                          + ("" if result.get("speech_handover", True) else " --no-handover"))
         path.write_text(json.dumps(result, indent=2) + "\n")
         plot(result, RESULTS / f"{name}.png")
 
