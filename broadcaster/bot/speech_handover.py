@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from loguru import logger
@@ -76,7 +77,7 @@ class SpeechHandover(HeyGenVideoServiceHooks):
             if mirror is not None:
                 async with self._mirror_lock:
                     self.ledger(mirror).sent(audio, event_id, time.monotonic())
-                    await heygen_send_speech(mirror, audio, event_id)
+                    await self._tell(mirror, heygen_send_speech(mirror, audio, event_id))
             await own(audio, event_id)
 
         async def end(event_id: str, own: Said) -> None:
@@ -87,7 +88,7 @@ class SpeechHandover(HeyGenVideoServiceHooks):
             if mirror is not None:
                 async with self._mirror_lock:
                     self.ledger(mirror).end(event_id)
-                    await mirror.agent_speak_end(event_id)
+                    await self._tell(mirror, mirror.agent_speak_end(event_id))
 
         async def interrupt(event_id: str | None, own: Said) -> None:
             self.ledger(client).reset()
@@ -95,9 +96,18 @@ class SpeechHandover(HeyGenVideoServiceHooks):
             mirror = self._mirror if client is self.client else None
             if mirror is not None:
                 self.ledger(mirror).reset()
-                await mirror.interrupt(event_id)
+                await self._tell(mirror, mirror.interrupt(event_id))
 
         wrap_speech(client, speak=speak, end=end, interrupt=interrupt)
+
+    async def _tell(self, mirror: HeyGenClient, sending: Coroutine[Any, Any, None]) -> None:
+        """Send to the next session; a failure stops the mirroring, never pipecat's speech."""
+        try:
+            await sending
+        except Exception as e:  # its socket broke: the keeper will find it dead
+            logger.warning(f"the next avatar session stopped taking speech ({e}); not mirrored")
+            if self._mirror is mirror:
+                self._mirror = None
 
     def _count(self, audio: bytes, event_id: str, *, done: bool = False) -> None:
         """Count what pipecat sends of each utterance; log it at its end (for benches)."""
@@ -177,10 +187,10 @@ class SpeechHandover(HeyGenVideoServiceHooks):
             theirs.reset(event_id)
             if rest and event_id is not None:
                 theirs.sent(rest, event_id, now)
-                await heygen_send_speech(standby, rest, event_id)
-            if ended and event_id is not None:
+                await self._tell(standby, heygen_send_speech(standby, rest, event_id))
+            if ended and event_id is not None and self._mirror is standby:
                 theirs.end(event_id)
-                await standby.agent_speak_end(event_id)
+                await self._tell(standby, standby.agent_speak_end(event_id))
         seconds = len(rest) / BYTES_PER_S
         self.handovers.append((how, seconds))
         logger.info(f"the rest of the avatar's utterance ({seconds:.2f} s) handed to the next "
