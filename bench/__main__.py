@@ -46,7 +46,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "node_loss": ("node_loss",),
     "avatar_sessions": ("avatar_sessions",),
     "faults": ("faults",),
-    "rollover": ("rollover",),
+    "rollover": ("rollover", "rollover_minute"),
     "soak": ("soak",),
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
@@ -59,7 +59,7 @@ MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0
            "reconcile_storm": (1.5, 6.5), "join_storm": (1, 1.5),
            "node_loss": (2, 3),
            "avatar_sessions": (1, 4), "faults": (5, 11),
-           "rollover": (2, 5.5), "soak": (5, 32)}
+           "rollover": (4, 13), "soak": (5, 32)}
 
 
 def _child_code(benches: tuple[str, ...], quick: bool) -> str:

@@ -356,7 +356,14 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "node_loss": ("Node loss on a 3-node cluster (SIGKILL, viewers rejoin)", node_loss),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
     "faults": ("Recovery after crashes (SIGKILL under a watching viewer)", faults),
-    "rollover": ("Session rollover over a webinar hour (accelerated)", rollover),
+    "rollover": ("Session rollover over a webinar hour (accelerated 12x: the stress)",
+                 rollover),
+    "rollover_no_handover": ("Session rollover, accelerated 12x, without the speech handover "
+                             "(baseline)", rollover),
+    "rollover_minute": ("Session rollover at the real proportions, halved (30-s sessions)",
+                        rollover),
+    "rollover_minute_no_handover": ("Session rollover, 30-s sessions, without the speech "
+                                    "handover (baseline)", rollover),
     "soak": ("Soak (50 viewers, a question a minute)", soak),
 }
 
@@ -526,7 +533,8 @@ def write_report(path: Path = DOC) -> Path:
         mode = " (quick mode)" if d.get("quick") else ""
         load = _g(d, "machine", "loadavg_1m")
         load_note = f" Load average when it finished: {load:g}." if load is not None else ""
-        sec = [f"### {title}\n", f"`bench/{name}.py`, {when}{mode}. " + (d.get("what") or "")
+        script = d.get("script") or f"bench/{name}.py"
+        sec = [f"### {title}\n", f"`{script}`, {when}{mode}. " + (d.get("what") or "")
                + "." + load_note + "\n"]
         sec += _details(name, d)
         sec.append(_provenance_line(d))
