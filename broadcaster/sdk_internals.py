@@ -38,6 +38,7 @@ from broadcaster.sdk_internals_heygen import (  # noqa: F401  (re-exported)
     Speak,
     heygen_client_wants_video,
     heygen_send_speech,
+    heygen_session_id,
     heygen_session_health,
     heygen_take_pacing,
     heygen_transport_session,

@@ -309,6 +309,12 @@ def heygen_session_health(client: HeyGenClient, *, media: bool = True) -> str:
     return "open"
 
 
+def heygen_session_id(client: HeyGenClient) -> str | None:
+    """The LiveAvatar session id of this client's session, or None before it has one."""
+    session = client._heyGen_session
+    return None if session is None else str(session.session_id)
+
+
 def heygen_client_wants_video(client: HeyGenClient) -> bool:
     """Whether the client would pass a frame on now (output ready, video captured)."""
     return bool(client._transport_ready and client._video_frame_callback)

@@ -31,24 +31,14 @@ from pipecat.frames.frames import (
     SpeechOutputAudioRawFrame,
     TTSAudioRawFrame,
 )
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.services.heygen.api_liveavatar import (
-    LiveAvatarApi,
-    LiveAvatarNewSessionRequest,
-    VideoEncoding,
-    VideoSettings,
-)
-from pipecat.services.heygen.client import ServiceType
-from pipecat.workers.runner import WorkerRunner
 
 from broadcaster.bot.avatar_keeper import AvatarKeeper
-from broadcaster.bot.avatar_service import FastHeyGenVideoService
 from broadcaster.bot.picture_match import SAME_PICTURE, grids_apart, luma_sample
 from broadcaster.config import Settings
 from broadcaster.frames import I420AvatarFrame
 from probes.tone_words import WORD_S, decode_words, tone_answer, word_spans
+from tests.helpers.avatar_pipeline import avatar_pipeline, session_id, states
 
 RATE = 24_000
 WORDS, PER_SENTENCE = 20, 4
@@ -85,33 +75,13 @@ class Heard(FrameProcessor):
         return time.monotonic() - self.loud_at < 0.35
 
 
-async def states(http: aiohttp.ClientSession, base: str, s: Settings) -> dict[str, str]:
-    async with http.get(f"{base}/sessions", headers={"X-API-KEY": s.avatar_api_key}) as resp:
-        sessions = (await resp.json())["data"]["sessions"]
-    return {x["session_id"]: x["agent_state"] for x in sessions if x["state"] == "started"}
-
-
-def session_id(client: object) -> str:
-    return str(client._heyGen_session.session_id)  # type: ignore[attr-defined]
-
-
 async def test_a_rollover_mid_answer_loses_no_word_and_keeps_the_look(
         avatar_service: str, avatar_settings: Settings) -> None:
     s = avatar_settings
-    LiveAvatarApi.BASE_URL = avatar_service
     heard = Heard()
     answer = tone_answer(WORDS, PER_SENTENCE, RATE)
-    async with aiohttp.ClientSession() as http:
-        avatar = FastHeyGenVideoService(
-            api_key=s.avatar_api_key, session=http, service_type=ServiceType.LIVE_AVATAR,
-            session_request=LiveAvatarNewSessionRequest(
-                avatar_id=s.effective_avatar_id,
-                video_settings=VideoSettings(encoding=VideoEncoding.VP8)))
-        worker = PipelineWorker(Pipeline([avatar, heard]), params=PipelineParams(),
-                                idle_timeout_secs=None, enable_rtvi=False)
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(worker)
-        run = asyncio.create_task(runner.run())
+    async with aiohttp.ClientSession() as http, avatar_pipeline(
+            http, avatar_service, s, heard) as (avatar, worker):
         keeper = AvatarKeeper(avatar, frames=lambda: len(heard.frames),
                               session_lifetime=LIFETIME, rollover_lead=LEAD,
                               speaking=heard.speaking)
@@ -137,8 +107,6 @@ async def test_a_rollover_mid_answer_loses_no_word_and_keeps_the_look(
         finally:
             keeping.cancel()
             await asyncio.gather(keeping, return_exceptions=True)
-            await worker.cancel()
-            await asyncio.gather(run, return_exceptions=True)
 
     assert keeper.rollovers >= 1 and avatar.client is not first, "the session was rolled over"
     pcm = np.concatenate(heard.audio)
