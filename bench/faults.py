@@ -74,18 +74,6 @@ def uptime(pid: int) -> float:
     return boot_s - start / os.sysconf("SC_CLK_TCK")
 
 
-def sample(pid: int) -> tuple[float, int, int] | None:
-    """RSS (MB), open files, threads of one process."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        rss = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024
-        threads = int(next(x for x in status.splitlines() if x.startswith("Threads")).split()[1])
-        files = len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, StopIteration, ValueError):
-        return None
-    return rss, files, threads
-
-
 class Audience:
     """One viewer of the demo webinar that rejoins through the web app when dropped."""
 
@@ -141,17 +129,17 @@ async def bench(rounds: int, timeout: float, settle: float, loop: bool) -> dict[
         viewer = Audience(web, s.demo_room, s.bot_identity)
         await viewer.join(http)
         keeper = asyncio.create_task(viewer.keep(http))
-        soak: dict[str, list[tuple[float, float, int, int]]] = {}
+        soak: dict[str, list[tuple[float, float, int, int, float]]] = {}
         t_start = time.monotonic()
 
         async def sampler() -> None:
             while True:
                 for part, pid in running_parts(stack.proc.pid).items():
-                    got = sample(pid)
+                    got = procstat.memory(pid)
                     if got:
                         soak.setdefault(part, []).append((time.monotonic() - t_start, *got))
                 for name, pid in (("supervisor", stack.proc.pid),):
-                    got = sample(pid)
+                    got = procstat.memory(pid)
                     if got:
                         soak.setdefault(name, []).append((time.monotonic() - t_start, *got))
                 await asyncio.sleep(1.0)

@@ -37,6 +37,20 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def memory(pid: int) -> tuple[float, int, int, float] | None:
+    """RSS (MB), open files, threads and anonymous RSS (MB: heap, not mapped files) of
+    ``pid``, or None when it is gone: what the soak and the faults bench watch grow."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        rss = int(next(x for x in status if x.startswith("VmRSS")).split()[1]) / 1024
+        anon = int(next(x for x in status if x.startswith("RssAnon")).split()[1]) / 1024
+        threads = int(next(x for x in status if x.startswith("Threads")).split()[1])
+        files = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return rss, files, threads, anon
+
+
 def argv(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()

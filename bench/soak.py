@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 import time
@@ -57,20 +56,6 @@ QUESTIONS = (
     "When does the live demo start?",
     "What is on the agenda today?",
 )
-
-
-def sample(pid: int) -> tuple[float, int, int, float] | None:
-    """RSS (MB), open files, threads, anonymous RSS (MB: heap, not mapped files) of one
-    process, or None when it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text().splitlines()
-        rss = int(next(x for x in status if x.startswith("VmRSS")).split()[1]) / 1024
-        anon = int(next(x for x in status if x.startswith("RssAnon")).split()[1]) / 1024
-        threads = int(next(x for x in status if x.startswith("Threads")).split()[1])
-        files = len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, StopIteration, ValueError):
-        return None
-    return rss, files, threads, anon
 
 
 #: a Go runtime GC trace line (GODEBUG=gctrace=1): heap before -> after -> live (MB)
@@ -174,7 +159,7 @@ async def run_soak(minutes: float, every: float, ask_every: float,
         async def sampler() -> None:
             while True:
                 for name, pid in processes(stack, {"loadviewers": lv.pid}).items():
-                    if (got := sample(pid)) is not None:
+                    if (got := procstat.memory(pid)) is not None:
                         rows.setdefault(name, []).append((time.monotonic() - t0, *got))
                         restarts.setdefault(name, set()).add(pid)
                 await asyncio.sleep(every)

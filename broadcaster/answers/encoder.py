@@ -21,6 +21,7 @@ in the log, and the responder ranks with its word-level signals alone.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
+from broadcaster.atomic_file import write_atomic
 from broadcaster.config.paths import PROJECT_ROOT
 
 MAX_TOKENS = 128
@@ -153,10 +155,9 @@ class SentenceEncoder:
         vecs = self.encode(texts, query=query)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, vecs, allow_pickle=False)
-            os.replace(tmp, path)
+            buf = io.BytesIO()
+            np.save(buf, vecs, allow_pickle=False)
+            write_atomic(path, buf.getvalue(), mode=0o644)
         except OSError as exc:
             logger.debug(f"embeddings not cached in {path.parent}: {exc}")
         return vecs

@@ -23,6 +23,7 @@ from pathlib import Path
 from loguru import logger
 
 import broadcaster
+from broadcaster.atomic_file import write_atomic
 
 MAGIC = b"BCPHRASE1\n"
 SUFFIX = ".phrases"
@@ -73,16 +74,7 @@ class PhraseStore:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
         path = self.path(key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(encode(phrases))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(path, encode(phrases), durable=True)
         for other in self.directory.glob(f"*{SUFFIX}"):
             if other != path:
                 other.unlink(missing_ok=True)

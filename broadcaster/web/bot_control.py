@@ -20,6 +20,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from broadcaster.atomic_file import write_atomic
 from broadcaster.config import Settings
 from broadcaster.logs import child_line
 from broadcaster.restart_policy import RestartPolicy, RestartTracker
@@ -85,10 +86,9 @@ class BotLauncher:
         """Write down the rooms that have a bot (atomically: a crash leaves old or new)."""
         if self._running_file is None:
             return
-        tmp = self._running_file.with_suffix(".tmp")
+        rooms = sorted(r for r, b in self._bots.items() if not b.given_up)
         try:
-            tmp.write_text(json.dumps(sorted(r for r, b in self._bots.items() if not b.given_up)))
-            tmp.replace(self._running_file)
+            write_atomic(self._running_file, json.dumps(rooms).encode())
         except OSError as exc:
             logger.warning("could not write {}: {}", self._running_file, exc)
 
