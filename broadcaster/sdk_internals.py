@@ -39,11 +39,16 @@ from pipecat.transports.livekit.transport import (
 # the LiveAvatar client's internals live beside this module (one fence, two files)
 from broadcaster.sdk_internals_heygen import (  # noqa: F401  (re-exported)
     HeyGenVideoServiceHooks,
+    Said,
+    Speak,
     heygen_client_wants_video,
+    heygen_send_speech,
     heygen_session_health,
+    heygen_take_pacing,
     heygen_transport_session,
     replace_video_loop,
     skip_media_join,
+    wrap_speech,
 )
 
 if TYPE_CHECKING:

@@ -211,6 +211,10 @@ class Settings(DerivedSettings):
     avatar_rollover_lead_seconds: float = 15.0
     """A session that ends by design is replaced ahead: the next one is opened this long
     before its end, beside it, and switched to at a pause (docs/recovery.md)."""
+    avatar_speech_handover: bool = True
+    """Before a rollover's switch, hand the rest of the avatar's utterance to the next
+    session at a pause and mirror its speech there (docs/recovery.md): no word lost at a
+    switch, the same look in both. False only to measure what it prevents."""
     avatar_stall_restart_seconds: float = 120.0
     """No live avatar this long despite in-place session restarts: the bot exits and the
     launcher starts a fresh one (the last resort)."""
