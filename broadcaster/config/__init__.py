@@ -88,6 +88,15 @@ class Settings(DerivedSettings):
     viewers in the stage room; N > 0 puts them in N shard rooms ``<room>--a1`` ... that a
     multi-node LiveKit (Redis) spreads over its nodes, and the bot publishes the avatar
     into each (encoded once). Host and presenter stay in the stage room."""
+    shard_video: str = "auto"
+    """How the avatar's video reaches the audience shards (docs/scaling.md, "Layers for
+    shard viewers"): ``relay`` copies the stage's VP9 SVC stream (``video_svc`` with 2-3
+    spatial layers) into each shard with ``relay/svcrelay`` (no encode; each shard's SFU
+    gives a weak viewer a lower layer); ``encode_once`` encodes one VP8 layer once for
+    every shard. ``auto`` (default): ``relay`` when ``video_svc`` has spatial layers and
+    the relay is built, else ``encode_once``."""
+    shard_relay_bin: str = ""
+    """Empty: .tools/bin/svcrelay (deploy/install.sh builds it with Go)."""
     shard_capacity: int = 250
     """Viewers per audience shard room; when every shard is full a join gets HTTP 503
     with the reason (those already watching keep their quality)."""
