@@ -310,7 +310,7 @@ def heygen_session_health(client: HeyGenClient, *, media: bool = True) -> str:
 
 
 def heygen_session_id(client: HeyGenClient) -> str | None:
-    """The LiveAvatar session id of this client's session, or None before it has one."""
+    """Return the LiveAvatar session id of this client's session, or None before it has one."""
     session = client._heyGen_session
     return None if session is None else str(session.session_id)
 

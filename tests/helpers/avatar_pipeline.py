@@ -60,5 +60,5 @@ async def states(http: aiohttp.ClientSession, base: str, s: Settings) -> dict[st
 
 
 def session_id(client: HeyGenClient | None) -> str | None:
-    """The LiveAvatar session id of one of pipecat's clients."""
+    """Return the LiveAvatar session id of one of pipecat's clients (None for none)."""
     return None if client is None else heygen_session_id(client)
