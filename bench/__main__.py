@@ -43,9 +43,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "encode_once": ("encode_once",),
     "reconcile_storm": ("reconcile_storm",),
     "join_storm": ("join_storm",),
+    "node_loss": ("node_loss",),
     "avatar_sessions": ("avatar_sessions",),
     "faults": ("faults",),
-    "rollover": ("rollover",),
+    "rollover": ("rollover", "rollover_minute"),
     "soak": ("soak",),
 }
 ALL = tuple(b for g in GROUPS.values() for b in g)
@@ -56,8 +57,9 @@ MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0
            "stt_speculation": (1, 1.7), "e2e": (3.5, 6), "capacity": (6, 15),
            "layer_cost": (1.5, 5), "weak_link": (1.5, 2.5), "encode_once": (1.5, 4),
            "reconcile_storm": (1.5, 6.5), "join_storm": (1, 1.5),
+           "node_loss": (2, 3),
            "avatar_sessions": (1, 4), "faults": (5, 11),
-           "rollover": (2, 5.5), "soak": (5, 32)}
+           "rollover": (4, 13), "soak": (5, 32)}
 
 
 def _child_code(benches: tuple[str, ...], quick: bool) -> str:

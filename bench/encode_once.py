@@ -13,6 +13,12 @@ talking 720p25 pictures into K rooms of one livekit-server, in one of three ways
   and published as three tracks per room (layers for weak links without SDK
   simulcast: a viewer subscribes to the track its link carries).
 
+- ``svc_relay``: the stage's VP9 SVC L3T1 stream (``bench.plain_publisher``, the bot's
+  ``video_svc`` encoding, into a stage room) copied into each of the K rooms by one
+  ``relay/svcrelay`` process per room (no encode per room; the shard SFU picks layers
+  per viewer: tests/test_shard_weak_link.py). Its cores are the stage publisher's plus
+  the relays', so its slope is what each extra shard adds.
+
 A Go viewer (bench/loadviewers) in the first room checks what arrives; the child's CPU
 is read from /proc over the viewer's window. Cost per extra room = slope over K.
 
@@ -45,7 +51,7 @@ from bench.servers import fresh_settings, livekit_server, stop_process  # noqa: 
 
 FPS = 25
 SIZES = {"once": ((1280, 720),), "once_layers": ((1280, 720), (640, 360), (320, 180)),
-         "reencode": ((1280, 720),)}
+         "reencode": ((1280, 720),), "svc_relay": ((1280, 720),)}
 BITRATES = {720: 1_700_000, 360: 500_000, 180: 150_000}
 KS, QUICK_KS = (1, 2, 4, 8), (1, 4)
 WARMUP_S, WINDOW_S = 6.0, 10.0
@@ -148,7 +154,36 @@ async def child(url: str, tokens: list[str], mode: str, seconds: float) -> None:
 
 
 # ------------------------------------------------------------------------ driver
+async def _relays(k: int, rooms: list[str], s: Any, state: Path, tag: str
+                  ) -> tuple[asyncio.subprocess.Process, list[asyncio.subprocess.Process]]:
+    """The stage publisher (VP9 L3T1) and one svcrelay per room, all started."""
+    from broadcaster.bot.shard_relay import relay_binary
+    from broadcaster.roles import Role, mint_token
+
+    binary = relay_binary(s)
+    if binary is None:
+        raise RuntimeError("svcrelay is not built: bash relay/svcrelay/build.sh")
+    url, stage = s.effective_livekit_url, f"stage-{tag}"
+    log = open(state / f"stage-{tag}.log", "wb")  # noqa: SIM115 - the child owns it
+    pub = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.plain_publisher", "--url", url, "--token",
+        mint_token(s, Role.BOT, stage, "stage"), "--state", "speaking", "--codec", "VP9",
+        "--scalability-mode", "L3T1", "--seconds", str(WARMUP_S + WINDOW_S + 20 + 2 * k),
+        cwd=str(ROOT), stdout=log, stderr=log, env={**os.environ, **s.child_env()})
+    await asyncio.sleep(2.0)
+    relays = []
+    for j, room in enumerate(rooms):  # one identity per relay in the stage room
+        rlog = open(state / f"relay-{room}.log", "wb")  # noqa: SIM115 - the child owns it
+        relays.append(await asyncio.create_subprocess_exec(
+            binary, "-url", url, "-src-token", mint_token(s, Role.BOT, stage, f"relay-{j}"),
+            "-dst-token", mint_token(s, Role.BOT, room, "pub"), "-from", "stage",
+            stdout=rlog, stderr=rlog))
+    return pub, relays
+
+
 async def one(mode: str, k: int, s: Any, state: Path) -> dict[str, Any]:
+    if mode == "svc_relay":
+        return await one_relayed(k, s, state)
     from broadcaster.roles import Role, mint_token
 
     tag = f"{mode.replace('_', '-')}-{k}-{time.monotonic_ns() % 10**6}"
@@ -184,6 +219,45 @@ async def one(mode: str, k: int, s: Any, state: Path) -> dict[str, Any]:
             "viewer_height": video.get("height")}
 
 
+async def one_relayed(k: int, s: Any, state: Path) -> dict[str, Any]:
+    """``svc_relay`` with K rooms: stage publisher + K relays, a Go viewer in room 0."""
+    from broadcaster.roles import Role, mint_token
+
+    tag = f"relay-{k}-{time.monotonic_ns() % 10**6}"
+    rooms = [f"shard-{tag}-{j}" for j in range(k)]
+    pub, relays = await _relays(k, rooms, s, state, tag)
+    parts = {"pub": pub.pid, **{f"r{j}": p.pid for j, p in enumerate(relays)}}
+    marks: dict[str, Any] = {}
+
+    def on_event(ev: dict[str, Any]) -> None:
+        if ev["type"] == "window_start":
+            marks["a"] = procstat.read(parts)
+        elif ev["type"] == "step":
+            c = procstat.cores(marks["a"], procstat.read(parts))
+            marks["pub"] = c.get("pub")
+            marks["relays"] = [c.get(f"r{j}") for j in range(k)]
+            marks["viewer"] = ev["per_viewer"][0]
+
+    lv = LoadViewers(["-livekit-url", s.effective_livekit_url, "-n", "1",
+                      "-token", mint_token(s, Role.VIEWER, rooms[0], "viewer"),
+                      "-settle", f"{WARMUP_S}s", "-hold", f"{WINDOW_S}s", "-from", "pub"],
+                     on_event, log=state / f"viewer-{tag}.log")
+    try:
+        await asyncio.sleep(2.0 + 0.3 * k)
+        await lv.run(timeout=120)
+    finally:
+        for p in (*relays, pub):
+            await stop_process(p)
+    video = (marks.get("viewer") or {}).get("video") or {}
+    rel = [c for c in marks.get("relays") or [] if c is not None]
+    pub_c = marks.get("pub")
+    cores = None if pub_c is None or len(rel) != k else round(pub_c + sum(rel), 4)
+    return {"k": k, "cores": cores, "publisher_cores": pub_c,
+            "relay_cores": [round(c, 4) for c in rel],
+            "viewer_fps": video.get("fps"), "viewer_loss": video.get("loss"),
+            "viewer_kbps": video.get("kbps"), "viewer_height": video.get("height")}
+
+
 async def session(quick: bool) -> dict[str, Any]:
     ks = QUICK_KS if quick else KS
     out: dict[str, list[dict[str, Any]]] = {m: [] for m in SIZES}
@@ -210,7 +284,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     result = {
         "bench": "encode_once",
         "what": "720p25 avatar pictures published into K rooms: encoded per room vs once "
-                "(PyAV libvpx + rtc.EncodedVideoSource), and three layers once",
+                "(PyAV libvpx + rtc.EncodedVideoSource), three layers once, and the stage's "
+                "VP9 SVC relayed per room (svcrelay; cores = stage SVC encode + relays)",
         "when": now_iso(), "quick": quick,
         "modes": {m: {"runs": rows, "cores_per_extra_room": None if (sl := _slope(rows)) is None
                       else round(sl, 4)} for m, rows in modes.items()},
@@ -227,7 +302,9 @@ def plot(result: dict[str, Any]) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for mode, color in (("reencode", "tab:red"), ("once", "tab:blue"),
-                        ("once_layers", "tab:green")):
+                        ("once_layers", "tab:green"), ("svc_relay", "tab:purple")):
+        if mode not in result["modes"]:
+            continue
         rows = result["modes"][mode]["runs"]
         sl = result["modes"][mode]["cores_per_extra_room"]
         ax.plot([r["k"] for r in rows], [r["cores"] for r in rows], "o-", color=color,

@@ -77,9 +77,11 @@ def uptime(pid: int) -> float:
 class Audience:
     """One viewer of the demo webinar that rejoins through the web app when dropped."""
 
-    def __init__(self, web: str, room: str, bot: str) -> None:
+    def __init__(self, web: str, room: str, bot: str,
+                 watcher: type[StageWatcher] = StageWatcher) -> None:
         self.web, self.room, self.bot = web, room, bot
-        self.watcher = StageWatcher(bot)
+        self.make_watcher = watcher
+        self.watcher = watcher(bot)
         self.claim: str | None = None
         self.rejoins = 0
 
@@ -94,7 +96,7 @@ class Audience:
                 raise RuntimeError(f"join refused: {r.status} {data}")
         self.claim = data.get("claim")
         seen = self.watcher.seen
-        self.watcher = StageWatcher(self.bot)
+        self.watcher = self.make_watcher(self.bot)
         self.watcher.seen = seen  # one record across rejoins
         await self.watcher.join(data["url"], data["token"])
 

@@ -80,7 +80,9 @@ def summarize(rec: dict[str, Any], settle: float) -> dict[str, Any]:
     start, end = t_first + settle, rec["end_s"]
     win = [f for f in frames if f[0] >= start]
     secs = max(end - start, 1e-6)
-    ids = {f[1] for f in win}
+    # distinct frames by their number; a stream without frame metadata (the encode-once
+    # shard path's pre-encoded frames) counts every decoded frame
+    ids = {f[1] if f[1] >= 0 else -1 - i for i, f in enumerate(win)}
     out["window_s"] = round(secs, 2)
     out["fps"] = round(len(ids) / secs, 2)
     sizes = Counter(f"{w}x{h}" for _, _, w, h in win)

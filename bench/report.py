@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.report_cluster import node_loss, node_loss_details
 from bench.report_recovery import Row, rollover, soak
 from bench.report_recovery import _f as _f
 
@@ -188,9 +189,12 @@ def encode_once(d: dict[str, Any]) -> list[Row]:
     return [("CPU per extra audience room fed the same 720p25 video", "≤ 0.05 core (issue 14)",
              f"encoded once (EncodedVideoSource): "
              f"{_f(_g(m, 'once', 'cores_per_extra_room'), '.3f')} core; three layers once: "
-             f"{_f(_g(m, 'once_layers', 'cores_per_extra_room'), '.3f')} core",
+             f"{_f(_g(m, 'once_layers', 'cores_per_extra_room'), '.3f')} core; the stage's "
+             f"VP9 SVC relayed (svcrelay, layers for weak links): "
+             f"{_f(_g(m, 'svc_relay', 'cores_per_extra_room'), '.3f')} core",
              f"encoded per room: {_f(_g(m, 'reencode', 'cores_per_extra_room'), '.3f')} core",
-             (_g(m, "once", "cores_per_extra_room") or 1) <= 0.05)]
+             (_g(m, "once", "cores_per_extra_room") or 1) <= 0.05
+             and (_g(m, "svc_relay", "cores_per_extra_room") or 0) <= 0.05)]
 
 
 def caption_sync(d: dict[str, Any]) -> list[Row]:
@@ -352,9 +356,17 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "caption_sync": ("Captions in step with the voice", caption_sync),
     "reconcile_storm": ("Floor guard under a join storm", reconcile_storm),
     "join_storm": ("Join storm on a 3-node cluster", join_storm),
+    "node_loss": ("Node loss on a 3-node cluster (SIGKILL, viewers rejoin)", node_loss),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
     "faults": ("Recovery after crashes (SIGKILL under a watching viewer)", faults),
-    "rollover": ("Session rollover over a webinar hour (accelerated)", rollover),
+    "rollover": ("Session rollover over a webinar hour (accelerated 12x: the stress)",
+                 rollover),
+    "rollover_no_handover": ("Session rollover, accelerated 12x, without the speech handover "
+                             "(baseline)", rollover),
+    "rollover_minute": ("Session rollover at the real proportions, halved (30-s sessions)",
+                        rollover),
+    "rollover_minute_no_handover": ("Session rollover, 30-s sessions, without the speech "
+                                    "handover (baseline)", rollover),
     "soak": ("Soak (50 viewers, a question a minute)", soak),
 }
 
@@ -485,6 +497,8 @@ def _details(name: str, d: dict[str, Any]) -> list[str]:
                        f"demoted {r.get('offenders_never_demoted')}; webhooks lost "
                        f"{r.get('webhooks_lost_lines')}; web app CPU "
                        f"{_f(r.get('web_app_cpu_seconds'), '.2f')} s")
+    elif name == "node_loss":
+        out += node_loss_details(d)
     elif name == "republish_latency":
         a = d.get("added_ms", {})
         out.append(f"- added latency: p50 {_f(a.get('p50'))}, p95 {_f(a.get('p95'))}, max "
@@ -522,7 +536,8 @@ def write_report(path: Path = DOC) -> Path:
         mode = " (quick mode)" if d.get("quick") else ""
         load = _g(d, "machine", "loadavg_1m")
         load_note = f" Load average when it finished: {load:g}." if load is not None else ""
-        sec = [f"### {title}\n", f"`bench/{name}.py`, {when}{mode}. " + (d.get("what") or "")
+        script = d.get("script") or f"bench/{name}.py"
+        sec = [f"### {title}\n", f"`{script}`, {when}{mode}. " + (d.get("what") or "")
                + "." + load_note + "\n"]
         sec += _details(name, d)
         sec.append(_provenance_line(d))

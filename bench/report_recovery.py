@@ -64,22 +64,43 @@ def _viewer_fps(d: dict[str, Any]) -> Any:
 
 
 def rollover(d: dict[str, Any]) -> list[Row]:
-    held, change = d.get("held_s") or {}, d.get("switch_change") or {}
-    jump = d.get("switch_jump") or {}
+    held, change = d.get("held_s") or {}, d.get("switch_jump") or {}
+    window = d.get("switch_change") or {}
     normal = d.get("normal_change") or {}
-    return [(f"one webinar hour of one-minute sandbox sessions ({d.get('sessions_planned')} "
-             f"sessions of {_f(d.get('session_s'), 'g')} s, {_f(d.get('accelerated_x'), 'g')}x):"
-             " slate frames at a viewer; picture held and moved at a switch",
-             "0 slate; held ≤ 0.1 s; no jump",
-             f"{d.get('slate_frames')} slate frames; {d.get('rollovers')} rollovers "
-             f"({d.get('overlapped', '–')} overlapped, {d.get('sequential', '–')} sequential), "
-             f"{d.get('ended_by_service')} ended by the service; held per switch p50 "
-             f"{_f(held.get('p50'), '.3f')} / max {_f(held.get('max'), '.3f', ' s')}",
-             f"{_f(d.get('fps'), '.1f')} fps, longest gap at the viewer "
-             f"{_f(d.get('longest_gap_s'), '.2f', ' s')}; "
-             + (f"change at a switch's first frame p50 {_f(jump.get('p50'), '.2f')} / max "
-                f"{_f(jump.get('max'), '.2f')}, window around it max " if jump else
-                "picture change at a switch max ")
-             + f"{_f(change.get('max'), '.2f')} (normal windows p99 "
-             f"{_f(normal.get('p99'), '.2f')}, max {_f(normal.get('max'), '.2f')})",
-             d.get("pass"))]
+    handover = "" if d.get("speech_handover", True) else " — baseline: no speech handover"
+    jumps = d.get("switch_jumps") or []
+    rows: list[Row] = [
+        (f"{d.get('sessions_planned')} sandbox sessions of {_f(d.get('session_s'), 'g')} s "
+         f"(lead {_f(d.get('lead_s'), 'g')} s, {_f(d.get('accelerated_x'), 'g')}x), a question "
+         f"every {_f(d.get('ask_every_s', 20.0), 'g')} s{handover}: slate frames at a viewer; "
+         "picture held and moved at a switch",
+         "0 slate; held ≤ 0.1 s; no jump",
+         f"{d.get('slate_frames')} slate frames; {d.get('rollovers')} rollovers "
+         f"({d.get('overlapped', '–')} overlapped, {d.get('sequential', '–')} sequential), "
+         f"{d.get('ended_by_service')} ended by the service; held per switch p50 "
+         f"{_f(held.get('p50'), '.3f')} / max {_f(held.get('max'), '.3f', ' s')}; change at a "
+         f"switch's first frame p50 {_f(change.get('p50'), '.2f')} / max "
+         f"{_f(change.get('max'), '.2f')}, {sum(1 for j in jumps if j > 0.5)} over 0.5, "
+         f"{d.get('jumps_over_allowed', '–')} over the pass line "
+         f"{_f(d.get('jump_allowed'), '.2f')}",
+         f"{_f(d.get('fps'), '.1f')} fps, longest gap at the viewer "
+         f"{_f(d.get('longest_gap_s'), '.2f', ' s')}; window around a switch max "
+         f"{_f(window.get('max'), '.2f')} (normal windows p99 {_f(normal.get('p99'), '.2f')}, "
+         f"max {_f(normal.get('max'), '.2f')})",
+         d.get("pass"))]
+    if "answers_heard" in d:
+        diff, across = d.get("heard_minus_sent_s") or {}, \
+            d.get("heard_minus_sent_across_a_switch_s") or {}
+        ho = d.get("handovers") or {}
+        rows.append((
+            f"the answers a viewer heard{handover}: voiced time heard − sent per answer",
+            f"none cut or doubled (±{_f(d.get('heard_slack_s', 0.25), 'g')} s)",
+            f"{d.get('answers_cut')} cut, {d.get('answers_doubled')} doubled of "
+            f"{d.get('answers_heard')} ({d.get('answers_with_a_switch')} with a switch "
+            f"inside); heard − sent min {_f(diff.get('min'), '+.2f')} / p50 "
+            f"{_f(diff.get('p50'), '+.2f')} / max {_f(diff.get('max'), '+.2f', ' s')} "
+            f"(across a switch: min {_f(across.get('min'), '+.2f', ' s')}; with none inside: "
+            f"min {_f((d.get('heard_minus_sent_no_switch_s') or {}).get('min'), '+.2f', ' s')})",
+            "handovers: " + ", ".join(f"{k} {v}" for k, v in ho.items()) if ho else "–",
+            d.get("answers_cut") == 0 and d.get("answers_doubled") == 0))
+    return rows

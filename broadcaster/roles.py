@@ -25,6 +25,8 @@ MAX_NAME_CHARS = 64
 RESERVED_IDENTITIES = frozenset({AVATAR_IDENTITY, "avatar", "host", "recorder"})
 #: the bot's own identity in direct mode is ``<bot_identity>`` + this (bot/pipeline.py)
 LISTENER_SUFFIX = "-listener"
+RELAY_SUFFIX = "-video"
+"""The SVC relay's identity (bot identity + suffix): the avatar's video in a shard room."""
 
 
 class Role(StrEnum):
@@ -93,7 +95,8 @@ def speaker_permission(speaking: bool, *, hidden: bool) -> api.ParticipantPermis
 def stack_identities(settings: Settings) -> frozenset[str]:
     """Identities of the stack's own participants in a stage room (never a person's)."""
     return frozenset({AVATAR_IDENTITY, settings.bot_identity,
-                      settings.bot_identity + LISTENER_SUFFIX})
+                      settings.bot_identity + LISTENER_SUFFIX,
+                      settings.bot_identity + RELAY_SUFFIX})
 
 
 def check_identity(identity: str, *, settings: Settings | None = None) -> str:

@@ -10,6 +10,11 @@ broadcaster/sdk_names.py) lists them all with the reason.
 versions and fails naming the attribute that moved;
 ``tests/test_architecture.py`` fails when a private SDK name is used anywhere else.
 
+The Go SVC relay (relay/svcrelay, server-sdk-go) has its one internal — the
+``LocalParticipant.engine`` it publishes a layered track through — in
+relay/svcrelay/sdk_internals.go, checked by ``svcrelay -check-sdk``
+(tests/test_shard_relay.py).
+
 Upgrading pipecat or livekit: run ``tests/test_sdk_internals.py`` first; this
 module is the only place to change.
 """
@@ -34,11 +39,17 @@ from pipecat.transports.livekit.transport import (
 # the LiveAvatar client's internals live beside this module (one fence, two files)
 from broadcaster.sdk_internals_heygen import (  # noqa: F401  (re-exported)
     HeyGenVideoServiceHooks,
+    Said,
+    Speak,
     heygen_client_wants_video,
+    heygen_send_speech,
     heygen_session_health,
+    heygen_session_id,
+    heygen_take_pacing,
     heygen_transport_session,
     replace_video_loop,
     skip_media_join,
+    wrap_speech,
 )
 
 if TYPE_CHECKING:

@@ -10,8 +10,9 @@ the current one and switching to it at a pause, reaches into both.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from livekit import rtc
@@ -231,6 +232,52 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
         await super().cleanup()
 
 
+Speak = Callable[[bytes, str], Awaitable[None]]
+Said = Callable[[str], Awaitable[None]]
+
+
+def wrap_speech(client: HeyGenClient, *, speak: Callable[[bytes, str, Speak], Awaitable[None]],
+                end: Callable[[str, Said], Awaitable[None]],
+                interrupt: Callable[[str | None, Said], Awaitable[None]]) -> None:
+    """Route this client's ``agent_speak``, ``agent_speak_end`` and ``interrupt`` through hooks.
+
+    pipecat's service calls them on its current client; each hook gets the arguments and
+    the client's own method, and calls it (or not). On this client only.
+    """
+    own_speak, own_end, own_interrupt = (client.agent_speak, client.agent_speak_end,
+                                         client.interrupt)
+
+    async def agent_speak(audio: bytes, event_id: str) -> None:
+        await speak(audio, event_id, own_speak)
+
+    async def agent_speak_end(event_id: str) -> None:
+        await end(event_id, own_end)
+
+    async def interrupt_(event_id: str | None) -> None:
+        await interrupt(event_id, own_interrupt)
+
+    client.agent_speak = agent_speak  # type: ignore[method-assign]
+    client.agent_speak_end = agent_speak_end  # type: ignore[method-assign]
+    client.interrupt = interrupt_  # type: ignore[method-assign]
+
+
+async def heygen_send_speech(client: HeyGenClient, audio: bytes, event_id: str) -> None:
+    """Send ``agent.speak`` now, as ``agent_speak`` does but without its real-time pacing.
+
+    pipecat paces a client's speech (the first 3 s at once, then one second per second)
+    from what that client was sent; speech handed to, or mirrored on, the next session
+    must reach it at once, beside the current session's.
+    """
+    await client._ws_send({"type": "agent.speak", "event_id": event_id,
+                           "audio": base64.b64encode(audio).decode("ascii")})
+
+
+def heygen_take_pacing(new: HeyGenClient, old: HeyGenClient) -> None:
+    """Give ``new`` the speech pacing of ``old`` (the utterance goes on with the new client)."""
+    new._audio_seconds_sent = old._audio_seconds_sent
+    new._next_send_time = old._next_send_time
+
+
 def replace_video_loop(client: HeyGenClient,
                        loop: Callable[[rtc.VideoStream], Coroutine[Any, Any, None]]) -> None:
     """Run ``loop(stream)`` instead of the client's own video loop, on this client only."""
@@ -260,6 +307,12 @@ def heygen_session_health(client: HeyGenClient, *, media: bool = True) -> str:
     if client._video_frame_callback is not None and not room.remote_participants:
         return "avatar left"
     return "open"
+
+
+def heygen_session_id(client: HeyGenClient) -> str | None:
+    """Return the LiveAvatar session id of this client's session, or None before it has one."""
+    session = client._heyGen_session
+    return None if session is None else str(session.session_id)
 
 
 def heygen_client_wants_video(client: HeyGenClient) -> bool:

@@ -154,7 +154,14 @@ PY="$VENV/bin/python" bash "$ROOT/deploy/models.sh"
 if [ "$level" != run ]; then
   bash "$ROOT/deploy/llm.sh"
 fi
-# 7. the Go load viewers for the capacity benchmarks (cached in .tools/bin)
+# 7. the SVC relay that carries the stage's video layers into audience shards (Go; the bot
+#    encodes once, one layer, without it)
+if [ "$level" != run ]; then
+  bash "$ROOT/relay/svcrelay/build.sh"
+elif command -v go >/dev/null; then
+  bash "$ROOT/relay/svcrelay/build.sh" || say "svcrelay not built: audience shards get one layer"
+fi
+# 8. the Go load viewers for the capacity benchmarks (cached in .tools/bin)
 if [ "$level" = bench ]; then
   bash "$ROOT/bench/loadviewers/build.sh"
 fi

@@ -14,8 +14,13 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from probes.stage_watch import Seen
+import numpy as np
+from livekit import rtc
+
+from broadcaster.bot.sent_speech import QUIET_PEAK
+from probes.stage_watch import Seen, StageWatcher
 
 _STAMP = r"(\d\d):(\d\d):(\d\d\.\d+) INFO +broadcaster\.bot\.avatar_keeper: "
 OVERLAPPED = re.compile(_STAMP + r"avatar session near its end: rolling over at a pause, by "
@@ -128,4 +133,81 @@ def switch_jumps(seen: list[Seen], walls: list[int]) -> list[float]:
         change = next((c for us, c in stamped if us >= wall), None)
         if change is not None and any(us < wall for us, _ in stamped):
             out.append(change)
+    return out
+
+
+# ------------------------------------------------------------------ what was heard
+#: the bot's line at the end of each utterance it sent the avatar (SpeechHandover)
+SENT = re.compile(_STAMP.replace("avatar_keeper", "speech_handover")
+                  + r"avatar utterance sent: (\S+) s, voiced (\S+) s")
+#: silence longer than this ends an answer (its sentences' pauses are shorter)
+ANSWER_GAP = 1.5
+
+
+class ListeningWatcher(StageWatcher):
+    """A :class:`StageWatcher` that also listens to the bot: its voiced 10-ms blocks."""
+
+    def __init__(self, bot: str) -> None:
+        super().__init__(bot)
+        self.want_audio = True
+        self.heard: list[tuple[float, int]] = []
+        """(time.time() at arrival, voiced 10-ms blocks in the audio frame)."""
+
+    def on_audio(self, event: rtc.AudioFrameEvent) -> None:
+        """Note how much of the frame is voiced (the measure SentSpeech uses)."""
+        frame = event.frame
+        pcm = np.frombuffer(frame.data, np.int16)
+        block = frame.sample_rate // 100
+        n = pcm.size // block
+        voiced = 0
+        if n:
+            peaks = np.abs(pcm[: n * block].reshape(n, block).astype(np.int32)).max(axis=1)
+            voiced = int((peaks >= QUIET_PEAK).sum())
+        self.heard.append((time.time(), voiced))
+
+
+def answers_heard(heard: list[tuple[float, int]]) -> list[tuple[float, float, float]]:
+    """(first, last voiced moment as day seconds, voiced seconds) of each answer heard."""
+    out: list[tuple[float, float, float]] = []
+    start = last = None
+    voiced = 0
+    for wall, n in heard:
+        if not n:
+            continue
+        d = day_seconds(wall)
+        if last is not None and d - last > ANSWER_GAP:
+            out.append((start or last, last, voiced / 100))
+            start, voiced = None, 0
+        start = d if start is None else start
+        last = d
+        voiced += n
+    if last is not None:
+        out.append((start or last, last, voiced / 100))
+    return out
+
+
+def utterances_sent(lines: Iterable[str]) -> list[tuple[float, float, float]]:
+    """(day seconds of its end, seconds sent, voiced seconds sent) of each utterance."""
+    return [(_at(m), float(m[4]), float(m[5])) for line in lines if (m := SENT.search(line))]
+
+
+def heard_vs_sent(heard: list[tuple[float, float, float]], sent: list[tuple[float, float, float]],
+                  found: list[Switch]) -> list[dict[str, Any]]:
+    """Compare each answer heard with the utterances the bot sent while it played (voiced time).
+
+    An utterance's line is logged once pipecat sent its last piece: while the answer is
+    heard. An answer cut at a rollover is heard shorter than it was sent (up to the ~4 s
+    a session holds ahead), one said twice longer; the encoders' edges differ by ~0.1 s.
+    """
+    out = []
+    for start, end, voiced in heard:
+        mine = [u for u in sent if start - 1.0 <= u[0] <= end + 1.0]
+        if not mine:
+            continue
+        sent_voiced = sum(u[2] for u in mine)
+        inside = [sw.at for sw in found if start <= sw.at <= end]
+        out.append({"at": round(start, 2), "utterances": len(mine),
+                    "sent_voiced_s": round(sent_voiced, 3), "heard_voiced_s": voiced,
+                    "heard_minus_sent_s": round(voiced - sent_voiced, 3),
+                    "switches_inside": len(inside)})
     return out

@@ -309,3 +309,40 @@ async def test_a_next_session_that_never_settles_is_switched_to_by_the_latest_mo
     keeper.settle_max = 0.2
     await run_keeper(keeper, frames, lambda: avatar.switched >= 2, timeout=6.0)
     assert slates == [] and avatar.opened == 1 and keeper.rollovers == 2
+
+
+class HandingAvatar(OverlappingAvatar):
+    """A stand-in whose speech handover comes at a pause ``pause_in`` s after it is asked
+    (None: no pause before its deadline ``by``)."""
+
+    def __init__(self, pause_in: float | None) -> None:
+        super().__init__()
+        self.pause_in = pause_in
+        self.mirrored = False
+        self.log: list[str] = []
+
+    async def hand_over(self, by: float) -> bool:
+        wait = by - time.monotonic() if self.pause_in is None else self.pause_in
+        await asyncio.sleep(max(0.0, wait))
+        self.mirrored = self.standby is not None
+        self.log.append("handed")
+        return self.mirrored
+
+    async def switch_to_standby(self) -> Any:
+        self.log.append("switched" if self.mirrored else "switched unhanded")
+        self.mirrored = False
+        return await super().switch_to_standby()
+
+
+@pytest.mark.parametrize("pause_in", [0.15, None])
+async def test_a_rollover_mid_answer_hands_the_speech_over_before_the_switch(
+        pause_in: float | None) -> None:
+    """The avatar is quiet (a pause between sentences) but mid-answer: the keeper does not
+    switch until the next session took the speech over (at a pause, or at once by the
+    deadline), never to a next session that does not say the answer."""
+    avatar, frames = HandingAvatar(pause_in), [0, 0]
+    keeper, slates = overlapping_keeper(avatar, frames)
+    keeper.rollover_lead = 0.8
+    await run_keeper(keeper, frames, lambda: avatar.switched >= 2, timeout=6.0)
+    assert avatar.log[:4] == ["handed", "switched"] * 2, avatar.log
+    assert slates == [] and keeper.rollovers >= 2

@@ -29,12 +29,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest_asyncio
-from livekit import api
+from livekit import api, rtc
 
 from broadcaster.livekit_cluster import Cluster, Node
 from broadcaster.netutil import free_port
 from tests.fixtures_bot import BotStage, running_bot
-from tests.fixtures_web import WebClient, serving, unique_room
+from tests.fixtures_web import WebClient, connect, serving, unique_room
 from tests.helpers.people import Viewer, until
 from tests.test_shards import _page_rejoins
 
@@ -152,6 +152,59 @@ async def _leave_all(viewers: list[dict[str, tuple[dict, Viewer]]]) -> None:
     for box in viewers:
         for _, v in box.values():
             await v.leave()
+
+
+async def test_a_page_naming_a_live_shard_in_a_full_webinar_keeps_its_seat(
+        staged: tuple[WebClient, BotStage]) -> None:
+    """Every shard full, the bot in each, every node alive: a page that says it lost its
+    shard (a stall, a reload, a lie) is routed as before — back to its own seat — and a
+    new page naming a lost shard is told the webinar is full. Nobody overfills a shard
+    (the displaced routing spills over capacity only when LiveKit confirms the node is
+    gone: docs/scaling.md)."""
+    web, bot = staged
+    names = [f"{bot.room}--a{i}" for i in (1, 2, 3)]
+    rooms: list[rtc.Room] = []
+    seats: dict[str, dict] = {}
+    try:
+        for i in range(3 * 2):  # 3 shards of 2
+            reply = await web.join(bot.room, f"full-{i}")
+            assert reply.status == 200, reply.text
+            seats[reply.data["identity"]] = reply.data
+            rooms.append(await connect(reply.data["url"], reply.data["token"]))
+        assert sorted(d["livekit_room"] for d in seats.values()) == sorted(names * 2)
+        for name in names:  # the bot is in every shard (the router prefers those)
+            await until(lambda n=name: _has(rooms, n, bot.settings.bot_identity), 10,
+                        f"the bot listed in {name}", bot)
+        a, b = list(seats.values())[0], list(seats.values())[1]
+        if a["livekit_room"] == b["livekit_room"]:
+            b = next(d for d in seats.values() if d["livekit_room"] != a["livekit_room"])
+        # its own shard, node alive: the page gets its seat back, not another shard
+        again = await web.join(bot.room, a["identity"], claim=a["claim"],
+                               lost=a["livekit_room"])
+        assert again.status == 200, again.text
+        assert again.data["livekit_room"] == a["livekit_room"], again.data
+        rooms.append(await connect(again.data["url"], again.data["token"]))  # replaces it
+        # another page's shard named as lost: ignored, its own seat
+        other = await web.join(bot.room, b["identity"], claim=b["claim"],
+                               lost=a["livekit_room"])
+        assert other.status == 200 and other.data["livekit_room"] == b["livekit_room"], \
+            other.text
+        # a newcomer naming a lost shard is not let in over capacity
+        late = await web.join(bot.room, "full-late", lost=a["livekit_room"])
+        assert late.status == 503 and "full" in late.data["error"], late.text
+        await asyncio.sleep(1.0)  # LiveKit's word, not only the routed joins
+        counts = (await web.call("GET", f"/api/webinars/{bot.room}/audience")).data
+        assert counts["shards"] == dict.fromkeys(names, 2), counts
+    finally:
+        for r in rooms:
+            await r.disconnect()
+        await asyncio.sleep(1.0)  # the next test's routing sees them gone
+
+
+def _has(rooms: list[rtc.Room], shard: str, identity: str) -> bool:
+    return any(r.name == shard and identity in {p.identity for p in
+                                                r.remote_participants.values()}
+               for r in rooms)
 
 
 async def test_two_shards_on_a_killed_node_both_rejoin(

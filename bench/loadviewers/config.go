@@ -33,6 +33,9 @@ type config struct {
 	out         string
 	quiet       bool
 	quality     string
+	rejoin      bool
+	frozen      time.Duration
+	tick        time.Duration
 }
 
 func parseFlags() (*config, error) {
@@ -62,6 +65,9 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&c.out, "out", "", "also write the final JSON report to this file")
 	flag.BoolVar(&c.quiet, "quiet", true, "silence the SDK's logs")
 	flag.StringVar(&c.quality, "quality", "", "ask the SFU for this simulcast layer: low, medium or high (default: the SFU decides)")
+	flag.BoolVar(&c.rejoin, "rejoin", false, "rejoin through the join API as the viewer page does when LiveKit drops the viewer or its picture freezes (-frozen), naming the room lost; 4 s per connect, 1 s between tries")
+	flag.DurationVar(&c.frozen, "frozen", 2500*time.Millisecond, "with -rejoin: no complete frame this long means the room's node is gone (the page's FROZEN_MS)")
+	flag.DurationVar(&c.tick, "tick", 0, "print each viewer's frame count and room this often (type \"tick\"; 0: never)")
 	flag.Parse()
 	if c.hold == 0 {
 		c.hold = duration
@@ -102,6 +108,12 @@ func parseFlags() (*config, error) {
 	}
 	if c.quality != "" && c.quality != "low" && c.quality != "medium" && c.quality != "high" {
 		return nil, fmt.Errorf("-quality must be low, medium or high, not %q", c.quality)
+	}
+	if c.rejoin && c.web == "" {
+		return nil, fmt.Errorf("-rejoin needs -web (it rejoins through the join API)")
+	}
+	if c.frozen <= 0 || c.tick < 0 {
+		return nil, fmt.Errorf("-frozen must be positive and -tick not negative")
 	}
 	if c.ramp <= 0 || c.concurrency <= 0 {
 		return nil, fmt.Errorf("-ramp and -concurrency must be positive")

@@ -162,6 +162,8 @@ func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 func emit(v any) {
 	data, _ := json.Marshal(v)
+	emitMu.Lock() // one whole line at a time (rejoin and tick lines come from goroutines)
+	defer emitMu.Unlock()
 	os.Stdout.Write(append(data, '\n'))
 }
 
@@ -179,6 +181,14 @@ func main() {
 	runStart := time.Now()
 	clients := httpClients(c.sources)
 	var viewers []*viewer
+	var vmu sync.Mutex // viewers grows here and is read by the tick loop
+	if c.tick > 0 {
+		go tickLoop(ctx, c.tick, func() []*viewer {
+			vmu.Lock()
+			defer vmu.Unlock()
+			return append([]*viewer(nil), viewers...)
+		})
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.concurrency)
 	interval := time.Duration(float64(time.Second) / c.ramp)
@@ -194,7 +204,9 @@ func main() {
 			if len(c.sources) > 0 {
 				v.source = c.sources[i%len(c.sources)]
 			}
+			vmu.Lock()
 			viewers = append(viewers, v)
+			vmu.Unlock()
 			client := clients[i%len(clients)]
 			wg.Add(1)
 			sem <- struct{}{}
@@ -244,6 +256,15 @@ func main() {
 	if len(steps) > 0 {
 		last := steps[len(steps)-1]
 		final["last"] = last
+	}
+	if c.rejoin { // rejoins still going on: viewers that never watched again
+		var open []*rejoinEvent
+		for _, v := range viewers {
+			if ev := v.unfinished(); ev != nil {
+				open = append(open, ev)
+			}
+		}
+		final["rejoins_unfinished"] = open
 	}
 	for _, v := range viewers {
 		v.leave()

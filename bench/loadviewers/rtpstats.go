@@ -37,6 +37,8 @@ type trackStats struct {
 	firstFrameAt time.Time
 	lastFrameAt  time.Time
 	maxGap       time.Duration // longest time between two new frames since the last sample
+	tickGap      time.Duration // the same since the last tick (-tick)
+	fifthFrameAt time.Time
 
 	width, height int // from the latest keyframe (VP9: the highest spatial layer received)
 	vp9Sizes      [][2]int
@@ -176,8 +178,13 @@ func (s *trackStats) track(p *rtp.Packet, seq uint64, now time.Time) {
 		s.frames++
 		if s.frames == 1 {
 			s.firstFrameAt = now
-		} else if gap := now.Sub(s.lastFrameAt); gap > s.maxGap {
-			s.maxGap = gap
+		} else {
+			gap := now.Sub(s.lastFrameAt)
+			s.maxGap = max(s.maxGap, gap)
+			s.tickGap = max(s.tickGap, gap)
+		}
+		if s.frames == 5 {
+			s.fifthFrameAt = now
 		}
 		s.lastFrameAt = now
 	}
@@ -203,6 +210,32 @@ func isFrameStart(codec string, b []byte) bool {
 		return b[0]&0x08 != 0
 	}
 	return true
+}
+
+// progress: the last complete frame, how many, the first and the fifth.
+func (s *trackStats) progress() (last time.Time, frames uint64, first, fifth time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastFrameAt, s.frames, s.firstFrameAt, s.fifthFrameAt
+}
+
+func (s *trackStats) frameCount() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frames
+}
+
+// tick: complete frames so far and the longest gap since the last tick (a stall going on
+// included); restarts the tick's gap.
+func (s *trackStats) tick(now time.Time) (uint64, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gap := s.tickGap
+	if s.frames > 0 {
+		gap = max(gap, now.Sub(s.lastFrameAt))
+	}
+	s.tickGap = 0
+	return s.frames, gap
 }
 
 // take returns the counters and restarts the longest-gap measure for the next window.

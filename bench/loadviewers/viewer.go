@@ -22,8 +22,11 @@ import (
 )
 
 type joinAnswer struct {
-	Token string `json:"token"`
-	URL   string `json:"url"`
+	Token       string `json:"token"`
+	URL         string `json:"url"`
+	Identity    string `json:"identity"`
+	Claim       string `json:"claim"`
+	LivekitRoom string `json:"livekit_room"` // the audience shard it was sent to
 }
 
 type viewer struct {
@@ -42,6 +45,14 @@ type viewer struct {
 	publisher   string
 	videoTracks int
 	baseline    map[*trackStats]sample // counters at the start of the current window
+
+	// -rejoin (rejoin.go): what the page keeps between joins, and the current session
+	claim      string
+	lkRoom     string       // the LiveKit room of the current session
+	gen        int          // session number; events of an older session are ignored
+	dropped    bool         // LiveKit disconnected the current session
+	prevFrames uint64       // complete video frames of the sessions before this one
+	pending    *rejoinEvent // a rejoin not yet watching again
 }
 
 // httpClients: one client per local source address (a per-address join limit sees many
@@ -67,23 +78,43 @@ func (v *viewer) join(ctx context.Context, cfg *config, client *http.Client, run
 	v.mu.Lock()
 	v.joinStart = time.Now()
 	v.mu.Unlock()
+	if err := v.connect(ctx, cfg, client, runStart, "", 30*time.Second); err != nil {
+		v.fail(err.Error())
+		return
+	}
+	if cfg.rejoin {
+		go v.watch(ctx, cfg, client, runStart)
+	}
+}
+
+// connect: a token (the join API, naming the room lost if any) and a LiveKit session
+// with it, given at most connectTimeout; it becomes the viewer's current session.
+func (v *viewer) connect(ctx context.Context, cfg *config, client *http.Client, runStart time.Time,
+	lost string, connectTimeout time.Duration) error {
 	url, token := cfg.livekitURL, cfg.token
 	if cfg.tokens != nil {
 		token = cfg.tokens[v.id%len(cfg.tokens)]
 	}
 	if token == "" {
-		ans, err := v.callJoinAPI(ctx, cfg, client)
+		ans, err := v.callJoinAPI(ctx, cfg, client, lost)
 		if err != nil {
-			v.fail("join api: " + err.Error())
-			return
+			return fmt.Errorf("join api: %w", err)
 		}
 		token = ans.Token
 		if url == "" {
 			url = ans.URL
 		}
+		v.mu.Lock()
+		v.claim, v.lkRoom = ans.Claim, ans.LivekitRoom
+		if ans.Identity != "" {
+			v.identity = ans.Identity
+		}
+		v.mu.Unlock()
 	}
 	v.mu.Lock()
 	v.joinedAPI = time.Now()
+	v.gen++
+	gen := v.gen
 	v.mu.Unlock()
 
 	cb := lksdk.NewRoomCallback()
@@ -94,6 +125,11 @@ func (v *viewer) join(ctx context.Context, cfg *config, client *http.Client, run
 		}
 		st := &trackStats{kind: track.Kind().String(), codec: track.Codec().MimeType}
 		v.mu.Lock()
+		if gen != v.gen { // a session this viewer left
+			v.mu.Unlock()
+			go drain(track)
+			return
+		}
 		if st.kind == "video" {
 			if v.video != nil { // one video track per viewer is measured: the first one
 				v.mu.Unlock()
@@ -121,21 +157,40 @@ func (v *viewer) join(ctx context.Context, cfg *config, client *http.Client, run
 		}
 		go read(track, st, runStart)
 	}
-	cb.OnDisconnected = func() { v.fail("disconnected") }
+	cb.OnDisconnected = func() {
+		if !cfg.rejoin {
+			v.fail("disconnected")
+			return
+		}
+		v.mu.Lock()
+		if gen == v.gen {
+			v.dropped = true
+		}
+		v.mu.Unlock()
+	}
 	room, err := lksdk.ConnectToRoomWithToken(url, token, cb,
-		lksdk.WithAutoSubscribe(true), lksdk.WithConnectTimeout(30*time.Second))
+		lksdk.WithAutoSubscribe(true), lksdk.WithConnectTimeout(connectTimeout))
 	if err != nil {
-		v.fail("connect: " + err.Error())
-		return
+		return fmt.Errorf("connect: %w", err)
 	}
 	v.mu.Lock()
 	v.room = room
 	v.connected = time.Now()
 	v.mu.Unlock()
+	return nil
 }
 
-func (v *viewer) callJoinAPI(ctx context.Context, cfg *config, client *http.Client) (*joinAnswer, error) {
-	body, _ := json.Marshal(map[string]string{"identity": v.identity, "role": "viewer"})
+func (v *viewer) callJoinAPI(ctx context.Context, cfg *config, client *http.Client, lost string) (*joinAnswer, error) {
+	v.mu.Lock()
+	fields := map[string]string{"identity": v.identity, "role": "viewer"}
+	if v.claim != "" { // the page's claim keeps its identity (and its seat)
+		fields["claim"] = v.claim
+	}
+	v.mu.Unlock()
+	if lost != "" { // the room whose node was lost: the API sends it elsewhere
+		fields["lost"] = lost
+	}
+	body, _ := json.Marshal(fields)
 	endpoint := strings.TrimRight(cfg.web, "/") + "/api/webinars/" + cfg.room + "/join"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {

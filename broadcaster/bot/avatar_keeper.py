@@ -15,21 +15,18 @@ Only when no live avatar came back for ``give_up_after`` seconds does it call
 ``on_give_up`` (the bot then exits for a fresh one, as before).
 
 Sessions that end by design (HeyGen's sandbox minute, ``max_session_duration``) are
-rolled over before they end, overlapped: ``rollover_lead`` seconds before the end the
-keeper opens the next session beside the current one (its frames are received and held
-back); once its first ``warm_frames`` frames arrived and its picture has settled, at the
-first moment the avatar has been quiet for ``quiet_for`` seconds (a pause between
-sentences), the service switches to it from one frame to the next, then the old session
-is closed. Settled: the next session's latest frame differs from the current one's by at
-most ``settled_luma`` (mean |Δ luma|, ``standby_match``). A new stream starts blurred
-while its encoder ramps up (measured on the local avatar: 1.08 at its first frame, 0.37
-after 0.5 s, 0.15-0.18 from ~1.5 s on, the two encodes' own noise), and switching to it
-early made the picture jump at the viewer; a picture that never settles (another look)
-is taken ``settle_max`` seconds after its frames began, or at ``SWITCH_LATEST``. A warm
-next session also takes over at once when the current one dies. When the next session
-cannot be opened (the service refuses a second one) or is not warm ``SWITCH_LATEST``
-seconds before the end, the rollover is sequential: the session is closed and reopened
-at the pause, the republisher holding the last frame meanwhile.
+rolled over before they end, overlapped (docs/recovery.md): ``rollover_lead`` seconds
+before the end the keeper opens the next session beside the current one (its frames are
+received and held back) and, once it is open, has the current session's speech handed
+to it at a pause (``hand_over``: the rest of the utterance, then every piece mirrored),
+so both say the same and look the same. Once the next one delivered ``warm_frames``
+frames and its picture matches the current one's (``settled_luma``, or after
+``settle_max`` seconds: a new stream starts blurred), the service switches to it at the
+first moment the avatar has been quiet for ``quiet_for`` seconds (at the latest
+``SWITCH_LATEST`` before the end), at a frame showing the same picture; the old session
+is closed. A warm next session also takes over at once when the current one dies. When
+the next one cannot be opened or is not warm in time, the rollover is sequential: the
+session is closed and reopened at the pause, the republisher holding the last frame.
 """
 
 from __future__ import annotations
@@ -42,6 +39,7 @@ from typing import Any, Protocol, cast
 from loguru import logger
 
 from broadcaster.bot.picture_match import SAME_PICTURE
+from broadcaster.bot.speech_handover import Handover
 from broadcaster.sdk_internals import heygen_session_health
 
 #: the reason _watch gives for a planned session change (no slate)
@@ -50,6 +48,9 @@ ROLLOVER = "rollover"
 FORCE_LEFT = 2.0
 #: a warm next session is switched to by then at the latest; not warm by then: sequential
 SWITCH_LATEST = 1.0
+#: the speech is handed to the next session by this long before SWITCH_LATEST at the latest
+#: (its picture then has time to match: both sessions speaking, or both idle)
+HANDOVER_BEFORE = 0.5
 
 
 class _Avatar(Protocol):
@@ -102,6 +103,7 @@ class AvatarKeeper:
         settled_luma: the next session's picture counts as settled once it differs from
             the current one's by at most this (mean |Δ luma|, 0-255).
         settle_max: ... or once its frames have come for this many seconds.
+        handover: hand the current session's speech to the next one before the switch.
     """
 
     def __init__(self, avatar: _Avatar, *, frames: Callable[[], int] | None = None,
@@ -117,7 +119,8 @@ class AvatarKeeper:
                  overlap: bool = True, warm_frames: int = 3,
                  switch_gap: Callable[[], tuple[int, float]] | None = None,
                  force_left: float = FORCE_LEFT, switch_latest: float = SWITCH_LATEST,
-                 settled_luma: float = SAME_PICTURE, settle_max: float = 2.5) -> None:
+                 settled_luma: float = SAME_PICTURE, settle_max: float = 2.5,
+                 handover: bool = True) -> None:
         self.avatar = avatar
         self.frames = frames
         self.present = present
@@ -142,6 +145,7 @@ class AvatarKeeper:
         self._warm_since: float | None = None  # the next session's frames began
         self._match: float | None = None  # its picture vs the current one's, last read
         self._next: asyncio.Task[float | None] | None = None  # opening the next session
+        self._handover = Handover(avatar if handover else None)  # its speech handed to it
         self.held: list[float] = []
         """Seconds the picture was held at each overlapped switch (frame to frame)."""
         self.rollovers = 0
@@ -273,6 +277,9 @@ class AvatarKeeper:
         ahead = now - (opened_at or 0.0)
         settled = now - (self._warm_since or now)
         match = self._match
+        await self._handover.cancel()
+        if reason == ROLLOVER:  # the rest of an utterance goes on in the next session
+            await self._handover.now()
         old = await avatar.switch_to_standby()
         held = await self._held_since(seen)
         self.held.append(held)
@@ -300,6 +307,7 @@ class AvatarKeeper:
         return 2.0
 
     async def _drop_next(self) -> None:
+        await self._handover.cancel()
         task, self._next = self._next, None
         if task is None:
             return
@@ -329,7 +337,11 @@ class AvatarKeeper:
                 if left <= self.rollover_lead:
                     self._start_next()
                     state = self._next_state()
-                    if state == "warm" and (quiet or left <= self.switch_latest):
+                    if state in ("cold", "settling", "warm"):  # open: it may take the speech
+                        self._handover.start(opened_at + self.session_lifetime
+                                             - self.switch_latest - HANDOVER_BEFORE)
+                    if state == "warm" and ((quiet and self._handover.done())
+                                            or left <= self.switch_latest):
                         return ROLLOVER  # overlapped
                     if state == "settling" and left <= self.switch_latest:
                         self._forced = True  # overlapped, its picture not settled yet

@@ -21,18 +21,15 @@ from loguru import logger
 from pipecat.services.heygen.client import HeyGenClient
 
 from broadcaster.bot.picture_match import SAME_PICTURE, pictures_apart
+from broadcaster.bot.speech_handover import SpeechHandover
 from broadcaster.frames import I420AvatarFrame
-from broadcaster.sdk_internals import (
-    HeyGenVideoServiceHooks,
-    replace_video_loop,
-    skip_media_join,
-)
+from broadcaster.sdk_internals import replace_video_loop, skip_media_join
 
 #: a switch waits this long at most for a frame of the next session matching the picture
 SWITCH_WAIT = 0.4
 
 
-class FastHeyGenVideoService(HeyGenVideoServiceHooks):
+class FastHeyGenVideoService(SpeechHandover):
     """``HeyGenVideoService`` that emits :class:`I420AvatarFrame` instead of RGB frames.
 
     Drop-in replacement: same constructor, same audio (``SpeechOutputAudioRawFrame``
@@ -111,6 +108,7 @@ class FastHeyGenVideoService(HeyGenVideoServiceHooks):
 
     def adapt_client(self, client: HeyGenClient) -> None:
         """Swap in the I420 video loop; in direct mode, skip the media join."""
+        super().adapt_client(client)
         replace_video_loop(client, lambda stream: self._read_i420_frames(client, stream))
         if not self.receive_media:
             skip_media_join(client)

@@ -114,6 +114,7 @@ async def serve(settings: Settings, room: str) -> None:
             on_state=avatar_state, on_give_up=fail,
             session_lifetime=session_lifetime(settings),
             rollover_lead=settings.avatar_rollover_lead_seconds,
+            handover=settings.avatar_speech_handover,
             speaking=(lambda: republisher.stats.speaking) if republisher is not None else None,
             switch_gap=(lambda: (republisher.stats.source_switches,
                                  republisher.stats.last_switch_gap_s))

@@ -8,6 +8,11 @@ realtime) and the same access units go into every shard through
 bench/encode_once.py measured +0.009 core per extra room against +0.111 core for a
 re-encode per room. A keyframe request from any shard makes the next frame a keyframe.
 
+With the stage's video in VP9 SVC layers (``video_svc`` = L3T1) the video goes into
+each shard through ``broadcaster.bot.shard_relay`` instead (``shard_video``): a relay
+copies the stage's layered stream, so a shard viewer on a weak link gets a lower layer;
+the bot then publishes only the voice into the shards and encodes nothing for them.
+
 Each shard connection is kept up by its own task: when a shard's node dies, the task
 joins again until LiveKit has re-homed the room on a live node (``retry_seconds``).
 """
@@ -27,6 +32,7 @@ from livekit import api, rtc
 from loguru import logger
 
 from broadcaster.bot.republisher import RepublishEncoding, audio_options
+from broadcaster.bot.shard_relay import SvcRelay, use_relay
 from broadcaster.config import Settings
 from broadcaster.roles import Role, mint_token
 from broadcaster.room_connect import connect_room
@@ -58,7 +64,7 @@ class _Shard:
 
     @property
     def live(self) -> bool:
-        return self.room is not None and self.room.isconnected() and self.video is not None
+        return self.room is not None and self.room.isconnected() and self.audio is not None
 
 
 class VP8Once:
@@ -99,7 +105,10 @@ class ShardFanout:
         self.settings = settings
         self.encoding = encoding
         self.shards = [_Shard(n) for n in shard_rooms(stage, settings.audience_shards)]
-        self._encoder = VP8Once(encoding)
+        self.relayed = use_relay(settings)
+        self._encoder = None if self.relayed else VP8Once(encoding)
+        self.relays = [SvcRelay(settings, stage, s.name, width=encoding.width,
+                                height=encoding.height) for s in self.shards]
         self._pending: rtc.VideoFrame | None = None
         self._wake = asyncio.Event()
         self._want_key = True
@@ -127,9 +136,12 @@ class ShardFanout:
                 await asyncio.sleep(JOIN_GAP_SECONDS)
             self._tasks.append(asyncio.ensure_future(self._keep(shard)))
             await shard.published.wait()
+            if self.relayed:  # the room exists on its node now: the relay joins it there
+                self.relays[i].start()
 
     async def stop(self) -> None:
         """Leave every shard."""
+        await asyncio.gather(*(r.stop() for r in self.relays), return_exceptions=True)
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
@@ -202,15 +214,17 @@ class ShardFanout:
 
     async def _publish(self, shard: _Shard, room: rtc.Room) -> None:
         enc = self.encoding
-        video = rtc.EncodedVideoSource(enc.width, enc.height)
-        options = rtc.TrackPublishOptions(
-            source=rtc.TrackSource.SOURCE_CAMERA, video_codec=rtc.VideoCodec.VP8,
-            video_encoding=rtc.VideoEncoding(max_bitrate=enc.max_bitrate,
-                                             max_framerate=enc.fps),
-            video_encoder=rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED,
-            simulcast=False)
-        await room.local_participant.publish_track(
-            rtc.LocalVideoTrack.create_video_track("avatar-video", video), options)
+        video = None
+        if not self.relayed:  # with relays the shard's video comes from the relay
+            video = rtc.EncodedVideoSource(enc.width, enc.height)
+            options = rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_CAMERA, video_codec=rtc.VideoCodec.VP8,
+                video_encoding=rtc.VideoEncoding(max_bitrate=enc.max_bitrate,
+                                                 max_framerate=enc.fps),
+                video_encoder=rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED,
+                simulcast=False)
+            await room.local_participant.publish_track(
+                rtc.LocalVideoTrack.create_video_track("avatar-video", video), options)
         audio = rtc.AudioSource(48000, 1, queue_size_ms=1000)
         await room.local_participant.publish_track(
             rtc.LocalAudioTrack.create_audio_track("avatar-audio", audio), audio_options())
@@ -219,12 +233,17 @@ class ShardFanout:
     # ------------------------------------------------------------------ media
     def offer_video(self, frame: rtc.VideoFrame) -> None:
         """Take the stage's captured frame; the newest waits for the encoder (older dropped)."""
+        if self._encoder is None:  # relayed: the shards get the stage's stream itself
+            return
         if self._pending is not None:
             self.frames_dropped += 1
         self._pending = frame
         self._wake.set()
 
     async def _encode_loop(self) -> None:
+        encoder = self._encoder
+        if encoder is None:
+            return
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -237,7 +256,7 @@ class ShardFanout:
                 self._want_key = True
             key, self._want_key = self._want_key, False
             try:
-                units = await asyncio.to_thread(self._encoder.encode, frame, key)
+                units = await asyncio.to_thread(encoder.encode, frame, key)
             except Exception as exc:  # one bad frame must not stop the shards
                 logger.warning(f"shards: encode failed ({exc!r})")
                 continue
@@ -245,7 +264,7 @@ class ShardFanout:
             for data, is_key in units:
                 kind = (rtc.EncodedFrameType.ENCODED_FRAME_KEY if is_key
                         else rtc.EncodedFrameType.ENCODED_FRAME_DELTA)
-                unit = rtc.EncodedVideoFrame(data, self._encoder.width, self._encoder.height,
+                unit = rtc.EncodedVideoFrame(data, encoder.width, encoder.height,
                                              rtc.VideoCodec.VP8, kind, ts)
                 for s in live:
                     if s.video is not None:

@@ -88,6 +88,15 @@ class Settings(DerivedSettings):
     viewers in the stage room; N > 0 puts them in N shard rooms ``<room>--a1`` ... that a
     multi-node LiveKit (Redis) spreads over its nodes, and the bot publishes the avatar
     into each (encoded once). Host and presenter stay in the stage room."""
+    shard_video: str = "auto"
+    """How the avatar's video reaches the audience shards (docs/scaling.md, "Layers for
+    shard viewers"): ``relay`` copies the stage's VP9 SVC stream (``video_svc`` with 2-3
+    spatial layers) into each shard with ``relay/svcrelay`` (no encode; each shard's SFU
+    gives a weak viewer a lower layer); ``encode_once`` encodes one VP8 layer once for
+    every shard. ``auto`` (default): ``relay`` when ``video_svc`` has spatial layers and
+    the relay is built, else ``encode_once``."""
+    shard_relay_bin: str = ""
+    """Empty: .tools/bin/svcrelay (deploy/install.sh builds it with Go)."""
     shard_capacity: int = 250
     """Viewers per audience shard room; when every shard is full a join gets HTTP 503
     with the reason (those already watching keep their quality)."""
@@ -202,6 +211,10 @@ class Settings(DerivedSettings):
     avatar_rollover_lead_seconds: float = 15.0
     """A session that ends by design is replaced ahead: the next one is opened this long
     before its end, beside it, and switched to at a pause (docs/recovery.md)."""
+    avatar_speech_handover: bool = True
+    """Before a rollover's switch, hand the rest of the avatar's utterance to the next
+    session at a pause and mirror its speech there (docs/recovery.md): no word lost at a
+    switch, the same look in both. False only to measure what it prevents."""
     avatar_stall_restart_seconds: float = 120.0
     """No live avatar this long despite in-place session restarts: the bot exits and the
     launcher starts a fresh one (the last resort)."""

@@ -55,6 +55,11 @@ def validate(s: Settings) -> None:
                           "such as L3T1, L3T3 or L3T3_KEY")
     if not 0 <= s.audience_shards <= 64:
         raise ConfigError(f"audience_shards={s.audience_shards} must be between 0 and 64")
+    if s.shard_video not in ("auto", "relay", "encode_once"):
+        raise ConfigError(f"shard_video={s.shard_video!r} must be auto, relay or encode_once")
+    if s.shard_video == "relay" and not re.fullmatch(r"L[23]T[1-3](_KEY)?", s.video_svc):
+        raise ConfigError(f"shard_video=relay needs video_svc with spatial layers (L2.. or "
+                          f"L3..), not {s.video_svc!r}: the relay copies the stage's layers")
     if s.shard_capacity < 1:
         raise ConfigError(f"shard_capacity={s.shard_capacity} must be at least 1")
     if s.audience_shards and s.avatar_mode != "relay":

@@ -13,7 +13,8 @@ const STALL_MS = 1500;      // a picture frozen this long is not a live avatar
 const CHECK_MS = 250;
 const REJOIN_MIN_MS = 500;
 const REJOIN_MAX_MS = 4000;
-const FROZEN_MS = 2500;     // the bot says it is live, yet no picture this long: its node is gone
+const FROZEN_MS = 2500;     // the bot says it is live, yet no picture this long (counted from
+                            // the last picture, not from the slate STALL_MS later): its node is gone
 const QUALITY_TEXT = { excellent: 'excellent signal', good: 'good signal', poor: 'poor signal', lost: 'signal lost' };
 
 export const AVATAR_ATTR = 'avatar';   // the bot's participant attribute: live | restarting
@@ -28,16 +29,21 @@ export class StageStatus {
    * @param {() => void} [opts.onFrozen]  the bot is (as far as LiveKit told us) in the room
    *        and live, yet its picture stopped: the room's LiveKit node died (issue 14; its
    *        events stop too, so the SDK notices late); called once per freeze
+   * @param {boolean} [opts.returning]  the page lost its room and joined again: it says
+   *        "Reconnecting…" until the avatar plays, and "Back in a moment", not "Starting soon"
    */
-  constructor({ stage, rejoin, onAvatar, onFrozen }) {
+  constructor({ stage, rejoin, onAvatar, onFrozen, returning }) {
     this.onFrozen = onFrozen || null;
     this.frozenSince = 0;
+    this.readySince = 0;
+    this.returning = Boolean(returning);
+    this.stopped = false;
     this.stage = stage;
     this.root = stage.root;
     this.video = stage.video;
     this.rejoinWith = rejoin;
     this.onAvatar = onAvatar || (() => {});
-    this.everLive = false;
+    this.everLive = this.returning;
     this.avatar = '';
     this.lastFrames = -1;
     this.lastProgress = 0;
@@ -46,6 +52,7 @@ export class StageStatus {
     this.banner = this.#banner();
     this.dot = this.#qualityDot();
     this.#wire();
+    if (this.returning) this.#showBanner('Reconnecting…');
     this.timer = setInterval(() => this.update(), CHECK_MS);
     this.update();
   }
@@ -112,6 +119,7 @@ export class StageStatus {
 
   /** LiveKit dropped the page: unless the webinar ended, rejoin through the web app. */
   async #dropped(reason) {
+    if (this.stopped) return;  // the page left this room itself and watches another
     const ended = reason === DisconnectReason.ROOM_DELETED
       || reason === DisconnectReason.CLIENT_INITIATED || this.stage.meta.state === 'ended';
     if (ended || !this.rejoinWith || this.rejoining) { this.#hideBanner(); return; }
@@ -176,9 +184,17 @@ export class StageStatus {
     if (this.stage.meta.state === 'ended' || this.root.dataset.state === 'ended') state = 'ended';
     else if (this.#botState() === 'live' && moving) state = 'live';
     else state = this.everLive ? 'away' : 'waiting';
-    if (state === 'live') this.everLive = true;
-    this.#frozen(now, state !== 'live' && this.everLive && this.#botState() === 'live'
-      && this.stage.room.state === 'connected' && this.#onScreen());
+    if (state === 'live') {
+      this.everLive = true;
+      if (this.returning) { this.returning = false; this.#hideBanner(); }
+    }
+    // a frozen picture counts only while the rest says "live avatar, visible, connected";
+    // it counts from the last picture, or from when the rest became true (a tab shown again)
+    const ready = this.everLive && this.#botState() === 'live'
+      && this.stage.room.state === 'connected' && this.#onScreen();
+    if (!ready) this.readySince = 0;
+    else if (!this.readySince) this.readySince = now;
+    this.#frozen(now, state !== 'live' && ready);
     const title = this.stage.meta.title || document.getElementById('title')?.textContent || '';
     this.slate.title.textContent = title;
     if (state !== this.avatar) {
@@ -200,12 +216,15 @@ export class StageStatus {
 
   #frozen(now, frozen) {
     if (!frozen) { this.frozenSince = 0; return; }
-    if (!this.frozenSince) this.frozenSince = now;
+    if (!this.frozenSince) this.frozenSince = Math.max(this.lastProgress, this.readySince);
     if (this.frozenSince > 0 && now - this.frozenSince >= FROZEN_MS && this.onFrozen) {
       this.frozenSince = -1;  // once per freeze
       this.onFrozen();
     }
   }
 
-  stop() { clearInterval(this.timer); this.rejoining = false; }
+  stop() { clearInterval(this.timer); this.rejoining = false; this.stopped = true; }
+
+  /** The page leaves this room to join another (viewer.js's rejoin): say so, then stop. */
+  leaving() { this.#showBanner('Reconnecting…'); this.stop(); }
 }

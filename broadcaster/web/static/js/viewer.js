@@ -13,6 +13,7 @@ let joined = null; // the join answer: token, identity, claim...
 let stage = null;
 let hands = null; // the raise-hand card (hands.js)
 let board = null; // the Q&A board (qa.js)
+let status = null; // the stage's StageStatus (stage_status.js)
 
 function setPageState(state) {
   document.body.dataset.state = state;
@@ -45,6 +46,7 @@ function rejoinSoon(state, delay) {
   rejoinTimer = setTimeout(async () => {
     const old = stage;
     stage = null; // its late events are not this page's state any more
+    status?.leaving(); // "Reconnecting…" (not the old room's slate) until the avatar is back
     try { await old?.disconnect(); } catch { /* already gone */ }
     try {
       await join(session.load(room, ROLE)?.name || joined.name, joined.livekit_room);
@@ -107,7 +109,7 @@ async function join(name, lost) {
   });
   stage = mine;
   $('#join-form').hidden = true;
-  watchStage(name, mine);
+  watchStage(name, mine, Boolean(lost));
   await stage.connect(answer.url, answer.token);
   followAudience(stage.room);
   // once per page, whatever the rejoins: each call used to add a card on the same button
@@ -127,16 +129,17 @@ async function join(name, lost) {
 // --- issue 15: stage slates, reconnect banner, quality dot, rejoin with the claim ---
 // a freeze that rejoining did not cure (not a node loss) is retried ever more slowly
 let frozenDelay = 0;
-function watchStage(name, mine) {
-  const status = new StageStatus({
-    stage: mine, rejoin: () => rejoinToken(name),
+function watchStage(name, mine, returning) {
+  const mineStatus = new StageStatus({
+    stage: mine, rejoin: () => rejoinToken(name), returning,
     onAvatar: (state) => { if (state === 'live') frozenDelay = 0; },
     onFrozen: () => {
-      if (stage !== mine) { status.stop(); return; }
+      if (stage !== mine) { mineStatus.stop(); return; }
       rejoinSoon('frozen', frozenDelay);
       frozenDelay = Math.min(Math.max(2 * frozenDelay, 2000), 30000);
     },
   });
+  status = mineStatus;
 }
 
 /** A fresh token for the same identity, through the web app's join with our claim. */
