@@ -287,6 +287,7 @@ def run(lexical: bool) -> dict[str, Any]:
             for s in EVAL}
     pseudo = extract_pseudo(lexical)
     result["per_notes_threshold"] = per_notes_threshold(items, pseudo, old | new, base)
+    result["pseudo_negatives"] = pseudo_negatives(items, pseudo, old | new, base)
     for per in result["loo"].values():
         tot = {"right": 0, "n": 0}
         kinds: dict[str, list[int]] = {}
@@ -301,6 +302,33 @@ def run(lexical: bool) -> dict[str, Any]:
                     kinds[k][1] += b
         per["total"] = {**tot, **{k: f"{a}/{b}" for k, (a, b) in kinds.items()}}
     return result
+
+
+def pseudo_negatives(items: list[dict[str, Any]], pseudo: list[dict[str, Any]],
+                     sets: set[str], accept: tuple[str, ...]) -> dict[str, Any]:
+    """Leave one notes file out with the training notes' pseudo near misses added to the
+    answering model's negatives (once, twice): more varied out-of-scope turns for free."""
+    pool = [it for it in items if it["set"] in sets]
+    notes = sorted({it["row"]["notes"] for it in pool})
+    out: dict[str, Any] = {}
+    for reps in (1, 2):
+        kinds: dict[str, list[int]] = {}
+        for n in notes:
+            train = ([it for it in pool if it["row"]["notes"] != n]
+                     + [p for p in pseudo if p["row"]["notes"] != n] * reps)
+            fitted = fit_items(train, accept)
+            for it in (it for it in pool if it["row"]["notes"] == n):
+                d = kinds.setdefault(it["row"]["kind"], [0, 0])
+                d[0] += _right(it["row"], predict(it, fitted, accept))
+                d[1] += 1
+        fitted = fit_items(pool + pseudo * reps, accept)
+        out[f"pseudo near misses x{reps}"] = {
+            "loo": {"right": sum(a for a, _ in kinds.values()),
+                    **{k: f"{a}/{b}" for k, (a, b) in kinds.items()}},
+            **{s.stem: score([it for it in items if it["set"] == s.stem],
+                             [predict(it, fitted, accept)
+                              for it in items if it["set"] == s.stem]) for s in EVAL}}
+    return out
 
 
 def plot(result: dict[str, Any], name: str) -> None:
@@ -349,6 +377,8 @@ def main() -> None:
         print("EVAL", name, per)
     for name, per in result["per_notes_threshold"].items():
         print("THR", name, per["total"], {n: d.get("threshold") for n, d in per.items()})
+    for name, per in result["pseudo_negatives"].items():
+        print("AUG", name, per)
     print(RESULTS)
 
 
