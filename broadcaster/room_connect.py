@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from livekit import rtc
 from loguru import logger
@@ -47,11 +48,23 @@ async def connect_room(room: rtc.Room, url: str, token: str, *, seconds: float,
 
 def _abandon(room: rtc.Room, join: asyncio.Future[None]) -> None:
     """Let ``join`` finish, then leave the room it opened."""
+    leave_when_landed(join, lambda: room)
+
+
+def leave_when_landed(join: asyncio.Future[None], room_of: Callable[[], rtc.Room | None]) -> None:
+    """Keep ``join`` (given up on, still running) alive; when it lands, leave its room.
+
+    ``room_of`` is asked at landing time, for joins whose room object is made inside
+    the join itself (pipecat's LiveAvatar client makes its ``rtc.Room`` there).
+    """
     _abandoned.add(join)
 
     def landed(done: asyncio.Future[None]) -> None:
         _abandoned.discard(done)
         if done.cancelled() or done.exception() is not None:
+            return
+        room = room_of()
+        if room is None or not room.isconnected():
             return
         logger.info("a LiveKit join given up on landed late; leaving that room")
         leave = asyncio.ensure_future(_leave(room))

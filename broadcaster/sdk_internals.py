@@ -48,6 +48,8 @@ from broadcaster.sdk_internals_heygen import (  # noqa: F401  (re-exported)
     heygen_take_pacing,
     heygen_transport_session,
     replace_video_loop,
+    shield_media_join,
+    shield_transport_join,
     skip_media_join,
     wrap_speech,
 )

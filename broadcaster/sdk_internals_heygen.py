@@ -28,6 +28,8 @@ from pipecat.services.heygen.client import HEY_GEN_SAMPLE_RATE, HeyGenCallbacks,
 from pipecat.services.heygen.video import HeyGenVideoService
 from pipecat.transports.base_transport import TransportParams
 
+from broadcaster.room_connect import leave_when_landed
+
 
 class HeyGenVideoServiceHooks(HeyGenVideoService):
     """``HeyGenVideoService`` that lets a subclass adapt each client before it starts.
@@ -53,7 +55,8 @@ class HeyGenVideoServiceHooks(HeyGenVideoService):
         return self._client
 
     def adapt_client(self, client: HeyGenClient) -> None:
-        """Change ``client`` before it starts; the default leaves it as pipecat made it."""
+        """Change ``client`` before it starts; the default only shields its LiveKit join."""
+        shield_media_join(client)
 
     async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
         """Run pipecat's setup, keeping ``setup`` so a session can be reopened in place."""
@@ -282,6 +285,36 @@ def replace_video_loop(client: HeyGenClient,
                        loop: Callable[[rtc.VideoStream], Coroutine[Any, Any, None]]) -> None:
     """Run ``loop(stream)`` instead of the client's own video loop, on this client only."""
     client._process_video_frames = loop  # type: ignore[method-assign,assignment]
+
+
+def shield_media_join(client: HeyGenClient) -> None:
+    """Never let a cancellation cut the client's LiveKit join short.
+
+    pipecat's ``_livekit_connect`` awaits ``Room.connect`` bare; a session opening that
+    is cancelled in that await (a rollover given up on, a shutdown, a test ending)
+    makes livekit-rtc panic 15 s later and SIGTERM the whole process
+    (``broadcaster/room_connect.py``). Here the join runs on shielded; the caller is
+    cancelled at once, and the room is left as soon as the join lands.
+    """
+    join_room = client._livekit_connect
+
+    async def shielded() -> None:
+        join = asyncio.ensure_future(join_room())
+        try:
+            await asyncio.shield(join)
+        except asyncio.CancelledError:
+            if not join.done():
+                # the room being joined (pipecat drops its reference on a late error)
+                joining = client._livekit_room
+                leave_when_landed(join, lambda: client._livekit_room or joining)
+            raise
+
+    client._livekit_connect = shielded  # type: ignore[method-assign]
+
+
+def shield_transport_join(transport: Any) -> None:
+    """:func:`shield_media_join` for the client of a ``HeyGenTransport`` (the rehearsal)."""
+    shield_media_join(transport._client)
 
 
 def skip_media_join(client: HeyGenClient) -> None:

@@ -118,7 +118,7 @@ async def test_vad_state_readers_and_reset_on_a_real_analyzer() -> None:
 
 async def test_the_media_join_is_skipped_for_one_service_only() -> None:
     """Direct mode changes the client of its own service; the class and other clients
-    keep pipecat's LiveKit join (the old patch replaced it process-wide)."""
+    keep pipecat's LiveKit join (the old patch replaced it process-wide), shielded."""
     original = HeyGenClient._livekit_connect
     async with aiohttp.ClientSession() as http:
         def service_with_client(receive_media: bool) -> tuple[FastHeyGenVideoService,
@@ -137,8 +137,9 @@ async def test_the_media_join_is_skipped_for_one_service_only() -> None:
         direct, direct_client = service_with_client(receive_media=False)
         relay, relay_client = service_with_client(receive_media=True)
     assert direct.client is direct_client and relay.client is relay_client
-    assert "_livekit_connect" in vars(direct_client)
-    assert "_livekit_connect" not in vars(relay_client)
+    assert vars(direct_client)["_livekit_connect"].__name__ == "skip"
+    # the other keeps pipecat's join, only shielded from cancellation (shield_media_join)
+    assert vars(relay_client)["_livekit_connect"].__name__ == "shielded"
     assert HeyGenClient._livekit_connect is original
     for client in (direct_client, relay_client):  # both read video without the RGB copy
         assert "_process_video_frames" in vars(client)

@@ -37,7 +37,7 @@ from broadcaster.bot.pipeline import avatar_session_request, point_liveavatar_at
 from broadcaster.bot.responder import make_responder
 from broadcaster.config import Settings
 from broadcaster.rehearsal_room import rehearsal_file
-from broadcaster.sdk_internals import heygen_transport_session
+from broadcaster.sdk_internals import heygen_transport_session, shield_transport_join
 from broadcaster.speech import SpeakerVADProcessor, make_stt, make_tts, make_vad
 
 #: the presenter has this long to join the rehearsal room before it closes
@@ -56,6 +56,7 @@ def build_rehearsal(settings: Settings, http: aiohttp.ClientSession,
         session_request=avatar_session_request(settings.replace(avatar_mode="relay")),
         service_type=ServiceType.LIVE_AVATAR,
     )
+    shield_transport_join(transport)  # a rehearsal stopped mid-join must not end the bot
     chain = make_responder(settings)
     known = chain.responder.known_answers() if chain.responder else ()
     pipeline = Pipeline([
