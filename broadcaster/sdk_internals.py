@@ -42,6 +42,7 @@ from broadcaster.sdk_internals_heygen import (  # noqa: F401  (re-exported)
     Said,
     Speak,
     heygen_client_wants_video,
+    heygen_media_join,
     heygen_send_speech,
     heygen_session_health,
     heygen_session_id,

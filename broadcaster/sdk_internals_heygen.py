@@ -312,6 +312,11 @@ def shield_media_join(client: HeyGenClient) -> None:
     client._livekit_connect = shielded  # type: ignore[method-assign]
 
 
+def heygen_media_join(client: HeyGenClient) -> Coroutine[Any, Any, None]:
+    """Return the client's LiveKit join, as pipecat's start runs it once a session is open."""
+    return client._livekit_connect()
+
+
 def shield_transport_join(transport: Any) -> None:
     """:func:`shield_media_join` for the client of a ``HeyGenTransport`` (the rehearsal)."""
     shield_media_join(transport._client)

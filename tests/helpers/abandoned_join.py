@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from livekit import rtc
 
 from broadcaster.room_connect import connect_room, wait_abandoned
-from broadcaster.sdk_internals import shield_media_join
+from broadcaster.sdk_internals import heygen_media_join, shield_media_join
 
 LINGER = 20.0
 GIVE_UP_AFTER = 0.02  # the join is on the wire, LiveKit has not answered yet
@@ -65,10 +65,10 @@ async def _avatar_join(url: str, token: str) -> tuple[rtc.Room, bool]:
                                       on_participant_disconnected=ignore),
             connect_as_user=True)
     # what the avatar service's session would hand the client: the room and a token
-    client._heyGen_session = SimpleNamespace(livekit_url=url, access_token=token)
-    client._task_manager = SimpleNamespace()
+    vars(client).update(_heyGen_session=SimpleNamespace(livekit_url=url, access_token=token),
+                        _task_manager=SimpleNamespace())
     shield_media_join(client)
-    join = asyncio.ensure_future(client._livekit_connect())
+    join = asyncio.ensure_future(heygen_media_join(client))
     await asyncio.sleep(GIVE_UP_AFTER)
     gave_up = not join.done()
     join.cancel()
