@@ -68,10 +68,9 @@ def _accept_row(item: dict[str, Any], w: Any) -> tuple[Any, int]:
     return np.array([f[k] for k in ACCEPT_FEATURES]), i
 
 
-def _fit_items(items: list[dict[str, Any]], l2: float = 0.01) -> tuple[Any, Any, float]:
-    """Rank weights (softmax over topics, right topics as the target), then the accept
-    model (logistic: a right best topic of an answerable turn vs an out-of-scope or
-    social turn)."""
+def fit_rank(items: list[dict[str, Any]], l2: float = 0.01) -> Any:
+    """Rank weights: a softmax over each answerable turn's topics, its right topics as the
+    target (gradient descent, L2 ``l2``)."""
     import numpy as np
 
     from broadcaster.answers.retrieval import RANK_FEATURES
@@ -90,6 +89,17 @@ def _fit_items(items: list[dict[str, Any]], l2: float = 0.01) -> tuple[Any, Any,
             q[y] = p[y] / p[y].sum()
             g += 10 * (x.T @ (p - q))
         w -= 0.5 * (g / len(ranked) + l2 * w)
+    return w
+
+
+def _fit_items(items: list[dict[str, Any]], l2: float = 0.01) -> tuple[Any, Any, float]:
+    """Rank weights (softmax over topics, right topics as the target), then the accept
+    model (logistic: a right best topic of an answerable turn vs an out-of-scope or
+    social turn)."""
+    import numpy as np
+
+
+    w = fit_rank(items, l2)
     a_rows, labels = [], []
     for it in items:
         if "X" not in it:

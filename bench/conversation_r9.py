@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.conversation import DATA, FIT_SETS, _answerers, _right, load_set  # noqa: E402
-from bench.conversation_fit import _features  # noqa: E402
+from bench.conversation_fit import _features, fit_rank  # noqa: E402
 from bench.figures import RESULTS, machine, now_iso, write_result  # noqa: E402
 
 NEW = [DATA / "tune-r9.jsonl"]
@@ -168,22 +168,7 @@ def fit_items(items: list[dict[str, Any]], accept: tuple[str, ...],
     """bench.conversation_fit._fit_items with the answering inputs as a parameter."""
     import numpy as np
 
-    from broadcaster.answers.retrieval import RANK_FEATURES
-
-    ranked = [(it["X"], [j for j, t in enumerate(it["titles"]) if _right(it["row"], t)])
-              for it in items if "X" in it and it["row"]["kind"] == "answerable"]
-    ranked = [(x, y) for x, y in ranked if y]
-    w = np.zeros(len(RANK_FEATURES))
-    for _ in range(800):
-        g = np.zeros_like(w)
-        for x, y in ranked:
-            s = x @ w * 10
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            q = np.zeros_like(p)
-            q[y] = p[y] / p[y].sum()
-            g += 10 * (x.T @ (p - q))
-        w -= 0.5 * (g / len(ranked) + l2 * w)
+    w = fit_rank(items, l2)
     a_rows, labels = [], []
     for it in items:
         if "X" not in it:
