@@ -18,9 +18,7 @@ the weak viewer got 0 fps (bench/encode_once.py measures both ways and their cos
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -34,28 +32,16 @@ from broadcaster.bot.republisher import RepublishEncoding
 from broadcaster.bot.shard_fanout import ShardFanout
 from broadcaster.bot.shard_relay import relay_binary
 from broadcaster.config import Settings
-from broadcaster.netutil import free_port
 from broadcaster.roles import Role, mint_token
 from broadcaster.room_connect import connect_room
 from broadcaster.shards import shard_rooms
+from tests.helpers.weak_link import ROOT, on_link, record_pair
 
-ROOT = Path(__file__).resolve().parents[1]
 # after its first frame (4-9 s behind the weak link: the SFU steps it down to a layer
 # that fits and waits for that layer's keyframe) a viewer settles for SETTLE_S; fps and
 # size count over what is left of RECORD_S (>= 8 s)
 SETTLE_S, RECORD_S = 10.0, 30.0
 STAGE = "weak"
-
-
-async def _child(argv: list[str], log: Path, timeout: float) -> None:
-    with open(log, "wb") as fh:
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), stdout=fh, stderr=fh)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
 
 
 async def _feed(fanout: ShardFanout, s: Settings, url: str) -> None:
@@ -86,12 +72,7 @@ async def test_shard_viewer_on_a_weak_link_keeps_15_fps_on_a_lower_layer(
         pytest.skip(f"no network namespace for the weak link: {reason}")
     assert relay_binary(settings), "svcrelay not built: bash relay/svcrelay/build.sh"
     with netns.weak_link(500) as link:
-        port = free_port()
-        s = settings.replace(video_svc="L3T1", audience_shards=1, avatar_mode="relay",
-                             livekit_port=port, livekit_rtc_tcp_port=free_port(),
-                             livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM),
-                             livekit_url=f"ws://{link.host_ip}:{port}", state_dir=str(tmp_path),
-                             floor_guard=False)
+        s = on_link(settings, link, tmp_path, audience_shards=1, avatar_mode="relay")
         (shard,) = shard_rooms(STAGE, 1)
         async with livekit_server.running(s, tmp_path / "livekit.log", extra=server_extra(link)):
             url = s.effective_livekit_url
@@ -108,26 +89,15 @@ async def test_shard_viewer_on_a_weak_link_keeps_15_fps_on_a_lower_layer(
                 await asyncio.sleep(3.0)
                 seconds = RECORD_S
 
-                def recorder(who: str, prefix: list[str]) -> list[str]:
-                    return [*prefix, sys.executable, "-m", "bench.frame_recorder", "--url", url,
-                            "--token", mint_token(s, Role.VIEWER, shard, who),
-                            "--seconds", str(seconds), "--settle", str(SETTLE_S),
-                            "--out", str(tmp_path / f"{who}.json")]
-
-                tc0 = netns.tc_stats(link)
-                await asyncio.gather(
-                    _child(recorder("normal", []), tmp_path / "normal.log", seconds + 40),
-                    _child(recorder("weak", link.exec()), tmp_path / "weak.log", seconds + 40))
-                tc1 = netns.tc_stats(link)
+                normal, weak, through = await record_pair(
+                    link, url, lambda who: mint_token(s, Role.VIEWER, shard, who),
+                    seconds=seconds, settle=SETTLE_S, folder=tmp_path)
             finally:
                 if feed is not None:
                     feed.cancel()
                 await fanout.stop()
                 pub.terminate()
                 await pub.wait()
-    normal = json.loads((tmp_path / "normal.json").read_text())
-    weak = json.loads((tmp_path / "weak.json").read_text())
-    through = (tc1["bytes"] - tc0["bytes"]) * 8 / 1000 / seconds
     print(f"relayed={fanout.relayed}: normal {normal.get('fps')} fps {normal.get('sizes')}; "
           f"weak {weak.get('fps')} fps {weak.get('sizes')}; link {through:.0f} kbit/s")
     assert through <= 500 * 1.1, f"{through:.0f} kbit/s through a 500 kbit/s link"

@@ -15,9 +15,7 @@ VP8 layer: the weak viewer gets 0 fps; VP8 simulcast: ~5 fps) is measured by
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -28,10 +26,9 @@ from bench.weak_link import server_extra
 from broadcaster import livekit_server
 from broadcaster.bot.republisher import RepublishEncoding
 from broadcaster.config import Settings
-from broadcaster.netutil import free_port
 from broadcaster.roles import Role, mint_token
+from tests.helpers.weak_link import ROOT, on_link, record_pair
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTLE_S, HOLD_S = 12.0, 8.0  # the SFU settles on a layer within ~4-10 s
 
 
@@ -43,29 +40,13 @@ def test_svc_setting_publishes_vp9_layers(settings: Settings) -> None:
     assert not plain.scalability_mode
 
 
-async def _child(argv: list[str], log: Path, timeout: float) -> None:
-    with open(log, "wb") as fh:
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), stdout=fh, stderr=fh)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-
 async def test_weak_link_viewer_keeps_15_fps_on_a_lower_layer(
         settings: Settings, tmp_path: Path) -> None:
     reason = netns.unavailable()
     if reason:
         pytest.skip(f"no network namespace for the weak link: {reason}")
     with netns.weak_link(500) as link:
-        port = free_port()
-        s = settings.replace(video_svc="L3T1", livekit_port=port,
-                             livekit_rtc_tcp_port=free_port(),
-                             livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM),
-                             livekit_url=f"ws://{link.host_ip}:{port}", state_dir=str(tmp_path),
-                             floor_guard=False)
+        s = on_link(settings, link, tmp_path)
         async with livekit_server.running(s, tmp_path / "livekit.log", extra=server_extra(link)):
             url = s.effective_livekit_url
             with open(tmp_path / "pub.log", "wb") as log:  # the bot's encoding, from s
@@ -78,23 +59,12 @@ async def test_weak_link_viewer_keeps_15_fps_on_a_lower_layer(
                 await asyncio.sleep(1.5)
                 seconds = SETTLE_S + HOLD_S
 
-                def recorder(who: str, prefix: list[str]) -> list[str]:
-                    return [*prefix, sys.executable, "-m", "bench.frame_recorder", "--url", url,
-                            "--token", mint_token(s, Role.VIEWER, "weak", who), "--from", "pub",
-                            "--seconds", str(seconds), "--settle", str(SETTLE_S),
-                            "--out", str(tmp_path / f"{who}.json")]
-
-                tc0 = netns.tc_stats(link)
-                await asyncio.gather(
-                    _child(recorder("normal", []), tmp_path / "normal.log", seconds + 40),
-                    _child(recorder("weak", link.exec()), tmp_path / "weak.log", seconds + 40))
-                tc1 = netns.tc_stats(link)
+                normal, weak, through = await record_pair(
+                    link, url, lambda who: mint_token(s, Role.VIEWER, "weak", who),
+                    seconds=seconds, settle=SETTLE_S, folder=tmp_path, extra=("--from", "pub"))
             finally:
                 pub.terminate()
                 await pub.wait()
-    normal = json.loads((tmp_path / "normal.json").read_text())
-    weak = json.loads((tmp_path / "weak.json").read_text())
-    through = (tc1["bytes"] - tc0["bytes"]) * 8 / 1000 / seconds
     print(f"normal {normal.get('fps')} fps {normal.get('sizes')}; weak {weak.get('fps')} fps "
           f"{weak.get('sizes')} changes {weak.get('size_changes')}; link {through:.0f} kbit/s")
     assert through <= 500 * 1.1, f"{through:.0f} kbit/s through a 500 kbit/s link"
