@@ -8,7 +8,7 @@ of a sentence listing several is compared on its own. Each variant is refit per 
 and compared, against the current inputs refit the same way, by leave-one-notes-file-out
 cross-validation (the notes file and every turn on it left out of the fit) over the
 fitted sets plus ``tune-r9``, and, fitted on all of those, on the unfitted sets
-``tune-r9-eval`` and ``heldout-r7``.
+(:data:`EVAL`).
 
 Results go to bench/results/conversation-r10[-lexical].json (+ .png).
 """
@@ -31,7 +31,10 @@ from bench.conversation import DATA, FIT_SETS, _answerers, _right, load_set  # n
 from bench.figures import RESULTS, machine, now_iso, write_result  # noqa: E402
 
 POOL = list(dict.fromkeys([*FIT_SETS, DATA / "tune-r9.jsonl"]))
-EVAL = [DATA / "tune-r9-eval.jsonl", DATA / "heldout-r7.jsonl"]
+EVAL = [DATA / f"{s}.jsonl" for s in ("tune-r9-eval", "heldout-r7", "tune-r7", "heldout-r2",
+                                        "heldout-r3", "heldout-r4", "heldout-r5")]
+"""Never fitted on: round 9's evaluation set, round 7's held-out and tuning sets, and the
+older held-out sets (each a development set since it was first scored)."""
 BASE_RANK = ("title", "body", "sentence", "title_m", "body_m", "sentence_m", "coverage",
              "heading", "bm25", "answer_type", "intro")
 BASE_ACCEPT = ("score", "margin", "title", "body", "sentence", "title_m", "body_m",
@@ -62,7 +65,7 @@ def _piece_features(ret: Any, question: str) -> tuple[dict[str, Any], dict[str, 
     """Per topic (file order) the piece features, and the question-level lifts."""
     import numpy as np
 
-    from broadcaster.answers.pieces import pieces
+    from bench.conversation_pieces import pieces
     from broadcaster.answers.retrieval import _lift, sentences
     from broadcaster.answers.text import normalize
 
@@ -321,6 +324,38 @@ def run(lexical: bool, names: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
+ALL_TURNS = ("baseline (current inputs, refit)", "pieces, both models", "pieces, ranking only",
+             "pieces + lift, both", "best unit, both", "pieces z-scored, both")
+"""The variants also left one notes file out over *every* turn (fitted and unfitted sets)."""
+
+
+def all_turns(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Leave one notes file out over every labelled turn (the fitted sets, ``tune-r9`` and
+    the unfitted sets: ten notes files); and, fitted on the pool, the two notes files no
+    set in the pool is written on (clinic-open-day, benefits-enrolment)."""
+    pool_sets = {p.stem for p in POOL}
+    pool = [it for it in items if it["set"] in pool_sets]
+    unfitted = [it for it in items if it["set"] not in pool_sets]
+    notes = sorted({it["row"]["notes"] for it in items})
+    out: dict[str, Any] = {}
+    for name in ALL_TURNS:
+        var = variants()[name]
+        per = {}
+        for n in notes:
+            test = [it for it in items if it["row"]["notes"] == n]
+            fitted = var.fit([it for it in items if it["row"]["notes"] != n])
+            per[n] = score(test, [var.predict(it, fitted) for it in test])
+        per["total"] = _total(per)
+        fitted = var.fit(pool)
+        new = {}
+        for n in ("clinic-open-day", "benefits-enrolment"):
+            test = [it for it in unfitted if it["row"]["notes"] == n]
+            new[n] = score(test, [var.predict(it, fitted) for it in test])
+        out[name] = {"loo": per, "never_fitted_notes": new}
+        print("ALL", name, per["total"], new, flush=True)
+    return out
+
+
 def plot(result: dict[str, Any], name: str) -> None:
     """Leave one notes file out, per kind, for each variant."""
     from bench.figures import pyplot
@@ -358,6 +393,8 @@ def main() -> None:
     if args.lexical:
         os.environ["BROADCASTER_MODELS_DIR"] = "/nonexistent"
     result = run(args.lexical, args.variant or None)
+    if not args.variant and not args.lexical:
+        result["all_turns"] = all_turns(extract(args.lexical))
     name = f"conversation-r10{'-lexical' if args.lexical else ''}"
     if not args.variant:
         write_result(name, result)

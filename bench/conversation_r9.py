@@ -34,14 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.conversation import DATA, _answerers, _right, load_set  # noqa: E402
+from bench.conversation import DATA, FIT_SETS, _answerers, _right, load_set  # noqa: E402
 from bench.conversation_fit import _features, fit_rank  # noqa: E402
 from bench.figures import RESULTS, machine, now_iso, write_result  # noqa: E402
 
-FIT_SETS = [DATA / f"{s}.jsonl" for s in ("tune", "dev", "heldout-v1", "course", "tune-r4",
-                                           "tune-r5")]
-"""Round 7's fitted sets (``bench.conversation.FIT_SETS`` holds ``tune-r9`` too since
-round 10)."""
 NEW = [DATA / "tune-r9.jsonl"]
 EVAL = [DATA / "tune-r9-eval.jsonl", DATA / "heldout-r7.jsonl", DATA / "tune-r7.jsonl"]
 CAL = ("cal_title", "cal_body", "nn_title", "nn_body")
@@ -52,7 +48,7 @@ def _notes_stats(answerer: Any) -> dict[str, Any]:
     import numpy as np
 
     ret = answerer.retriever
-    titles, bodies = ret._vecs[0][:2]
+    titles, bodies, _ = ret._vecs[0]
     out: dict[str, Any] = {}
     for name, v in (("title", titles), ("body", bodies)):
         s = v @ v.T

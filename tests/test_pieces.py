@@ -1,4 +1,4 @@
-"""broadcaster.answers.pieces: a notes sentence cut into the facts it lists.
+"""bench.conversation_pieces (round 10's experiment): a notes sentence cut into its facts.
 
 What a presenter would notice: a question about one detail of a long sentence ("can a
 task come back every week", against "New in this version: boards and a timeline view
@@ -14,8 +14,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.conversation_pieces import MIN_WORDS, clauses, pieces
+from bench.conversation_r10 import _piece_features
 from broadcaster.answers import Answerer, load_notes
-from broadcaster.answers.pieces import MIN_WORDS, clauses, pieces
 from broadcaster.answers.text import words
 
 LAUNCH = Path(__file__).resolve().parents[1] / "docs" / "examples" / "product-launch.md"
@@ -62,7 +63,10 @@ def test_clauses_lose_no_word_and_none_is_too_short(parts):
 def test_a_detail_of_a_long_sentence_is_closest_in_its_own_topic():
     """The whole sentence is closer in another topic; the piece holding the detail wins."""
     ret = Answerer(load_notes(LAUNCH)).retriever
-    hits = ret.match("can I make a to-do come back every week").hits
-    by_piece = max(hits, key=lambda h: h.features["piece"])
-    assert by_piece.topic.title == "What Plover 2 is"
-    assert by_piece.features["piece"] > by_piece.features["sentence"] + 0.05
+    question = "can I make a to-do come back every week"
+    hits = {h.topic.title: h.features for h in ret.match(question).hits}
+    per, _ = _piece_features(ret, question)
+    by_piece = ret.topics[int(per["piece"].argmax())].title
+    assert by_piece == "What Plover 2 is"
+    assert max(hits, key=lambda t: hits[t]["sentence"]) != by_piece
+    assert per["piece"].max() > hits[by_piece]["sentence"] + 0.05

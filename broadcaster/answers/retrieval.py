@@ -36,22 +36,20 @@ from broadcaster.answers.encoder import SentenceEncoder, sentence_encoders
 from broadcaster.answers.focus import counted_word, focus_word, priced_words
 from broadcaster.answers.lexical import LexicalIndex, WordSignals
 from broadcaster.answers.notes import Topic
-from broadcaster.answers.pieces import pieces
 from broadcaster.answers.qtypes import HARD, evidence_types, question_types
 from broadcaster.answers.text import normalize, words
 
 RANK_FEATURES = ("title", "body", "sentence", "title_m", "body_m", "sentence_m", "coverage",
-                 "heading", "bm25", "answer_type", "intro", "piece", "piece_m")
+                 "heading", "bm25", "answer_type", "intro")
 """Per topic: embedding similarity to its heading, to the whole topic, to its best
 sentence (bge-small; ``*_m``: the same by all-MiniLM-L6-v2); word coverage of the topic,
 of its heading; BM25; answer type (+1 / 0 / -1);
-1 for the notes' introduction; similarity to its best piece (a sentence or one of its
-clauses, :mod:`broadcaster.answers.pieces`: one fact of a sentence that lists several)."""
+1 for the notes' introduction."""
 
 ACCEPT_FEATURES = ("score", "margin", "title", "body", "sentence", "title_m", "body_m",
                    "sentence_m", "coverage", "answer_type",
                    "intro", "unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
-                   "lift_body", "lift_sentence", "piece", "piece_m", "lift_piece", "lift_piece_m")
+                   "lift_body", "lift_sentence")
 """Per question, of its best topic: the ranking score and its lead over the second,
 that topic's signals, the share of the question's words no topic has (and how unknown
 the least known one is: ``unknown_max``), how much such a
@@ -61,28 +59,25 @@ word is what the question is about rather than what the topic is about (``offtop
 (``focus``, :mod:`broadcaster.answers.focus`: "is there a *break*", "how many *credits*");
 how far the closest heading, topic and sentence stand above the notes' average for this
 question (``lift_*``: a question's similarities all rise or fall with its wording, so the
-lift says more than the level); the best topic's best piece, and how far the best
-piece of the notes stands above the other topics' (``lift_piece``, ``lift_piece_m``)."""
+lift says more than the level)."""
 
 QUESTION_FEATURES = ("unknown", "unknown_max", "offtopic", "length", "focus", "lift_title",
-                     "lift_body", "lift_sentence", "lift_piece", "lift_piece_m")
+                     "lift_body", "lift_sentence")
 """The answering model's inputs that belong to the question, not to a topic."""
 
 
 def _default_rank() -> dict[str, float]:
-    return {"title": 0.646, "body": 1.061, "sentence": -0.063, "title_m": 0.071,
-            "body_m": 0.66, "sentence_m": 0.271, "coverage": 0.294, "heading": 0.228,
-            "bm25": 0.001, "answer_type": 0.12, "intro": -0.257, "piece": 0.44,
-            "piece_m": 0.437}
+    return {"title": 0.414, "body": 1.027, "sentence": 0.41, "title_m": 0.232, "body_m": 0.769,
+            "sentence_m": 0.484, "coverage": 0.404, "heading": 0.152, "bm25": 0.005,
+            "answer_type": 0.13, "intro": -0.522}
 
 
 def _default_accept() -> dict[str, float]:
-    return {"score": 0.463, "margin": 2.855, "title": 7.752, "body": -0.334, "sentence": 1.344,
-            "title_m": 0.487, "body_m": 0.532, "sentence_m": -0.643, "coverage": 1.098,
-            "answer_type": 0.564, "intro": -3.489, "unknown": -0.394, "unknown_max": 0.991,
-            "offtopic": -4.844, "length": -2.311, "focus": -0.824, "lift_title": -6.172,
-            "lift_body": 3.407, "lift_sentence": 7.774, "piece": 1.261, "piece_m": -1.078,
-            "lift_piece": -7.585, "lift_piece_m": 0.29}
+    return {"score": 0.574, "margin": 3.37, "title": 8.16, "body": 3.785, "sentence": -0.864,
+            "title_m": -0.22, "body_m": 0.252, "sentence_m": -1.467, "coverage": 1.36,
+            "answer_type": 0.496, "intro": 0.0, "unknown": -0.436, "unknown_max": 0.855,
+            "offtopic": -4.989, "length": -1.838, "focus": -0.933, "lift_title": -2.088,
+            "lift_body": -0.64, "lift_sentence": 4.864}
 
 
 LEXICAL_RANK = {"coverage": 0.657, "heading": 0.535, "bm25": -0.002, "answer_type": 0.379,
@@ -101,7 +96,7 @@ class Weights:
 
     rank: dict[str, float] = field(default_factory=_default_rank)
     accept: dict[str, float] = field(default_factory=_default_accept)
-    accept_bias: float = -5.102
+    accept_bias: float = -6.473
     min_confidence: float = 0.5
     """Below this confidence the fallback is said: the question is not in the notes."""
 
@@ -201,26 +196,23 @@ class Retriever:
         self.encoder: SentenceEncoder | None = pair[0] if pair else None
         self.encoder2: SentenceEncoder | None = pair[1] if pair else None
         sents = [(i, s) for i, t in enumerate(self.topics) for s in sentences(t.answer)]
-        parts = [(i, p) for i, t in enumerate(self.topics) for p in pieces(sentences(t.answer))]
         texts = ([t.title for t in self.topics]
                  + [f"{t.title}. {t.answer}" for t in self.topics] + [s for _, s in sents])
-        n, m = len(self.topics), len(texts)
+        n = len(self.topics)
         self._vecs = []
         for encoder in (self.encoder, self.encoder2):
             if encoder is not None:
                 # headings are written as questions: compared as one question to another
                 vecs = np.vstack([encoder.encode_cached(texts[:n], query=TITLE_AS_QUERY),
-                                  encoder.encode_cached(texts[n:]),
-                                  encoder.encode_cached([p for _, p in parts])])
+                                  encoder.encode_cached(texts[n:])])
             else:  # word matching only: every similarity is 0
-                vecs = np.zeros((m + len(parts), 1), dtype=np.float32)
-            self._vecs.append((vecs[:n], vecs[n:2 * n], vecs[2 * n:m], vecs[m:]))
+                vecs = np.zeros((len(texts), 1), dtype=np.float32)
+            self._vecs.append((vecs[:n], vecs[n:2 * n], vecs[2 * n:]))
         if self.encoder is None:
             self.weights = self.weights.without_embeddings()
-        self._titles, self._bodies, self._sents, _ = self._vecs[0]
+        self._titles, self._bodies, self._sents = self._vecs[0]
         self.sentences = [s for _, s in sents]
         self._sent_owner = np.array([i for i, _ in sents], dtype=int)
-        self._piece_owner = np.array([i for i, _ in parts], dtype=int)
         # one question's whole path now, not on the presenter's first question: with the
         # embeddings read from the disk cache the encoder has not run yet (its weights'
         # pages, BLAS's threads: up to a second on a busy machine)
@@ -236,7 +228,7 @@ class Retriever:
         w = self.weights
         said = words(question)
         lex = self.lexical.signals(said)
-        (title, body, sentence, piece), (title_m, body_m, sentence_m, piece_m) = (
+        (title, body, sentence), (title_m, body_m, sentence_m) = (
             self._semantic(question, self.encoder, self._vecs[0]),
             self._semantic(question, self.encoder2, self._vecs[1]))
         wanted = question_types(normalize(question))
@@ -248,8 +240,7 @@ class Retriever:
                  "heading": float(lex.heading[i]), "bm25": float(lex.bm25[i]),
                  "answer_type": kind, "intro": float(self._intro[i]),
                  "title_m": float(title_m[i]), "body_m": float(body_m[i]),
-                 "sentence_m": float(sentence_m[i]), "piece": float(piece[i]),
-                 "piece_m": float(piece_m[i])}
+                 "sentence_m": float(sentence_m[i])}
             hits.append(Hit(topic, sum(w.rank.get(k, 0.0) * f[k] for k in RANK_FEATURES), f))
         order = sorted(range(len(hits)), key=lambda i: (-hits[i].score, i))
         ranked = tuple(hits[i] for i in order)
@@ -265,11 +256,10 @@ class Retriever:
              "length": min(len(said), 8) / 8,
              "focus": _lacks_focus(question, lex, order[0]),
              "lift_title": _lift(title), "lift_body": _lift(body),
-             "lift_sentence": _lift(sentence), "lift_piece": _lift(piece),
-             "lift_piece_m": _lift(piece_m)}
+             "lift_sentence": _lift(sentence)}
         a.update({k: best.features[k] for k in ("title", "body", "sentence", "title_m", "body_m",
-                                                "sentence_m", "coverage", "answer_type", "intro",
-                                                "piece", "piece_m")})
+                                                "sentence_m", "coverage",
+                                                "answer_type", "intro")})
         z = w.accept_bias + sum(w.accept.get(k, 0.0) * a[k] for k in ACCEPT_FEATURES)
         confidence = 1.0 / (1.0 + math.exp(-z))
         if self._lacks_answer(question, wanted, lex, order[0]):
@@ -341,16 +331,14 @@ class Retriever:
         return float((self.encoder.encode_many(list(unknown)) @ (q - self._bodies[best])).max())
 
     def _semantic(self, question: str, encoder: SentenceEncoder | None,
-                  vecs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Return ``question``'s similarity to each heading, topic, best sentence, piece."""
+                  vecs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``question``'s similarity to each heading, topic and best sentence."""
         n = len(self.topics)
         if not normalize(question) or encoder is None:
-            return np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-        titles, bodies, sents, parts = vecs
+            return np.zeros(n), np.zeros(n), np.zeros(n)
+        titles, bodies, sents = vecs
         q = encoder.encode_one(question)
         best = np.full(n, -1.0)
         np.maximum.at(best, self._sent_owner, sents @ q)
-        piece = np.full(n, -1.0)
-        np.maximum.at(piece, self._piece_owner, parts @ q)
-        return titles @ q, bodies @ q, best, piece
+        return titles @ q, bodies @ q, best

@@ -8,6 +8,9 @@ the sentence than to any other. Cut at ``;``, ``:``, ``,`` and a list's "and", e
 piece carries one fact; pieces too short to say anything (fewer than
 :data:`MIN_WORDS` content words: "Firefox", "5 projects") are put back on a
 neighbour, so a list of names stays one piece.
+
+Round 10's experiment (bench/conversation_r10.py, docs/notes.md): measured as inputs to
+the responder's models and not adopted, so it lives here, not in broadcaster/answers.
 """
 
 from __future__ import annotations
