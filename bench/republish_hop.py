@@ -175,7 +175,6 @@ LIVE_MALLOC = ("default", "mallopt")
 @contextlib.asynccontextmanager
 async def livekit_server() -> AsyncIterator[Any]:
     """A throwaway livekit-server on free loopback ports; yields its Settings."""
-    import socket
     import tempfile
 
     from broadcaster import livekit_server as lks
@@ -185,7 +184,7 @@ async def livekit_server() -> AsyncIterator[Any]:
     state = Path(tempfile.mkdtemp(prefix="bench-lk-"))
     s = Settings.load(
         env={}, state_dir=str(state), livekit_port=free_port(),
-        livekit_rtc_tcp_port=free_port(), livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM),
+        livekit_rtc_tcp_port=free_port(), livekit_rtc_udp_port=free_port(),
     )
     async with lks.running(s, state / "livekit.log") as ready:
         yield ready

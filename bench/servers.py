@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ def fresh_settings(**overrides: Any) -> Settings:
     state = Path(tempfile.mkdtemp(prefix="bench-"))
     return Settings.load(
         env={}, state_dir=str(state), livekit_port=free_port(),
-        livekit_rtc_tcp_port=free_port(), livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM),
+        livekit_rtc_tcp_port=free_port(), livekit_rtc_udp_port=free_port(),
         web_port=free_port(), avatar_port=free_port(), bot_metrics_port=free_port(),
         **overrides,
     )

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         '"fallback", "conversation" or "llm".')
     ask.add_argument("--notes", help="the notes file (default: the faq_path setting)")
     ask.add_argument("--config", help="TOML settings file (also $BROADCASTER_CONFIG)")
+    ask.add_argument("--explain", action="store_true",
+                     help='also print "confidence" (0-1, the fallback below the threshold) '
+                     'and the three closest topics ("candidates"): where a phrasing falls short')
     ask.add_argument("question", nargs="*", help="questions (default: one per stdin line)")
     return parser
 
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ask":
             from broadcaster.answers.ask import run_ask
 
-            return run_ask(args.question, notes=args.notes, config=args.config)
+            return run_ask(args.question, notes=args.notes, config=args.config,
+                           explain=args.explain)
         if args.command == "doctor":
             from broadcaster.doctor import run_doctor
 

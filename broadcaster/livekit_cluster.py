@@ -140,7 +140,7 @@ def node_settings(base: Settings, state: Path) -> Settings:
     return dataclasses.replace(
         base, state_dir=str(state), livekit_url="",
         livekit_port=free_port(), livekit_rtc_tcp_port=free_port(),
-        livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM))
+        livekit_rtc_udp_port=free_port())
 
 
 def node_extra(redis_address: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

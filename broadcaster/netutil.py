@@ -39,15 +39,14 @@ def _pick_range() -> tuple[int, int]:
     return high + 1, 65535
 
 
-def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+def free_port() -> int:
     """Return a port free now for TCP and UDP on every interface, outside the ephemeral range.
 
     Why not ``bind(0)``: the kernel hands out the same ephemeral ports to every outgoing
     connection, so a busy test run could take one between the pick and the server's bind.
-    Ports handed out once are not handed out again by this process. ``kind`` and ``host``
-    are kept for callers; the port is checked for both kinds on all interfaces.
+    Ports handed out once are not handed out again by this process. The port is checked
+    for TCP and UDP on all interfaces, so one number serves either.
     """
-    del kind, host
     low, high = _pick_range()
     for _ in range(500):
         port = _rng.randint(low, high)

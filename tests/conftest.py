@@ -8,7 +8,6 @@ LiveAvatar-compatible service, see broadcaster/avatar).
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         recordings_dir=str(state / "recordings"),
         livekit_port=free_port(),
         livekit_rtc_tcp_port=free_port(),
-        livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM),
+        livekit_rtc_udp_port=free_port(),
         web_port=free_port(),
         avatar_port=free_port(),
         demo_room="demo",

@@ -136,6 +136,18 @@ def test_slices_of_the_sets_stay_above_a_floor(answerers, name, step, floor):
 
 
 @pytest.mark.parametrize("turn", [
+    # a hearing check names whoever is listening, wherever they are, in any words
+    "can the folks at the very back hear me", "can everybody in the hall hear me alright",
+    "do the people watching online hear us okay", "is this microphone thing on",
+    "is the mic working", "can the viewers at home still hear me",
+])
+def test_a_hearing_check_names_any_listener(answerers, turn):
+    for a in answerers.values():
+        reply = a.reply(turn, Dialogue())
+        assert (reply.source, reply.act) == ("conversation", "hearing_check"), turn
+
+
+@pytest.mark.parametrize("turn", [
     "are you able to hear me okay", "avatar can you hear me now",
     "is my audio coming through on your side", "hi are you ready to go",
     "perfect thanks so much", "you sound very natural", "you're doing great",

@@ -41,7 +41,7 @@ def _doctor(tmp_path, **env):
     return _run(["doctor", "--web-port", str(free_port()), "--livekit-port", str(free_port()),
                  "--avatar-port", str(free_port())], tmp_path,
                 BROADCASTER_LIVEKIT_RTC_TCP_PORT=str(free_port()),
-                BROADCASTER_LIVEKIT_RTC_UDP_PORT=str(free_port(socket.SOCK_DGRAM)), **env)
+                BROADCASTER_LIVEKIT_RTC_UDP_PORT=str(free_port()), **env)
 
 
 def test_doctor_passes_on_a_machine_set_up_by_install(tmp_path):

@@ -207,9 +207,9 @@ def test_production_config_starts(stun_server: str, tmp_path: Path) -> None:
     cfg = yaml.safe_load(PROD_CONFIG.read_text())
     del cfg["redis"]  # no redis-server on this machine; with it LiveKit only routes via it
     cfg["port"] = free_port()
-    cfg["rtc"].update(tcp_port=free_port(), udp_port=free_port(socket.SOCK_DGRAM),
+    cfg["rtc"].update(tcp_port=free_port(), udp_port=free_port(),
                       stun_servers=[stun_server], skip_external_ip_validation=True)
-    cfg["turn"].update(tls_port=free_port(), udp_port=free_port(socket.SOCK_DGRAM))
+    cfg["turn"].update(tls_port=free_port(), udp_port=free_port())
     env = {**_clean_env(),
            "LIVEKIT_KEYS": f"deploytest: {secrets.token_urlsafe(32)}",
            # docker-compose.yml sets the TURN domain and the webhook's key this way

@@ -14,7 +14,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -55,7 +54,7 @@ async def guarded(settings: Settings,
     s = settings.replace(
         floor_guard=True, state_dir=str(tmp_path_factory.mktemp("guarded")),
         livekit_port=free_port(), livekit_rtc_tcp_port=free_port(),
-        livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM), web_port=free_port(),
+        livekit_rtc_udp_port=free_port(), web_port=free_port(),
     )
     log = Path(s.state_dir) / "livekit-server.log"
     async with livekit_server.running(s, log, log_level="info"):

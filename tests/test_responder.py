@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from pipecat.frames.frames import (
@@ -228,3 +229,24 @@ async def test_go_on_resumes_an_interrupted_answer(responder):
     assert texts[1] == "Sure, take your time."
     assert texts[2].startswith("Right, as I was saying. First, a welcome"), texts[2]
     assert "Today's agenda has five parts" not in texts[2]
+
+
+async def test_replies_are_counted_by_where_they_came_from(responder):
+    """A host watching /metrics sees how often the notes fell short (the fallback)."""
+    from broadcaster.metrics import BotMetrics, render
+
+    r = Responder(responder.answerer)
+    metrics = BotMetrics("count-room")
+    metrics.watch_responder(r)
+    await run_test(r, frames_to_send=[
+        said("Hello, can you hear me?"), said("will the slides be shared?"),
+        said("who won the football last night?"), said("is this being recorded?")])
+    text = render(metrics.registry)[0].decode()
+
+    def count(source: str) -> float:
+        series = f'broadcaster_bot_replies_total{{room="count-room",source="{source}"}}'
+        m = re.search("^" + re.escape(series) + r" (\S+)$", text, re.M)
+        assert m, f"no {source} series in\n{text}"
+        return float(m.group(1))
+
+    assert [count(s) for s in ("notes", "fallback", "conversation", "llm")] == [2, 1, 1, 0]

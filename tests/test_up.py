@@ -3,7 +3,6 @@
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -41,7 +40,7 @@ async def test_up_runs_the_stack_and_stops_on_sigint(tmp_path):
         "BROADCASTER_WEB_PORT": free_port(),
         "BROADCASTER_LIVEKIT_PORT": free_port(),
         "BROADCASTER_LIVEKIT_RTC_TCP_PORT": free_port(),
-        "BROADCASTER_LIVEKIT_RTC_UDP_PORT": free_port(socket.SOCK_DGRAM),
+        "BROADCASTER_LIVEKIT_RTC_UDP_PORT": free_port(),
         "BROADCASTER_AVATAR_PORT": free_port(),
     }
     env = {**os.environ, "BROADCASTER_STATE_DIR": str(tmp_path),

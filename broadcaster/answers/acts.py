@@ -51,12 +51,22 @@ _POLITE = (r"(?:(?:okay|ok|alright|right|yes|yeah|yep|sure|so|well|oh|and|but|so
            r"avatar|hey avatar|(?:can|could|would|will) you(?: please)?)\s)*")
 _OKAY = r"(?: okay| ok| alright| all right| well| clearly| now| fine| there)*"
 _SIDE = r"(?: (?:on|at|from) (?:your|the other) (?:side|end))?"
+_WHERE = (r"(?: (?:at|in|on|from|over|watching|joining|listening)(?: (?:the|this|that|your|their)"
+          r")?(?: very)?(?: [a-z]+){0,2}?(?: (?:back|front|room|hall|row|rows|call|line|stream|"
+          r"there|zoom|home|side|end|corner|seats))?| online| at home| remotely)?")
+"""Where the listeners are: "the people *at the very back*", "everyone *watching online*"."""
+_LISTENERS = (r"(?:the |all the |all of the |any of the |those |our )?(?:[a-z]+ )?"
+              r"(?:people|folks|everyone|everybody|anyone|anybody|audience|viewers|attendees|"
+              r"room|hall|guests|listeners|crowd|team)" + _WHERE)
+"""Whoever is listening, in any words: "the folks at the back", "the viewers at home"."""
 
 #: act → patterns that match a whole phrase (on normalized text)
 PATTERNS: dict[str, tuple[str, ...]] = {
     "hearing_check": (
         r"(?:hello |hi )?(?:can|could|do|did) (?:you|everyone|everybody|you all|you guys|"
         r"people|anyone|anybody) (?:still )?(?:hear|see|get|read) (?:me|us)" + _OKAY + _SIDE,
+        r"(?:hello |hi )?(?:can|could|do|does|did) " + _LISTENERS + r" (?:still )?(?:hear|see) "
+        r"(?:me|us)" + _OKAY + _WHERE + _OKAY,
         r"(?:are|is) (?:you|everyone|everybody|anyone|you all|you guys) (?:still )?(?:getting|"
         r"receiving|reading|hearing) (?:me|us|my (?:audio|voice|sound|mic))" + _OKAY + _SIDE,
         # the speaker's own sound: "did my voice drop out", "is my mic cutting out"
@@ -71,7 +81,8 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:still )?(?:working|on|ok|okay|alright|all right|fine|good|clear|loud enough|"
         r"coming through|coming across|getting through)" + _SIDE + r"(?: now)?",
         r"am i (?:audible|on|live|coming through|muted|on mute)(?: now)?",
-        r"is (?:this|it) (?:thing )?(?:on|working)",
+        r"is (?:this|it|(?:this|the|my) (?:mic|microphone|mike|audio|sound))(?: thing)? (?:on|"
+        r"working|live)(?: now| yet)?",
         r"(?:hello )?(?:are you|is anyone|is anybody|anyone|anybody) (?:still )?(?:there|here|"
         r"with me|listening|online)",
         r"(?:mic |sound )?(?:check|testing)(?: (?:one two|testing|one two three|mic))*",

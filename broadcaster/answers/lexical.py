@@ -96,9 +96,11 @@ class LexicalIndex:
         import bm25s
 
         self.n = len(topics)
-        docs = [terms(t.title) * 2 + terms(t.answer) for t in topics]
+        # the host's phrasings of a topic (Topic.asked) count as its heading
+        headings = [" ".join((t.title, *t.asked)) for t in topics]
+        docs = [terms(h) * 2 + terms(t.answer) for h, t in zip(headings, topics, strict=True)]
         self._doc_sets = [set(d) for d in docs]
-        self._title_sets = [set(terms(t.title)) for t in topics]
+        self._title_sets = [set(terms(h)) for h in headings]
         df = Counter(term for d in self._doc_sets for term in d)
         self.idf = {t: math.log((self.n + 1) / (c + 0.5)) for t, c in df.items()}
         self._unknown_idf = math.log((self.n + 1) / 0.5) * unknown_weight
@@ -107,7 +109,8 @@ class LexicalIndex:
         self._acronyms = acronyms(" ".join(t.title + " " + t.answer for t in topics))
         model = word_model()
         # every word of the notes, embedded alone, with the topics (and headings) it is in
-        surface = sorted({w for t in topics for w in words(t.title + " " + t.answer)})
+        surface = sorted({w for h, t in zip(headings, topics, strict=True)
+                          for w in words(h + " " + t.answer)})
         self._word_vecs = model.embed(surface, norm=True) if surface else np.zeros((0, 256))
         self._word_in_doc = np.array([[stem(w) in d for w in surface] for d in self._doc_sets],
                                      dtype=float).reshape(self.n, len(surface))

@@ -5,7 +5,9 @@ under it is a topic (the heading is what people ask about, the text is what the
 avatar says); a heading "Fallback" holds what the avatar says when nothing
 matches; a heading "Conversation" holds subsections named after conversation
 acts ("### greeting", "### thanks", ...) whose text replaces the built-in replies.
-HTML comments are notes to the host, never said.
+HTML comments are notes to the host, never said; one that starts with "asked:" lists
+other ways people ask a topic (``<!-- asked: what does it cost? | is there a free tier -->``),
+matched like its heading.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ MAX_NOTES_BYTES = 1_000_000
 """Far more than a webinar's notes; a bigger file is a mistake (a log, a binary)."""
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_ASKED = re.compile(r"<!--\s*asked\s*:(.*?)-->", re.S | re.I)
+_ASKED_LINE = "\x00asked\x00"
+"""Marks a line that holds a topic's phrasings while the rest of the comments are dropped."""
+MAX_PHRASINGS = 20
+"""Per topic: more is a list of keywords, which would make the topic match everything."""
+
+
+def _phrasings(comment: str) -> str:
+    """One marked line with the comment's phrasings ("|" or a new line between them)."""
+    items = [re.sub(r"\s+", " ", p).strip() for p in re.split(r"[|\n]", comment)]
+    return "\n" + _ASKED_LINE + "|".join(p for p in items if p) + "\n"
 
 
 class NotesError(ConfigError):
@@ -38,6 +51,9 @@ class Topic:
     title: str
     answer: str
     level: int
+    asked: tuple[str, ...] = ()
+    """Other ways people ask it, from the host's ``<!-- asked: ... -->``: matched like the
+    heading, never said."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,7 @@ def _key(title: str) -> str:
 
 def parse_notes(markdown: str, source: str = "") -> Notes:
     """Parse the notes' markdown (see the module docstring)."""
+    markdown = _ASKED.sub(lambda m: _phrasings(m.group(1)), markdown)
     markdown = re.sub(r"<!--.*?-->", "", markdown, flags=re.S)
     topics: list[Topic] = []
     fallback = DEFAULT_FALLBACK
@@ -96,6 +113,7 @@ def parse_notes(markdown: str, source: str = "") -> Notes:
     section = ""  # the level-2 (or higher) section a heading is in: "fallback", "conversation"
     title, level = "", 0
     body: list[str] = []
+    asked: list[str] = []
 
     def close() -> None:
         nonlocal fallback
@@ -110,18 +128,21 @@ def parse_notes(markdown: str, source: str = "") -> Notes:
         elif title and name != "conversation":
             answer = speakable(text)
             if answer:
-                topics.append(Topic(title=title, answer=answer, level=level))
+                phrasings = tuple(dict.fromkeys(asked))[:MAX_PHRASINGS]
+                topics.append(Topic(title=title, answer=answer, level=level, asked=phrasings))
 
     section_level = 0
     for line in markdown.splitlines():
         heading = _HEADING.match(line)
         if heading:
             close()
-            level, title, body = len(heading.group(1)), heading.group(2), []
+            level, title, body, asked = len(heading.group(1)), heading.group(2), [], []
             if section_level and level <= section_level:
                 section, section_level = "", 0
             if _key(title) in ("conversation", "fallback") and not section_level:
                 section, section_level = _key(title), level
+        elif line.startswith(_ASKED_LINE):
+            asked.extend(p for p in line[len(_ASKED_LINE):].split("|") if p)
         else:
             body.append(line)
     close()

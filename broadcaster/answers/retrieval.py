@@ -211,6 +211,13 @@ class Retriever:
         if self.encoder is None:
             self.weights = self.weights.without_embeddings()
         self._titles, self._bodies, self._sents = self._vecs[0]
+        # the host's phrasings of a topic (Topic.asked): each compared as its heading is
+        asked = [(i, p) for i, t in enumerate(self.topics) for p in t.asked]
+        self._asked_owner = np.array([i for i, _ in asked], dtype=int)
+        self._asked_vecs = [
+            encoder.encode_cached([p for _, p in asked], query=TITLE_AS_QUERY)
+            if encoder is not None and asked else None
+            for encoder in (self.encoder, self.encoder2)]
         self.sentences = [s for _, s in sents]
         self._sent_owner = np.array([i for i, _ in sents], dtype=int)
         # one question's whole path now, not on the presenter's first question: with the
@@ -229,8 +236,8 @@ class Retriever:
         said = words(question)
         lex = self.lexical.signals(said)
         (title, body, sentence), (title_m, body_m, sentence_m) = (
-            self._semantic(question, self.encoder, self._vecs[0]),
-            self._semantic(question, self.encoder2, self._vecs[1]))
+            self._semantic(question, self.encoder, self._vecs[0], self._asked_vecs[0]),
+            self._semantic(question, self.encoder2, self._vecs[1], self._asked_vecs[1]))
         wanted = question_types(normalize(question))
         hits = []
         for i, topic in enumerate(self.topics):
@@ -332,8 +339,12 @@ class Retriever:
 
     def _semantic(self, question: str, encoder: SentenceEncoder | None,
                   vecs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  asked: np.ndarray | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return ``question``'s similarity to each heading, topic and best sentence."""
+        """Return ``question``'s similarity to each heading, topic and best sentence.
+
+        A topic's heading counts as its closest form: the heading or a host's phrasing.
+        """
         n = len(self.topics)
         if not normalize(question) or encoder is None:
             return np.zeros(n), np.zeros(n), np.zeros(n)
@@ -341,4 +352,7 @@ class Retriever:
         q = encoder.encode_one(question)
         best = np.full(n, -1.0)
         np.maximum.at(best, self._sent_owner, sents @ q)
-        return titles @ q, bodies @ q, best
+        heading = titles @ q
+        if asked is not None:
+            np.maximum.at(heading, self._asked_owner, asked @ q)
+        return heading, bodies @ q, best

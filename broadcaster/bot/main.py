@@ -69,6 +69,8 @@ async def serve(settings: Settings, room: str) -> None:
         parts = build_bot(settings, room, http)
         if parts.republisher is not None:
             metrics.watch_republisher(parts.republisher)
+        if parts.responder is not None:
+            metrics.watch_responder(parts.responder)
         worker = PipelineWorker(
             parts.pipeline,
             params=PipelineParams(enable_metrics=True),

@@ -40,7 +40,7 @@ from broadcaster.bot.avatar_service import FastHeyGenVideoService
 from broadcaster.bot.captions import CaptionProcessor, CaptionPublisher
 from broadcaster.bot.recorder import Recorder
 from broadcaster.bot.republisher import LiveKitRepublisher, RepublishEncoding
-from broadcaster.bot.responder import make_responder
+from broadcaster.bot.responder import Responder, make_responder
 from broadcaster.bot.shard_fanout import ShardFanout
 from broadcaster.bot.speaker_gate import SpeakerGate
 from broadcaster.config import Settings
@@ -65,6 +65,8 @@ class BotParts:
     """The audience shards' publisher (``audience_shards`` > 0); started by the runner."""
     avatar_captions: CaptionProcessor | None = None
     """The avatar's captions: the runner closes the line in flight before it stops."""
+    responder: Responder | None = None
+    """The keyless responder (its replies are counted in the bot's metrics)."""
 
 
 def point_liveavatar_at(settings: Settings) -> None:
@@ -177,4 +179,4 @@ def build_bot(settings: Settings, room: str, http: aiohttp.ClientSession) -> Bot
         *chain.after_output,
     ]
     return BotParts(Pipeline(processors), transport, gate, avatar, republisher, captions,
-                    recorder, shards, avatar_captions)
+                    recorder, shards, avatar_captions, chain.responder)

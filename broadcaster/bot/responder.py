@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter as CounterOf
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from broadcaster.answers.answerer import (
     CONVERSATION,
+    FALLBACK,
     LLM,
     Answerer,
     Dialogue,
@@ -54,6 +56,16 @@ from broadcaster.frames import AudienceQuestionFrame, SpeakerChangedFrame
 #: Piper's en_US-joe-medium speaks about 14 characters a second: where an interrupted
 #: answer stopped is estimated from how long the avatar had been talking
 CHARS_PER_SECOND = 14.0
+
+
+def reply_origin(reply: Reply, via_llm: bool) -> str:
+    """Name where ``reply`` came from: "notes", "fallback", "conversation" or "llm".
+
+    Not the heading: headings are the host's own words, too many for a metric label.
+    """
+    if via_llm:
+        return "llm"
+    return reply.source if reply.source in (FALLBACK, CONVERSATION) else "notes"
 
 
 class Responder(FrameProcessor):
@@ -78,6 +90,8 @@ class Responder(FrameProcessor):
         self.hold_secs = hold_secs
         self.dialogue = Dialogue()
         self.answers: list[Reply] = []
+        self.outcomes: CounterOf[str] = CounterOf()
+        """Replies by where they came from (:func:`reply_origin`), for the bot's metrics."""
         self._pending: list[TranscriptionFrame] = []
         self._speaking = False
         self._hold_task: Any = None
@@ -177,7 +191,9 @@ class Responder(FrameProcessor):
         """Answer ``question``; ``preface`` is said first (who asked, for the audience's)."""
         reply = self.answerer.reply(question, self.dialogue)
         logger.info(f"{self}: {question!r} -> [{reply.source}] ({reply.score:.2f})")
-        if self.llm is not None and reply.for_llm:
+        via_llm = self.llm is not None and reply.for_llm
+        self.outcomes[reply_origin(reply, via_llm)] += 1
+        if via_llm:
             await self._cancel_llm()
             if preface:
                 await self._say(preface)

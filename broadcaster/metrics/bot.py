@@ -128,6 +128,26 @@ def avatar_state(stats: Any) -> str:
     return "live" if getattr(stats, "frames_published", 0) else "starting"
 
 
+class ResponderCollector(Collector):
+    """Replies by where they came from, read from the responder's ``outcomes`` at scrape."""
+
+    ORIGINS = ("notes", "fallback", "conversation", "llm")
+
+    def __init__(self, responder: Any, room: str) -> None:
+        self.responder, self.room = responder, room
+
+    def collect(self) -> Iterable[Metric]:
+        """Report every origin, the ones never seen as 0 (dashboards see the series)."""
+        family = CounterMetricFamily(
+            "broadcaster_bot_replies",
+            "Replies to the speaker by where they came from: a topic of the notes, the "
+            "fallback (the notes did not answer), a conversational reply, or the LLM",
+            labels=["room", "source"])
+        for origin in self.ORIGINS:
+            family.add_metric([self.room, origin], self.responder.outcomes.get(origin, 0))
+        yield family
+
+
 class KeeperCollector(Collector):
     """The avatar keeper's in-place session restarts."""
 
@@ -192,6 +212,10 @@ class BotMetrics:
         """Export ``republisher.stats`` (read at scrape time) and sample its hop."""
         self._republisher = republisher
         self.registry.register(RepublisherCollector(republisher, self.room))
+
+    def watch_responder(self, responder: Any) -> None:
+        """Export the responder's replies by origin (read at scrape time)."""
+        self.registry.register(ResponderCollector(responder, self.room))
 
     def watch_keeper(self, keeper: Any) -> None:
         """Export how many avatar sessions the keeper reopened in place (read at scrape)."""

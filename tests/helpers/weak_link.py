@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ def on_link(settings: Settings, link: netns.Link, state: Path, **changes: Any) -
     """Settings of a livekit-server of its own on ``link``'s host address, layers on."""
     port = free_port()
     return settings.replace(video_svc="L3T1", livekit_port=port, livekit_rtc_tcp_port=free_port(),
-                            livekit_rtc_udp_port=free_port(socket.SOCK_DGRAM),
+                            livekit_rtc_udp_port=free_port(),
                             livekit_url=f"ws://{link.host_ip}:{port}", state_dir=str(state),
                             floor_guard=False, **changes)
 
