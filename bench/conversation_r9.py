@@ -160,6 +160,8 @@ def _accept_row(item: dict[str, Any], w: Any, accept: tuple[str, ...]) -> tuple[
     f.update(cal_title=f["title"] - st["mu_title"], cal_body=f["body"] - st["mu_body"],
              nn_title=f["title"] - float(st["nn_title"][i]),
              nn_body=f["body"] - float(st["nn_body"][i]))
+    # per-topic inputs computed elsewhere (bench/conversation_reader.py: the LLM reader)
+    f.update({k: float(v[i]) for k, v in item.get("per_topic", {}).items()})
     return np.array([f[k] for k in accept]), i
 
 
