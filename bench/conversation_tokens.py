@@ -4,7 +4,7 @@
 vectors averaged) is matched to its closest word of each topic by an encoder's own
 contextual token vectors (all-MiniLM-L6-v2, then bge-small-en-v1.5); the mean and the
 weakest matches (``cb_mean``, ``cb_min``, ``cb_min2``: "is there a *cafe*" has no
-counterpart in an accessibility topic) go to the ranking and answering models. Compared
+counterpart in an accessibility topic) go to the answering model. Compared
 by leave-one-notes-file-out cross-validation over the fitted sets plus ``tune-r9`` (every
 variant refit per fold, as in bench/conversation_r9.py) and on the unfitted sets. Not
 adopted (docs/notes.md, round 10); results in bench/results/conversation-tokens.json.
@@ -12,7 +12,6 @@ adopted (docs/notes.md, round 10); results in bench/results/conversation-tokens.
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from pathlib import Path
@@ -24,19 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.conversation import FIT_SETS, _answerers, _right  # noqa: E402
-from bench.conversation_r9 import extract  # noqa: E402
+from bench.conversation import FIT_SETS, _answerers  # noqa: E402
+from bench.conversation_r9 import extract, fit_items, predict, score  # noqa: E402
 from bench.figures import write_result  # noqa: E402
 from broadcaster.answers.acts import split_turn  # noqa: E402
-from broadcaster.answers.retrieval import (  # noqa: E402
-    ACCEPT_FEATURES,
-    QUESTION_FEATURES,
-    RANK_FEATURES,
-)
+from broadcaster.answers.retrieval import ACCEPT_FEATURES  # noqa: E402
 from broadcaster.answers.text import STOPWORDS, normalize  # noqa: E402
 
 CB = ("cb_mean", "cb_min", "cb_min2")
-ALL = RANK_FEATURES + CB
 
 
 def word_vecs(enc: Any, text: str, query: bool = False) -> np.ndarray:
@@ -63,7 +57,7 @@ def word_vecs(enc: Any, text: str, query: bool = False) -> np.ndarray:
 
 def add_token_features(items: list[dict[str, Any]], answerers: dict[str, Any],
                        model: str) -> None:
-    """Put each item's per-topic ``CB`` columns (``model``: "minilm" or "bge")."""
+    """Put each item's per-topic :data:`CB` inputs (``model``: "minilm" or "bge")."""
     def encoder(n: str) -> Any:
         r = answerers[n].retriever
         return r.encoder2 if model == "minilm" else r.encoder
@@ -83,87 +77,18 @@ def add_token_features(items: list[dict[str, Any]], answerers: dict[str, Any],
                 continue
             best = np.sort((qv @ tv.T).max(1))
             rows.append([float(best.mean()), float(best[0]), float(best[:2].mean())])
-        it["CB"] = np.array(rows)
-
-
-def _accept_row(it: dict[str, Any], w: np.ndarray, cols: list[int],
-                accept: tuple[str, ...]) -> tuple[np.ndarray, int]:
-    full_x = np.hstack([it["X"], it["CB"]])
-    s = full_x[:, cols] @ w
-    order = np.argsort(-s, kind="stable")
-    i = int(order[0])
-    f = dict(zip(ALL, full_x[i], strict=True))
-    f.update(score=s[i], margin=s[i] - (s[order[1]] if len(s) > 1 else 0.0))
-    f.update({k: it[k] for k in QUESTION_FEATURES})
-    return np.array([f[k] for k in accept]), i
-
-
-def fit(train: list[dict[str, Any]], rank: tuple[str, ...], accept: tuple[str, ...],
-        l2: float = 0.01) -> tuple[Any, ...]:
-    """Both models, as bench/conversation_fit.py fits them, on ``rank`` / ``accept``."""
-    cols = [ALL.index(k) for k in rank]
-    ranked = [(np.hstack([it["X"], it["CB"]])[:, cols],
-               [j for j, t in enumerate(it["titles"]) if _right(it["row"], t)])
-              for it in train if "X" in it and it["row"]["kind"] == "answerable"]
-    ranked = [(x, y) for x, y in ranked if y]
-    w = np.zeros(len(cols))
-    for _ in range(800):
-        g = np.zeros_like(w)
-        for x, y in ranked:
-            s = x @ w * 10
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            target = np.zeros_like(p)
-            target[y] = 1 / len(y)
-            g += 10 * x.T @ (p - target)
-        w -= 0.1 * (g / len(ranked) + l2 * w)
-    rows, labels = [], []
-    for it in train:
-        if "X" not in it:
-            continue
-        a, i = _accept_row(it, w, cols, accept)
-        if it["row"]["kind"] == "answerable":
-            if not _right(it["row"], it["titles"][i]):
-                continue
-            labels.append(1.0)
-        else:
-            labels.append(0.0)
-        rows.append(a)
-    a_mat, y = np.array(rows), np.array(labels)
-    mu, sd = a_mat.mean(0), a_mat.std(0) + 1e-6
-    z = (a_mat - mu) / sd
-    v, b = np.zeros(z.shape[1]), 0.0
-    for _ in range(4000):
-        p = 1 / (1 + np.exp(-(z @ v + b)))
-        v -= 0.5 * (z.T @ (p - y) / len(y) + l2 * v)
-        b -= 0.5 * float((p - y).mean())
-    return w, cols, v / sd, b - float((v * mu / sd).sum())
-
-
-def predict(it: dict[str, Any], fitted: tuple[Any, ...], accept: tuple[str, ...]) -> str:
-    if "fixed" in it:
-        return str(it["fixed"])
-    w, cols, v, b = fitted
-    a, i = _accept_row(it, w, cols, accept)
-    return str(it["titles"][i]) if 1 / (1 + math.exp(-(a @ v + b))) >= 0.5 else "fallback"
-
-
-def tally(pairs: list[tuple[dict[str, Any], str]]) -> dict[str, Any]:
-    c = {"answerable": [0, 0], "out_of_scope": [0, 0], "social": [0, 0]}
-    for it, p in pairs:
-        k = c[it["row"]["kind"]]
-        k[0] += _right(it["row"], p)
-        k[1] += 1
-    return {"right": sum(v[0] for v in c.values()), **{k: f"{a}/{b}" for k, (a, b) in c.items()}}
+        it.setdefault("per_topic", {}).update(
+            {k: np.array([r[j] for r in rows]) for j, k in enumerate(CB)})
 
 
 VARIANTS = {
-    "baseline (round 7's inputs, refit)": (RANK_FEATURES, ACCEPT_FEATURES),
-    "+cb to answering": (RANK_FEATURES, ACCEPT_FEATURES + CB),
-    "+cb_mean to ranking, +cb to answering": (RANK_FEATURES + ("cb_mean",), ACCEPT_FEATURES + CB),
-    "+cb_min to answering": (RANK_FEATURES, ACCEPT_FEATURES + ("cb_min",)),
-    "+cb_mean to ranking": (RANK_FEATURES + ("cb_mean",), ACCEPT_FEATURES),
+    "baseline (round 7's inputs, refit)": ACCEPT_FEATURES,
+    "+cb to answering": ACCEPT_FEATURES + CB,
+    "+cb_min to answering": ACCEPT_FEATURES + ("cb_min",),
+    "+cb_mean to answering": ACCEPT_FEATURES + ("cb_mean",),
 }
+"""The answering model's inputs per variant; ranking stays round 7's (fitted per fold as
+bench/conversation_r9.py does, whose ``fit_items`` reads ``per_topic`` inputs)."""
 
 
 def run() -> dict[str, Any]:
@@ -176,18 +101,20 @@ def run() -> dict[str, Any]:
     result: dict[str, Any] = {"turns_cross_validated": len(pool)}
     for model in ("minilm", "bge"):
         add_token_features(items, answerers, model)
-        for name, (rank, accept) in VARIANTS.items():
-            pairs, per = [], {}
+        for name, accept in VARIANTS.items():
+            preds, per = [], {}
             for n in notes:
-                f = fit([it for it in pool if it["row"]["notes"] != n], rank, accept)
-                got = [(it, predict(it, f, accept)) for it in pool if it["row"]["notes"] == n]
-                pairs += got
-                per[n] = tally(got)["right"]
-            f = fit(pool, rank, accept)
-            sets = sorted({it["set"] for it in unfitted})
-            row = {"leave_one_notes_file_out": tally(pairs), "per_notes": per,
-                   "unfitted": {s: tally([(it, predict(it, f, accept)) for it in unfitted
-                                          if it["set"] == s]) for s in sets}}
+                f = fit_items([it for it in pool if it["row"]["notes"] != n], accept)
+                test = [it for it in pool if it["row"]["notes"] == n]
+                got = [predict(it, f, accept) for it in test]
+                preds += list(zip(test, got, strict=True))
+                per[n] = score(test, got)["right"]
+            f = fit_items(pool, accept)
+            row = {"leave_one_notes_file_out": score([i for i, _ in preds], [g for _, g in preds]),
+                   "per_notes": per, "unfitted": {}}
+            for s in sorted({it["set"] for it in unfitted}):
+                test = [it for it in unfitted if it["set"] == s]
+                row["unfitted"][s] = score(test, [predict(it, f, accept) for it in test])
             result[f"{model}: {name}"] = row
             print(f"{model}: {name}", row, flush=True)
     return result
