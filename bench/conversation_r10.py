@@ -48,6 +48,8 @@ QUESTION = ("unknown", "unknown_max", "offtopic", "length", "focus", "lift_title
             "lift_body", "lift_sentence", "lift_piece", "lift_piece_m", "lift_cpiece",
             "lift_cpiece_m")
 ALL_RANK = (*BASE_RANK, *PIECE)
+_PIECE_VECS: dict[int, tuple[Any, list[Any], list[Any]]] = {}
+"""Per retriever (by id; one per notes file for the run): its pieces' owners and vectors."""
 ROUND5 = ({"title": 0.414, "body": 1.027, "sentence": 0.41, "title_m": 0.232, "body_m": 0.769,
            "sentence_m": 0.484, "coverage": 0.404, "heading": 0.152, "bm25": 0.005,
            "answer_type": 0.13, "intro": -0.522},
@@ -69,7 +71,7 @@ def _piece_features(ret: Any, question: str) -> tuple[dict[str, Any], dict[str, 
     from broadcaster.answers.retrieval import _lift, sentences
     from broadcaster.answers.text import normalize
 
-    if not hasattr(ret, "_r10"):
+    if id(ret) not in _PIECE_VECS:
         texts = [(i, p) for i, t in enumerate(ret.topics) for p in pieces(sentences(t.answer))]
         owner = np.array([i for i, _ in texts], dtype=int)
         vecs = [(enc.encode_cached([p for _, p in texts]) if enc is not None else None)
@@ -77,8 +79,8 @@ def _piece_features(ret: Any, question: str) -> tuple[dict[str, Any], dict[str, 
         ctx = [f"{ret.topics[i].title.rstrip('?')}: {p}" for i, p in texts]
         cvecs = [(enc.encode_cached(ctx) if enc is not None else None)
                  for enc in (ret.encoder, ret.encoder2)]
-        ret._r10 = (owner, vecs, cvecs)
-    owner, vecs, cvecs = ret._r10
+        _PIECE_VECS[id(ret)] = (owner, vecs, cvecs)
+    owner, vecs, cvecs = _PIECE_VECS[id(ret)]
     n = len(ret.topics)
     out: dict[str, Any] = {}
     lifts: dict[str, float] = {}
