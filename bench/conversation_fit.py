@@ -68,17 +68,18 @@ def _accept_row(item: dict[str, Any], w: Any) -> tuple[Any, int]:
     return np.array([f[k] for k in ACCEPT_FEATURES]), i
 
 
-def fit_rank(items: list[dict[str, Any]], l2: float = 0.01) -> Any:
+def fit_rank(items: list[dict[str, Any]], l2: float = 0.01,
+             cols: list[int] | None = None) -> Any:
     """Rank weights: a softmax over each answerable turn's topics, its right topics as the
-    target (gradient descent, L2 ``l2``)."""
+    target (gradient descent, L2 ``l2``); on the columns ``cols`` of ``X`` if given (an
+    experiment's inputs), else on all of them."""
     import numpy as np
 
-    from broadcaster.answers.retrieval import RANK_FEATURES
-
-    ranked = [(it["X"], [j for j, t in enumerate(it["titles"]) if _right(it["row"], t)])
+    ranked = [(it["X"] if cols is None else it["X"][:, cols],
+               [j for j, t in enumerate(it["titles"]) if _right(it["row"], t)])
               for it in items if "X" in it and it["row"]["kind"] == "answerable"]
     ranked = [(x, y) for x, y in ranked if y]
-    w = np.zeros(len(RANK_FEATURES))
+    w = np.zeros(ranked[0][0].shape[1])
     for _ in range(800):
         g = np.zeros_like(w)
         for x, y in ranked:
@@ -96,15 +97,24 @@ def _fit_items(items: list[dict[str, Any]], l2: float = 0.01) -> tuple[Any, Any,
     """Rank weights (softmax over topics, right topics as the target), then the accept
     model (logistic: a right best topic of an answerable turn vs an out-of-scope or
     social turn)."""
-    import numpy as np
 
 
     w = fit_rank(items, l2)
+    v, b = fit_accept(items, lambda it: _accept_row(it, w), l2)
+    return w, v, b
+
+
+def fit_accept(items: list[dict[str, Any]], row: Any, l2: Any = 0.01) -> tuple[Any, float]:
+    """The answering model: logistic regression of a right best topic of an answerable
+    turn (1) against an out-of-scope or social turn (0), on ``row(item)`` -> (inputs, best
+    topic); z-scored, L2 ``l2`` (a number, or one per input), returned on the raw inputs."""
+    import numpy as np
+
     a_rows, labels = [], []
     for it in items:
         if "X" not in it:
             continue
-        a, i = _accept_row(it, w)
+        a, i = row(it)
         if it["row"]["kind"] == "answerable":
             if not _right(it["row"], it["titles"][i]):
                 continue  # a wrong best topic is wrong whether said or not
@@ -121,7 +131,7 @@ def _fit_items(items: list[dict[str, Any]], l2: float = 0.01) -> tuple[Any, Any,
         v -= 0.5 * (z.T @ (p - y_vec) / len(y_vec) + l2 * v)
         b -= 0.5 * float((p - y_vec).mean())
     # back to raw features: z = (a - mu) / sd
-    return w, v / sd, b - float((v * mu / sd).sum())
+    return v / sd, b - float((v * mu / sd).sum())
 
 
 def _predict(item: dict[str, Any], w: Any, v: Any, b: float, threshold: float) -> str:

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.conversation import DATA, FIT_SETS, _answerers, _right, load_set  # noqa: E402
+from bench.conversation import DATA, FIT_SETS, _answerers, load_set  # noqa: E402
+from bench.conversation_fit import fit_accept, fit_rank  # noqa: E402
+from bench.conversation_r9 import plot, score, total  # noqa: E402
 from bench.figures import RESULTS, machine, now_iso, write_result  # noqa: E402
 
 POOL = list(dict.fromkeys([*FIT_SETS, DATA / "tune-r9.jsonl"]))
@@ -158,28 +160,6 @@ def extract(lexical: bool) -> list[dict[str, Any]]:
     return items
 
 
-def fit_rank(items: list[dict[str, Any]], cols: list[int], l2: float = 0.01) -> Any:
-    """Softmax over each answerable turn's topics, the right ones as the target
-    (bench.conversation_fit.fit_rank on a subset of the columns)."""
-    import numpy as np
-
-    ranked = [(it["X"][:, cols], [j for j, t in enumerate(it["titles"]) if _right(it["row"], t)])
-              for it in items if "X" in it and it["row"]["kind"] == "answerable"]
-    ranked = [(x, y) for x, y in ranked if y]
-    w = np.zeros(len(cols))
-    for _ in range(800):
-        g = np.zeros_like(w)
-        for x, y in ranked:
-            s = x @ w * 10
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            q = np.zeros_like(p)
-            q[y] = p[y] / p[y].sum()
-            g += 10 * (x.T @ (p - q))
-        w -= 0.5 * (g / len(ranked) + l2 * w)
-    return w
-
-
 class Variant:
     """Which inputs the two models get, and their regularization."""
 
@@ -204,29 +184,10 @@ class Variant:
     def fit(self, items: list[dict[str, Any]]) -> tuple[Any, Any, float]:
         import numpy as np
 
-        w = fit_rank(items, self.cols, self.l2)
-        rows, labels = [], []
-        for it in items:
-            if "X" not in it:
-                continue
-            a, i = self.row(it, w)
-            if it["row"]["kind"] == "answerable":
-                if not _right(it["row"], it["titles"][i]):
-                    continue
-                labels.append(1.0)
-            else:
-                labels.append(0.0)
-            rows.append(a)
-        a_mat, y = np.array(rows), np.array(labels)
-        mu, sd = a_mat.mean(0), a_mat.std(0) + 1e-6
-        z = (a_mat - mu) / sd
+        w = fit_rank(items, self.l2, self.cols)
         lam = np.array([self.l2_accept.get(k, self.l2) for k in self.accept])
-        v, b = np.zeros(z.shape[1]), 0.0
-        for _ in range(4000):
-            p = 1 / (1 + np.exp(-(z @ v + b)))
-            v -= 0.5 * (z.T @ (p - y) / len(y) + lam * v)
-            b -= 0.5 * float((p - y).mean())
-        return w, v / sd, b - float((v * mu / sd).sum())
+        v, b = fit_accept(items, lambda it: self.row(it, w), lam)
+        return w, v, b
 
     def predict(self, item: dict[str, Any], fitted: tuple[Any, Any, float]) -> str:
         if "fixed" in item:
@@ -237,31 +198,6 @@ class Variant:
         if 1 / (1 + math.exp(-z)) >= 0.5:
             return item["titles"][i]
         return "fallback" if item["asked"] else "conversation"
-
-
-def score(items: list[dict[str, Any]], preds: list[str]) -> dict[str, Any]:
-    out: dict[str, list[int]] = {}
-    for it, s in zip(items, preds, strict=True):
-        d = out.setdefault(it["row"]["kind"], [0, 0])
-        d[0] += _right(it["row"], s)
-        d[1] += 1
-    return {"right": sum(v[0] for v in out.values()), "n": sum(v[1] for v in out.values()),
-            **{k: f"{a}/{b}" for k, (a, b) in sorted(out.items())}}
-
-
-def _total(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    tot: dict[str, Any] = {"right": 0, "n": 0}
-    kinds: dict[str, list[int]] = {}
-    for d in per.values():
-        tot["right"] += d["right"]
-        tot["n"] += d["n"]
-        for k in ("answerable", "out_of_scope", "social"):
-            if k in d:
-                a, b = map(int, d[k].split("/"))
-                kinds.setdefault(k, [0, 0])
-                kinds[k][0] += a
-                kinds[k][1] += b
-    return {**tot, **{k: f"{a}/{b}" for k, (a, b) in kinds.items()}}
 
 
 def variants() -> dict[str, Variant]:
@@ -314,7 +250,7 @@ def run(lexical: bool, names: list[str] | None = None) -> dict[str, Any]:
             test = [it for it in pool if it["row"]["notes"] == n]
             fitted = var.fit([it for it in pool if it["row"]["notes"] != n])
             per[n] = score(test, [var.predict(it, fitted) for it in test])
-        per["total"] = _total(per)
+        per["total"] = total(per)
         result["loo"][name] = per
         fitted = var.fit(pool)
         result["eval"][name] = {
@@ -347,7 +283,7 @@ def all_turns(items: list[dict[str, Any]]) -> dict[str, Any]:
             test = [it for it in items if it["row"]["notes"] == n]
             fitted = var.fit([it for it in items if it["row"]["notes"] != n])
             per[n] = score(test, [var.predict(it, fitted) for it in test])
-        per["total"] = _total(per)
+        per["total"] = total(per)
         fitted = var.fit(pool)
         new = {}
         for n in ("clinic-open-day", "benefits-enrolment"):
@@ -356,35 +292,6 @@ def all_turns(items: list[dict[str, Any]]) -> dict[str, Any]:
         out[name] = {"loo": per, "never_fitted_notes": new}
         print("ALL", name, per["total"], new, flush=True)
     return out
-
-
-def plot(result: dict[str, Any], name: str) -> None:
-    """Leave one notes file out, per kind, for each variant."""
-    from bench.figures import pyplot
-
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    names = list(result["loo"])
-    kinds = ("answerable", "out_of_scope", "social")
-    width = 0.8 / len(names)
-    for j, v in enumerate(names):
-        tot = result["loo"][v]["total"]
-        vals = [100 * int(tot[k].split("/")[0]) / int(tot[k].split("/")[1]) for k in kinds]
-        vals.append(100 * tot["right"] / tot["n"])
-        ax.bar([x + j * width for x in range(4)], vals, width, label=v)
-    ax.axhline(90, color="black", lw=0.8, ls="--")
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(4)])
-    ax.set_xticklabels([*kinds, "all"])
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("right when the notes file is left out (%)")
-    n = result["loo"][names[0]]["total"]["n"]
-    lexical = " without the embedding models" if result["lexical"] else ""
-    ax.set_title(f"Round 10: pieces, leave one notes file out ({n} turns){lexical}", fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"{name}.png", dpi=110)
 
 
 def main() -> None:
@@ -400,7 +307,7 @@ def main() -> None:
     name = f"conversation-r10{'-lexical' if args.lexical else ''}"
     if not args.variant:
         write_result(name, result)
-        plot(result, name)
+        plot(result, name, "Round 10: pieces, leave one notes file out ({n} turns)")
     print(RESULTS)
 
 

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.conversation import DATA, FIT_SETS, _answerers, _right, load_set  # noqa: E402
-from bench.conversation_fit import _features, fit_rank  # noqa: E402
+from bench.conversation_fit import _features, fit_accept, fit_rank  # noqa: E402
 from bench.figures import RESULTS, machine, now_iso, write_result  # noqa: E402
 
 NEW = [DATA / "tune-r9.jsonl"]
@@ -168,30 +168,10 @@ def _accept_row(item: dict[str, Any], w: Any, accept: tuple[str, ...]) -> tuple[
 def fit_items(items: list[dict[str, Any]], accept: tuple[str, ...],
               l2: float = 0.01) -> tuple[Any, Any, float]:
     """bench.conversation_fit._fit_items with the answering inputs as a parameter."""
-    import numpy as np
 
     w = fit_rank(items, l2)
-    a_rows, labels = [], []
-    for it in items:
-        if "X" not in it:
-            continue
-        a, i = _accept_row(it, w, accept)
-        if it["row"]["kind"] == "answerable":
-            if not _right(it["row"], it["titles"][i]):
-                continue
-            labels.append(1.0)
-        else:
-            labels.append(0.0)
-        a_rows.append(a)
-    a_mat, y_vec = np.array(a_rows), np.array(labels)
-    mu, sd = a_mat.mean(0), a_mat.std(0) + 1e-6
-    z = (a_mat - mu) / sd
-    v, b = np.zeros(z.shape[1]), 0.0
-    for _ in range(4000):
-        p = 1 / (1 + np.exp(-(z @ v + b)))
-        v -= 0.5 * (z.T @ (p - y_vec) / len(y_vec) + l2 * v)
-        b -= 0.5 * float((p - y_vec).mean())
-    return w, v / sd, b - float((v * mu / sd).sum())
+    v, b = fit_accept(items, lambda it: _accept_row(it, w, accept), l2)
+    return w, v, b
 
 
 def predict(item: dict[str, Any], fitted: tuple[Any, Any, float], accept: tuple[str, ...],
@@ -276,19 +256,24 @@ def run(lexical: bool) -> dict[str, Any]:
     result["per_notes_threshold"] = per_notes_threshold(items, pseudo, old | new, base)
     result["pseudo_negatives"] = pseudo_negatives(items, pseudo, old | new, base)
     for per in result["loo"].values():
-        tot = {"right": 0, "n": 0}
-        kinds: dict[str, list[int]] = {}
-        for d in per.values():
-            tot["right"] += d["right"]
-            tot["n"] += d["n"]
-            for k in ("answerable", "out_of_scope", "social"):
-                if k in d:
-                    a, b = map(int, d[k].split("/"))
-                    kinds.setdefault(k, [0, 0])
-                    kinds[k][0] += a
-                    kinds[k][1] += b
-        per["total"] = {**tot, **{k: f"{a}/{b}" for k, (a, b) in kinds.items()}}
+        per["total"] = total(per)
     return result
+
+
+def total(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Add up :func:`score` results (one per notes file) into one."""
+    tot: dict[str, Any] = {"right": 0, "n": 0}
+    kinds: dict[str, list[int]] = {}
+    for d in per.values():
+        tot["right"] += d["right"]
+        tot["n"] += d["n"]
+        for k in ("answerable", "out_of_scope", "social"):
+            if k in d:
+                a, b = map(int, d[k].split("/"))
+                kinds.setdefault(k, [0, 0])
+                kinds[k][0] += a
+                kinds[k][1] += b
+    return {**tot, **{k: f"{a}/{b}" for k, (a, b) in kinds.items()}}
 
 
 def pseudo_negatives(items: list[dict[str, Any]], pseudo: list[dict[str, Any]],
@@ -318,8 +303,9 @@ def pseudo_negatives(items: list[dict[str, Any]], pseudo: list[dict[str, Any]],
     return out
 
 
-def plot(result: dict[str, Any], name: str) -> None:
-    """Leave one notes file out, per kind, for each variant."""
+def plot(result: dict[str, Any], name: str, title: str = "Round 9: leave one notes file out"
+         " ({n} turns, 6 notes files)") -> None:
+    """Leave one notes file out, per kind, for each variant (``title``: ``{n}`` the turns)."""
     from bench.figures import pyplot
 
     plt = pyplot()
@@ -341,8 +327,7 @@ def plot(result: dict[str, Any], name: str) -> None:
     ax.set_ylabel("right when the notes file is left out (%)")
     n = result["loo"][variants[0]]["total"]["n"]
     lexical = " without the embedding models" if result["lexical"] else ""
-    ax.set_title(f"Round 9: leave one notes file out ({n} turns, 6 notes files){lexical}",
-                 fontsize=9)
+    ax.set_title(title.format(n=n) + lexical, fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(RESULTS / f"{name}.png", dpi=110)

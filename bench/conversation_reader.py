@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from bench.conversation import FIT_SETS, NOTES, _right  # noqa: E402
 from bench.conversation_fit import fit_rank  # noqa: E402
-from bench.conversation_r9 import EVAL, NEW, extract, fit_items, predict, score  # noqa: E402
+from bench.conversation_r9 import EVAL, NEW, extract, fit_items, predict, score, total  # noqa: E402
 from bench.figures import RESULTS, machine, now_iso, pyplot, write_result  # noqa: E402
 
 NAME = "conversation-reader"
@@ -195,21 +195,6 @@ def attach(items: list[dict[str, Any]], cache: dict[str, float], model: str,
                 for t in it["titles"]])}
 
 
-def _totals(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    tot: dict[str, Any] = {"right": 0, "n": 0}
-    kinds: dict[str, list[int]] = {}
-    for d in per.values():
-        tot["right"] += d["right"]
-        tot["n"] += d["n"]
-        for k in ("answerable", "out_of_scope", "social"):
-            if k in d:
-                a, b = map(int, d[k].split("/"))
-                kinds.setdefault(k, [0, 0])
-                kinds[k][0] += a
-                kinds[k][1] += b
-    return {**tot, **{k: f"{a}/{b}" for k, (a, b) in kinds.items()}}
-
-
 def evaluate(items: list[dict[str, Any]], accept: tuple[str, ...]) -> dict[str, Any]:
     """Round 9's measure: leave one notes file out (refit per fold), then a fit on all
     the fitted sets scored on the unfitted ones."""
@@ -220,7 +205,7 @@ def evaluate(items: list[dict[str, Any]], accept: tuple[str, ...]) -> dict[str, 
         test = [it for it in pool if it["row"]["notes"] == n]
         fitted = fit_items([it for it in pool if it["row"]["notes"] != n], accept)
         per[n] = score(test, [predict(it, fitted, accept) for it in test])
-    per["total"] = _totals(per)
+    per["total"] = total(per)
     fitted = fit_items(pool, accept)
     ev = {s.stem: score([it for it in items if it["set"] == s.stem],
                         [predict(it, fitted, accept) for it in items if it["set"] == s.stem])
