@@ -216,3 +216,66 @@ async def _no_rehearsal(c: WebClient, room: str) -> bool:
 
     assert c.app is not None
     return c.app[REHEARSALS].status(room)["state"] != "running"
+
+
+def _host_paths(app: Any, room: str) -> list[tuple[str, str]]:
+    """(method, path) of every host-only route, its parameters filled in."""
+    found = []
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        template = info.get("formatter") or info.get("path") or ""
+        if template.startswith("/api/host/") and route.method != "HEAD":
+            path = (template.replace("{room}", room).replace("{identity}", "vic")
+                    .replace("{qid}", "1").replace("{name}", "x.mp4"))
+            found.append((route.method, path))
+    return found
+
+
+def _disguise(path: str, data: st.DataObject) -> str:
+    """``path`` the way a client may spell it: one kind of disguise per example."""
+    kind = data.draw(st.sampled_from(["encode", "encode", "dots", "slashes", "suffix"]))
+    cut = data.draw(st.integers(1, path.count("/") - 1))
+    head = "/".join(path.split("/")[:cut + 1])
+    tail = path[len(head) + 1:]
+    if kind == "encode":  # a few letters percent-encoded, anywhere
+        chars = list(path)
+        for i in data.draw(st.lists(st.integers(1, len(path) - 1), min_size=1, max_size=3)):
+            if len(chars[i]) == 1 and chars[i] != "/":  # (not one encoded already)
+                chars[i] = f"%{ord(chars[i]):02x}"
+        return "".join(chars)
+    if kind == "dots":
+        dots = data.draw(st.sampled_from([".", "%2e", "x/..", "x/%2e%2e"]))
+        return f"{head}/{dots}/{tail}"
+    if kind == "slashes":
+        return f"{head}//{tail}"
+    return path + data.draw(st.sampled_from(["/", ";x", "%00", "?k=1", "#f", "%2f"]))
+
+
+async def _raw(port: int, method: str, path: str) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
+                     "Connection: close\r\n\r\n{}".encode())
+        await writer.drain()
+        status = (await reader.readline()).split()
+        return int(status[1])
+    finally:
+        writer.close()
+
+
+@FUZZ
+@given(data=st.data())
+async def test_no_spelling_of_a_host_path_gets_past_the_host_key(web_client: WebClient,
+                                                                 data: st.DataObject) -> None:
+    """Dot segments, percent-encoding, doubled slashes, suffixes: every host route still
+    answers 401 (or a 4xx for a path that no longer names one) without the key."""
+    c = web_client
+    assert c.app is not None
+    room = "spelled-paths"
+    if (await c.call("GET", f"/api/webinars/{room}")).status == 404:
+        await c.new_webinar("Spelled paths", room)
+    method, path = data.draw(st.sampled_from(_host_paths(c.app, room)))
+    spelled = _disguise(path, data)
+    status = await _raw(c.settings.web_port, method, spelled)
+    assert 400 <= status < 500 and status != 409, (method, spelled, status)
+    assert (await c.call("GET", f"/api/webinars/{room}")).data["state"] == "live"
