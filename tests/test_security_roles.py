@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -279,3 +280,41 @@ async def test_no_spelling_of_a_host_path_gets_past_the_host_key(web_client: Web
     status = await _raw(c.settings.web_port, method, spelled)
     assert 400 <= status < 500 and status != 409, (method, spelled, status)
     assert (await c.call("GET", f"/api/webinars/{room}")).data["state"] == "live"
+
+
+STAFF_NAMES = ["Host", "Avatar", "Presenter", "Moderator", "Admin", "The host", "avatar-bot"]
+
+
+def _respell(name: str, data: st.DataObject) -> str:
+    """``name`` in another case, spacing or Unicode form that reads the same."""
+    out = "".join(c.upper() if data.draw(st.booleans()) else c.lower() for c in name)
+    if data.draw(st.booleans()):  # fullwidth letters (NFKC folds them back)
+        out = "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalpha() else c for c in out)
+    pad = data.draw(st.sampled_from(["", " ", "_", ".", "-", " * "]))
+    return f"{pad}{out}{pad[::-1]}".strip() or out
+
+
+@FUZZ
+@given(data=st.data())
+async def test_nobody_in_the_audience_takes_a_staff_name(web_client: WebClient,
+                                                         data: st.DataObject) -> None:
+    """A viewer named "Host" or "Avatar" would post questions the audience reads as the
+    staff's (there is no pre-moderation); the names read as the same are refused too."""
+    c = web_client
+    room = "staff-names"
+    if (await c.call("GET", f"/api/webinars/{room}")).status == 404:
+        await c.new_webinar("Staff names", room)
+    name = _respell(data.draw(st.sampled_from(STAFF_NAMES)), data)
+    identity = f"fan-{uuid.uuid4().hex[:12]}"
+    r = await c.join(room, identity, name=name)
+    assert r.status == 422 and "reserved" in r.data["error"], (name, r.text)
+    assert c.store().claim(room, identity) is None  # nothing kept
+
+
+async def test_names_that_only_contain_a_staff_word_are_fine(web_client: WebClient) -> None:
+    c = web_client
+    w = await c.new_webinar("Ordinary names")
+    for i, name in enumerate(["Hosta Gardener", "Avatar Fan", "Pat Presenter", "Adminah", "Thea"]):
+        assert (await c.join(w["room"], f"ok-{i}", name=name)).status == 200, name
+    r = await c.join(w["room"], "pres", "presenter", name="Presenter", code=w["presenter_code"])
+    assert r.status == 200, r.text  # the presenter (she has the code) may call herself that

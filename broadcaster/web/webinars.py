@@ -31,6 +31,7 @@ from broadcaster.config import Settings
 from broadcaster.protocol import ROOM_STATE_ENDED
 from broadcaster.roles import (
     Role,
+    check_audience_name,
     check_identity,
     check_name,
     check_room,
@@ -325,6 +326,8 @@ class Webinars:
             raise forbidden("presenter code is missing or wrong")
         check_identity(identity, settings=self.settings)
         display = check_name(name, identity)
+        if role == Role.VIEWER:  # the presenter (she has the code) may be "Presenter"
+            check_audience_name(display, self.settings)
         if self.store.banned(room, identity, claim):
             raise forbidden(REMOVED)
         async with self.locks[room]:
