@@ -135,13 +135,18 @@ def check_room(room: str) -> str:
     return room
 
 
-def check_name(name: str | None, fallback: str) -> str:
-    """Return a display name: short and printable, ``fallback`` when empty or blank."""
+def check_name(name: str | None, fallback: str, *, staff: Settings | None = None) -> str:
+    """Return a display name: short and printable, ``fallback`` when empty or blank.
+
+    With ``staff`` (the settings; for a viewer's name) the staff's and the stack's names
+    are refused.
+    """
     if name is None or name == "":
         return fallback
     if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not name.isprintable():
         raise InvalidInput(f"name must be at most {MAX_NAME_CHARS} printable characters")
-    return name.strip() or fallback
+    name = name.strip() or fallback
+    return name if staff is None else check_audience_name(name, staff)
 
 
 def name_key(name: str) -> str:

@@ -31,7 +31,6 @@ from broadcaster.config import Settings
 from broadcaster.protocol import ROOM_STATE_ENDED
 from broadcaster.roles import (
     Role,
-    check_audience_name,
     check_identity,
     check_name,
     check_room,
@@ -325,9 +324,7 @@ class Webinars:
         ):
             raise forbidden("presenter code is missing or wrong")
         check_identity(identity, settings=self.settings)
-        display = check_name(name, identity)
-        if role == Role.VIEWER:  # the presenter (she has the code) may be "Presenter"
-            check_audience_name(display, self.settings)
+        display = check_name(name, identity, staff=self.settings if role == Role.VIEWER else None)
         if self.store.banned(room, identity, claim):
             raise forbidden(REMOVED)
         async with self.locks[room]:
