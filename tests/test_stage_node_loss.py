@@ -57,14 +57,6 @@ CONNECT_S = 4.0
 RETRY_S = 1.0
 
 
-async def _place(node1: Node, room: str, node: Node) -> None:
-    """Create ``room`` on ``node`` through node 1's API (LiveKit routes it by node ID)."""
-    s = node1.settings
-    async with api.LiveKitAPI(node1.http_url, s.livekit_api_key, s.livekit_api_secret) as lk:
-        await lk.room.create_room(api.CreateRoomRequest(name=room, node_id=node.node_id,
-                                                        empty_timeout=300))
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def staged(cluster: Cluster, avatar_service: str, avatar_settings
                  ) -> AsyncIterator[tuple[WebClient, BotStage]]:
@@ -77,7 +69,7 @@ async def staged(cluster: Cluster, avatar_service: str, avatar_settings
     room = unique_room("stage")
     for name, node in ((room, n2), (f"{room}--a1", n1), (f"{room}--a2", n3),
                        (f"{room}--a3", n3)):
-        await _place(n1, name, node)
+        await cluster.place(name, node)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http, \
             serving(settings, http) as web:
         webinar = await web.new_webinar("Stage on node 2", room=room)
