@@ -31,7 +31,7 @@ from broadcaster.livekit_cluster import Cluster
 from broadcaster.netutil import free_port
 from tests.fixtures_bot import BotStage, running_bot
 from tests.fixtures_web import WebClient, serving, unique_room
-from tests.helpers.browser import chromium, needs_chromium, open_page, screenshot_dir
+from tests.helpers.browser import chromium, needs_chromium, open_page
 from tests.helpers.page_media import (
     RECORD_PEERS,
     STATE_JS,
@@ -119,7 +119,6 @@ async def test_a_shard_viewer_page_plays_the_relayed_vp9_and_again_after_a_node_
             killed = time.monotonic()
             n2.kill()
             back, seen = await watch_until_back(page, killed, BUDGET_S + 5)
-            await page.screenshot(path=str(screenshot_dir() / "relay-node-loss-back.png"))
             assert back is not None, f"the page was not watching again: {changes(seen)}"
             print(f"watching again {back:.1f} s after the SIGKILL of node 2")
             assert back < BUDGET_S, f"watching again only after {back:.1f} s"
