@@ -23,14 +23,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from broadcaster.livekit_cluster import Cluster
-from broadcaster.netutil import free_port
-from tests.fixtures_bot import BotStage, running_bot
-from tests.fixtures_web import WebClient, serving, unique_room
+from tests.fixtures_bot import BotStage
+from tests.fixtures_cluster import sharded_stage
+from tests.fixtures_web import WebClient
 from tests.helpers.browser import chromium, needs_chromium, open_page
 from tests.helpers.page_media import (
     RECORD_PEERS,
@@ -40,7 +39,6 @@ from tests.helpers.page_media import (
     playing,
     watch_until_back,
 )
-from tests.helpers.people import until
 
 pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.timeout(240)]
 
@@ -59,21 +57,10 @@ WINDOW_S = 3.0
 async def relayed(cluster: Cluster, avatar_service: str, avatar_settings
                   ) -> AsyncIterator[tuple[WebClient, BotStage]]:
     """The stage on node 1 with the bot at L3T1; shard a1 on node 2, a2 on node 3."""
-    n1, n2, n3 = cluster.nodes
-    settings = avatar_settings.replace(
-        livekit_url=n1.url, livekit_port=n1.settings.livekit_port, web_port=free_port(),
-        audience_shards=2, shard_capacity=5, video_svc="L3T1", floor_reconcile_seconds=0.0,
-        floor_guard=False, audience_cache_seconds=0.5)
-    room = unique_room("relay")
-    for name, node in ((room, n1), (f"{room}--a1", n2), (f"{room}--a2", n3)):
-        await cluster.place(name, node)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http, \
-            serving(settings, http) as web:
-        webinar = await web.new_webinar("Relayed webinar", room=room)
-        async with running_bot(settings, webinar) as bot:
-            await until(lambda: all(bot.grep(f"shard {room}--a{i}: publishing")
-                                    for i in (1, 2)), 30, "the bot in both shards", bot)
-            yield web, bot
+    async with sharded_stage(cluster, avatar_settings, "Relayed webinar", shards=2,
+                             capacity=5, rooms=cluster.nodes, prefix="relay",
+                             video_svc="L3T1") as relayed:
+        yield relayed
 
 
 def _check_playing(got: dict[str, Any], where: str) -> None:
