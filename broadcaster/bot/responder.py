@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter as CounterOf
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,7 @@ class Responder(FrameProcessor):
         self.hold_secs = hold_secs
         self.dialogue = Dialogue()
         self.answers: list[Reply] = []
-        self.outcomes: CounterOf[str] = CounterOf()
+        self.outcomes: Counter[str] = Counter()
         """Replies by where they came from (:func:`reply_origin`), for the bot's metrics."""
         self._pending: list[TranscriptionFrame] = []
         self._speaking = False
