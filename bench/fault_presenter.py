@@ -70,10 +70,13 @@ class Seat:
             if self.mic is None:
                 await asyncio.sleep(0.2)
                 continue
-            asked = time.monotonic()
-            try:
-                await asyncio.wait_for(self.mic.say(self.clip), 8)
-            except TimeoutError:
+            asked, mic = time.monotonic(), self.mic
+            saying = asyncio.ensure_future(mic.say(self.clip))
+            # a rejoin replaces the microphone: a question put to the old one never ends
+            while not saying.done() and self.mic is mic and time.monotonic() < asked + 8:
+                await asyncio.sleep(0.05)
+            if not saying.done():
+                saying.cancel()
                 continue
             try:
                 await stack.wait_line(REPLY, REPLY_WAIT_S, since=asked)
