@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livekit import api
+
 from broadcaster import livekit_server
 from broadcaster.config import Settings
 from broadcaster.netutil import free_port, wait_http_ok
@@ -101,6 +103,17 @@ class Cluster:
         """Return the node Redis says hosts ``room`` (None: no node assigned yet)."""
         node_id = await self.redis_cmd("HGET", "room_node_map", room)
         return next((n for n in self.nodes if n.node_id == node_id), None)
+
+    async def place(self, room: str, node: Node, empty_timeout: int = 300) -> None:
+        """Create ``room`` on ``node`` through node 1's API (LiveKit routes it by node ID).
+
+        Tests and benches choose this way which node's loss a room suffers.
+        """
+        s = self.nodes[0].settings
+        async with api.LiveKitAPI(self.nodes[0].http_url, s.livekit_api_key,
+                                  s.livekit_api_secret) as lk:
+            await lk.room.create_room(api.CreateRoomRequest(
+                name=room, node_id=node.node_id, empty_timeout=empty_timeout))
 
     def node_by_id(self, node_id: str) -> Node | None:
         """Return the node with this LiveKit node ID, if it is one of ours."""

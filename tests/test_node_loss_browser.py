@@ -12,16 +12,16 @@ avatar's picture moves again, now in shard a2, without a reload.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
-from livekit import api
 
-from broadcaster.livekit_cluster import Cluster, Node
+from broadcaster.livekit_cluster import Cluster
 from broadcaster.netutil import free_port
 from tests.fixtures_web import FakeBot, serving, unique_room
 from tests.helpers.browser import chromium, needs_chromium, open_page, screenshot_dir
+from tests.helpers.page_media import changes as page_changes
+from tests.helpers.page_media import watch_until_back
 
 pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.timeout(150)]
 
@@ -30,29 +30,6 @@ BUDGET_S = 10.0
 #: the page's rule (stage_status.js FROZEN_MS): the live avatar's picture frozen this long
 #: means its node is gone; the page says so (and rejoins) within a check (0.25 s) after
 FROZEN_S = 2.5
-
-#: what the viewer sees, read from the page every 100 ms
-STATE_JS = """() => {
-  const v = document.querySelector('#stage-video');
-  const b = document.querySelector('.reconnect-banner');
-  return {
-    conn: document.querySelector('#conn-state')?.textContent || '',
-    banner: b && !b.hidden ? b.textContent : '',
-    avatar: document.querySelector('#stage')?.dataset.avatar || '',
-    message: document.querySelector('#stage-message')?.textContent || '',
-    frames: v?.getVideoPlaybackQuality?.().totalVideoFrames ?? -1,
-    width: v?.videoWidth ?? 0,
-    same_page: window.__beforeTheKill === true,
-  };
-}"""
-
-
-async def _place(node1: Node, room: str, node: Node) -> None:
-    s = node1.settings
-    async with api.LiveKitAPI(node1.http_url, s.livekit_api_key, s.livekit_api_secret) as lk:
-        await lk.room.create_room(api.CreateRoomRequest(name=room, node_id=node.node_id,
-                                                        empty_timeout=120))
-
 
 async def test_the_viewer_page_watches_again_on_another_shard_when_its_node_dies(
         cluster: Cluster, settings, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -64,7 +41,7 @@ async def test_the_viewer_page_watches_again_on_another_shard_when_its_node_dies
     room = unique_room("nlb")
     lost, other = f"{room}--a1", f"{room}--a2"
     for name, node in ((room, n1), (lost, n2), (other, n1)):
-        await _place(n1, name, node)
+        await cluster.place(name, node, empty_timeout=120)
     problems: list[str] = []
     try:
         async with serving(s) as web, FakeBot(s, lost), FakeBot(s, other):
@@ -82,26 +59,11 @@ async def test_the_viewer_page_watches_again_on_another_shard_when_its_node_dies
                     ".getVideoPlaybackQuality().totalVideoFrames > 25", timeout=10000)
                 await page.evaluate("() => { window.__beforeTheKill = true; }")
 
-                seen: list[tuple[float, dict]] = []
                 killed = time.monotonic()
                 n2.kill()
-                back = None
-                while time.monotonic() - killed < BUDGET_S + 5:
-                    state = await page.evaluate(STATE_JS)
-                    t = time.monotonic() - killed
-                    seen.append((t, state))
-                    # watching again: live, and the picture moved over the last second
-                    ago = [x for tt, x in seen if t - 1.2 <= tt <= t - 0.8]
-                    if (state["avatar"] == "live" and ago and ago[0]["frames"] >= 0
-                            and state["frames"] > ago[0]["frames"] + 5
-                            and any(x["avatar"] != "live" for _, x in seen)):
-                        back = t
-                        break
-                    await asyncio.sleep(0.1)
+                back, seen = await watch_until_back(page, killed, BUDGET_S + 5)
                 await page.screenshot(path=str(screenshot_dir() / "node-loss-back.png"))
-                changes = [(round(t, 1), x) for i, (t, x) in enumerate(seen)
-                           if i == 0 or {k: v for k, v in x.items() if k != "frames"}
-                           != {k: v for k, v in seen[i - 1][1].items() if k != "frames"}]
+                changes = page_changes(seen)
                 for t, x in changes:
                     print(f"+{t:.1f} s: {x}")
                 assert back is not None, f"the page was not watching again: {changes}"

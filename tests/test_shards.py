@@ -18,13 +18,13 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest_asyncio
 
 from broadcaster.livekit_cluster import Cluster
 from broadcaster.netutil import free_port
 from broadcaster.protocol import ROOM_STATE_ENDED
-from tests.fixtures_bot import BotStage, running_bot
+from tests.fixtures_bot import BotStage
+from tests.fixtures_cluster import sharded_stage
 from tests.fixtures_web import WebClient, serving
 from tests.helpers.people import Viewer, until
 
@@ -42,20 +42,9 @@ RETRY_S = 1.0
 async def sharded(cluster: Cluster, avatar_service: str, avatar_settings
                   ) -> AsyncIterator[tuple[WebClient, BotStage]]:
     """A web app and a bot on the cluster (node 1's URL), three shards of two viewers."""
-    n1 = cluster.nodes[0]
-    settings = avatar_settings.replace(
-        livekit_url=n1.url, livekit_port=n1.settings.livekit_port,
-        web_port=free_port(), audience_shards=SHARDS, shard_capacity=2,
-        floor_reconcile_seconds=0.0, floor_guard=False, audience_cache_seconds=0.5)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http, \
-            serving(settings, http) as web:
-        webinar = await web.new_webinar("Sharded webinar")
-        async with running_bot(settings, webinar) as bot:
-            # the bot opens the shards 2.5 s apart (LiveKit places each on a node)
-            await until(lambda: all(bot.grep(f"shard {bot.room}--a{i}: publishing")
-                                    for i in range(1, SHARDS + 1)), 30,
-                        "the bot to publish into every shard", bot)
-            yield web, bot
+    async with sharded_stage(cluster, avatar_settings, "Sharded webinar", shards=SHARDS,
+                             capacity=2) as (web, bot):
+        yield web, bot
 
 
 async def _join(web: WebClient, bot: BotStage, identity: str, claim: str | None = None,

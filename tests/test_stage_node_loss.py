@@ -27,14 +27,13 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest_asyncio
 from livekit import api, rtc
 
 from broadcaster.livekit_cluster import Cluster, Node
-from broadcaster.netutil import free_port
-from tests.fixtures_bot import BotStage, running_bot
-from tests.fixtures_web import WebClient, connect, serving, unique_room
+from tests.fixtures_bot import BotStage
+from tests.fixtures_cluster import sharded_stage
+from tests.fixtures_web import WebClient, connect
 from tests.helpers.people import Viewer, until
 from tests.test_shards import _page_rejoins
 
@@ -57,34 +56,14 @@ CONNECT_S = 4.0
 RETRY_S = 1.0
 
 
-async def _place(node1: Node, room: str, node: Node) -> None:
-    """Create ``room`` on ``node`` through node 1's API (LiveKit routes it by node ID)."""
-    s = node1.settings
-    async with api.LiveKitAPI(node1.http_url, s.livekit_api_key, s.livekit_api_secret) as lk:
-        await lk.room.create_room(api.CreateRoomRequest(name=room, node_id=node.node_id,
-                                                        empty_timeout=300))
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def staged(cluster: Cluster, avatar_service: str, avatar_settings
                  ) -> AsyncIterator[tuple[WebClient, BotStage]]:
     """Stage on node 2, shard a1 on node 1, a2 and a3 on node 3; the bot in all of them."""
     n1, n2, n3 = cluster.nodes
-    settings = avatar_settings.replace(
-        livekit_url=n1.url, livekit_port=n1.settings.livekit_port,
-        web_port=free_port(), audience_shards=3, shard_capacity=2,
-        floor_reconcile_seconds=0.0, floor_guard=False, audience_cache_seconds=0.5)
-    room = unique_room("stage")
-    for name, node in ((room, n2), (f"{room}--a1", n1), (f"{room}--a2", n3),
-                       (f"{room}--a3", n3)):
-        await _place(n1, name, node)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http, \
-            serving(settings, http) as web:
-        webinar = await web.new_webinar("Stage on node 2", room=room)
-        async with running_bot(settings, webinar) as bot:
-            await until(lambda: all(bot.grep(f"shard {room}--a{i}: publishing")
-                                    for i in (1, 2, 3)), 40, "the bot in every shard", bot)
-            yield web, bot
+    async with sharded_stage(cluster, avatar_settings, "Stage on node 2", shards=3,
+                             capacity=2, rooms=(n2, n1, n3, n3), prefix="stage") as staged:
+        yield staged
 
 
 async def _probe(node1: Node, room: str, identity: str, note) -> None:

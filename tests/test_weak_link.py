@@ -38,6 +38,8 @@ def test_svc_setting_publishes_vp9_layers(settings: Settings) -> None:
     assert (enc.codec, opts.scalability_mode, opts.simulcast) == ("VP9", "L3T1", False)
     plain = RepublishEncoding.from_settings(settings.replace(video_svc="")).video_options()
     assert not plain.scalability_mode
+    # frame metadata (a trailer on each frame) on layered VP9: Chromium decoded no frame
+    assert not opts.frame_metadata_features and plain.frame_metadata_features
 
 
 async def test_weak_link_viewer_keeps_15_fps_on_a_lower_layer(

@@ -56,7 +56,9 @@ func (r *relay) onTrack(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublica
 	if err != nil {
 		fatal("local track: %v", err)
 	}
-	if _, err := publishSVC(r.dst, out, r.name, svcLayers(r.width, r.height, r.spatial)); err != nil {
+	// the frames carry a metadata trailer only if the stage's track says so: announce the same
+	if _, err := publishSVC(r.dst, out, r.name, svcLayers(r.width, r.height, r.spatial),
+		pub.TrackInfo().GetPacketTrailerFeatures()); err != nil {
 		fatal("publish into the shard: %v", err)
 	}
 	r.out = out

@@ -31,9 +31,10 @@ func engineOf(lp *lksdk.LocalParticipant) *lksdk.RTCEngine {
 	return *(**lksdk.RTCEngine)(unsafe.Pointer(f.UnsafeAddr()))
 }
 
-// publishSVC publishes track (one VP9 stream with spatial layers) announcing layers.
+// publishSVC publishes track (one VP9 stream with spatial layers) announcing layers and
+// the packet trailer features its frames carry.
 func publishSVC(room *lksdk.Room, track *lksdk.LocalTrack, name string,
-	layers []*livekit.VideoLayer) (*livekit.TrackInfo, error) {
+	layers []*livekit.VideoLayer, trailer []livekit.PacketTrailerFeature) (*livekit.TrackInfo, error) {
 	engine := engineOf(room.LocalParticipant)
 	if engine == nil {
 		return nil, errors.New("server-sdk-go moved LocalParticipant.engine (see sdk_internals.go)")
@@ -64,9 +65,8 @@ func publishSVC(room *lksdk.Room, track *lksdk.LocalTrack, name string,
 	req := &livekit.AddTrackRequest{
 		Cid: track.ID(), Name: name, Source: livekit.TrackSource_CAMERA,
 		Type: livekit.TrackType_VIDEO, Width: top.Width, Height: top.Height, Layers: layers,
-		SimulcastCodecs: []*livekit.SimulcastCodec{{Codec: mimeType, Cid: track.ID(), Layers: layers}},
-		PacketTrailerFeatures: []livekit.PacketTrailerFeature{
-			livekit.PacketTrailerFeature_PTF_USER_TIMESTAMP, livekit.PacketTrailerFeature_PTF_FRAME_ID},
+		SimulcastCodecs:       []*livekit.SimulcastCodec{{Codec: mimeType, Cid: track.ID(), Layers: layers}},
+		PacketTrailerFeatures: trailer,
 	}
 	published := make(chan *livekit.TrackPublishedResponse, 1)
 	engine.RegisterTrackPublishedListener(track.ID(), published)

@@ -52,7 +52,10 @@ class RepublishEncoding:
         )
 
     def video_options(self) -> rtc.TrackPublishOptions:
-        """Camera source, this codec and bitrate, frame metadata (id + timestamp) on."""
+        """Camera source, this codec and bitrate; frame metadata (id + timestamp).
+
+        No frame metadata with ``scalability_mode``: browsers then decode nothing.
+        """
         options = rtc.TrackPublishOptions(
             source=rtc.TrackSource.SOURCE_CAMERA,
             video_codec=rtc.VideoCodec.Value(self.codec.upper()),
@@ -65,9 +68,14 @@ class RepublishEncoding:
         )
         if self.scalability_mode:
             options.scalability_mode = self.scalability_mode
-        options.frame_metadata_features.extend(
-            [rtc.FrameMetadataFeature.FMF_FRAME_ID, rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP]
-        )
+        if not self.scalability_mode:
+            # the metadata rides as a trailer on every encoded frame; on VP9 spatial layers
+            # a browser (livekit-client without a frame-metadata worker) decoded none of
+            # the frames, in the stage room or a shard (tests/test_shard_relay_browser.py)
+            options.frame_metadata_features.extend(
+                [rtc.FrameMetadataFeature.FMF_FRAME_ID,
+                 rtc.FrameMetadataFeature.FMF_USER_TIMESTAMP]
+            )
         return options
 
 
