@@ -185,15 +185,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def run(parts: tuple[str, ...] = PARTS, signals: tuple[str, ...] = tuple(SIGNALS),
-        quick: bool = False) -> dict[str, Any]:
-    """One fault per part and signal (about 12 minutes; ``quick`` changes nothing)."""
+        quick: bool = False, name: str = "fault_matrix") -> dict[str, Any]:
+    """One fault per part and signal (about 12 minutes; ``quick`` changes nothing).
+
+    ``name``: of the result files (a run of some parts only keeps the whole run's)."""
     result = asyncio.run(bench(parts, signals, timeout=40.0))
     result.update(bench="fault_matrix", when=now_iso(), machine=machine(), notes=NOTES,
                   what=("`broadcaster up`; each part sent SIGTERM, SIGINT, SIGKILL straight "
                         f"(not through the supervisor), each after >= {HEALTHY_S:.0f} s up, "
                         "under one SDK viewer that joined through the web app"))
-    write_result("fault_matrix", result)
-    plot(result, ROOT / "bench" / "results" / "fault_matrix.png")
+    write_result(name, result)
+    plot(result, ROOT / "bench" / "results" / f"{name}.png")
     return result
 
 
@@ -212,4 +214,5 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     picked = tuple(a for a in args if a in PARTS) or PARTS
     sigs = tuple(a for a in args if a in SIGNALS) or tuple(SIGNALS)
-    run(picked, sigs)
+    run(picked, sigs, name="fault_matrix" if picked == PARTS and sigs == tuple(SIGNALS)
+        else "fault_matrix_" + "_".join(picked))
