@@ -135,26 +135,27 @@ class Child:
         logger.info(f"{spec.name} is ready")
 
     async def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        proc = self.proc  # this process's output, even once a restart replaced it
+        assert proc is not None and proc.stdout is not None
         name = f"{self.spec.name:>8}" if self.log_format == "text" else self.spec.name
-        while line := await self.proc.stdout.readline():
+        while line := await proc.stdout.readline():
             text = self.scrub(line.decode(errors="replace").rstrip())
             if self.spec.draining_line and self.spec.draining_line(text):
-                self._end_drain()
+                self._end_drain(proc)
             if self.spec.show_line and not self.spec.show_line(text):
                 continue
             sys.stdout.write(child_line(name, text, self.log_format))
             sys.stdout.flush()
 
-    def _end_drain(self) -> None:
+    def _end_drain(self, proc: asyncio.subprocess.Process) -> None:
         """Signal again a child that began draining on a signal from outside."""
-        if self.stopping or self.proc is None or self.proc.returncode is not None:
+        if self.stopping or proc is not self.proc or proc.returncode is not None:
             return  # our own stop repeats its signal itself (``repeat_stop_after``)
         logger.warning(f"{self.spec.name} was sent a stop signal from outside and is draining "
                        "(it would wait for every participant to leave): signalling it again "
                        "to end it now; it is restarted")
         with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
 
     async def stop(self) -> None:
         """Stop the child: SIGTERM, then SIGKILL after ``stop_timeout``.
