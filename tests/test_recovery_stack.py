@@ -14,7 +14,10 @@ real bot). No mocks.
    with it (the supervisor ends the orphan; a SIGTERMed web app stops it), and the
    restarted web app starts the bot again by itself (broadcaster/web/bot_control.py
    ``resume``); the live avatar is back at the viewer within ``WEB_BUDGET_S``.
-3. The avatar is asked a question and, while it says the answer (its words arrive as
+3. livekit-server is sent SIGTERM, then SIGINT, straight (an operator's ``kill``): its
+   first signal only drains, so the supervisor must end the drain; it must be gone within
+   5 s and the SDK viewer's frames back (broadcaster/livekit_drain.py).
+4. The avatar is asked a question and, while it says the answer (its words arrive as
    interim captions), ``up`` gets SIGTERM: it exits 0, the avatar session is stopped by
    the bot itself, and not one process of the tree (walked in /proc before) is left.
 """
@@ -201,6 +204,59 @@ async def test_a_web_app_crash_brings_the_bot_back_without_the_host(
     assert back <= WEB_BUDGET_S, f"{back:.1f} s"
 
 
+#: an outside SIGTERM/SIGINT to livekit-server under ``up`` must end it this soon. Its own
+#: first signal only drains (waits for every participant to leave, forever under a live
+#: webinar); the supervisor reads the drain in its log and gives the second signal
+DRAIN_EXIT_S = 5.0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_an_outside_signal_to_livekit_server_ends_it_and_viewers_come_back(
+        stack: Stack, sig: signal.Signals) -> None:
+    """An operator's ``kill -TERM`` (or Ctrl-C's SIGINT) straight to livekit-server under
+    a live webinar: it must exit within DRAIN_EXIT_S, the supervisor restart it, and an
+    SDK viewer see the live avatar again as after a SIGKILL (LIVEKIT_GOAL_S)."""
+    s = stack.settings
+    async with aiohttp.ClientSession() as http:
+        await wait_bot_live(stack, http, 90)
+        viewer = Audience(web_url(stack), s.demo_room, s.bot_identity,
+                          identity=f"viewer-lk-{sig.name.lower()}")
+        await viewer.join(http)
+        keeper = asyncio.create_task(viewer.keep(http))
+        gone_after = back = gap = None
+        live = False
+        try:
+            await wait_live(viewer, 60)
+            sfu = part(stack, "sfu")
+            t0 = time.monotonic()
+            os.kill(sfu, sig)
+            while time.monotonic() < t0 + 30:
+                if gone_after is None and _gone(sfu):
+                    gone_after = time.monotonic() - t0
+                if (gone_after is not None and viewer.watcher.live_now()
+                        and time.monotonic() > t0 + gone_after + 1.5):
+                    break  # frames again, and not just the last ones before the exit
+                if gone_after is None and time.monotonic() > t0 + DRAIN_EXIT_S + 1:
+                    break  # still draining: no need to wait the rest out
+                await asyncio.sleep(0.05)
+            gap, back = _longest_gap_end(viewer, t0)
+            live = viewer.watcher.live_now()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            await viewer.watcher.leave()
+    logger.info(f"livekit-server sent {sig.name} under a viewer: gone after {gone_after} s, "
+                f"frames again after {back} s, longest gap without a frame {gap} s")
+    print(f"\nlivekit-server {sig.name}: gone {gone_after} s, frames again {back} s, "
+          f"longest gap {gap} s")
+    assert gone_after is not None, f"livekit-server still running {DRAIN_EXIT_S + 1:.0f} s " \
+        f"after {sig.name} (draining):\n{stack.tail(30)}"
+    assert gone_after <= DRAIN_EXIT_S, f"{gone_after:.1f} s"
+    assert part(stack, "sfu") != sfu, "the supervisor started a new livekit-server"
+    assert live, f"no live avatar at the viewer:\n{stack.tail(30)}"
+    assert back is not None and back <= LIVEKIT_GOAL_S, f"frames again after {back} s"
+
+
 async def test_sigterm_with_an_answer_in_flight_leaves_no_process_and_no_session(
         stack: Stack) -> None:
     s, room, web = stack.settings, stack.settings.demo_room, web_url(stack)
@@ -253,59 +309,6 @@ async def test_sigterm_with_an_answer_in_flight_leaves_no_process_and_no_session
     assert stack.grep(r"bot for room \S+ stopped \(exit 0\)"), stack.tail(80)
     assert not stack.grep(r"ignored SIGTERM"), stack.tail(80)
     assert took < 15, f"shutdown took {took:.1f} s"
-
-
-#: an outside SIGTERM/SIGINT to livekit-server under ``up`` must end it this soon. Its own
-#: first signal only drains (waits for every participant to leave, forever under a live
-#: webinar); the supervisor reads the drain in its log and gives the second signal
-DRAIN_EXIT_S = 5.0
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-async def test_an_outside_signal_to_livekit_server_ends_it_and_viewers_come_back(
-        stack: Stack, sig: signal.Signals) -> None:
-    """An operator's ``kill -TERM`` (or Ctrl-C's SIGINT) straight to livekit-server under
-    a live webinar: it must exit within DRAIN_EXIT_S, the supervisor restart it, and an
-    SDK viewer see the live avatar again as after a SIGKILL (LIVEKIT_GOAL_S)."""
-    s = stack.settings
-    async with aiohttp.ClientSession() as http:
-        await wait_bot_live(stack, http, 90)
-        viewer = Audience(web_url(stack), s.demo_room, s.bot_identity,
-                          identity=f"viewer-lk-{sig.name.lower()}")
-        await viewer.join(http)
-        keeper = asyncio.create_task(viewer.keep(http))
-        gone_after = back = gap = None
-        live = False
-        try:
-            await wait_live(viewer, 60)
-            sfu = part(stack, "sfu")
-            t0 = time.monotonic()
-            os.kill(sfu, sig)
-            while time.monotonic() < t0 + 30:
-                if gone_after is None and _gone(sfu):
-                    gone_after = time.monotonic() - t0
-                if (gone_after is not None and viewer.watcher.live_now()
-                        and time.monotonic() > t0 + gone_after + 1.5):
-                    break  # frames again, and not just the last ones before the exit
-                if gone_after is None and time.monotonic() > t0 + DRAIN_EXIT_S + 1:
-                    break  # still draining: no need to wait the rest out
-                await asyncio.sleep(0.05)
-            gap, back = _longest_gap_end(viewer, t0)
-            live = viewer.watcher.live_now()
-        finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
-            await viewer.watcher.leave()
-    logger.info(f"livekit-server sent {sig.name} under a viewer: gone after {gone_after} s, "
-                f"frames again after {back} s, longest gap without a frame {gap} s")
-    print(f"\nlivekit-server {sig.name}: gone {gone_after} s, frames again {back} s, "
-          f"longest gap {gap} s")
-    assert gone_after is not None, f"livekit-server still running {DRAIN_EXIT_S + 1:.0f} s " \
-        f"after {sig.name} (draining):\n{stack.tail(30)}"
-    assert gone_after <= DRAIN_EXIT_S, f"{gone_after:.1f} s"
-    assert part(stack, "sfu") != sfu, "the supervisor started a new livekit-server"
-    assert live, f"no live avatar at the viewer:\n{stack.tail(30)}"
-    assert back is not None and back <= LIVEKIT_GOAL_S, f"frames again after {back} s"
 
 
 def _gone(pid: int) -> bool:
