@@ -50,8 +50,10 @@ def test_an_injection_stays_inside_the_fence() -> None:
 
 
 def test_the_presenters_own_question_is_asked_as_before() -> None:
-    user = grounded_messages("how much is it?", _hits())[-1]["content"]
+    messages = grounded_messages("how much is it?", _hits())
+    user = messages[-1]["content"]
     assert user.endswith("Question: how much is it?") and AUDIENCE_OPEN not in user
+    assert AUDIENCE_OPEN not in messages[0]["content"]  # the short prompt, as before
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
