@@ -98,6 +98,9 @@ class Child:
         self.started_at = 0.0  # monotonic, when the process was spawned
         self.restart_task: asyncio.Task[None] | None = None  # a restart waiting or starting
         self.stopping = False  # our own stop is under way: its drain is expected
+        #: we ended a drain an outside signal began: the exit is an operator's stop,
+        #: not a crash, so the restart is not held back by the crash-loop backoff
+        self.stopped_from_outside = False
 
     @property
     def alive(self) -> bool:
@@ -110,6 +113,7 @@ class Child:
         logger.info(f"starting {spec.name}")
         self.started_at = time.monotonic()
         self.stopping = False
+        self.stopped_from_outside = False
         self.spawning = True  # spawned but not yet ours: not an orphan (end_orphans)
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -154,6 +158,7 @@ class Child:
         logger.warning(f"{self.spec.name} was sent a stop signal from outside and is draining "
                        "(it would wait for every participant to leave): signalling it again "
                        "to end it now; it is restarted")
+        self.stopped_from_outside = True
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
 
@@ -242,8 +247,12 @@ class Supervisor:
                     rc = child.proc.returncode if child.proc else None
                     now = time.monotonic()
                     ran = now - child.started_at
-                    delay = (child.restarts.on_exit(child.started_at, now)
-                             if child.spec.restart else None)
+                    if not child.spec.restart:
+                        delay = None
+                    elif child.stopped_from_outside:
+                        delay = 0.0  # an operator's stop signal, not a crash
+                    else:
+                        delay = child.restarts.on_exit(child.started_at, now)
                     if delay is None:
                         logger.error(f"{child.spec.name} exited (code {rc}); giving up")
                         return 1

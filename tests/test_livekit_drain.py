@@ -24,7 +24,7 @@ from bench.servers import fresh_settings
 from broadcaster import livekit_server
 from broadcaster.config import Settings
 from broadcaster.livekit_drain import DrainWatch
-from broadcaster.supervisor import Child, ChildSpec
+from broadcaster.supervisor import Child, ChildSpec, Supervisor
 
 HELPERS = Path(__file__).parent / "helpers"
 #: livekit-server v1.13.5's lines, as it printed them here (console and ``logging.json``)
@@ -95,6 +95,36 @@ async def test_the_supervisor_ends_a_drain_begun_by_an_outside_signal(
     assert child.proc.returncode == 0
     assert "exit requested" in out and "a warning" in out
     assert "starting LiveKit server" not in out
+
+
+async def test_a_drain_ended_for_an_outside_signal_restarts_at_once_even_right_after_start(
+        ) -> None:
+    """An operator's stop signal is not a crash: the part is restarted at once, not after
+    the crash-loop backoff a part up for under 30 s would get (1 s, doubling)."""
+    spec = ChildSpec(name="sfu", argv=[sys.executable, str(HELPERS / "draining_server.py")],
+                     show_line=QUIET.show, draining_line=QUIET.is_drain,
+                     repeat_stop_after=1.0)  # as stack.py's livekit-server: its own stop
+    sup = Supervisor([spec])
+    child = sup.children[0]
+    run = asyncio.create_task(sup.run())
+    try:
+        gaps = []
+        for _ in range(3):  # three in a row: still no backoff (each run was healthy)
+            while not child.alive:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            assert child.proc is not None
+            old = child.proc.pid
+            t0 = time.monotonic()
+            os.kill(old, signal.SIGTERM)
+            while not (child.alive and child.proc.pid != old):
+                assert time.monotonic() - t0 < 5, "not restarted in 5 s"
+                await asyncio.sleep(0.02)
+            gaps.append(time.monotonic() - t0)
+    finally:
+        sup.request_stop()
+        assert await asyncio.wait_for(run, 10) == 0
+    assert max(gaps) < 0.8, [f"{g:.2f}" for g in gaps]
 
 
 def test_the_real_livekit_server_logs_its_drain_and_nothing_else_shows(
