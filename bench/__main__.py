@@ -45,7 +45,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "join_storm": ("join_storm",),
     "node_loss": ("node_loss",),
     "avatar_sessions": ("avatar_sessions",),
-    "faults": ("faults",),
+    "faults": ("faults", "fault_matrix"),
     "rollover": ("rollover", "rollover_minute"),
     "soak": ("soak",),
 }
@@ -58,7 +58,7 @@ MINUTES = {"conversation": (0.1, 0.2), "llm_answer": (1, 1.5), "render_cost": (0
            "layer_cost": (1.5, 5), "weak_link": (1.5, 2.5), "encode_once": (1.5, 4),
            "reconcile_storm": (1.5, 6.5), "join_storm": (1, 1.5),
            "node_loss": (2, 3),
-           "avatar_sessions": (1, 4), "faults": (5, 11),
+           "avatar_sessions": (1, 4), "faults": (17, 23),
            "rollover": (4, 13), "soak": (5, 32)}
 
 

@@ -78,15 +78,16 @@ class Audience:
     """One viewer of the demo webinar that rejoins through the web app when dropped."""
 
     def __init__(self, web: str, room: str, bot: str,
-                 watcher: type[StageWatcher] = StageWatcher) -> None:
-        self.web, self.room, self.bot = web, room, bot
+                 watcher: type[StageWatcher] = StageWatcher,
+                 identity: str = "bench-viewer") -> None:
+        self.web, self.room, self.bot, self.identity = web, room, bot, identity
         self.make_watcher = watcher
         self.watcher = watcher(bot)
         self.claim: str | None = None
         self.rejoins = 0
 
     async def join(self, http: aiohttp.ClientSession) -> None:
-        body: dict[str, Any] = {"identity": "bench-viewer", "name": "Bench Viewer",
+        body: dict[str, Any] = {"identity": self.identity, "name": "Bench Viewer",
                                 "role": "viewer"}
         if self.claim:
             body["claim"] = self.claim

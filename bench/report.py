@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report_cluster import node_loss, node_loss_details
-from bench.report_recovery import Row, rollover, soak
+from bench.report_recovery import Row, fault_matrix, rollover, soak
 from bench.report_recovery import _f as _f
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,6 +359,8 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "node_loss": ("Node loss on a 3-node cluster (SIGKILL, viewers rejoin)", node_loss),
     "avatar_sessions": ("Avatar session memory", avatar_sessions),
     "faults": ("Recovery after crashes (SIGKILL under a watching viewer)", faults),
+    "fault_matrix": ("Every part, every signal (SIGTERM, SIGINT, SIGKILL under a viewer)",
+                     fault_matrix),
     "rollover": ("Session rollover over a webinar hour (accelerated 12x: the stress)",
                  rollover),
     "rollover_no_handover": ("Session rollover, accelerated 12x, without the speech handover "

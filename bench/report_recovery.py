@@ -1,4 +1,4 @@
-"""Summary rows of the recovery benches for docs/benchmarks.md (soak, rollover)."""
+"""Summary rows of the recovery benches for docs/benchmarks.md (soak, rollover, fault matrix)."""
 
 from __future__ import annotations
 
@@ -103,4 +103,31 @@ def rollover(d: dict[str, Any]) -> list[Row]:
             f"min {_f((d.get('heard_minus_sent_no_switch_s') or {}).get('min'), '+.2f', ' s')})",
             "handovers: " + ", ".join(f"{k} {v}" for k, v in ho.items()) if ho else "–",
             d.get("answers_cut") == 0 and d.get("answers_doubled") == 0))
+    return rows
+
+
+def fault_matrix(d: dict[str, Any]) -> list[Row]:
+    """One row per part and signal (bench/fault_matrix.py)."""
+    rows: list[Row] = []
+    for r in d.get("rows") or []:
+        if "error" in r:
+            rows.append((f"{r['part']} {r['signal']}", "back", f"error: {r['error'][:80]}",
+                         "–", False))
+            continue
+        gone = r.get("gone_after_s")
+        left = (f"bot participants {r.get('bot_participants')}, avatar sessions open "
+                f"{r.get('avatar_sessions_open')}, bot {r.get('bot_state')}")
+        rows.append((
+            f"{r['part']} sent {r['signal']} (up {_f(r.get('up_before_s'), '.0f', ' s')}): gone "
+            "after; exit logged; tracebacks; at the viewer: longest time without a frame, "
+            "live avatar moving after",
+            "exit 0 / back, no traceback, nothing left",
+            f"{_f(gone, '.2f', ' s') if gone is not None else 'not gone (draining)'}; exit "
+            f"{r.get('exit_code_logged')}; {r.get('tracebacks')} tracebacks; no frame for "
+            f"{_f(r.get('longest_gap'), '.2f', ' s')}, moving after "
+            f"{_f(r.get('moving_after'), '.2f', ' s')}"
+            + (f", viewer rejoined {r['viewer_rejoined']}x" if r.get("viewer_rejoined") else ""),
+            left,
+            gone is not None and r.get("tracebacks") == 0 and r.get("bot_participants") == 1
+            and r.get("avatar_sessions_open") == 1 and r.get("bot_state") == "running"))
     return rows

@@ -10,6 +10,7 @@ which holds the API secret; the browser never does.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import timedelta
 from enum import StrEnum
 
@@ -23,6 +24,11 @@ ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_NAME_CHARS = 64
 #: identities the stack itself uses; a person may not take them
 RESERVED_IDENTITIES = frozenset({AVATAR_IDENTITY, "avatar", "host", "recorder"})
+#: display names the stack and the staff go by; nobody in the audience may take them (a
+#: question "from the Host" with a link in it reaches every viewer before moderation)
+RESERVED_NAMES = frozenset({"host", "avatar", "presenter", "moderator", "admin",
+                            "administrator", "organizer", "organiser", "staff", "system",
+                            "broadcaster", "support", "bot"})
 #: the bot's own identity in direct mode is ``<bot_identity>`` + this (bot/pipeline.py)
 LISTENER_SUFFIX = "-listener"
 RELAY_SUFFIX = "-video"
@@ -129,13 +135,34 @@ def check_room(room: str) -> str:
     return room
 
 
-def check_name(name: str | None, fallback: str) -> str:
-    """Return a display name: short and printable, ``fallback`` when empty or blank."""
+def check_name(name: str | None, fallback: str, *, staff: Settings | None = None) -> str:
+    """Return a display name: short and printable, ``fallback`` when empty or blank.
+
+    With ``staff`` (the settings; for a viewer's name) the staff's and the stack's names
+    are refused.
+    """
     if name is None or name == "":
         return fallback
     if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not name.isprintable():
         raise InvalidInput(f"name must be at most {MAX_NAME_CHARS} printable characters")
-    return name.strip() or fallback
+    name = name.strip() or fallback
+    return name if staff is None else check_audience_name(name, staff)
+
+
+def name_key(name: str) -> str:
+    """``name`` as it reads: NFKC, case-folded, letters and digits only, no leading "the"."""
+    key = "".join(c for c in unicodedata.normalize("NFKC", name).casefold() if c.isalnum())
+    return key.removeprefix("the") if key.removeprefix("the") else key
+
+
+def check_audience_name(name: str, settings: Settings | None = None) -> str:
+    """Return ``name`` unless it reads as a staff or stack name (InvalidInput naming it)."""
+    reserved = set(RESERVED_NAMES)
+    if settings is not None:
+        reserved |= {name_key(i) for i in stack_identities(settings)}
+    if name_key(name) in reserved:
+        raise InvalidInput(f"name {name!r} is reserved for the stack and the staff")
+    return name
 
 
 def mint_token(

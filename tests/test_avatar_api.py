@@ -332,6 +332,27 @@ async def test_ws_bad_messages_get_errors_and_session_keeps_going(
 
 
 # ------------------------------------------------------------------------------ reaper
+async def test_a_session_whose_client_went_away_is_stopped_at_once(
+    http, avatar_service, avatar_settings
+) -> None:
+    """A bot SIGKILLed mid-session: its control socket drops (pipecat never reopens one),
+    so the session can never speak again. It used to render and encode on for the whole
+    ``avatar_ws_grace_seconds`` (15 s by default, meant for a socket not yet opened),
+    beside the new bot's session on a busy box, and counted against the session limit."""
+    base, s = avatar_service, avatar_settings
+    session, tok = await _token(http, base, s)
+    data = await _start(http, base, tok)
+    async with http.ws_connect(data["ws_url"]) as ws:
+        await ws.receive(timeout=5)  # open: the service sent its first event
+    closed = time.monotonic()
+    while (await _sessions(http, base, s))[session]["state"] != "stopped":
+        assert time.monotonic() - closed < 10, "never stopped"
+        await asyncio.sleep(0.05)
+    took = time.monotonic() - closed
+    assert (await _sessions(http, base, s))[session]["reason"] == "control socket closed"
+    assert took < s.avatar_ws_grace_seconds, f"stopped {took:.2f} s after its socket closed"
+
+
 async def test_reaper_stops_expired_abandoned_and_lonely_sessions(
     http, avatar_service, avatar_settings
 ) -> None:

@@ -102,3 +102,20 @@ def test_trusted_proxies_parse_addresses_and_networks(tmp_path: Path) -> None:
     assert [str(n) for n in s.trusted_proxy_networks] == ["127.0.0.1/32", "::1/128",
                                                          "10.1.2.0/24"]
     assert Settings.load(env={}, state_dir=str(tmp_path)).trusted_proxy_networks == ()
+
+
+@pytest.mark.parametrize("env, needle", [
+    ({"LIVEKIT_URL": "wss://lk.example.com", "LIVEKIT_API_SECRET":
+      "change-me-to-a-random-secret-of-at-least-32-characters"}, "LIVEKIT_API_SECRET"),
+    ({"BROADCASTER_HOST_KEY": "change-me-host-key"}, "BROADCASTER_HOST_KEY"),
+    ({"BROADCASTER_AVATAR_API_KEY": "Change-Me-avatar-key"}, "BROADCASTER_AVATAR_API_KEY"),
+    ({"BROADCASTER_HOST_KEY": "hunter2"}, "BROADCASTER_HOST_KEY has 7 characters"),
+])
+def test_example_placeholders_and_guessable_host_keys_are_refused(tmp_path, env, needle):
+    """The deploy examples are public: a secret kept from them is anyone's (issue: red team)."""
+    with pytest.raises(ConfigError) as err:
+        Settings.load(env=env, state_dir=str(tmp_path))
+    assert needle in str(err.value)
+    assert not any(v in str(err.value) for v in env.values() if "example.com" not in v)
+    ok = Settings.load(env={"BROADCASTER_HOST_KEY": "x" * 16}, state_dir=str(tmp_path))
+    assert ok.host_key == "x" * 16

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from broadcaster.cli import build_parser
-from broadcaster.config import PROJECT_ROOT, Settings
+from broadcaster.config import PROJECT_ROOT, ConfigError, Settings
 from tests.helpers.deploy import (
     BROADCASTER_PARTS,
     COMPOSE,
@@ -27,6 +27,7 @@ from tests.helpers.deploy import (
     NON_SETTING_VARS,
     PROD_CONFIG,
     SETTING_VARS,
+    filled_in,
 )
 
 # --------------------------------------------------------------------------------------
@@ -159,7 +160,11 @@ def test_compose_broadcaster_service(part: str, compose: dict[str, Any],
     env = _container_env(svc, env_example)
     unknown = {k for k in env if k.startswith("BROADCASTER_")} - SETTING_VARS - NON_SETTING_VARS
     assert not unknown, f"not settings (typo?): {sorted(unknown)}"
-    settings = Settings.load(env=env, generate_secrets=False)
+    env = {k: str(v) for k, v in env.items()}
+    if any("change-me" in v for v in env.values()):  # the example as it is: refused
+        with pytest.raises(ConfigError, match="placeholder"):
+            Settings.load(env=env, generate_secrets=False)
+    settings = Settings.load(env=filled_in(env), generate_secrets=False)
     assert settings.livekit_url.startswith("wss://") and settings.livekit_api_secret
     assert settings.public_url.startswith("https://")
     avatar = compose["services"]["avatar"]

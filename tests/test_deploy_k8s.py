@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from broadcaster.cli import build_parser
-from broadcaster.config import Settings
+from broadcaster.config import ConfigError, Settings
 from tests.helpers.deploy import (
     BROADCASTER_PARTS,
     HELM_CHART_KEYS,
@@ -25,6 +25,7 @@ from tests.helpers.deploy import (
     LIVEKIT_VERSION,
     NON_SETTING_VARS,
     SETTING_VARS,
+    filled_in,
     load_docs,
 )
 
@@ -153,7 +154,11 @@ def test_k8s_broadcaster_deployment(part: str, manifests: list[dict[str, Any]],
     args = [re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], a) for a in container["args"]]
     parsed = build_parser().parse_args(args)
     assert (parsed.command, parsed.part) == ("serve", part)
-    settings = Settings.load(env={k: str(v) for k, v in env.items()}, generate_secrets=False)
+    env = {k: str(v) for k, v in env.items()}
+    if any("change-me" in v for v in env.values()):  # the example as it is: refused
+        with pytest.raises(ConfigError, match="placeholder"):
+            Settings.load(env=env, generate_secrets=False)
+    settings = Settings.load(env=filled_in(env), generate_secrets=False)
     assert settings.livekit_url.startswith("wss://") and settings.livekit_api_secret
     avatar_svc = by_kind(manifests, "Service")["broadcaster-avatar"]
     avatar_port = avatar_svc["spec"]["ports"][0]["port"]

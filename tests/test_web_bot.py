@@ -74,10 +74,10 @@ async def test_launcher_restarts_a_crashed_bot_then_gives_up(livekit: Settings, 
     await always.stop_all()
 
 
-async def test_bots_left_running_by_a_crash_start_again_and_a_clean_stop_forgets_them(
+async def test_bots_left_running_by_a_crash_start_again_and_a_host_stop_forgets_them(
         livekit: Settings, tmp_path: Path) -> None:
     """A web app that dies (SIGKILL) leaves its rooms written down; the next one resumes
-    those whose webinar still exists, and a clean shutdown or a stop resumes nothing."""
+    those whose webinar still exists; the host's stop (of one bot or all) resumes nothing."""
     running = tmp_path / "bots-running.json"
     first = BotLauncher(livekit, command=lambda room: SLEEPER, running_file=running)
     for room in ("kept", "gone", "stopped"):
@@ -100,6 +100,25 @@ async def test_bots_left_running_by_a_crash_start_again_and_a_clean_stop_forgets
 
     third = BotLauncher(livekit, command=lambda room: SLEEPER, running_file=running)
     assert third.left_running() == [] and await third.resume(lambda room: True) == []
+
+
+async def test_a_web_app_shut_down_cleanly_leaves_its_bots_for_the_next_one(
+        livekit: Settings, tmp_path: Path) -> None:
+    """SIGTERM to the web app (an operator, a redeploy) is not the host stopping the
+    avatar: the supervisor restarts the web app, which must start its bots again. It used
+    to forget them, and the webinar stayed on "Back in a moment" until a host came."""
+    running = tmp_path / "bots-running.json"
+    first = BotLauncher(livekit, command=lambda room: SLEEPER, running_file=running)
+    for room in ("live", "stopped"):
+        await first.start(room)
+    await first.stop("stopped")  # the host's stop
+    await first.stop_all(remember=True)  # the web app's shutdown
+    assert first.status("live")["state"] == "stopped"  # its bot did stop
+
+    second = BotLauncher(livekit, command=lambda room: SLEEPER, running_file=running)
+    assert await second.resume(lambda room: True) == ["live"]
+    assert second.status("live")["state"] == "running"
+    await second.stop_all()
 
 
 async def test_a_bot_given_up_on_is_not_resumed(livekit: Settings, tmp_path: Path) -> None:

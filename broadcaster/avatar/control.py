@@ -150,6 +150,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     old, session.ws = session.ws, ws
     session.ws_seen = time.monotonic()
+    session.ws_opened = True
     if old is not None and not old.closed:
         logger.info("avatar session {}: a new control socket replaces the old one", session.id)
         await old.close(code=4000, message=b"replaced by a newer connection")

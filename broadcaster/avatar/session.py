@@ -64,6 +64,8 @@ class Session:
     stopped_at: float = 0.0
     ws: web.WebSocketResponse | None = None
     ws_seen: float = 0.0
+    ws_opened: bool = False
+    """A control socket was open once: its close means the client is gone."""
     active_at: float = 0.0
     """Last keep-alive or speech (monotonic): HeyGen's idle timeout counts from it."""
     empty_since: float | None = None

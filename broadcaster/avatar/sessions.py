@@ -5,8 +5,9 @@ session and leaks it when its own setup fails, so nothing else would ever stop
 it. A started session is stopped when
 
 * it reaches its ``max_session_duration`` (like LiveAvatar);
-* its control socket has been closed (or never opened) for ``ws_grace`` seconds:
-  pipecat cannot reconnect it, so the avatar could never speak again;
+* its control socket was never opened within ``ws_grace`` seconds, or closed and not
+  replaced within ``ws_closed_grace`` (a killed bot): pipecat cannot reconnect it, so the
+  avatar could never speak again;
 * in our own room, nobody but the avatar has been there for ``empty_grace``
   seconds (the client left or never came);
 * the avatar lost its LiveKit connection for good.
@@ -325,7 +326,8 @@ class SessionRegistry:
             return limit
         if session.ws is not None and not session.ws.closed:
             session.ws_seen = now
-        elif now - session.ws_seen > self.ws_grace:
+        elif now - session.ws_seen > (self.settings.avatar_ws_closed_grace_seconds
+                                      if session.ws_opened else self.ws_grace):
             return "control socket closed"
         pub = session.publisher
         if pub is None or not pub.connected:

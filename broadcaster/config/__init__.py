@@ -180,7 +180,10 @@ class Settings(DerivedSettings):
     avatar_max_sessions: int = 4
     """Avatar sessions the local service runs at once (each encodes its own video)."""
     avatar_ws_grace_seconds: float = 15.0
-    """A started avatar session whose control socket stays closed this long is stopped."""
+    """A started avatar session whose control socket is not opened this long is stopped."""
+    avatar_ws_closed_grace_seconds: float = 1.0
+    """A started avatar session whose open control socket closed (its client died; pipecat
+    never reopens one) is stopped after this long, unless a new socket replaced it."""
     avatar_empty_room_grace_seconds: float = 30.0
     """An avatar alone in its own room this long is stopped."""
     avatar_max_pending_sessions: int = 8

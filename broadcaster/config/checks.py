@@ -6,10 +6,11 @@ starts.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import TYPE_CHECKING
 
-from broadcaster.config.sources import ConfigError
+from broadcaster.config.sources import ConfigError, env_name
 
 if TYPE_CHECKING:
     from broadcaster.config import Settings
@@ -20,8 +21,33 @@ AVATAR_MODES = ("relay", "direct")
 LOG_FORMATS = ("text", "json")
 
 
+#: the deploy examples' placeholders (deploy/.env.example, k8s/secret.example.yaml)
+PLACEHOLDER = "change-me"
+#: a host key anyone can guess opens every host action (there is no second factor)
+MIN_HOST_KEY_CHARS = 16
+
+
+def check_secrets(s: Settings) -> None:
+    """Refuse secrets copied from the deploy examples and a short host key.
+
+    The examples are public: a deployment that kept ``LIVEKIT_API_SECRET`` from them lets
+    anyone mint any LiveKit token (publish as the avatar, administer every room). The
+    message names the setting, never its value.
+    """
+    for f in dataclasses.fields(s):
+        value = getattr(s, f.name)
+        if f.metadata.get("secret") and isinstance(value, str) and PLACEHOLDER in value.lower():
+            raise ConfigError(f"{env_name(f)} is still the example's placeholder: set a "
+                              "random value (e.g. openssl rand -base64 32)")
+    if s.host_key and len(s.host_key) < MIN_HOST_KEY_CHARS:
+        raise ConfigError(f"BROADCASTER_HOST_KEY has {len(s.host_key)} characters: use at "
+                          f"least {MIN_HOST_KEY_CHARS} random ones (e.g. openssl rand -hex 24),"
+                          " or leave it unset to have one generated")
+
+
 def validate(s: Settings) -> None:
     """Raise :class:`ConfigError` for the first unacceptable value in ``s``."""
+    check_secrets(s)
     for name in ("livekit_port", "livekit_rtc_tcp_port", "livekit_rtc_udp_port",
                  "web_port", "avatar_port", "bot_metrics_port"):
         port = getattr(s, name)

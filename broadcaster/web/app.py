@@ -147,7 +147,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await guard.stop()
-        await app[BOTS].stop_all()
+        await app[BOTS].stop_all(remember=True)  # the next web app starts them again
         await app[REHEARSALS].stop_all()
         await admin.close()
         app[STORE].close()

@@ -95,8 +95,8 @@ class BotLauncher:
     def left_running(self) -> list[str]:
         """Rooms whose bot was running when this launcher's process last ended.
 
-        Empty after a clean stop (:meth:`stop_all` forgets every bot); after a crash of the
-        web app (SIGKILL, OOM) the list is what the supervisor's orphan reaping took away.
+        After the web app's exit (a crash, or a shutdown: ``stop_all(remember=True)``) the
+        rooms whose bot was running; a room the host stopped, or a bot given up on, is not.
         """
         if self._running_file is None:
             return []
@@ -107,10 +107,10 @@ class BotLauncher:
         return [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
 
     async def resume(self, exists: Callable[[str], bool]) -> list[str]:
-        """Start again the bots a crash of the web app left behind (rooms that still exist)."""
+        """Start again the bots the last web app left running (rooms that still exist)."""
         rooms = [r for r in self.left_running() if exists(r)]
         for room in rooms:
-            logger.warning("bot for room {} was running when the web app ended unexpectedly; "
+            logger.warning("bot for room {} was running when the web app last ended; "
                            "starting it again", room)
             await self.start(room)
         if not rooms:
@@ -193,13 +193,17 @@ class BotLauncher:
             if self._bots.get(bot.room) is bot:
                 self._bots[bot.room] = await self._launch(bot.room, bot.restarts)
 
-    async def stop(self, room: str) -> dict[str, object]:
-        """SIGTERM, then SIGKILL after the timeout; forget the process."""
+    async def stop(self, room: str, *, remember: bool = False) -> dict[str, object]:
+        """SIGTERM, then SIGKILL after the timeout; forget the process.
+
+        ``remember``: the room stays written down for the next launcher's :meth:`resume`.
+        """
         async with self._lock:
             bot = self._bots.pop(room, None)
             if bot is None:
                 return self.status(room)
-            self._save()
+            if not remember:
+                self._save()
             await self._terminate(bot)
             status = {
                 "state": "stopped", "pid": bot.proc.pid,
@@ -221,7 +225,12 @@ class BotLauncher:
                 await proc.wait()
         logger.info("bot for room {} stopped (exit {})", bot.room, proc.returncode)
 
-    async def stop_all(self) -> None:
-        """Stop every bot, one after another (each within its stop timeout)."""
+    async def stop_all(self, *, remember: bool = False) -> None:
+        """Stop every bot, one after another (each within its stop timeout).
+
+        ``remember``: the web app is exiting (SIGTERM, Ctrl-C, a redeploy), not the host
+        stopping the bots: their rooms stay written down and the next web app starts them
+        again (:meth:`resume`), as after a crash. Only the host's stop forgets a room.
+        """
         for room in list(self._bots):
-            await self.stop(room)
+            await self.stop(room, remember=remember)

@@ -30,12 +30,20 @@ READY_SECS = 60.0
 
 
 def _may_rehearse(request: web.Request, room: str) -> None:
+    """Let the host, or whoever joined with the presenter code (her claim says so), pass.
+
+    A token's ``role`` attribute is not enough: a viewer the host handed the floor gets a
+    presenter's token on a rejoin, and keeps it after the demotion.
+    """
     if is_host(request):
         return
     claims = participant(request, room)
-    if (claims.attributes or {}).get("role") != Role.PRESENTER.value:
+    store = request.app[WEBINARS].store
+    held = store.claim(room, claims.identity)
+    if ((claims.attributes or {}).get("role") != Role.PRESENTER.value
+            or held is None or held.role != Role.PRESENTER.value):
         raise forbidden("only the presenter (or the host) can rehearse")
-    if request.app[WEBINARS].store.banned(room, claims.identity):
+    if store.banned(room, claims.identity):
         raise forbidden(REMOVED)
 
 

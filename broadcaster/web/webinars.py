@@ -324,7 +324,7 @@ class Webinars:
         ):
             raise forbidden("presenter code is missing or wrong")
         check_identity(identity, settings=self.settings)
-        display = check_name(name, identity)
+        display = check_name(name, identity, staff=self.settings if role == Role.VIEWER else None)
         if self.store.banned(room, identity, claim):
             raise forbidden(REMOVED)
         async with self.locks[room]:

@@ -62,3 +62,13 @@ def parse_env_file(path: Path) -> dict[str, str]:
         assert " #" not in value, f"{path.name}:{n}: put comments on their own line"
         env[key] = value
     return env
+
+
+def filled_in(env: dict[str, str]) -> dict[str, str]:
+    """``env`` as an operator fills it in: every ``change-me`` placeholder a random value.
+
+    Settings refuse the placeholders themselves (a public secret is no secret).
+    """
+    import secrets
+
+    return {k: secrets.token_hex(24) if "change-me" in v else v for k, v in env.items()}
