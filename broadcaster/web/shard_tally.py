@@ -27,13 +27,13 @@ class ShardTally:
     pending: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def routed(self, shard: str, identity: str, now: float) -> None:
-        """``identity`` was sent to ``shard`` (and left any other it was pending in)."""
+        """Count ``identity`` as sent to ``shard`` (no longer pending in any other)."""
         for waiting in self.pending.values():
             waiting.pop(identity, None)
         self.pending.setdefault(shard, {})[identity] = now
 
     def listing(self, viewers: Mapping[str, Iterable[str]], now: float) -> None:
-        """LiveKit's listing of the shards it answered about (their viewers' identities).
+        """Take LiveKit's listing of the shards it answered about (their viewers' identities).
 
         A shard it did not answer about keeps its pending joins and loses its count.
         """
@@ -49,10 +49,10 @@ class ShardTally:
                 del waiting[identity]
 
     def count(self, shard: str) -> int:
-        """Viewers in ``shard`` as far as the web app knows: listed plus on their way."""
+        """Return ``shard``'s viewers as far as the web app knows: listed plus on their way."""
         return self.listed.get(shard, 0) + len(self.pending.get(shard, {}))
 
 
 def least(counts: Mapping[str, int]) -> str:
-    """The least-filled shard of ``counts`` (by name on a tie: the same answer each time)."""
+    """Return the least-filled shard of ``counts`` (by name on a tie: the same each time)."""
     return min(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
