@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from broadcaster.web.shard_tally import PENDING_SECONDS, ShardTally, least
 
-STEP_S = 0.1  # one join every 0.1 s: a 60-join burst lasts 6 s (< PENDING_SECONDS)
+STEP_S = 0.1  # one join every 0.1 s; every page is listed within 2 s (< PENDING_SECONDS)
 
 
 @settings(max_examples=300, deadline=None)

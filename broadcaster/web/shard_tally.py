@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 #: a routed page not listed by then is taken as never connected (the page gives a
-#: connect 4 s, then asks the join API again: a new routing)
-PENDING_SECONDS = 10.0
+#: connect 4 s, then asks the join API again: a new routing). The price: a page that
+#: connects and leaves between two listings holds its seat this long
+PENDING_SECONDS = 5.0
 
 
 @dataclass
