@@ -3,9 +3,10 @@
 Each shard is a LiveKit room that LiveKit's multi-node routing placed on one of its
 nodes; the web app only picks a shard for each viewer: the least-filled one below
 ``shard_capacity``, from counts LiveKit gave at most ``audience_cache_seconds`` ago plus
-the joins routed since (a storm of joins costs LiveKit one listing per shard, not one
-per viewer). A shard whose node is gone is still routable: the next join re-homes the
-room on a live node (LiveKit's own doing) and the web app re-asserts its metadata.
+the joins routed it does not list yet (``ShardTally``; a storm of joins costs LiveKit
+one listing per shard, not one per viewer). A shard whose node is gone is still
+routable: the next join re-homes the room on a live node (LiveKit's own doing) and the
+web app re-asserts its metadata.
 A page that lost its shard says which (``lost``): LiveKit counts a dead node as up for
 ~5 s and may still answer about its rooms, so that page goes to another shard with room
 rather than back to the dead node (where its connect would hang until LiveKit notices).
@@ -28,6 +29,7 @@ from broadcaster.shards import shard_rooms
 from broadcaster.web.errors import ApiError, invalid
 from broadcaster.web.livekit_admin import LiveKitAdmin, LiveKitError
 from broadcaster.web.placements import Placements
+from broadcaster.web.shard_tally import ShardTally, least
 
 #: a shard room is re-created (with metadata) at most this often per shard
 ENSURE_SECONDS = 5.0
@@ -59,8 +61,7 @@ def full(shards: int, capacity: int) -> ApiError:
 @dataclass
 class _Counts:
     at: float = -1e9
-    viewers: dict[str, int] = field(default_factory=dict)
-    routed: dict[str, int] = field(default_factory=dict)
+    tally: ShardTally = field(default_factory=ShardTally)
     open: set[str] = field(default_factory=set)
     bot: set[str] = field(default_factory=set)  # shards LiveKit listed the bot in
     refreshing: asyncio.Task[None] | None = None
@@ -107,7 +108,7 @@ class ShardRouter:
         names = self.names(room)
         lists = await asyncio.gather(*(self._people(n) for n in names))
         got = [None if people is None else
-               sum(1 for p in people if p.attributes.get("role") == Role.VIEWER)
+               [p.identity for p in people if p.attributes.get("role") == Role.VIEWER]
                for people in lists]
         # a room on a node that just died is still answered for, empty, until LiveKit
         # counts the node as gone (~5 s): the bot's absence tells it apart
@@ -119,17 +120,16 @@ class ShardRouter:
         except (LiveKitError, TimeoutError) as exc:
             logger.warning("shards of {}: not listed ({})", room, exc)
         c.at = now = time.monotonic()
-        c.viewers = {n: v for n, v in zip(names, got, strict=True) if v is not None}
+        c.tally.listing({n: v for n, v in zip(names, got, strict=True) if v is not None}, now)
         for n, v in zip(names, got, strict=True):
             if v is None:  # its node is gone or stuck: new and rejoining viewers go elsewhere
                 self._unreachable[n] = now + UNREACHABLE_SECONDS
             else:
                 self._unreachable.pop(n, None)
-        c.routed = {}
 
     async def counts(self, room: str, *, fresh: bool = False,
                      within: float | None = None) -> dict[str, int]:
-        """Viewers per shard: LiveKit's count plus the joins routed since it was taken.
+        """Viewers per shard: LiveKit's count plus the joins routed it does not list yet.
 
         The count is at most ``within`` (default ``audience_cache_seconds``) old.
         """
@@ -140,7 +140,7 @@ class ShardRouter:
             if c.refreshing is None or c.refreshing.done():
                 c.refreshing = asyncio.ensure_future(self._refresh(room, c))
             await asyncio.shield(c.refreshing)
-        return {n: c.viewers.get(n, 0) + c.routed.get(n, 0) for n in self.names(room)}
+        return {n: c.tally.count(n) for n in self.names(room)}
 
     def check_lost(self, room: str, lost: str | None) -> None:
         """422 unless ``lost`` (what a rejoining page lost) is ``room`` or one of its shards."""
@@ -169,7 +169,7 @@ class ShardRouter:
         if lost is not None and lost in counts:
             moved = await self._displaced(lost, up, c.bot)
             if moved is not None:
-                c.routed[moved] = c.routed.get(moved, 0) + 1
+                c.tally.routed(moved, identity, now)
                 self.placements.put((room, identity), moved)
                 return moved
         if had is not None and had in up and had != lost:
@@ -191,8 +191,8 @@ class ShardRouter:
         # shards LiveKit has placed already first: rooms made by a burst of joins at once
         # would all land on one node (it places by node stats refreshed every 2 s)
         placed = {n: v for n, v in free.items() if n in c.open}
-        shard = min((placed or free).items(), key=lambda kv: (kv[1], kv[0]))[0]
-        c.routed[shard] = c.routed.get(shard, 0) + 1
+        shard = least(placed or free)
+        c.tally.routed(shard, identity, now)
         self.placements.put((room, identity), shard)
         return shard
 
@@ -218,7 +218,7 @@ class ShardRouter:
         pick = roomy or spill
         if not pick:
             return None
-        shard = min(pick.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        shard = least(pick)
         logger.info("shard {} lost (its node does not answer): a viewer goes to {} ({} of "
                     "{})", lost, shard, pick[shard] + 1, cap)
         return shard
