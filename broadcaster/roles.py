@@ -10,13 +10,13 @@ which holds the API secret; the browser never does.
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import timedelta
 from enum import StrEnum
 
 from livekit import api
 
 from broadcaster.config import Settings
+from broadcaster.lookalike import skeleton
 from broadcaster.protocol import AVATAR_IDENTITY
 
 IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -150,18 +150,24 @@ def check_name(name: str | None, fallback: str, *, staff: Settings | None = None
 
 
 def name_key(name: str) -> str:
-    """``name`` as it reads: NFKC, case-folded, letters and digits only, no leading "the"."""
-    key = "".join(c for c in unicodedata.normalize("NFKC", name).casefold() if c.isalnum())
+    """``name`` as it reads, without a leading "the".
+
+    ``lookalike.skeleton``: look-alike letters, marks and invisible characters folded;
+    letters and digits only.
+    """
+    key = skeleton(name)
     return key.removeprefix("the") if key.removeprefix("the") else key
 
 
 def check_audience_name(name: str, settings: Settings | None = None) -> str:
     """Return ``name`` unless it reads as a staff or stack name (InvalidInput naming it)."""
-    reserved = set(RESERVED_NAMES)
+    reserved = {name_key(w): w for w in sorted(RESERVED_NAMES)}
     if settings is not None:
-        reserved |= {name_key(i) for i in stack_identities(settings)}
-    if name_key(name) in reserved:
-        raise InvalidInput(f"name {name!r} is reserved for the stack and the staff")
+        reserved |= {name_key(i): i for i in sorted(stack_identities(settings))}
+    word = reserved.get(name_key(name))
+    if word is not None:
+        raise InvalidInput(f"name {name!r} reads as {word!r}, which is reserved for the "
+                           "stack and the staff")
     return name
 
 

@@ -170,12 +170,12 @@ def loguru_lines() -> list[str]:
 
 def session_app_settings(livekit: Settings) -> Settings:
     """The session app's settings: every test joins and asks from 127.0.0.1, so the
-    per-address limits are out of the way (tests/test_security_limits.py runs apps with
-    the defaults), and there is no reconciliation, so a test can have a non-speaker
-    publish on purpose (the bot's own gate must hold; tests/test_reconcile.py runs apps
-    with it)."""
+    per-address limits are out of the way (tests/test_security_limits.py and
+    tests/test_security_host_key.py run apps with the defaults), and there is no
+    reconciliation, so a test can have a non-speaker publish on purpose (the bot's own
+    gate must hold; tests/test_reconcile.py runs apps with it)."""
     return livekit.replace(join_burst=100_000, question_burst=100_000,
-                           audience_action_burst=100_000,
+                           audience_action_burst=100_000, host_key_failure_burst=100_000,
                            floor_reconcile_seconds=0.0)
 
 

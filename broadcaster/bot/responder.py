@@ -140,7 +140,7 @@ class Responder(FrameProcessor):
                 await self._cancel_hold()
                 self._hold_task = self.create_task(self._hold_then_respond())
         elif isinstance(frame, AudienceQuestionFrame):
-            await self._answer(frame.text, preface=asked(frame))
+            await self._answer(frame.text, preface=asked(frame), asker=frame.asker)
         elif isinstance(frame, SpeakerChangedFrame):
             if self._pending:
                 logger.info(f"{self}: speaker changed; dropping unanswered {frame.previous!r}")
@@ -187,8 +187,12 @@ class Responder(FrameProcessor):
         self._pending.clear()
         await self._answer(question)
 
-    async def _answer(self, question: str, preface: str = "") -> None:
-        """Answer ``question``; ``preface`` is said first (who asked, for the audience's)."""
+    async def _answer(self, question: str, preface: str = "",
+                      asker: str | None = None) -> None:
+        """Answer ``question``; ``preface`` is said first (who asked, for the audience's).
+
+        ``asker``: an audience question, which the LLM gets as data, not instructions.
+        """
         reply = self.answerer.reply(question, self.dialogue)
         logger.info(f"{self}: {question!r} -> [{reply.source}] ({reply.score:.2f})")
         via_llm = self.llm is not None and reply.for_llm
@@ -197,7 +201,7 @@ class Responder(FrameProcessor):
             await self._cancel_llm()
             if preface:
                 await self._say(preface)
-            self._llm_task = self.create_task(self._generate(question, reply))
+            self._llm_task = self.create_task(self._generate(question, reply, asker))
             return
         self.answers.append(reply)
         if reply.source != CONVERSATION:
@@ -210,14 +214,15 @@ class Responder(FrameProcessor):
         await self.push_frame(LLMTextFrame(text))
         await self.push_frame(LLMFullResponseEndFrame())
 
-    async def _generate(self, question: str, keyless: Reply) -> None:
+    async def _generate(self, question: str, keyless: Reply,
+                        asker: str | None = None) -> None:
         """Stream the LLM's grounded answer; if it fails before a word, say the notes'."""
         assert self.llm is not None
         parts: list[str] = []
         started = False
         try:
             async for delta in self.llm.stream(question, keyless.hits,
-                                               self.dialogue.history):
+                                               self.dialogue.history, asker):
                 if not started:
                     await self.push_frame(LLMFullResponseStartFrame())
                     started, self._answering = True, True

@@ -100,6 +100,9 @@ class Settings(DerivedSettings):
     shard_capacity: int = 250
     """Viewers per audience shard room; when every shard is full a join gets HTTP 503
     with the reason (those already watching keep their quality)."""
+    shard_placements_max: int = 100_000
+    """How many viewers' shard seats the web app remembers (least recently joined forgotten
+    first; a forgotten viewer who reloads goes to the least-filled shard)."""
     identity_claim_seconds: int = 4 * 3600
     """An identity belongs to whoever holds its claim (a secret handed out at join) until
     this long after they were last seen (joined, or connected at a reconciliation); then
@@ -128,6 +131,11 @@ class Settings(DerivedSettings):
     """Hand and vote actions one source address may make at once (token bucket)."""
     audience_action_rate_per_minute: float = 240.0
     """How fast an address's hand and vote allowance refills (per minute)."""
+    host_key_failure_burst: int = 5
+    """Wrong host keys one source address may present at once (token bucket); then every
+    host route answers that address 429, the right key included (no oracle)."""
+    host_key_failure_rate_per_minute: float = 5.0
+    """How fast an address's wrong-key allowance refills (per minute)."""
     floor_reconcile_seconds: float = 2.0
     """How often the web app makes LiveKit's view match its store (who may publish, who
     was removed, ended webinars), also at start; webhooks can be lost. 0: never."""

@@ -110,11 +110,12 @@ def validate(s: Settings) -> None:
             "someone else while a token for it still works")
     for name in ("join_burst", "question_burst", "audience_action_burst",
                  "audience_actions_per_minute", "avatar_max_pending_sessions",
+                 "host_key_failure_burst", "shard_placements_max",
                  "avatar_max_stopped_sessions"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name}={getattr(s, name)} must be at least 1")
     for name in ("join_rate_per_minute", "question_rate_per_minute",
-                 "audience_action_rate_per_minute",
+                 "audience_action_rate_per_minute", "host_key_failure_rate_per_minute",
                  "http_idle_timeout_seconds", "http_body_timeout_seconds",
                  "avatar_unstarted_seconds", "webhook_dedupe_seconds"):
         if not getattr(s, name) > 0:

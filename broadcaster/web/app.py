@@ -34,6 +34,8 @@ from broadcaster.web.keys import (
     AUDIENCE,
     BOTS,
     FLOOR,
+    HOST_KEY_FAILURES,
+    HOST_KEY_LOG,
     LIVEKIT,
     REHEARSALS,
     SETTINGS,
@@ -43,7 +45,7 @@ from broadcaster.web.keys import (
     WEBINARS,
 )
 from broadcaster.web.livekit_admin import LiveKitAdmin, LiveKitError
-from broadcaster.web.rate_limit import RecentIds
+from broadcaster.web.rate_limit import LogThrottle, RecentIds, TokenBuckets
 from broadcaster.web.store import Store
 from broadcaster.web.webinars import Webinars
 
@@ -172,6 +174,9 @@ def create_app(
         settings, running_file=Path(settings.state_dir) / "bots-running.json")
     app[REHEARSALS] = rehearsals or BotLauncher(settings, rehearsal_command)
     app[WEBHOOK_IDS] = RecentIds(settings.webhook_dedupe_seconds)
+    app[HOST_KEY_FAILURES] = TokenBuckets(settings.host_key_failure_burst,
+                                          settings.host_key_failure_rate_per_minute)
+    app[HOST_KEY_LOG] = LogThrottle()
     app[VENDOR_JS] = vendor_js or routes_pages.LIVEKIT_CLIENT_JS
     app.cleanup_ctx.append(_services)
     app.add_routes(routes_public.routes)

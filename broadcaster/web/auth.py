@@ -4,7 +4,9 @@ The host shows the host key, a participant their LiveKit token, and a ``/metrics
 scraper connects from this machine.
 
 Every path under ``/api/host/`` needs the host key, enforced by one middleware
-so no host route can forget it.
+so no host route can forget it. Wrong keys are limited per source address: past
+``host_key_failure_burst`` the address gets 429 for every host route, the right key
+included, so the limit is no oracle; the host on another address never waits.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from livekit import api
+from loguru import logger
 
 from broadcaster.netutil import is_local_host_header
 from broadcaster.roles import InvalidInput, verify_token
 from broadcaster.shards import stage_of
-from broadcaster.web.errors import forbidden, unauthorized
-from broadcaster.web.keys import SETTINGS
+from broadcaster.web.client_address import client_key
+from broadcaster.web.errors import forbidden, too_many, unauthorized
+from broadcaster.web.keys import HOST_KEY_FAILURES, HOST_KEY_LOG, SETTINGS
 
 HOST_PREFIX = "/api/host/"
 
@@ -56,12 +60,37 @@ def same_secret(given: str, expected: str) -> bool:
 
 @web.middleware
 async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer 401 to any ``/api/host/`` request without the host key, before its route."""
-    if request.path.startswith(HOST_PREFIX) and not is_host(request):
-        raise unauthorized(
-            "host key missing" if bearer(request) is None else "host key is wrong"
-        )
+    """Answer 401 to any ``/api/host/`` request without the host key, before its route.
+
+    429 (with ``Retry-After``) to an address that presented too many wrong keys.
+    """
+    if request.path.startswith(HOST_PREFIX):
+        check_host_key(request)
     return await handler(request)
+
+
+def check_host_key(request: web.Request) -> None:
+    """Raise 401 without the right host key; 429 for an address past its wrong-key limit.
+
+    A request with no key at all is not a guess and is not counted. Log lines name the
+    address, never a key.
+    """
+    if bearer(request) is None:
+        raise unauthorized("host key missing")
+    failures = request.app[HOST_KEY_FAILURES]
+    address = client_key(request, request.app[SETTINGS].trusted_proxy_networks)
+    wait = failures.wait(address)
+    if wait is None and is_host(request):
+        return
+    if wait is None:
+        wait = failures.hit(address)
+        if wait is None:
+            raise unauthorized("host key is wrong")
+    skipped = request.app[HOST_KEY_LOG].allow()
+    if skipped is not None:
+        logger.warning(f"host routes refused to {address} for {wait:.0f} s: too many wrong "
+                       f"host keys ({skipped} more such refusals since the last line)")
+    raise too_many("too many wrong host keys from this address; try again later", wait)
 
 
 def participant(request: web.Request, room: str) -> api.access_token.Claims:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from broadcaster.config import Settings
-from broadcaster.web.rate_limit import RecentIds
+from broadcaster.web.rate_limit import LogThrottle, RecentIds, TokenBuckets
 
 if TYPE_CHECKING:
     from broadcaster.web.audience import Audience
@@ -30,5 +30,8 @@ REHEARSALS: web.AppKey[BotLauncher] = web.AppKey("rehearsals")
 FLOOR: web.AppKey[FloorGuard] = web.AppKey("floor")
 #: webhook event ids already acted on (a replay is answered, not acted on)
 WEBHOOK_IDS = web.AppKey("webhook_ids", RecentIds)
+#: wrong host keys per source address (auth.host_guard), and its throttled log line
+HOST_KEY_FAILURES = web.AppKey("host_key_failures", TokenBuckets)
+HOST_KEY_LOG = web.AppKey("host_key_log", LogThrottle)
 #: the livekit-client ES module served to the pages (no CDN)
 VENDOR_JS = web.AppKey("vendor_js", Path)

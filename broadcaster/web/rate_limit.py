@@ -61,6 +61,15 @@ class TokenBuckets:
             self._forget_full(now)
         return None
 
+    def wait(self, key: str, now: float | None = None) -> float | None:
+        """Seconds until ``key`` has a token again, or None when it has one (takes none)."""
+        if key not in self._buckets:
+            return None
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets[key]
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def _forget_full(self, now: float) -> None:
         refill = self.burst / self.rate
         self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill}

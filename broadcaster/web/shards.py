@@ -27,6 +27,7 @@ from broadcaster.roles import Role
 from broadcaster.shards import shard_rooms
 from broadcaster.web.errors import ApiError, invalid
 from broadcaster.web.livekit_admin import LiveKitAdmin, LiveKitError
+from broadcaster.web.placements import Placements
 
 #: a shard room is re-created (with metadata) at most this often per shard
 ENSURE_SECONDS = 5.0
@@ -73,7 +74,9 @@ class ShardRouter:
         self.livekit = livekit
         self._counts: dict[str, _Counts] = {}
         self._ensured: dict[str, float] = {}
-        self._where: dict[tuple[str, str], str] = {}  # (room, identity) -> its shard
+        #: (room, identity) -> its shard, bounded: a reload goes back to its seat
+        self.placements = Placements(settings.shard_placements_max,
+                                     settings.identity_claim_seconds)
         self._tasks: set[asyncio.Future[None]] = set()
         self._unreachable: dict[str, float] = {}  # shard -> until (monotonic)
         self._answered: dict[str, tuple[float, asyncio.Future[bool]]] = {}  # shard -> probe
@@ -159,7 +162,7 @@ class ShardRouter:
         now = time.monotonic()
         c = self._counts[room]
         cap = self.settings.shard_capacity
-        had = self._where.get((room, identity))
+        had = self.placements.get((room, identity))
         if had in counts:  # a rejoin leaves its seat: it may always come back to it
             counts[had] = max(0, counts[had] - 1)
         up = {n: v for n, v in counts.items() if self._unreachable.get(n, 0.0) <= now}
@@ -167,7 +170,7 @@ class ShardRouter:
             moved = await self._displaced(lost, up, c.bot)
             if moved is not None:
                 c.routed[moved] = c.routed.get(moved, 0) + 1
-                self._where[(room, identity)] = moved
+                self.placements.put((room, identity), moved)
                 return moved
         if had is not None and had in up and had != lost:
             # a rejoin: its page may have lost that shard's node; ask LiveKit first
@@ -190,7 +193,7 @@ class ShardRouter:
         placed = {n: v for n, v in free.items() if n in c.open}
         shard = min((placed or free).items(), key=lambda kv: (kv[1], kv[0]))[0]
         c.routed[shard] = c.routed.get(shard, 0) + 1
-        self._where[(room, identity)] = shard
+        self.placements.put((room, identity), shard)
         return shard
 
     async def _displaced(self, lost: str, counts: dict[str, int], bot: set[str]
@@ -284,10 +287,10 @@ class ShardRouter:
         await asyncio.gather(*(self.livekit.delete_room(s) for s in self.names(room)),
                              return_exceptions=True)
         self.forget(room)
-        self._where = {k: v for k, v in self._where.items() if k[0] != room}
+        self.placements.drop_room(room)
 
     async def remove(self, room: str, identity: str) -> None:
         """Put ``identity`` out of whichever shard holds it."""
-        self._where.pop((room, identity), None)
+        self.placements.pop((room, identity))
         await asyncio.gather(*(self.livekit.remove(s, identity) for s in self.names(room)),
                              return_exceptions=True)
