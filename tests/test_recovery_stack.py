@@ -219,6 +219,9 @@ SERVER_BANNER_JS = """() => {
 #: the bot's crash: a restarted bot is live in 3-4 s at an SDK viewer (docs/recovery.md,
 #: goal 6 s); the page adds its own subscribe and first decoded frame
 BOT_BUDGET_S = 6.0
+#: what a page adds to the SDK viewer's budgets (its subscribe and first key frame:
+#: ~1.4 s; up to 5.4 s for the bot and 8.5 s for the web app on a busy box)
+PAGE_EXTRA_S = 2.0
 
 
 async def ask_as_viewer(http: aiohttp.ClientSession, web: str, room: str, identity: str,
@@ -300,9 +303,9 @@ async def test_the_pages_carry_on_across_a_bot_and_a_web_app_crash(
         sound = [await p.evaluate("document.querySelector('#stage').dataset.audio")
                  for p in (viewer, presenter)]
         assert sound == ["on", "on"], f"a page lost its sound (viewer, presenter): {sound}"
-        assert figures["bot_no_frame"] <= BOT_BUDGET_S, figures
-        assert figures["web_no_frame"] <= WEB_BUDGET_S, figures
-        assert figures["web_presenter_no_frame"] <= WEB_BUDGET_S, figures
+        assert figures["bot_no_frame"] <= BOT_BUDGET_S + PAGE_EXTRA_S, figures
+        assert figures["web_no_frame"] <= WEB_BUDGET_S + PAGE_EXTRA_S, figures
+        assert figures["web_presenter_no_frame"] <= WEB_BUDGET_S + PAGE_EXTRA_S, figures
     # livekit-client's own play() of a re-attached track, interrupted by the next one
     # (an AbortError nobody awaits): harmless, and not ours to catch
     assert not [p for p in problems if "pageerror" in p and "interrupted by a new load" not in p], \
