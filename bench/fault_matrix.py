@@ -42,10 +42,12 @@ from bench.servers import up_stack  # noqa: E402
 PARTS = ("avatar", "bot", "web", "livekit")
 #: how to read the rows (also written into the result)
 NOTES = ("livekit-server's first SIGTERM or SIGINT drains: it waits for every participant to "
-         "leave, so under a live webinar it never exits and nothing changes for anyone; the "
-         "next signal (the SIGINT row follows the SIGTERM row: the same process) ends it at "
-         "once. A viewer that rejoined counts its tracks from 0 again, so live_after / "
-         "moving_after can be None for it while frames came: read longest_gap then.")
+         "leave, which under a live webinar is never. `up`'s supervisor reads the drain in its "
+         "log (broadcaster/livekit_drain.py) and signals it again, which ends it at once "
+         "(before that fix the SIGTERM row read 'not gone' and the SIGINT row, the same "
+         "process, ended it). A viewer that rejoined counts its tracks from 0 again, so "
+         "live_after / moving_after can be None for it while frames came: read longest_gap "
+         "then.")
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 #: how the supervisor (livekit, avatar, web) and the bot launcher log an exit
 EXITED = {"bot": r"bot for room \S+ exited \(code (-?\d+)\)",

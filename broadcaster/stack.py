@@ -17,6 +17,7 @@ from loguru import logger
 
 from broadcaster import livekit_server
 from broadcaster.config import Settings
+from broadcaster.livekit_drain import DrainWatch
 from broadcaster.logs import configure_logging
 from broadcaster.supervisor import ChildSpec, StartupError, Supervisor
 
@@ -26,13 +27,17 @@ def stack_specs(settings: Settings) -> list[ChildSpec]:
     specs: list[ChildSpec] = []
     env = settings.child_env()
     if settings.managed_livekit:
-        config = livekit_server.render_config(settings, Path(settings.state_dir) / "livekit.yaml")
+        # an outside SIGTERM only drains it: its log shows that, and we end the drain
+        watch = DrainWatch.for_template(settings.livekit_config_template)
+        config = livekit_server.render_config(settings, Path(settings.state_dir) / "livekit.yaml",
+                                              extra=watch.config())
         argv, lk_env = livekit_server.command(settings, config)
         specs.append(ChildSpec(
             name="livekit", argv=argv, env=lk_env, ready_url=settings.livekit_http_url,
             ready_timeout=30, ports=livekit_server.ports(settings),
             # by then the bots are gone: viewers still connected need not hold the stop
             repeat_stop_after=1.0,
+            show_line=watch.show, draining_line=watch.is_drain,
         ))
     if not settings.use_heygen:
         specs.append(ChildSpec(

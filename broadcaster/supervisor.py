@@ -51,6 +51,12 @@ class ChildSpec:
     #: signal the stop again after this many seconds: livekit-server's first SIGTERM
     #: waits for every participant to leave, its second one closes the rooms at once
     repeat_stop_after: float | None = None
+    #: whether to print a line of its output (None: every line)
+    show_line: Callable[[str], bool] | None = None
+    #: a line saying it began a slow stop on an outside signal (livekit-server's drain,
+    #: broadcaster/livekit_drain.py): the supervisor signals it again, which ends it at
+    #: once, and restarts it as after any exit
+    draining_line: Callable[[str], bool] | None = None
 
 
 def check_programs(specs: Sequence[ChildSpec]) -> None:
@@ -91,6 +97,7 @@ class Child:
         self.restarts = RestartTracker(policy)
         self.started_at = 0.0  # monotonic, when the process was spawned
         self.restart_task: asyncio.Task[None] | None = None  # a restart waiting or starting
+        self.stopping = False  # our own stop is under way: its drain is expected
 
     @property
     def alive(self) -> bool:
@@ -102,6 +109,7 @@ class Child:
         spec = self.spec
         logger.info(f"starting {spec.name}")
         self.started_at = time.monotonic()
+        self.stopping = False
         self.spawning = True  # spawned but not yet ours: not an orphan (end_orphans)
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -127,12 +135,27 @@ class Child:
         logger.info(f"{spec.name} is ready")
 
     async def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        proc = self.proc  # this process's output, even once a restart replaced it
+        assert proc is not None and proc.stdout is not None
         name = f"{self.spec.name:>8}" if self.log_format == "text" else self.spec.name
-        while line := await self.proc.stdout.readline():
+        while line := await proc.stdout.readline():
             text = self.scrub(line.decode(errors="replace").rstrip())
+            if self.spec.draining_line and self.spec.draining_line(text):
+                self._end_drain(proc)
+            if self.spec.show_line and not self.spec.show_line(text):
+                continue
             sys.stdout.write(child_line(name, text, self.log_format))
             sys.stdout.flush()
+
+    def _end_drain(self, proc: asyncio.subprocess.Process) -> None:
+        """Signal again a child that began draining on a signal from outside."""
+        if self.stopping or proc is not self.proc or proc.returncode is not None:
+            return  # our own stop repeats its signal itself (``repeat_stop_after``)
+        logger.warning(f"{self.spec.name} was sent a stop signal from outside and is draining "
+                       "(it would wait for every participant to leave): signalling it again "
+                       "to end it now; it is restarted")
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
 
     async def stop(self) -> None:
         """Stop the child: SIGTERM, then SIGKILL after ``stop_timeout``.
@@ -143,6 +166,7 @@ class Child:
         if proc is None or proc.returncode is not None:
             return
         logger.info(f"stopping {self.spec.name}")
+        self.stopping = True
         below = proctree.tree(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)

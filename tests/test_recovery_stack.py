@@ -19,7 +19,10 @@ real bot). No mocks.
    reload (the longest time with no frame presented, within budget), and the host
    console says "Reconnecting to the server…" meanwhile, then hides a question typed
    after the restart.
-4. The avatar is asked a question and, while it says the answer (its words arrive as
+4. livekit-server is sent SIGTERM, then SIGINT, straight (an operator's ``kill``): its
+   first signal only drains, so the supervisor must end the drain; it must be gone within
+   5 s and the SDK viewer's frames back (broadcaster/livekit_drain.py).
+5. The avatar is asked a question and, while it says the answer (its words arrive as
    interim captions), ``up`` gets SIGTERM: it exits 0, the avatar session is stopped by
    the bot itself, and not one process of the tree (walked in /proc before) is left.
 """
@@ -311,6 +314,58 @@ async def test_the_pages_carry_on_across_a_bot_and_a_web_app_crash(
     assert not [p for p in problems if "pageerror" in p and "interrupted by a new load" not in p], \
         problems
 
+#: an outside SIGTERM/SIGINT to livekit-server under ``up`` must end it this soon. Its own
+#: first signal only drains (waits for every participant to leave, forever under a live
+#: webinar); the supervisor reads the drain in its log and gives the second signal
+DRAIN_EXIT_S = 5.0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_an_outside_signal_to_livekit_server_ends_it_and_viewers_come_back(
+        stack: Stack, sig: signal.Signals) -> None:
+    """An operator's ``kill -TERM`` (or Ctrl-C's SIGINT) straight to livekit-server under
+    a live webinar: it must exit within DRAIN_EXIT_S, the supervisor restart it, and an
+    SDK viewer see the live avatar again as after a SIGKILL (LIVEKIT_GOAL_S)."""
+    s = stack.settings
+    async with aiohttp.ClientSession() as http:
+        await wait_bot_live(stack, http, 90)
+        viewer = Audience(web_url(stack), s.demo_room, s.bot_identity,
+                          identity=f"viewer-lk-{sig.name.lower()}")
+        await viewer.join(http)
+        keeper = asyncio.create_task(viewer.keep(http))
+        gone_after = back = gap = None
+        live = False
+        try:
+            await wait_live(viewer, 60)
+            sfu = part(stack, "sfu")
+            t0 = time.monotonic()
+            os.kill(sfu, sig)
+            while time.monotonic() < t0 + 30:
+                if gone_after is None and _gone(sfu):
+                    gone_after = time.monotonic() - t0
+                if (gone_after is not None and viewer.watcher.live_now()
+                        and time.monotonic() > t0 + gone_after + 1.5):
+                    break  # frames again, and not just the last ones before the exit
+                if gone_after is None and time.monotonic() > t0 + DRAIN_EXIT_S + 1:
+                    break  # still draining: no need to wait the rest out
+                await asyncio.sleep(0.05)
+            gap, back = _longest_gap_end(viewer, t0)
+            live = viewer.watcher.live_now()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            await viewer.watcher.leave()
+    logger.info(f"livekit-server sent {sig.name} under a viewer: gone after {gone_after} s, "
+                f"frames again after {back} s, longest gap without a frame {gap} s")
+    print(f"\nlivekit-server {sig.name}: gone {gone_after} s, frames again {back} s, "
+          f"longest gap {gap} s")
+    assert gone_after is not None, f"livekit-server still running {DRAIN_EXIT_S + 1:.0f} s " \
+        f"after {sig.name} (draining):\n{stack.tail(30)}"
+    assert gone_after <= DRAIN_EXIT_S, f"{gone_after:.1f} s"
+    assert part(stack, "sfu") != sfu, "the supervisor started a new livekit-server"
+    assert live, f"no live avatar at the viewer:\n{stack.tail(30)}"
+    assert back is not None and back <= LIVEKIT_GOAL_S, f"frames again after {back} s"
+
 
 async def test_sigterm_with_an_answer_in_flight_leaves_no_process_and_no_session(
         stack: Stack) -> None:
@@ -364,3 +419,24 @@ async def test_sigterm_with_an_answer_in_flight_leaves_no_process_and_no_session
     assert stack.grep(r"bot for room \S+ stopped \(exit 0\)"), stack.tail(80)
     assert not stack.grep(r"ignored SIGTERM"), stack.tail(80)
     assert took < 15, f"shutdown took {took:.1f} s"
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` ended (a zombie counts: the supervisor has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _longest_gap_end(viewer: Audience, t0: float) -> tuple[float | None, float | None]:
+    """The longest time without a frame since ``t0`` and when it ended (s after ``t0``).
+
+    A viewer that rejoined numbers its tracks from 0 again, so ``live_after`` cannot tell
+    the new track from the old one: the end of the gap is when the picture came back.
+    """
+    ts = [t0, *(s.t for s in viewer.watcher.seen if s.t >= t0)]
+    if len(ts) < 2:
+        return None, None
+    gap, end = max((b - a, b) for a, b in zip(ts, ts[1:], strict=False))
+    return round(gap, 2), round(end - t0, 2)
