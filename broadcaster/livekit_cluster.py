@@ -83,6 +83,7 @@ class Cluster:
     redis_port: int
     redis: subprocess.Popen[bytes]
     nodes: list[Node] = field(default_factory=list)
+    workdir: Path = Path(".")
 
     @property
     def redis_address(self) -> str:
@@ -114,6 +115,21 @@ class Cluster:
                                   s.livekit_api_secret) as lk:
             await lk.room.create_room(api.CreateRoomRequest(
                 name=room, node_id=node.node_id, empty_timeout=empty_timeout))
+
+    def kill_redis(self) -> None:
+        """SIGKILL Redis, as a crash; the nodes run on."""
+        with contextlib.suppress(ProcessLookupError):
+            self.redis.send_signal(signal.SIGKILL)
+        self.redis.wait()
+
+    async def restart_redis(self) -> None:
+        """Start Redis again on its port.
+
+        Empty, as the cluster runs it without persistence: the nodes fill it again.
+        """
+        if self.redis.poll() is None:
+            await _stop(self.redis)
+        _, self.redis = await _start_redis(self.workdir, self.redis_port)
 
     def node_by_id(self, node_id: str) -> Node | None:
         """Return the node with this LiveKit node ID, if it is one of ours."""
@@ -170,8 +186,8 @@ def node_extra(redis_address: str, extra: Mapping[str, Any] | None = None) -> di
     return out
 
 
-async def _start_redis(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
-    port = free_port()
+async def _start_redis(workdir: Path, port: int = 0) -> tuple[int, subprocess.Popen[bytes]]:
+    port = port or free_port()
     proc = await asyncio.to_thread(_spawn_redis, port, workdir)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -187,7 +203,7 @@ async def _start_redis(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
 
 
 def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    with open(workdir / "redis.log", "wb") as log:  # the child keeps its own copy
+    with open(workdir / "redis.log", "ab") as log:  # the child keeps its own copy
         return subprocess.Popen(
             [find_redis(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes"],
@@ -245,7 +261,7 @@ async def running(settings: Settings, workdir: Path, nodes: int = 3, *,
     """
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     port, redis = await _start_redis(workdir)
-    cluster = Cluster(port, redis)
+    cluster = Cluster(port, redis, workdir=workdir)
     try:
         for i in range(nodes):
             s = node_settings(settings, workdir)

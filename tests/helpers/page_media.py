@@ -140,3 +140,32 @@ def changes(seen: list[tuple[float, dict]]) -> list[tuple[float, dict]]:
     return [(round(t, 1), x) for i, (t, x) in enumerate(seen)
             if i == 0 or {k: v for k, v in x.items() if k != "frames"}
             != {k: v for k, v in seen[i - 1][1].items() if k != "frames"}]
+
+
+#: before a fault: note when the page presents each frame of ``#stage-video`` (a new
+#: element, after a rejoin, is followed too); ``window.__frameAt`` holds Date.now() values
+FRAME_TIMES_JS = """() => {
+  window.__beforeTheKill = true;
+  window.__frameAt = [];
+  const follow = () => {
+    const v = document.querySelector('#stage-video');
+    if (v && v !== window.__frameOf) {
+      window.__frameOf = v;
+      const seen = () => {
+        window.__frameAt.push(Date.now());
+        if (window.__frameOf === v) v.requestVideoFrameCallback(seen);
+      };
+      v.requestVideoFrameCallback(seen);
+    }
+  };
+  follow();
+  setInterval(follow, 100);
+}"""
+
+
+async def longest_no_frame(page: Any, since_ms: float) -> float:
+    """The longest time (s) with no frame presented in the page from ``since_ms``
+    (Date.now() in the page's clock = the test's wall clock) to the last frame seen."""
+    times = [t for t in await page.evaluate("window.__frameAt") if t >= since_ms - 1000]
+    edges = [since_ms, *[t for t in times if t >= since_ms]]
+    return max((b - a for a, b in zip(edges, edges[1:], strict=False)), default=0.0) / 1000

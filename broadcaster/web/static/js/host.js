@@ -259,6 +259,23 @@ function stopWatching() {
   $('#watch').textContent = 'Watch stage';
 }
 
+// --- the web app restarting: the polls fail a few seconds, then carry on ----------
+/** A poll of the selected webinar that says "Reconnecting to the server…" while the
+ * web app is unreachable (or its proxy answers 502-504) and hides it once one works. */
+function polled(fn) {
+  return async () => {
+    if (!key || !current) return;
+    try {
+      await fn();
+      $('#server-state').hidden = true;
+    } catch (err) {
+      const gone = err instanceof ApiError && (err.status === 0 || (err.status >= 502 && err.status <= 504));
+      if (gone) $('#server-state').hidden = false;
+      throw err;
+    }
+  };
+}
+
 // --- wiring --------------------------------------------------------------------------
 function main() {
   $('#login-form').addEventListener('submit', async (ev) => {
@@ -331,11 +348,11 @@ function main() {
   });
 
   peopleControls(() => refreshParticipants().catch(fail));
-  every(2000, async () => { if (key && current) await refreshParticipants(); });
-  every(2000, async () => { if (key && current) await audience.refreshQuestions(); });
-  every(2000, async () => { if (key && current) await audience.refreshHands(); });
-  every(5000, async () => { if (key && current) await refreshBans(); });
-  every(4000, async () => { if (key && current) await refreshBot(); });
+  every(2000, polled(refreshParticipants));
+  every(2000, polled(() => audience.refreshQuestions()));
+  every(2000, polled(() => audience.refreshHands()));
+  every(5000, polled(refreshBans));
+  every(4000, polled(refreshBot));
 
   const candidate = keyFromFragment() || sessionStorage.getItem(KEY_STORE);
   if (candidate) {
