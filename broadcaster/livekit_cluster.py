@@ -202,11 +202,19 @@ async def _start_redis(workdir: Path, port: int = 0) -> tuple[int, subprocess.Po
     raise TimeoutError("redis-server did not answer PING in 15 s")
 
 
+#: Redis keeps LiveKit's room-to-node map across its own restart: restarted empty, the
+#: nodes forget which node hosts each room and a newcomer's join opens a second, empty
+#: room of the same name on another node, away from the bot (tests/test_redis_loss.py).
+#: The map changes only when a room opens or moves, so an append-only file synced every
+#: second costs nothing; deploy/'s Redis runs with the same two settings.
+REDIS_PERSISTENCE = ("--appendonly", "yes", "--appendfsync", "everysec")
+
+
 def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     with open(workdir / "redis.log", "ab") as log:  # the child keeps its own copy
         return subprocess.Popen(
             [find_redis(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes"],
+             *REDIS_PERSISTENCE, "--dir", str(workdir), "--protected-mode", "yes"],
             stdout=log, stderr=log)
 
 

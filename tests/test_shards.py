@@ -182,6 +182,10 @@ async def test_a_full_webinar_says_so_and_a_reload_keeps_its_shard(cluster: Clus
         late = await web.join(room, "late-c")
         assert late.status == 503 and "full" in late.data["error"], late.text
         assert late.headers.get("Retry-After") == "60"
+        # the page tries again later with the same identity: still "full", never "taken"
+        # (a refused join held no claim; it once did, and the retry got 409 for good)
+        retry = await web.join(room, "late-c")
+        assert retry.status == 503 and "full" in retry.data["error"], retry.text
         again = await web.join(room, "early-a", claim=a.data["claim"])
         assert again.status == 200 and again.data["livekit_room"] == a.data["livekit_room"]
         # a page that lost its node's room, in a full webinar: not turned away (its seat)

@@ -342,6 +342,8 @@ class Webinars:
             if not reclaim and (held is not None or connected is not None
                                 or identity == webinar.speaker):
                 raise conflict(f"identity {identity!r} is already taken in this room")
+            # 503 when every shard is full, before the claim is kept: the retry may come
+            joins = await self.shards.route(room, identity, lost) if to_shard else room
             secret = claim if reclaim and claim else secrets.token_urlsafe(24)
             if connected is not None:  # the same person, reloading: drop the stale session
                 await self.livekit.remove_stale(room, identity)
@@ -351,9 +353,7 @@ class Webinars:
             # the floor's own claim holder keeps it across a reload; nobody else gets it
             speaking = webinar.speaker == identity
             grant = Role.PRESENTER if speaking else Role(role)
-            joins = room
-            if grant == Role.VIEWER and self.shards.enabled:  # 503 when every shard is full
-                joins = await self.shards.route(room, identity, lost)
+            if to_shard:  # a viewer never holds the floor: ``grant`` is VIEWER
                 self.shards.ensure(joins, metadata(webinar))
             token = mint_token(self.settings, grant, joins, identity, name=display,
                                speaking=speaking)
