@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from bench.e2e import Presenter
+from bench.faults import join_webinar
 from bench.receiver import AUDIO_RATE
 from probes.speech import flite
 
@@ -37,14 +38,8 @@ class Seat:
         self.clip = flite(QUESTION, AUDIO_RATE, voice="slt", trim=True)
 
     async def join(self, http: aiohttp.ClientSession) -> None:
-        body: dict[str, Any] = {"identity": "bench-presenter", "role": "presenter",
-                                "code": self.code}
-        if self.claim:
-            body["claim"] = self.claim
-        async with http.post(f"{self.web}/api/webinars/{self.room}/join", json=body) as r:
-            data = await r.json()
-            if r.status != 200:
-                raise RuntimeError(f"presenter join refused: {r.status} {data}")
+        data = await join_webinar(http, self.web, self.room, {
+            "identity": "bench-presenter", "role": "presenter", "code": self.code}, self.claim)
         self.claim = data.get("claim")
         if self.mic is not None:
             await self.mic.leave()

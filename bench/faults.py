@@ -74,6 +74,19 @@ def uptime(pid: int) -> float:
     return boot_s - start / os.sysconf("SC_CLK_TCK")
 
 
+async def join_webinar(http: aiohttp.ClientSession, web: str, room: str,
+                       body: dict[str, Any], claim: str | None) -> dict[str, Any]:
+    """Join through the web app (with the claim of an earlier join, to keep the identity
+    across a rejoin); its reply, or RuntimeError naming the refusal."""
+    if claim:
+        body = {**body, "claim": claim}
+    async with http.post(f"{web}/api/webinars/{room}/join", json=body) as r:
+        data = await r.json()
+        if r.status != 200:
+            raise RuntimeError(f"{body.get('role')} join refused: {r.status} {data}")
+    return data
+
+
 class Audience:
     """One viewer of the demo webinar that rejoins through the web app when dropped."""
 
@@ -87,14 +100,8 @@ class Audience:
         self.rejoins = 0
 
     async def join(self, http: aiohttp.ClientSession) -> None:
-        body: dict[str, Any] = {"identity": self.identity, "name": "Bench Viewer",
-                                "role": "viewer"}
-        if self.claim:
-            body["claim"] = self.claim
-        async with http.post(f"{self.web}/api/webinars/{self.room}/join", json=body) as r:
-            data = await r.json()
-            if r.status != 200:
-                raise RuntimeError(f"join refused: {r.status} {data}")
+        data = await join_webinar(http, self.web, self.room, {
+            "identity": self.identity, "name": "Bench Viewer", "role": "viewer"}, self.claim)
         self.claim = data.get("claim")
         seen = self.watcher.seen
         self.watcher = self.make_watcher(self.bot)
